@@ -1,0 +1,71 @@
+/**
+ * Sizes and rates of `npm run bench`, from the environment. BENCH_SCALE (default 1) multiplies every
+ * count; each count can also be set on its own (BENCH_SINGLE_TXNS, BENCH_MULTI_TXNS, BENCH_MULTI_ROWS,
+ * BENCH_SNAPSHOT_ROWS, BENCH_WARMUP_TXNS, BENCH_STEADY_RATES=1000,5000 or none, BENCH_STEADY_SECONDS,
+ * BENCH_TWO_WAY_STEADY_RATE). The defaults keep the whole run at a few minutes on 2 cores and copy a
+ * 1,000,000-row table; BENCH_SCALE=4 gives the bulk sizes of the issue (200,000 single-row transactions
+ * and 1,000 transactions of 1,000 rows; the snapshot table then has 4,000,000 rows).
+ */
+
+export interface BenchSettings {
+  /** Bulk phase, part 1: single-row INSERT transactions, committed as fast as the source takes them. */
+  readonly singleRowTxns: number;
+  /** Bulk phase, part 2: this many transactions of `multiRowTxnRows` rows each. */
+  readonly multiRowTxns: number;
+  readonly multiRowTxnRows: number;
+  /** Steady phase: fixed rates in changes/s (one change per transaction), each for `steadySeconds`. */
+  readonly steadyRates: readonly number[];
+  readonly steadySeconds: number;
+  /** Steady rate used per side in the two-way run (both nodes write at this rate at once). */
+  readonly twoWaySteadyRate: number;
+  /** Rows of the table copied by the snapshot comparison. */
+  readonly snapshotRows: number;
+  /** Single-row transactions applied before measuring (JIT warm-up, first Kafka fetches). */
+  readonly warmupTxns: number;
+  /** Write a V8 CPU profile of each pgbisync process into bench/results/prof/. */
+  readonly cpuProfile: boolean;
+  /** Run only these scenarios (comma list of one-way,native,debezium,two-way,snapshot); default all. */
+  readonly only: ReadonlySet<string>;
+}
+
+function num(name: string, fallback: number): number {
+  const raw = process.env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const value = Number(raw);
+  if (!Number.isFinite(value) || value < 0) throw new Error(`${name}: not a non-negative number: ${raw}`);
+  return value;
+}
+
+export const SCENARIOS = ['one-way', 'native', 'debezium', 'two-way', 'snapshot'] as const;
+
+export function readSettings(): BenchSettings {
+  const scale = num('BENCH_SCALE', 1);
+  const scaled = (name: string, base: number) => Math.max(1, Math.round(num(name, base * scale)));
+  const rates = (process.env.BENCH_STEADY_RATES ?? '1000,5000')
+    .split(',')
+    .map((r) => Number(r.trim()))
+    .filter((r) => Number.isFinite(r) && r > 0);
+  const only = new Set(
+    (process.env.BENCH_ONLY ?? SCENARIOS.join(','))
+      .split(',')
+      .map((s) => s.trim())
+      .filter((s) => s !== ''),
+  );
+  for (const s of only) {
+    if (!(SCENARIOS as readonly string[]).includes(s)) {
+      throw new Error(`BENCH_ONLY: unknown scenario ${s} (known: ${SCENARIOS.join(', ')})`);
+    }
+  }
+  return {
+    singleRowTxns: scaled('BENCH_SINGLE_TXNS', 50_000),
+    multiRowTxns: scaled('BENCH_MULTI_TXNS', 250),
+    multiRowTxnRows: Math.max(1, Math.round(num('BENCH_MULTI_ROWS', 1_000))),
+    steadyRates: rates,
+    steadySeconds: num('BENCH_STEADY_SECONDS', 10),
+    twoWaySteadyRate: num('BENCH_TWO_WAY_STEADY_RATE', 1_000),
+    snapshotRows: scaled('BENCH_SNAPSHOT_ROWS', 1_000_000),
+    warmupTxns: scaled('BENCH_WARMUP_TXNS', 5_000),
+    cpuProfile: process.env.BENCH_CPU_PROF === '1',
+    only,
+  };
+}

@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# Runs pgbisync's test suites. Usage: scripts/test.sh [unit|pg|kafka|connect|all] (default all).
+#   unit   pure tests (*.test.ts without .pg/.kafka)
+#   pg     tests that need real PostgreSQL (*.pg.test.ts) and kafka: real Kafka too (*.kafka.test.ts);
+#          both run once per PostgreSQL major (18 from npm, 15 from the machine) on a stack that this script
+#          starts with `pgbisync dev up` and stops afterwards.
+#   connect interop with the real Debezium connectors (*.connect.test.ts) on a stack started with
+#          `dev up --connect` (Kafka Connect too), on one PostgreSQL major: PGBISYNC_TEST_CONNECT_PG_MAJOR
+#          (default 15).
+# Ends with one line "tests: N passed, N failed" summed over every run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/node-env.sh
+suite="${1:-all}"
+majors="${PGBISYNC_TEST_PG_MAJORS:-18 15}"
+
+if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  npm ci --no-audit --no-fund
+fi
+
+results="$(mktemp -d)"
+trap 'rm -rf "$results"' EXIT
+status=0
+
+list() { # list test files of a kind: unit | pg | kafka
+  case "$1" in
+    unit) find src bench -name '*.test.ts' ! -name '*.pg.test.ts' ! -name '*.kafka.test.ts' ! -name '*.connect.test.ts' 2>/dev/null | sort ;;
+    pg) find src -name '*.pg.test.ts' | sort ;;
+    kafka) find src -name '*.kafka.test.ts' | sort ;;
+    connect) find src -name '*.connect.test.ts' | sort ;;
+  esac
+}
+
+run_node_tests() { # name, concurrency, files...
+  local name="$1" concurrency="$2"; shift 2
+  [ "$#" -gt 0 ] || return 0
+  echo "=== $name: $# files"
+  if ! node --test --test-concurrency="$concurrency" --test-timeout=600000 \
+      --test-reporter=spec --test-reporter-destination=stdout \
+      --test-reporter=tap --test-reporter-destination="$results/$name.tap" "$@"; then
+    status=1
+  fi
+}
+
+if [ "$suite" = unit ] || [ "$suite" = all ]; then
+  mapfile -t files < <(list unit)
+  run_node_tests unit "${PGBISYNC_TEST_CONCURRENCY:-2}" "${files[@]}"
+fi
+
+# Stacks listen on port_base + 10 * major onwards; set it to run two checkouts at once. Below Linux's
+# ephemeral range (32768-60999 by default): a port there can be taken for a moment by any outgoing
+# connection's local end, and `dev up` then refuses it (seen once in CI).
+port_base="${PGBISYNC_TEST_PORT_BASE:-26000}"
+
+start_stack() { # major, state folder, first port, extra dev-up flags...: starts it and exports its addresses
+  local major="$1" state="$2" p="$3"; shift 3
+  if ! ./bin/pgbisync.js dev up --pg "$major" --state-dir "$state" \
+    --db1-port "$p" --db2-port $((p + 1)) --kafka-port $((p + 2)) --kafka-controller-port $((p + 3)) "$@" >/dev/null; then
+    # Whatever did start must not outlive the run.
+    ./bin/pgbisync.js dev down --state-dir "$state" --destroy >/dev/null 2>&1 || true
+    return 1
+  fi
+  local stack
+  stack="$(./bin/pgbisync.js dev status --json --state-dir "$state")"
+  export PGBISYNC_TEST_PG_MAJOR="$major"
+  export PGBISYNC_TEST_DB1_URL; PGBISYNC_TEST_DB1_URL="$(node -e 'const s=JSON.parse(process.argv[1]);console.log(s.nodes[0].url)' "$stack")"
+  export PGBISYNC_TEST_DB2_URL; PGBISYNC_TEST_DB2_URL="$(node -e 'const s=JSON.parse(process.argv[1]);console.log(s.nodes[1].url)' "$stack")"
+  export PGBISYNC_TEST_PG_URL="$PGBISYNC_TEST_DB1_URL"
+  export PGBISYNC_TEST_KAFKA_BROKERS; PGBISYNC_TEST_KAFKA_BROKERS="$(node -e 'const s=JSON.parse(process.argv[1]);console.log(s.kafka.brokers.join(","))' "$stack")"
+  export PGBISYNC_TEST_CONNECT_URL; PGBISYNC_TEST_CONNECT_URL="$(node -e 'const s=JSON.parse(process.argv[1]);console.log(s.connect?.url ?? "")' "$stack")"
+}
+
+if [ "$suite" = pg ] || [ "$suite" = kafka ] || [ "$suite" = all ]; then
+  kinds="pg kafka"; [ "$suite" = pg ] && kinds="pg"; [ "$suite" = kafka ] && kinds="kafka"
+  for major in $majors; do
+    state="$PWD/.state/test-pg$major"
+    start_stack "$major" "$state" $((port_base + major * 10))
+    for kind in $kinds; do
+      mapfile -t files < <(list "$kind")
+      # Kafka suites check that WAL stops moving once the sync is idle: WAL is per server, so their
+      # files run one at a time.
+      c="${PGBISYNC_TEST_CONCURRENCY:-2}"; [ "$kind" = kafka ] && c=1
+      run_node_tests "$kind-pg$major" "$c" "${files[@]}"
+    done
+    ./bin/pgbisync.js dev down --state-dir "$state" --destroy >/dev/null 2>&1 || status=1
+  done
+fi
+
+if [ "$suite" = connect ] || [ "$suite" = all ]; then
+  # One major only: these suites prove interop with Debezium's components, not PostgreSQL versions.
+  major="${PGBISYNC_TEST_CONNECT_PG_MAJOR:-15}"
+  state="$PWD/.state/test-connect-pg$major"
+  p=$((port_base + major * 10 + 5)) # db1, db2, Kafka, controller on p..p+3, Connect's REST API on p+4
+  start_stack "$major" "$state" "$p" --connect --connect-port $((p + 4))
+  mapfile -t files < <(list connect)
+  run_node_tests "connect-pg$major" 1 "${files[@]}"
+  ./bin/pgbisync.js dev down --state-dir "$state" --destroy >/dev/null 2>&1 || status=1
+fi
+
+passed=0; failed=0; todo=0
+for tap in "$results"/*.tap; do
+  [ -f "$tap" ] || continue
+  p=$(grep -E '^# pass ' "$tap" | tail -1 | awk '{print $3}'); f=$(grep -E '^# fail ' "$tap" | tail -1 | awk '{print $3}')
+  t=$(grep -E '^# todo ' "$tap" | tail -1 | awk '{print $3}')
+  passed=$((passed + ${p:-0})); failed=$((failed + ${f:-0})); todo=$((todo + ${t:-0}))
+done
+echo "tests: $passed passed, $failed failed, $todo todo (known failures, named with # TODO above)"
+[ "$failed" -eq 0 ] || status=1
+exit "$status"

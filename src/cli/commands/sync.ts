@@ -1,0 +1,115 @@
+/** `pgbisync setup | teardown | run`: prepare the nodes and Kafka, run the sync, remove everything. */
+import type { Command } from 'commander';
+import { loadConfigFile, redactConfig } from '../../config/load.ts';
+import { startHttpServer } from '../../observability/http-server.ts';
+import { sampleLag } from '../../observability/lag-sampler.ts';
+import { createLogger } from '../../observability/logger.ts';
+import { Metrics } from '../../observability/metrics.ts';
+import { interleaveSequences } from '../../operate/sequences.ts';
+import { requireSyncSettings, setup, teardown } from '../../operate/setup.ts';
+import { formatStatus, readStatus } from '../../operate/status.ts';
+import { resolveTables, withNode } from '../../runtime/sync-plan.ts';
+import { SyncRunner } from '../../runtime/sync-runner.ts';
+import { parseIntegerOption } from '../options.ts';
+
+export const CONFIG_OPTION = ['-c, --config <file>', 'config file (YAML)', 'pgbisync.yaml'] as const;
+
+const out = (line: string): void => {
+  process.stdout.write(`${line}\n`);
+};
+
+export function registerSyncCommands(program: Command): void {
+  program
+    .command('setup')
+    .description('create the pgbisync schema, publications, origins, delete triggers and topics (idempotent)')
+    .option(...CONFIG_OPTION)
+    .option(
+      '--interleave-sequences',
+      'make serial/identity sequences of synced tables hand out node-specific values (node k of N: k, k+N, ...)',
+    )
+    .action(async (flags: { config: string; interleaveSequences?: boolean }) => {
+      const config = loadConfigFile(flags.config);
+      const report = await setup(config, out);
+      if (flags.interleaveSequences === true) {
+        for (const s of await interleaveSequences(config, report.tables)) {
+          out(`${s.node}: sequence ${s.sequence} restarts at ${s.start}, increment ${s.increment}`);
+        }
+      }
+      out(`setup done: ${report.tables.length} tables on ${report.nodes.length} nodes`);
+    });
+
+  program
+    .command('teardown')
+    .description('drop slots, publications, origins, triggers, the pgbisync schema and the topics')
+    .option(...CONFIG_OPTION)
+    .option('--keep-topics', 'leave the Kafka topics in place')
+    .action(async (flags: { config: string; keepTopics?: boolean }) => {
+      const config = loadConfigFile(flags.config);
+      await teardown(config, { keepTopics: flags.keepTopics === true }, out);
+      out('teardown done');
+    });
+
+  program
+    .command('run')
+    .description('run the sync: a capture per node and an applier per direction, until SIGTERM/SIGINT')
+    .option(...CONFIG_OPTION)
+    .option(
+      '--duration <seconds>',
+      'stop after this many seconds (for scripts and tests)',
+      parseIntegerOption,
+    )
+    .option(
+      '--http-port <port>',
+      'port of /metrics, /healthz and /status (0: a free port; default from config)',
+    )
+    .action(async (flags: { config: string; duration?: number; httpPort?: string }) => {
+      const config = loadConfigFile(flags.config);
+      const log = createLogger();
+      log.info({ config: redactConfig(config) }, 'starting');
+      // Conflict resolution compares commit timestamps: refuse to run without them (and logical WAL).
+      for (const node of config.nodes)
+        await withNode(node, 'run', (db) => requireSyncSettings(db, node.name));
+      const tables = await resolveTables(config);
+      const metrics = new Metrics();
+      const runner = new SyncRunner({ config, tables, log, metrics });
+      const controller = new AbortController();
+      const stop = (why: string) => {
+        if (controller.signal.aborted) return;
+        log.info({ why }, 'stopping');
+        controller.abort();
+      };
+      process.once('SIGTERM', () => stop('SIGTERM'));
+      process.once('SIGINT', () => stop('SIGINT'));
+      const timer =
+        flags.duration === undefined
+          ? undefined
+          : setTimeout(() => stop('duration elapsed'), flags.duration * 1000);
+      const port = flags.httpPort === undefined ? config.http.port : Number(flags.httpPort);
+      const http = await startHttpServer({ host: config.http.host, port, metrics, runner });
+      log.info({ tables, http: http.url }, 'running');
+      const sampling = sampleLag(config, metrics, log, controller.signal);
+      try {
+        await runner.run(controller.signal);
+      } finally {
+        controller.abort(); // a failed run stops the sampler too
+        await sampling;
+        if (timer !== undefined) clearTimeout(timer);
+        await http.close();
+      }
+      log.info('stopped');
+    });
+
+  program
+    .command('status')
+    .description(
+      'per direction: retained WAL, Kafka lag, last applied LSN and time, conflicts; exit 1 if unhealthy',
+    )
+    .option(...CONFIG_OPTION)
+    .option('--json', 'print JSON')
+    .action(async (flags: { config: string; json?: boolean }) => {
+      const config = loadConfigFile(flags.config);
+      const report = await readStatus(config);
+      out(flags.json === true ? JSON.stringify(report, null, 2) : formatStatus(report));
+      if (!report.healthy) process.exitCode = 1;
+    });
+}

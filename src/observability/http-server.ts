@@ -1,0 +1,59 @@
+/** HTTP endpoints of `pgbisync run`: /metrics (Prometheus), /healthz, /status (JSON). */
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { SyncRunner } from '../runtime/sync-runner.ts';
+import type { Metrics } from './metrics.ts';
+
+export interface HttpServer {
+  readonly url: string;
+  close(): Promise<void>;
+}
+
+export async function startHttpServer(o: {
+  host: string;
+  port: number;
+  metrics: Metrics;
+  runner: SyncRunner;
+}): Promise<HttpServer> {
+  const server = createServer((req, res) => {
+    const states = [...o.runner.states.values()];
+    if (req.url === '/metrics') {
+      o.metrics.registry
+        .metrics()
+        .then((text) => {
+          res.writeHead(200, { 'content-type': o.metrics.registry.contentType });
+          res.end(text);
+        })
+        .catch((error: unknown) => {
+          res.writeHead(500);
+          res.end(String(error));
+        });
+      return;
+    }
+    if (req.url === '/healthz') {
+      const healthy = states.every((s) => s.state === 'running' || s.state === 'starting');
+      res.writeHead(healthy ? 200 : 503, { 'content-type': 'text/plain' });
+      const unhealthy = states
+        .filter((s) => s.state !== 'running' && s.state !== 'starting')
+        .map((s) => `${s.name}: ${s.state}${s.lastError === undefined ? '' : ` (${s.lastError})`}\n`);
+      res.end(healthy ? 'ok\n' : `unhealthy\n${unhealthy.join('')}`);
+      return;
+    }
+    if (req.url === '/status') {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(`${JSON.stringify({ components: states }, null, 2)}\n`);
+      return;
+    }
+    res.writeHead(404);
+    res.end('not found: try /metrics, /healthz or /status\n');
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(o.port, o.host, () => resolve());
+  });
+  const address = server.address() as AddressInfo;
+  return {
+    url: `http://${o.host}:${address.port}`,
+    close: () => new Promise((resolve) => server.close(() => resolve())),
+  };
+}

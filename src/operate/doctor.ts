@@ -1,0 +1,355 @@
+/**
+ * `pgbisync doctor`: every prerequisite of sync, checked on every node and in Kafka, each failure with
+ * the exact statement or command that fixes it. Read-only: doctor never changes a node or a topic.
+ *
+ * Checks per node: connection (reachable, authenticated, database exists), server version (15+),
+ * wal_level, track_commit_timestamp, room for pgbisync's slot and walsender beyond those in use,
+ * REPLICATION (or superuser), EXECUTE on the replication-origin functions, CREATE on the database
+ * (publication, pgbisync schema); per table: exists, primary key, replica identity, owned by the user
+ * (CREATE PUBLICATION ... FOR TABLE and the delete trigger need ownership), same columns and key as on the
+ * first node, sequence-filled columns (inserts on two nodes collide unless interleaved). Kafka: brokers
+ * reachable; existing event topics have one partition in transactional mode (commit order).
+ */
+import pg from 'pg';
+import type { Config, NodeConfig } from '../config/schema.ts';
+import { KafkaAdmin } from '../kafka/client.ts';
+import { eventTopics } from '../kafka/topics.ts';
+import { objectNames, quoteIdent } from '../pg/sql-names.ts';
+import { type CatalogTable, matchTables } from '../pg/table-catalog.ts';
+import { checkSequences, checkTable, compareTables } from './doctor-tables.ts';
+import { kafkaOptions } from './kafka-options.ts';
+
+export type CheckStatus = 'ok' | 'FAIL' | 'warn';
+
+export interface DoctorCheck {
+  /** Node name, or `kafka`. */
+  readonly node: string;
+  readonly check: string;
+  readonly status: CheckStatus;
+  readonly detail: string;
+  /** The statement or command that fixes a FAIL/warn; null when there is nothing to do. */
+  readonly fix: string | null;
+}
+
+export interface DoctorReport {
+  /** False when any check FAILed (warnings do not fail). */
+  readonly ok: boolean;
+  readonly checks: readonly DoctorCheck[];
+}
+
+const MIN_SERVER_VERSION_NUM = 150000;
+const CONNECT_TIMEOUT_MS = 10_000;
+const KAFKA_TIMEOUT_MS = 20_000;
+
+/** Records one check result of a node. */
+export type Emit = (check: string, status: CheckStatus, detail: string, fix?: string) => void;
+
+export async function runDoctor(config: Config): Promise<DoctorReport> {
+  const checks: DoctorCheck[] = [];
+  const emitFor =
+    (node: string): Emit =>
+    (check, status, detail, fix) =>
+      checks.push({ node, check, status, detail, fix: fix ?? null });
+  // Table definitions per node: each is compared with the first reachable node's.
+  const catalogs: { node: string; tables: Map<string, CatalogTable> }[] = [];
+  let tableNames: string[] | undefined;
+  for (const [index, node] of config.nodes.entries()) {
+    const emit = emitFor(node.name);
+    const db = await connect(node, index, emit);
+    if (db === undefined) continue;
+    try {
+      await checkServer(db, node, emit);
+      if (config.mode === 'per-table') await checkReplicaRole(db, emit);
+      const names = Array.isArray(config.tables)
+        ? [...config.tables]
+        : await matchTables(db, config.tables.include, config.tables.exclude);
+      if (names.length === 0) {
+        emit('tables', 'FAIL', 'no table matches tables.include', 'fix tables.include / tables.exclude');
+      }
+      tableNames ??= names;
+      const tables = new Map<string, CatalogTable>();
+      for (const name of names) {
+        const found = await checkTable(db, node, name, config.nodes[0]!.name, emit);
+        if (found !== undefined) tables.set(name, found);
+      }
+      await checkSequences(db, config, [...tables.values()], index, emit);
+      const first = catalogs[0];
+      if (first !== undefined) compareTables(first, { node: node.name, tables }, emit);
+      catalogs.push({ node: node.name, tables });
+    } finally {
+      await db.end().catch(() => undefined);
+    }
+  }
+  await checkKafka(config, tableNames ?? [], emitFor('kafka'));
+  return { ok: checks.every((c) => c.status !== 'FAIL'), checks };
+}
+
+/** Connects with a deadline; on failure emits one FAIL naming the cause in operator terms. */
+async function connect(node: NodeConfig, index: number, emit: Emit): Promise<pg.Client | undefined> {
+  const url = new URL(node.url);
+  const where = `${url.hostname}:${url.port || '5432'}`;
+  const user = decodeURIComponent(url.username) || process.env.PGUSER || 'the OS user';
+  const database = decodeURIComponent(url.pathname.slice(1)) || user;
+  const client = new pg.Client({
+    connectionString: node.url,
+    application_name: 'pgbisync-doctor',
+    connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
+  });
+  try {
+    await client.connect();
+    emit('connection', 'ok', `${user}@${where}/${database}`);
+    return client;
+  } catch (error) {
+    await client.end().catch(() => undefined);
+    const e = error as { code?: unknown; message?: unknown };
+    const code = typeof e.code === 'string' ? e.code : '';
+    const message = typeof e.message === 'string' ? e.message : String(error);
+    const field = `nodes[${index}].url`;
+    if (code === '28P01') {
+      emit(
+        'connection',
+        'FAIL',
+        `password authentication failed for user ${user} at ${where}`,
+        `fix the password in ${field} (or the env var it references)`,
+      );
+    } else if (code.startsWith('28')) {
+      emit(
+        'connection',
+        'FAIL',
+        `authentication rejected at ${where}: ${message}`,
+        /role .* does not exist/.test(message)
+          ? `CREATE ROLE ${quoteIdent(user)} LOGIN REPLICATION PASSWORD '...';  (or fix the user in ${field})`
+          : `allow ${user} to connect to ${database} from this host in pg_hba.conf, then SELECT pg_reload_conf();`,
+      );
+    } else if (code === '3D000') {
+      emit(
+        'connection',
+        'FAIL',
+        `database ${database} does not exist at ${where}`,
+        `CREATE DATABASE ${quoteIdent(database)};  (or fix the database name in ${field})`,
+      );
+    } else {
+      const reason = /timeout/i.test(message) ? `no answer within ${CONNECT_TIMEOUT_MS / 1000} s` : message;
+      emit(
+        'connection',
+        'FAIL',
+        `cannot reach PostgreSQL at ${where} (${reason})`,
+        `start PostgreSQL at ${where} or fix host/port in ${field} (listen_addresses, firewall)`,
+      );
+    }
+    return undefined;
+  }
+}
+
+async function checkServer(db: pg.Client, node: NodeConfig, emit: Emit): Promise<void> {
+  const slot = objectNames.slot(node.name);
+  const s = (
+    await db.query<{
+      version_num: number;
+      version: string;
+      wal_level: string;
+      tct: string;
+      max_slots: number;
+      other_slots: number;
+      max_senders: number;
+      other_senders: number;
+      usr: string;
+      db: string;
+      superuser: boolean;
+      replication: boolean;
+      can_create: boolean;
+    }>(
+      `SELECT current_setting('server_version_num')::int AS version_num, current_setting('server_version') AS version,
+              current_setting('wal_level') AS wal_level, current_setting('track_commit_timestamp') AS tct,
+              current_setting('max_replication_slots')::int AS max_slots,
+              (SELECT count(*) FROM pg_replication_slots WHERE slot_name <> $1)::int AS other_slots,
+              current_setting('max_wal_senders')::int AS max_senders,
+              (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'walsender' AND pid IS DISTINCT FROM
+                 (SELECT active_pid FROM pg_replication_slots WHERE slot_name = $1))::int AS other_senders,
+              current_user AS usr, current_database() AS db, r.rolsuper AS superuser,
+              r.rolreplication AS replication, has_database_privilege(current_database(), 'CREATE') AS can_create
+         FROM pg_roles r WHERE r.rolname = current_user`,
+      [slot],
+    )
+  ).rows[0]!;
+  const restart = 'then restart PostgreSQL';
+  if (s.version_num >= MIN_SERVER_VERSION_NUM) emit('server_version', 'ok', s.version);
+  else
+    emit('server_version', 'FAIL', `${s.version}; pgbisync needs 15 or later`, 'upgrade to PostgreSQL 15+');
+  if (s.wal_level === 'logical') emit('wal_level', 'ok', 'logical');
+  else
+    emit(
+      'wal_level',
+      'FAIL',
+      `${s.wal_level}; logical decoding needs logical`,
+      `ALTER SYSTEM SET wal_level = logical;  ${restart}`,
+    );
+  if (s.tct === 'on') emit('track_commit_timestamp', 'ok', 'on');
+  else
+    emit(
+      'track_commit_timestamp',
+      'FAIL',
+      'off; last-writer-wins compares commit timestamps',
+      `ALTER SYSTEM SET track_commit_timestamp = on;  ${restart}`,
+    );
+  // pgbisync needs one slot and one walsender per node (its capture), beyond those other clients use.
+  const slots = `${s.other_slots} other slot(s) in use, max_replication_slots = ${s.max_slots}`;
+  if (s.max_slots >= s.other_slots + 1) emit('replication_slots', 'ok', slots);
+  else
+    emit(
+      'replication_slots',
+      'FAIL',
+      `${slots}; pgbisync needs 1 more`,
+      `ALTER SYSTEM SET max_replication_slots = ${s.other_slots + 1 + 4};  ${restart}`,
+    );
+  const senders = `${s.other_senders} other walsender(s) running, max_wal_senders = ${s.max_senders}`;
+  if (s.max_senders >= s.other_senders + 1) emit('wal_senders', 'ok', senders);
+  else
+    emit(
+      'wal_senders',
+      'FAIL',
+      `${senders}; pgbisync needs 1 more`,
+      `ALTER SYSTEM SET max_wal_senders = ${s.other_senders + 1 + 4};  ${restart}`,
+    );
+  const role = quoteIdent(s.usr);
+  if (s.superuser || s.replication)
+    emit('replication_role', 'ok', `${s.usr} has ${s.superuser ? 'superuser' : 'REPLICATION'}`);
+  else
+    emit(
+      'replication_role',
+      'FAIL',
+      `${s.usr} lacks REPLICATION (needed to create and read the slot)`,
+      `ALTER ROLE ${role} REPLICATION;`,
+    );
+  if (!s.superuser) {
+    // The origin functions are superuser-only unless granted: the applier (and verify --repair) use them.
+    const denied = await db.query<{ sig: string }>(
+      `SELECT p.oid::regprocedure::text AS sig FROM pg_proc p
+        WHERE p.pronamespace = 'pg_catalog'::regnamespace AND p.proname = ANY($1::text[])
+          AND NOT has_function_privilege(p.oid, 'EXECUTE') ORDER BY 1`,
+      [ORIGIN_FUNCTIONS],
+    );
+    if (denied.rowCount === 0) emit('origin_functions', 'ok', `${s.usr} may use replication origins`);
+    else
+      emit(
+        'origin_functions',
+        'FAIL',
+        `${s.usr} may not execute ${denied.rows.map((r) => r.sig).join(', ')}`,
+        `GRANT EXECUTE ON FUNCTION ${denied.rows.map((r) => r.sig).join(', ')} TO ${role};`,
+      );
+  }
+  if (s.superuser || s.can_create)
+    emit('create_publication', 'ok', `${s.usr} may create publications and the pgbisync schema`);
+  else
+    emit(
+      'create_publication',
+      'FAIL',
+      `${s.usr} lacks CREATE on database ${s.db} (publication, pgbisync schema)`,
+      `GRANT CREATE ON DATABASE ${quoteIdent(s.db)} TO ${role};`,
+    );
+}
+
+/** Per-table mode applies with session_replication_role = replica: superuser or a SET grant (15+). */
+async function checkReplicaRole(db: pg.Client, emit: Emit): Promise<void> {
+  const r = await db.query<{ usr: string; allowed: boolean }>(
+    `SELECT current_user AS usr,
+            (SELECT rolsuper FROM pg_roles WHERE rolname = current_user)
+              OR has_parameter_privilege('session_replication_role', 'SET') AS allowed`,
+  );
+  const { usr, allowed } = r.rows[0]!;
+  if (allowed)
+    emit('session_replication_role', 'ok', `${usr} may SET session_replication_role (mode: per-table)`);
+  else
+    emit(
+      'session_replication_role',
+      'FAIL',
+      `${usr} may not SET session_replication_role, which mode: per-table applies with`,
+      `GRANT SET ON PARAMETER session_replication_role TO ${quoteIdent(usr)};  (or use mode: transactional)`,
+    );
+}
+
+const ORIGIN_FUNCTIONS = [
+  'pg_replication_origin_create',
+  'pg_replication_origin_drop',
+  'pg_replication_origin_session_setup',
+  'pg_replication_origin_session_reset',
+  'pg_replication_origin_xact_setup',
+];
+
+async function checkKafka(config: Config, tables: readonly string[], emit: Emit): Promise<void> {
+  const brokers = config.kafka.brokers.join(',');
+  const admin = new KafkaAdmin(kafkaOptions(config, 'doctor'));
+  try {
+    let existing: Set<string>;
+    try {
+      existing = new Set(await withTimeout(admin.listTopics(), KAFKA_TIMEOUT_MS));
+      emit('broker', 'ok', `${brokers} reachable (${existing.size} topics)`);
+    } catch (error) {
+      emit(
+        'broker',
+        'FAIL',
+        `cannot reach Kafka at ${brokers} (${rootMessage(error)})`,
+        'start Kafka or fix kafka.brokers (and kafka.sasl / kafka.tls) in the config',
+      );
+      return;
+    }
+    for (const node of config.nodes) {
+      for (const topic of eventTopics(config, node.name, tables)) {
+        if (!existing.has(topic)) {
+          emit(`topic ${topic}`, 'ok', 'not created yet (pgbisync setup creates it)');
+          continue;
+        }
+        const partitions = (await withTimeout(admin.endOffsets(topic), KAFKA_TIMEOUT_MS)).size;
+        if (config.mode === 'transactional' && partitions !== 1) {
+          emit(
+            `topic ${topic}`,
+            'FAIL',
+            `${partitions} partitions; transactional mode needs 1 to keep commit order`,
+            `kafka-topics.sh --bootstrap-server ${config.kafka.brokers[0]} --delete --topic ${topic}  then pgbisync setup`,
+          );
+        } else {
+          emit(`topic ${topic}`, 'ok', `${partitions} partition(s)`);
+        }
+      }
+    }
+  } finally {
+    await withTimeout(admin.close(), 5_000).catch(() => undefined);
+  }
+}
+
+/** The innermost message of an error (the Kafka client nests AggregateErrors and causes). */
+function rootMessage(error: unknown): string {
+  let current: unknown = error;
+  for (let depth = 0; depth < 10; depth++) {
+    const e = current as { errors?: unknown[]; cause?: unknown } | undefined;
+    const next = e?.errors?.[0] ?? e?.cause;
+    if (next === undefined) break;
+    current = next;
+  }
+  return current instanceof Error ? current.message : String(current);
+}
+
+function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no answer within ${ms / 1000} s`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+/** One line per check (`ok|FAIL|warn  node  check  detail`), its fix indented below, then a summary. */
+export function formatDoctor(report: DoctorReport): string {
+  const width = (f: (c: DoctorCheck) => string) => Math.max(0, ...report.checks.map((c) => f(c).length));
+  const nodeWidth = width((c) => c.node);
+  const checkWidth = width((c) => c.check);
+  const lines: string[] = [];
+  for (const c of report.checks) {
+    lines.push(
+      `${c.status.padEnd(4)}  ${c.node.padEnd(nodeWidth)}  ${c.check.padEnd(checkWidth)}  ${c.detail}`,
+    );
+    if (c.fix !== null && c.status !== 'ok') lines.push(`      fix: ${c.fix}`);
+  }
+  const count = (s: CheckStatus) => report.checks.filter((c) => c.status === s).length;
+  lines.push(`doctor: ${count('ok')} ok, ${count('warn')} warn, ${count('FAIL')} FAIL`);
+  return lines.join('\n');
+}

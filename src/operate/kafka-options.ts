@@ -1,0 +1,13 @@
+import type { Config } from '../config/schema.ts';
+import type { KafkaConnectionOptions } from '../kafka/client.ts';
+
+/** Kafka connection settings from the config; `role` tags the client id (visible in broker logs). */
+export function kafkaOptions(config: Config, role: string): KafkaConnectionOptions {
+  const { sasl, tls } = config.kafka;
+  return {
+    brokers: config.kafka.brokers,
+    clientId: `${config.kafka.clientId}-${role}`,
+    ...(sasl === undefined ? {} : { sasl }),
+    ...(tls === undefined ? {} : { tls: tls as NonNullable<KafkaConnectionOptions['tls']> }),
+  };
+}

@@ -1,0 +1,198 @@
+/**
+ * `pgbisync setup` / `pgbisync teardown`: the objects sync needs on every node and in Kafka.
+ *
+ * setup (idempotent): the pgbisync schema, the publication over the synced tables, a replication origin
+ * per other node, a trigger per table that dates local deletes (pgbisync.tombstones, for
+ * update/delete conflicts) and the topics. The slot is created by the node's capture on its first
+ * start, because the initial snapshot must be read in the snapshot the slot exports.
+ *
+ * teardown: drops slots (stopping a walsender that still holds one), publications, origins, triggers,
+ * the pgbisync schema and, unless kept, the topics. A forgotten slot retains WAL forever: teardown
+ * reports every slot it removed.
+ */
+import type { Config } from '../config/schema.ts';
+import { KafkaAdmin } from '../kafka/client.ts';
+import { deadLetterTopic, serverName, topicSpecs } from '../kafka/topics.ts';
+import { ensurePgbisyncSchema } from '../pg/pgbisync-schema.ts';
+import { objectNames, qualifiedName, quoteIdent, quoteLiteral, splitTableName } from '../pg/sql-names.ts';
+import { readTable } from '../pg/table-catalog.ts';
+import { ErrorCode, FatalError } from '../runtime/errors.ts';
+import { resolveTablesOn, withNode } from '../runtime/sync-plan.ts';
+import { ensurePublication } from '../source/slot-setup.ts';
+import { kafkaOptions } from './kafka-options.ts';
+
+export const TOMBSTONE_TRIGGER = 'pgbisync_tombstone';
+
+export interface SetupReport {
+  readonly tables: readonly string[];
+  readonly nodes: readonly { node: string; publication: string; origins: string[]; triggers: number }[];
+  readonly topicsCreated: readonly string[];
+}
+
+export async function setup(config: Config, log: (line: string) => void = () => {}): Promise<SetupReport> {
+  const nodes: SetupReport['nodes'][number][] = [];
+  let tables: string[] = [];
+  for (const node of config.nodes) {
+    const report = await withNode(node, 'setup', async (db) => {
+      await requireSyncSettings(db, node.name);
+      tables = await resolveTablesOn(db, node.name, config);
+      await db.query('BEGIN');
+      await ensurePgbisyncSchema(db);
+      const publication = objectNames.publication(node.name);
+      await ensurePublication(db, publication, tables);
+      for (const name of tables) await installTombstoneTrigger(db, name);
+      const origins: string[] = [];
+      for (const other of config.nodes) {
+        if (other.name === node.name) continue;
+        const origin = objectNames.origin(other.name);
+        await db.query(
+          'SELECT pg_replication_origin_create($1) WHERE NOT EXISTS (SELECT 1 FROM pg_replication_origin WHERE roname = $1)',
+          [origin],
+        );
+        origins.push(origin);
+      }
+      await db.query('COMMIT');
+      return { node: node.name, publication, origins, triggers: tables.length };
+    });
+    log(
+      `${node.name}: schema pgbisync, publication ${report.publication} (${tables.length} tables), origins ${report.origins.join(', ')}`,
+    );
+    nodes.push(report);
+  }
+  const admin = new KafkaAdmin(kafkaOptions(config, 'setup'));
+  try {
+    const specs = config.nodes.flatMap((n) => topicSpecs(config, n.name, tables));
+    const created = await admin.createTopics(specs);
+    log(`kafka: topics ${specs.map((s) => s.name).join(', ')} (${created.length} created)`);
+    return { tables, nodes, topicsCreated: created };
+  } finally {
+    await admin.close();
+  }
+}
+
+/** wal_level and track_commit_timestamp: without them nothing else can work. */
+export async function requireSyncSettings(db: import('pg').Client, node: string): Promise<void> {
+  const r = await db.query<{ wal_level: string; tct: string }>(
+    "SELECT current_setting('wal_level') AS wal_level, current_setting('track_commit_timestamp') AS tct",
+  );
+  const row = r.rows[0]!;
+  if (row.wal_level !== 'logical') {
+    throw new FatalError(`node ${node}: wal_level is ${row.wal_level}, logical replication needs 'logical'`, {
+      code: ErrorCode.PG_PREREQUISITE,
+      hint: "ALTER SYSTEM SET wal_level = 'logical'; then restart PostgreSQL",
+    });
+  }
+  if (row.tct !== 'on') {
+    throw new FatalError(`node ${node}: track_commit_timestamp is off; conflict resolution needs it`, {
+      code: ErrorCode.PG_PREREQUISITE,
+      hint: 'ALTER SYSTEM SET track_commit_timestamp = on; then restart PostgreSQL',
+    });
+  }
+}
+
+async function installTombstoneTrigger(db: import('pg').Client, name: string): Promise<void> {
+  const { schema, table } = splitTableName(name);
+  const catalog = await readTable(db, schema, table);
+  const key = catalog?.primaryKey ?? [];
+  if (key.length === 0) return;
+  await db.query(
+    `CREATE OR REPLACE TRIGGER ${quoteIdent(TOMBSTONE_TRIGGER)}
+       AFTER DELETE OR UPDATE OF ${key.map(quoteIdent).join(', ')} ON ${qualifiedName(schema, table)}
+       FOR EACH ROW EXECUTE FUNCTION pgbisync.record_tombstone(${key.map(quoteLiteral).join(', ')})`,
+  );
+}
+
+export interface TeardownReport {
+  readonly nodes: readonly { node: string; slots: string[]; publications: string[]; origins: string[] }[];
+  readonly topicsDeleted: readonly string[];
+}
+
+export async function teardown(
+  config: Config,
+  options: { keepTopics: boolean },
+  log: (line: string) => void = () => {},
+): Promise<TeardownReport> {
+  const nodes: TeardownReport['nodes'][number][] = [];
+  const names = config.nodes.map((n) => n.name);
+  for (const node of config.nodes) {
+    const report = await withNode(node, 'teardown', async (db) => {
+      const slot = objectNames.slot(node.name);
+      // A running capture holds the slot: stop its walsender first (the slot cannot be dropped while active).
+      await db.query(
+        'SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = $1 AND active_pid IS NOT NULL',
+        [slot],
+      );
+      const slots = await dropSlotWithRetry(db, slot);
+      const pub = objectNames.publication(node.name);
+      const pubs = await db.query('SELECT 1 FROM pg_publication WHERE pubname = $1', [pub]);
+      if ((pubs.rowCount ?? 0) > 0) await db.query(`DROP PUBLICATION ${quoteIdent(pub)}`);
+      const triggers = await db.query<{ tbl: string }>(
+        `SELECT format('%I.%I', n.nspname, c.relname) AS tbl FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
+           JOIN pg_namespace n ON n.oid = c.relnamespace WHERE t.tgname = $1`,
+        [TOMBSTONE_TRIGGER],
+      );
+      for (const t of triggers.rows)
+        await db.query(`DROP TRIGGER ${quoteIdent(TOMBSTONE_TRIGGER)} ON ${t.tbl}`);
+      await db.query('DROP SCHEMA IF EXISTS pgbisync CASCADE');
+      const origins = await db.query<{ roname: string }>(
+        'SELECT roname FROM pg_replication_origin WHERE roname = ANY($1::text[])',
+        [names.map(objectNames.origin)],
+      );
+      for (const o of origins.rows) {
+        // An applier session may still hold it; pg_replication_origin_drop waits for it (PG 15+: nowait=false).
+        await db.query('SELECT pg_replication_origin_drop($1)', [o.roname]);
+      }
+      return {
+        node: node.name,
+        slots,
+        publications: (pubs.rowCount ?? 0) > 0 ? [pub] : [],
+        origins: origins.rows.map((o) => o.roname),
+      };
+    });
+    log(
+      `${node.name}: dropped slots [${report.slots.join(', ')}], publications [${report.publications.join(', ')}], origins [${report.origins.join(', ')}], schema pgbisync`,
+    );
+    nodes.push(report);
+  }
+  let topicsDeleted: string[] = [];
+  if (!options.keepTopics) {
+    const admin = new KafkaAdmin(kafkaOptions(config, 'teardown'));
+    try {
+      const existing = new Set(await admin.listTopics());
+      // The node topics, per-table topics under them, and the dead-letter topics.
+      const isOurs = (t: string) =>
+        config.nodes.some((n) => {
+          const base = serverName(config, n.name);
+          return t === base || t.startsWith(`${base}.`) || t === deadLetterTopic(config, n.name);
+        });
+      topicsDeleted = [...existing].filter(isOurs);
+      if (topicsDeleted.length > 0) await admin.deleteTopics(topicsDeleted);
+      log(`kafka: deleted topics [${topicsDeleted.join(', ')}]`);
+    } finally {
+      await admin.close();
+    }
+  }
+  return { nodes, topicsDeleted };
+}
+
+async function dropSlotWithRetry(db: import('pg').Client, slot: string): Promise<string[]> {
+  for (let attempt = 0; ; attempt++) {
+    const exists = await db.query<{ active: boolean }>(
+      'SELECT active FROM pg_replication_slots WHERE slot_name = $1',
+      [slot],
+    );
+    const row = exists.rows[0];
+    if (row === undefined) return [];
+    if (!row.active) {
+      await db.query('SELECT pg_drop_replication_slot($1)', [slot]);
+      return [slot];
+    }
+    if (attempt >= 50) {
+      throw new FatalError(`slot ${slot} is still in use and cannot be dropped`, {
+        code: ErrorCode.PG_PREREQUISITE,
+        hint: 'stop `pgbisync run` first, then run teardown again',
+      });
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}

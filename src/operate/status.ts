@@ -1,0 +1,179 @@
+/**
+ * `pgbisync status`: per direction, what an operator checks first — the source slot's retained WAL,
+ * Kafka lag of the applier, the last applied source LSN and commit time, end-to-end lag and conflicts.
+ * Read from the nodes and Kafka (not from a running process), so it works while `run` is down too.
+ */
+import type { Config } from '../config/schema.ts';
+import { KafkaAdmin } from '../kafka/client.ts';
+import { eventTopics, serverName } from '../kafka/topics.ts';
+import { objectNames } from '../pg/sql-names.ts';
+import { directions, resolveTables, withNode } from '../runtime/sync-plan.ts';
+import { kafkaOptions } from './kafka-options.ts';
+
+export interface SlotStatus {
+  readonly exists: boolean;
+  readonly active: boolean;
+  readonly retainedWalBytes: number;
+  readonly confirmedFlushLsn: string | null;
+}
+
+export interface DirectionStatus {
+  readonly source: string;
+  readonly target: string;
+  readonly slot: SlotStatus;
+  /** The source's event topic (transactional mode), or its topics joined by ',' (per-table topics). */
+  readonly topic: string;
+  /** End offsets and applied offsets summed over the source's topics. */
+  readonly topicEndOffset: number;
+  readonly appliedOffset: number;
+  readonly kafkaLag: number;
+  readonly lastAppliedLsn: string | null;
+  readonly lastAppliedCommitTime: string | null;
+  /** Seconds between now and the commit time of the last applied transaction, when events are pending. */
+  readonly lagSeconds: number;
+  readonly conflicts: number;
+  readonly healthy: boolean;
+  readonly problems: readonly string[];
+}
+
+export interface StatusReport {
+  readonly healthy: boolean;
+  readonly directions: readonly DirectionStatus[];
+}
+
+export async function readStatus(config: Config): Promise<StatusReport> {
+  const slots = new Map<string, SlotStatus>();
+  for (const node of config.nodes) {
+    slots.set(
+      node.name,
+      await withNode(node, 'status', async (db) => {
+        const r = await db.query<{ active: boolean; retained: string | null; flush: string | null }>(
+          `SELECT active, pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::bigint::text AS retained,
+                  confirmed_flush_lsn::text AS flush FROM pg_replication_slots WHERE slot_name = $1`,
+          [objectNames.slot(node.name)],
+        );
+        const row = r.rows[0];
+        return row === undefined
+          ? { exists: false, active: false, retainedWalBytes: 0, confirmedFlushLsn: null }
+          : {
+              exists: true,
+              active: row.active,
+              retainedWalBytes: Number(row.retained ?? 0),
+              confirmedFlushLsn: row.flush,
+            };
+      }),
+    );
+  }
+  const tables = await resolveTables(config);
+  const admin = new KafkaAdmin(kafkaOptions(config, 'status'));
+  const out: DirectionStatus[] = [];
+  try {
+    const topics = new Set(await admin.listTopics());
+    for (const d of directions(config)) {
+      // Per-table topics (mode per-table, or a Debezium connector's): one stored position per topic.
+      const perTopic = config.mode === 'per-table' || d.source.debezium !== undefined;
+      const sourceTopics = perTopic
+        ? eventTopics(config, d.source.name, tables)
+        : [serverName(config, d.source.name)];
+      const topic = sourceTopics.join(',');
+      const missing = sourceTopics.filter((t) => !topics.has(t));
+      let end = 0;
+      for (const t of sourceTopics) {
+        if (!topics.has(t)) continue;
+        for (const offset of (await admin.endOffsets(t)).values()) end += Number(offset);
+      }
+      const applied = await withNode(d.target, 'status', async (db) => {
+        const hasSchema = await db.query("SELECT 1 FROM pg_namespace WHERE nspname = 'pgbisync'");
+        if (hasSchema.rowCount === 0) return undefined;
+        const p = await db.query<{ next_offset: string; lsn: string; ct: string; age: number }>(
+          `SELECT next_offset::text, commit_lsn::text AS lsn, commit_time::text AS ct,
+                  extract(epoch FROM clock_timestamp() - commit_time)::float8 AS age
+             FROM pgbisync.apply_progress WHERE source_node = $1`,
+          [d.source.name],
+        );
+        const c = await db.query<{ n: string }>(
+          'SELECT count(*)::text AS n FROM pgbisync.conflicts WHERE remote_node = $1',
+          [d.source.name],
+        );
+        const hasPositions =
+          perTopic &&
+          (await db.query("SELECT 1 WHERE to_regclass('pgbisync.apply_positions') IS NOT NULL")).rowCount ===
+            1;
+        const positions = hasPositions
+          ? await db.query<{ n: string }>(
+              `SELECT coalesce(sum(next_offset), 0)::text AS n FROM pgbisync.apply_positions
+                WHERE source_node = $1 AND topic = ANY($2::text[])`,
+              [d.source.name, sourceTopics],
+            )
+          : undefined;
+        return {
+          progress: p.rows[0],
+          conflicts: Number(c.rows[0]?.n ?? 0),
+          perTopicOffset: positions === undefined ? undefined : Number(positions.rows[0]?.n ?? 0),
+        };
+      });
+      const slot = slots.get(d.source.name)!;
+      const appliedOffset = applied?.perTopicOffset ?? Number(applied?.progress?.next_offset ?? 0);
+      const kafkaLag = Math.max(0, end - appliedOffset);
+      const lagSeconds = kafkaLag > 0 ? (applied?.progress?.age ?? 0) : 0;
+      const problems: string[] = [];
+      if (applied === undefined)
+        problems.push(`pgbisync schema missing on ${d.target.name}: run pgbisync setup`);
+      if (missing.length > 0) {
+        problems.push(
+          d.source.debezium === undefined
+            ? `topic ${missing.join(', ')} missing: run pgbisync setup`
+            : `topic ${missing.join(', ')} missing: is ${d.source.name}'s Debezium connector running with topic.prefix ${d.source.debezium.topicPrefix}?`,
+        );
+      }
+      if (slot.retainedWalBytes > config.limits.maxRetainedWalBytes) {
+        problems.push(
+          `slot on ${d.source.name} retains ${slot.retainedWalBytes} bytes of WAL (limit limits.maxRetainedWalBytes=${config.limits.maxRetainedWalBytes})`,
+        );
+      }
+      if (lagSeconds > config.limits.maxLagSeconds) {
+        problems.push(
+          `apply lag ${lagSeconds.toFixed(1)} s over limits.maxLagSeconds=${config.limits.maxLagSeconds}`,
+        );
+      }
+      out.push({
+        source: d.source.name,
+        target: d.target.name,
+        slot,
+        topic,
+        topicEndOffset: end,
+        appliedOffset,
+        kafkaLag,
+        lastAppliedLsn: applied?.progress?.lsn ?? null,
+        lastAppliedCommitTime: applied?.progress?.ct ?? null,
+        lagSeconds,
+        conflicts: applied?.conflicts ?? 0,
+        healthy: problems.length === 0,
+        problems,
+      });
+    }
+  } finally {
+    await admin.close();
+  }
+  return { healthy: out.every((d) => d.healthy), directions: out };
+}
+
+export function formatStatus(report: StatusReport): string {
+  const lines = [
+    'direction      slot retained WAL  kafka lag  lag s   last applied LSN  conflicts  health',
+    ...report.directions.map((d) =>
+      [
+        `${d.source}->${d.target}`.padEnd(14),
+        `${d.slot.exists ? (d.slot.active ? 'active' : 'idle') : 'none'} ${d.slot.retainedWalBytes} B`.padEnd(
+          18,
+        ),
+        String(d.kafkaLag).padStart(9),
+        d.lagSeconds.toFixed(1).padStart(6),
+        `  ${(d.lastAppliedLsn ?? '-').padEnd(16)}`,
+        String(d.conflicts).padStart(9),
+        `  ${d.healthy ? 'ok' : `UNHEALTHY: ${d.problems.join('; ')}`}`,
+      ].join(' '),
+    ),
+  ];
+  return lines.join('\n');
+}

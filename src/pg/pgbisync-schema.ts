@@ -1,0 +1,96 @@
+/**
+ * The `pgbisync` schema on every node: pgbisync's own bookkeeping, never part of a publication.
+ *
+ * - capture_state: per capturing node, whether the initial snapshot completed (a crash mid-snapshot
+ *   recreates the slot and copies again; events are upserts, so repeats are harmless).
+ * - apply_progress: per source node, the Kafka position and source commit of the last applied
+ *   transaction, written inside that same target transaction (exactly-once effect).
+ * - apply_positions: for sources spread over several topics (a Debezium connector's per-table topics),
+ *   the next offset of every topic/partition, written in the same target transaction as apply_progress.
+ * - conflicts: every conflict resolved on this node, with both versions.
+ * - tombstones: keys deleted on this node, stamped by the deleting transaction (its xmin gives the
+ *   commit time and origin), so a late, older update cannot resurrect a row deleted later.
+ */
+import type { Queryable } from './table-catalog.ts';
+
+export const PGBISYNC_SCHEMA_SQL = `
+CREATE SCHEMA IF NOT EXISTS pgbisync;
+CREATE TABLE IF NOT EXISTS pgbisync.capture_state (
+  node text PRIMARY KEY,
+  slot text NOT NULL,
+  consistent_lsn pg_lsn,
+  snapshot_done_at timestamptz
+);
+CREATE TABLE IF NOT EXISTS pgbisync.apply_progress (
+  source_node text PRIMARY KEY,
+  topic text NOT NULL,
+  kafka_partition int NOT NULL,
+  next_offset bigint NOT NULL,
+  commit_lsn pg_lsn NOT NULL,
+  commit_time timestamptz NOT NULL,
+  applied_at timestamptz NOT NULL DEFAULT clock_timestamp()
+);
+CREATE TABLE IF NOT EXISTS pgbisync.apply_positions (
+  source_node text NOT NULL,
+  topic text NOT NULL,
+  kafka_partition int NOT NULL,
+  next_offset bigint NOT NULL,
+  PRIMARY KEY (source_node, topic, kafka_partition)
+);
+CREATE TABLE IF NOT EXISTS pgbisync.conflicts (
+  id bigserial PRIMARY KEY,
+  detected_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+  table_name text NOT NULL,
+  conflict_type text NOT NULL,
+  key jsonb NOT NULL,
+  local_row jsonb,
+  local_commit_time timestamptz,
+  local_node text,
+  remote_row jsonb,
+  remote_commit_time timestamptz NOT NULL,
+  remote_node text NOT NULL,
+  resolution text NOT NULL,
+  policy text NOT NULL
+);
+CREATE TABLE IF NOT EXISTS pgbisync.tombstones (
+  table_name text NOT NULL,
+  key jsonb NOT NULL,
+  PRIMARY KEY (table_name, key)
+);
+CREATE OR REPLACE FUNCTION pgbisync.record_tombstone() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+  k jsonb := '{}'::jsonb;
+  col text;
+  moved boolean := false;
+BEGIN
+  -- An update that moves the row to another key deletes the old key as surely as a DELETE does.
+  IF TG_OP = 'UPDATE' THEN
+    FOREACH col IN ARRAY TG_ARGV LOOP
+      moved := moved OR (to_jsonb(OLD) -> col) IS DISTINCT FROM (to_jsonb(NEW) -> col);
+    END LOOP;
+    IF NOT moved THEN RETURN NULL; END IF;
+  END IF;
+  FOREACH col IN ARRAY TG_ARGV LOOP
+    k := k || jsonb_build_object(col, to_jsonb(OLD) -> col);
+  END LOOP;
+  -- The row's xmin becomes this transaction: its commit time and origin date the delete.
+  INSERT INTO pgbisync.tombstones AS t (table_name, key) VALUES (TG_TABLE_SCHEMA || '.' || TG_TABLE_NAME, k)
+    ON CONFLICT (table_name, key) DO UPDATE SET key = EXCLUDED.key;
+  RETURN OLD;
+END $$;
+-- Commit time and writing node of a row version: NULL time (frozen or unknown) counts as oldest;
+-- origin 0 is a local write, named by the caller.
+CREATE OR REPLACE FUNCTION pgbisync.version_time(x xid) RETURNS timestamptz LANGUAGE sql STABLE AS $$
+  SELECT coalesce(pg_xact_commit_timestamp(x), '-infinity'::timestamptz)
+$$;
+CREATE OR REPLACE FUNCTION pgbisync.version_node(x xid, local_node text) RETURNS text LANGUAGE sql STABLE AS $$
+  SELECT coalesce(
+    (SELECT substr(o.roname, 10) FROM pg_replication_origin o
+      WHERE o.roident = (pg_xact_commit_timestamp_origin(x)).roident AND o.roname LIKE 'pgbisync\\_%'),
+    local_node)
+$$;
+`;
+
+export async function ensurePgbisyncSchema(db: Queryable): Promise<void> {
+  await db.query(PGBISYNC_SCHEMA_SQL);
+}

@@ -1,0 +1,30 @@
+/** Quoting of SQL identifiers and literals, for the few statements that cannot take parameters. */
+
+export function quoteIdent(name: string): string {
+  return `"${name.replaceAll('"', '""')}"`;
+}
+
+export function quoteLiteral(value: string): string {
+  return `'${value.replaceAll("'", "''")}'`;
+}
+
+/** `"schema"."table"` */
+export function qualifiedName(schema: string, table: string): string {
+  return `${quoteIdent(schema)}.${quoteIdent(table)}`;
+}
+
+/** Splits `schema.table` (as written in the config) into its parts. */
+export function splitTableName(name: string): { schema: string; table: string } {
+  const dot = name.indexOf('.');
+  return { schema: name.slice(0, dot), table: name.slice(dot + 1) };
+}
+
+/** Names pgbisync gives its objects on a node; one place so setup, run and teardown agree. */
+export const objectNames = {
+  slot: (node: string) => `pgbisync_${node}`,
+  publication: (node: string) => `pgbisync_${node}`,
+  /** The replication origin of transactions applied on behalf of a source node. */
+  origin: (sourceNode: string) => `pgbisync_${sourceNode}`,
+  originPrefix: 'pgbisync_',
+  schema: 'pgbisync',
+};

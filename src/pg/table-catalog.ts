@@ -1,0 +1,139 @@
+/**
+ * What pgbisync needs to know of a synced table, read from the catalog: columns with types, the primary
+ * key, the replica identity. Used by setup/doctor (refuse tables without a key) and by the applier (column
+ * types for casts, key columns for ON CONFLICT).
+ */
+import type pg from 'pg';
+import { ErrorCode, FatalError } from '../runtime/errors.ts';
+
+export interface CatalogColumn {
+  readonly name: string;
+  /** format_type(): e.g. "numeric(10,2)", "timestamp with time zone", "public.mood". */
+  readonly type: string;
+  /**
+   * The type without its modifier, as a cast target: `"pg_catalog"."varchar"`, `"public"."mood"`. An
+   * explicit cast to `varchar(3)` silently truncates (and to `bit(3)` pads); a cast to the bare type
+   * leaves the length check to the assignment into the column, which rejects what does not fit.
+   */
+  readonly castType: string;
+  readonly typeOid: number;
+  readonly notNull: boolean;
+  /** Column default is an identity or nextval(): inserts on two nodes can collide. */
+  readonly sequenceBacked: boolean;
+}
+
+export interface CatalogTable {
+  readonly schema: string;
+  readonly table: string;
+  readonly columns: readonly CatalogColumn[];
+  /** Primary key column names in key order; empty when there is none. */
+  readonly primaryKey: readonly string[];
+  readonly replicaIdentity: 'default' | 'nothing' | 'full' | 'index';
+}
+
+/** Minimal client surface used here (pg.Client or pg.Pool). */
+export interface Queryable {
+  query<R extends pg.QueryResultRow>(text: string, values?: unknown[]): Promise<pg.QueryResult<R>>;
+}
+
+const IDENTITY: Record<string, CatalogTable['replicaIdentity']> = {
+  d: 'default',
+  n: 'nothing',
+  f: 'full',
+  i: 'index',
+};
+
+/** Reads one table; undefined when it does not exist. */
+export async function readTable(
+  db: Queryable,
+  schema: string,
+  table: string,
+): Promise<CatalogTable | undefined> {
+  const rel = await db.query<{ oid: number; relreplident: string }>(
+    `SELECT c.oid, c.relreplident FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+     WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p')`,
+    [schema, table],
+  );
+  const row = rel.rows[0];
+  if (row === undefined) return undefined;
+  const columns = await db.query<{
+    name: string;
+    type: string;
+    cast_type: string;
+    typeoid: number;
+    notnull: boolean;
+    seq: boolean;
+  }>(
+    `SELECT a.attname AS name, format_type(a.atttypid, a.atttypmod) AS type, a.atttypid::int AS typeoid,
+            quote_ident(tn.nspname) || '.' || quote_ident(t.typname) AS cast_type,
+            a.attnotnull AS notnull,
+            (a.attidentity <> '' OR coalesce(pg_get_expr(d.adbin, d.adrelid), '') LIKE 'nextval(%') AS seq
+       FROM pg_attribute a LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+       JOIN pg_type t ON t.oid = a.atttypid JOIN pg_namespace tn ON tn.oid = t.typnamespace
+      WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
+      ORDER BY a.attnum`,
+    [row.oid],
+  );
+  const pk = await db.query<{ name: string }>(
+    `SELECT a.attname AS name FROM pg_index i
+       JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord) ON true
+       JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+      WHERE i.indrelid = $1 AND i.indisprimary ORDER BY k.ord`,
+    [row.oid],
+  );
+  return {
+    schema,
+    table,
+    columns: columns.rows.map((c) => ({
+      name: c.name,
+      type: c.type,
+      castType: c.cast_type,
+      typeOid: c.typeoid,
+      notNull: c.notnull,
+      sequenceBacked: c.seq,
+    })),
+    primaryKey: pk.rows.map((r) => r.name),
+    replicaIdentity: IDENTITY[row.relreplident] ?? 'default',
+  };
+}
+
+/** Reads a table that must exist and be syncable (a primary key, or REPLICA IDENTITY FULL). */
+export async function requireSyncableTable(
+  db: Queryable,
+  node: string,
+  schema: string,
+  table: string,
+): Promise<CatalogTable> {
+  const found = await readTable(db, schema, table);
+  if (found === undefined) {
+    throw new FatalError(`table ${schema}.${table} does not exist on node ${node}`, {
+      code: ErrorCode.SCHEMA_MISMATCH,
+      hint: `create it on ${node} with the same definition as on the other nodes, or remove it from 'tables'`,
+    });
+  }
+  if (found.primaryKey.length === 0 && found.replicaIdentity !== 'full') {
+    throw new FatalError(`table ${schema}.${table} on node ${node} has no primary key`, {
+      code: ErrorCode.PG_NO_KEY,
+      hint: `ALTER TABLE ${schema}.${table} ADD PRIMARY KEY (...); or ALTER TABLE ${schema}.${table} REPLICA IDENTITY FULL`,
+    });
+  }
+  return found;
+}
+
+/** Expands include/exclude patterns (`*` wildcard) against the node's ordinary tables. */
+export async function matchTables(
+  db: Queryable,
+  include: readonly string[],
+  exclude: readonly string[],
+): Promise<string[]> {
+  const all = await db.query<{ name: string }>(
+    `SELECT n.nspname || '.' || c.relname AS name FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+      WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'pgbisync')
+        AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname NOT LIKE 'pg_temp%' ORDER BY 1`,
+  );
+  const toRegex = (p: string) =>
+    new RegExp(`^${p.replace(/[.+?^${}()|[\]\\]/g, '\\$&').replaceAll('*', '.*')}$`);
+  const inc = include.map(toRegex);
+  const exc = exclude.map(toRegex);
+  return all.rows.map((r) => r.name).filter((n) => inc.some((r) => r.test(n)) && !exc.some((r) => r.test(n)));
+}

@@ -1,0 +1,86 @@
+/**
+ * pgbisync's error classes are named for what the caller must do:
+ * - {@link RetryableError}: a transient failure (connection lost, broker restarting); back off and retry.
+ * - {@link FatalError}: an operator must act (bad config, missing prerequisite); stop and report `hint`.
+ * - {@link BlockedError}: one stream cannot go on until an operator fixes its target (schema mismatch, a
+ *   value the target rejects); only that stream stops, the rest of the sync runs on, and the stream
+ *   retries from the same event until the fix is in.
+ * - {@link MalformedInputError}: input bytes or a message that cannot be decoded; the offending item is named
+ *   and handled by policy (dead-letter, stop), never silently dropped.
+ *
+ * Every error carries a stable code from {@link ErrorCode} (documented in docs/errors.md) and an optional
+ * operator hint. Always pass `{ cause }` when wrapping.
+ */
+
+export const ErrorCode = {
+  /** Configuration file or flag is invalid. */
+  CONFIG_INVALID: 'PGB1001',
+  /** A required local tool (java, mvn, initdb) is missing. */
+  TOOL_MISSING: 'PGB1002',
+  /** A TCP port needed by the dev stack is already in use. */
+  PORT_IN_USE: 'PGB1003',
+  /** A server of the dev stack failed to start. */
+  SERVER_START_FAILED: 'PGB1004',
+  /** Maven Central could not be reached or an artifact was not served. */
+  ARTIFACT_FETCH_FAILED: 'PGB1005',
+  /** A PostgreSQL prerequisite is not met (wal_level, track_commit_timestamp, slots...). */
+  PG_PREREQUISITE: 'PGB2001',
+  /** A PostgreSQL connection or query failed. */
+  PG_CONNECTION: 'PGB2002',
+  /** Authentication failed (SQLSTATE class 28): permanent until credentials change. */
+  PG_AUTH: 'PGB2003',
+  /** A table lacks a primary key and REPLICA IDENTITY FULL. */
+  PG_NO_KEY: 'PGB2004',
+  /** The replication stream sent bytes that cannot be decoded. */
+  PGOUTPUT_MALFORMED: 'PGB2101',
+  /** A column type has no mapping. */
+  TYPE_UNSUPPORTED: 'PGB2201',
+  /** Kafka could not be reached or refused a request. */
+  KAFKA: 'PGB3001',
+  /** A message on a topic is not a valid change event. */
+  EVENT_MALFORMED: 'PGB3101',
+  /** The target table or column does not match the event. */
+  SCHEMA_MISMATCH: 'PGB4001',
+  /** The target rejected a value or a constraint failed (type, length, NOT NULL, unique). */
+  APPLY_REJECTED: 'PGB4002',
+} as const;
+export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
+
+export interface PgbisyncErrorOptions {
+  readonly code: ErrorCode;
+  readonly hint?: string;
+  readonly cause?: unknown;
+}
+
+export abstract class PgbisyncError extends Error {
+  readonly code: ErrorCode;
+  readonly hint: string | undefined;
+  constructor(message: string, options: PgbisyncErrorOptions) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.code = options.code;
+    this.hint = options.hint;
+  }
+}
+
+/** Transient: back off and retry. */
+export class RetryableError extends PgbisyncError {
+  override readonly name = 'RetryableError';
+}
+
+/** An operator must act; `hint` says how. */
+export class FatalError extends PgbisyncError {
+  override readonly name = 'FatalError';
+}
+
+/**
+ * One stream is blocked on its target until an operator acts (`hint`); the supervisor keeps the rest of
+ * the sync running and retries the blocked component, which resumes from the same event.
+ */
+export class BlockedError extends PgbisyncError {
+  override readonly name = 'BlockedError';
+}
+
+/** Input that cannot be decoded; names the offending field or bytes. */
+export class MalformedInputError extends PgbisyncError {
+  override readonly name = 'MalformedInputError';
+}

@@ -1,0 +1,64 @@
+/**
+ * Maps PostgreSQL failures to pgbisync's error classes by SQLSTATE (Debezium treats class 28,
+ * authentication, as permanent). Pure: the caller decides what to do with the result.
+ */
+import { BlockedError, ErrorCode, FatalError, PgbisyncError, RetryableError } from './errors.ts';
+
+interface PgLikeError {
+  code?: string;
+  message?: string;
+}
+
+export function classifyPgError(error: unknown, where: string): PgbisyncError {
+  if (error instanceof PgbisyncError) return error;
+  const e = (error ?? {}) as PgLikeError;
+  const sqlstate = typeof e.code === 'string' ? e.code : '';
+  const message = e.message ?? String(error);
+  if (sqlstate.startsWith('28')) {
+    return new FatalError(`${where}: authentication failed (${message})`, {
+      code: ErrorCode.PG_AUTH,
+      hint: 'check the user and password in the node url (or the env var it references)',
+      cause: error,
+    });
+  }
+  if (sqlstate === '3D000') {
+    return new FatalError(`${where}: ${message}`, {
+      code: ErrorCode.PG_CONNECTION,
+      hint: 'create the database or fix the database name in the node url',
+      cause: error,
+    });
+  }
+  if (sqlstate.startsWith('42') || sqlstate.startsWith('55') || sqlstate.startsWith('22')) {
+    return new FatalError(`${where}: ${message}`, { code: ErrorCode.PG_PREREQUISITE, cause: error });
+  }
+  // Connection refused / reset, admin shutdown (57P01), too many connections (53300): try again later.
+  return new RetryableError(`${where}: ${message}`, {
+    code: ErrorCode.PG_CONNECTION,
+    hint: 'check that the server is running and reachable at the node url',
+    cause: error,
+  });
+}
+
+/**
+ * Like {@link classifyPgError}, for a transaction the applier wrote: SQL the target rejects (a value it
+ * cannot take, a constraint, a missing object or privilege: classes 22, 23, 42) blocks that stream until
+ * an operator fixes the target; it would fail the same way on every retry, but the other streams go on.
+ */
+export function classifyApplyError(error: unknown, where: string): PgbisyncError {
+  if (error instanceof PgbisyncError) return error;
+  const e = (error ?? {}) as PgLikeError;
+  const sqlstate = typeof e.code === 'string' ? e.code : '';
+  const klass = sqlstate.slice(0, 2);
+  if (klass === '22' || klass === '23' || klass === '42') {
+    const missing = sqlstate === '42P01' || sqlstate === '42703';
+    return new BlockedError(
+      `${where}: the target rejected it: ${e.message ?? String(error)} (SQLSTATE ${sqlstate})`,
+      {
+        code: missing ? ErrorCode.SCHEMA_MISMATCH : ErrorCode.APPLY_REJECTED,
+        hint: 'make the target table accept the change (or fix the source row); the stream retries and resumes from the same event',
+        cause: error,
+      },
+    );
+  }
+  return classifyPgError(error, where);
+}

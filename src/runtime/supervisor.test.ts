@@ -1,0 +1,87 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { BlockedError, ErrorCode, FatalError, RetryableError } from './errors.ts';
+import { supervise } from './supervisor.ts';
+
+const untilAborted = (signal: AbortSignal) =>
+  new Promise<void>((resolve) => {
+    if (signal.aborted) resolve();
+    else signal.addEventListener('abort', () => resolve(), { once: true });
+  });
+
+test('a component failing with a retryable error is restarted; abort stops everything', async () => {
+  let runs = 0;
+  const restarts: string[] = [];
+  const controller = new AbortController();
+  const done = supervise(
+    [
+      {
+        name: 'flaky',
+        run: async (signal) => {
+          runs++;
+          if (runs < 3) throw new RetryableError('broker gone', { code: ErrorCode.KAFKA });
+          controller.abort();
+          await untilAborted(signal);
+        },
+      },
+      { name: 'steady', run: untilAborted },
+    ],
+    controller.signal,
+    { onRestart: (name) => restarts.push(name) },
+  );
+  await done;
+  assert.equal(runs, 3);
+  assert.deepEqual(restarts, ['flaky', 'flaky']);
+});
+
+test('a fatal error stops every component and rejects with it', async () => {
+  const stopped: string[] = [];
+  const fatal = new FatalError('bad password', { code: ErrorCode.PG_AUTH });
+  await assert.rejects(
+    supervise(
+      [
+        { name: 'bad', run: async () => Promise.reject(fatal) },
+        { name: 'other', run: untilAborted },
+      ],
+      new AbortController().signal,
+      { onStopped: (name) => stopped.push(name) },
+    ),
+    (error) => error === fatal,
+  );
+  assert.deepEqual(stopped.sort(), ['bad', 'other']);
+});
+
+test('a blocked component is reported as blocked and retried while the others run on', async () => {
+  let runs = 0;
+  const blocked: string[] = [];
+  const restarts: string[] = [];
+  let otherRunning = false;
+  const controller = new AbortController();
+  await supervise(
+    [
+      {
+        name: 'apply a->b',
+        run: async (signal) => {
+          runs++;
+          if (runs < 3)
+            throw new BlockedError('column t.c does not exist', { code: ErrorCode.SCHEMA_MISMATCH });
+          assert.ok(otherRunning, 'the other component kept running while this one was blocked');
+          controller.abort();
+          await untilAborted(signal);
+        },
+      },
+      {
+        name: 'apply b->a',
+        run: async (signal) => {
+          otherRunning = true;
+          await untilAborted(signal);
+        },
+      },
+    ],
+    controller.signal,
+    { onBlocked: (name) => blocked.push(name), onRestart: (name) => restarts.push(name) },
+  );
+  assert.equal(runs, 3);
+  assert.deepEqual(blocked, ['apply a->b', 'apply a->b']);
+  assert.deepEqual(restarts, []);
+});

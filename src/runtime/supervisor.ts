@@ -1,0 +1,71 @@
+/**
+ * Runs long-lived components (captures, appliers) and restarts one that fails with a retryable error,
+ * with exponential backoff. A BlockedError (one stream waits for an operator) is retried the same way but
+ * reported as blocked, while the other components run on. A FatalError (an operator must act) or a
+ * MalformedInputError that reached here stops everything: the whole run rejects with it, after every
+ * component has stopped.
+ */
+import { BlockedError, FatalError, MalformedInputError } from './errors.ts';
+import { sleep } from './sleep.ts';
+
+export interface Component {
+  readonly name: string;
+  run(signal: AbortSignal): Promise<void>;
+}
+
+export interface SupervisorHooks {
+  onRestart?(component: string, error: unknown, delayMs: number): void;
+  /** The component failed with a BlockedError and is retried after `delayMs`. */
+  onBlocked?(component: string, error: BlockedError, delayMs: number): void;
+  onStopped?(component: string): void;
+}
+
+const MIN_BACKOFF_MS = 500;
+const MAX_BACKOFF_MS = 30_000;
+/** A blocked stream checks at least this often whether its target was fixed. */
+const MAX_BLOCKED_BACKOFF_MS = 10_000;
+/** A component that ran this long without failing starts its backoff over. */
+const HEALTHY_AFTER_MS = 60_000;
+
+/** Resolves when `signal` aborts and every component stopped; rejects on the first fatal error. */
+export async function supervise(
+  components: readonly Component[],
+  signal: AbortSignal,
+  hooks: SupervisorHooks = {},
+): Promise<void> {
+  const inner = new AbortController();
+  const stop = () => inner.abort();
+  signal.addEventListener('abort', stop, { once: true });
+  let fatal: unknown;
+  const loops = components.map(async (component) => {
+    let backoffMs = MIN_BACKOFF_MS;
+    while (!inner.signal.aborted) {
+      const started = Date.now();
+      try {
+        await component.run(inner.signal);
+        if (inner.signal.aborted) break;
+        // A component that returns on its own without being asked to stop is restarted like a failure.
+        throw new Error(`${component.name} stopped unexpectedly`);
+      } catch (error) {
+        if (inner.signal.aborted) break;
+        if (error instanceof FatalError || error instanceof MalformedInputError) {
+          fatal ??= error;
+          inner.abort();
+          break;
+        }
+        if (Date.now() - started > HEALTHY_AFTER_MS) backoffMs = MIN_BACKOFF_MS;
+        if (error instanceof BlockedError) hooks.onBlocked?.(component.name, error, backoffMs);
+        else hooks.onRestart?.(component.name, error, backoffMs);
+        await sleep(backoffMs, inner.signal);
+        backoffMs = Math.min(
+          backoffMs * 2,
+          error instanceof BlockedError ? MAX_BLOCKED_BACKOFF_MS : MAX_BACKOFF_MS,
+        );
+      }
+    }
+    hooks.onStopped?.(component.name);
+  });
+  await Promise.all(loops);
+  signal.removeEventListener('abort', stop);
+  if (fatal !== undefined) throw fatal;
+}

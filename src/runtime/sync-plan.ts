@@ -1,0 +1,105 @@
+/**
+ * What a config means on the live nodes: the resolved table list (same on every node), the conflict
+ * policy per table, and the directions (every ordered pair of nodes: a mesh).
+ */
+import pg from 'pg';
+import type { Config, NodeConfig } from '../config/schema.ts';
+import { splitTableName } from '../pg/sql-names.ts';
+import { matchTables, requireSyncableTable } from '../pg/table-catalog.ts';
+import type { ConflictPolicy } from '../sink/conflict-guard.ts';
+import { ErrorCode, FatalError } from './errors.ts';
+import { classifyPgError } from './pg-errors.ts';
+
+export interface Direction {
+  readonly source: NodeConfig;
+  readonly target: NodeConfig;
+}
+
+/**
+ * Every ordered pair of nodes, except into a node captured by Debezium: its connector does not skip
+ * transactions applied under a replication origin, so whatever pgbisync wrote there would come back.
+ */
+export function directions(config: Config): Direction[] {
+  return config.nodes.flatMap((source) =>
+    config.nodes
+      .filter((t) => t.name !== source.name && t.debezium === undefined)
+      .map((target) => ({ source, target })),
+  );
+}
+
+/** Connects to a node, naming the node in connection errors (wrong password, unreachable...). */
+export async function connectNode(node: NodeConfig, purpose: string): Promise<pg.Client> {
+  const client = new pg.Client({ connectionString: node.url, application_name: `pgbisync-${purpose}` });
+  try {
+    await client.connect();
+  } catch (error) {
+    await client.end().catch(() => undefined);
+    throw classifyPgError(error, `node ${node.name}`);
+  }
+  return client;
+}
+
+export async function withNode<T>(
+  node: NodeConfig,
+  purpose: string,
+  fn: (client: pg.Client) => Promise<T>,
+): Promise<T> {
+  const client = await connectNode(node, purpose);
+  try {
+    return await fn(client);
+  } finally {
+    await client.end().catch(() => undefined);
+  }
+}
+
+/** Resolves `tables` on one node: listed tables must exist and be syncable; patterns are expanded. */
+export async function resolveTablesOn(client: pg.Client, node: string, config: Config): Promise<string[]> {
+  const names = Array.isArray(config.tables)
+    ? config.tables
+    : await matchTables(client, config.tables.include, config.tables.exclude);
+  if (names.length === 0) {
+    throw new FatalError(`tables: no table on node ${node} matches the include patterns`, {
+      code: ErrorCode.CONFIG_INVALID,
+      hint: 'check tables.include / tables.exclude against \\dt on the node',
+    });
+  }
+  for (const name of names) {
+    const { schema, table } = splitTableName(name);
+    await requireSyncableTable(client, node, schema, table);
+  }
+  return [...names].sort();
+}
+
+/** The synced tables, checked on every node: the same set everywhere. */
+export async function resolveTables(config: Config): Promise<string[]> {
+  let first: { node: string; tables: string[] } | undefined;
+  for (const node of config.nodes) {
+    const tables = await withNode(node, 'plan', (c) => resolveTablesOn(c, node.name, config));
+    if (first === undefined) {
+      first = { node: node.name, tables };
+      continue;
+    }
+    const missing = first.tables.filter((t) => !tables.includes(t));
+    const extra = tables.filter((t) => !first!.tables.includes(t));
+    if (missing.length > 0 || extra.length > 0) {
+      throw new FatalError(
+        `tables differ between nodes ${first.node} and ${node.name}: ${[...missing.map((t) => `${t} only on ${first!.node}`), ...extra.map((t) => `${t} only on ${node.name}`)].join(', ')}`,
+        { code: ErrorCode.SCHEMA_MISMATCH, hint: 'create the same tables on every node' },
+      );
+    }
+  }
+  return first?.tables ?? [];
+}
+
+export function policyFor(config: Config): (table: string) => ConflictPolicy {
+  const toPolicy = (p: { policy: ConflictPolicy['policy']; priorityNode?: string | undefined }) => {
+    if (p.policy === 'node-priority')
+      return { policy: p.policy, priorityNode: p.priorityNode ?? '' } as const;
+    return { policy: p.policy } as ConflictPolicy;
+  };
+  const fallback = toPolicy(config.conflicts);
+  return (table) => {
+    const override = config.conflicts.tables[table];
+    return override === undefined ? fallback : toPolicy(override);
+  };
+}

@@ -1,0 +1,303 @@
+/**
+ * The applier for one direction (source node -> target node): consumes the source's change events from
+ * Kafka and writes them into the target, one target transaction per source transaction.
+ *
+ * Ordering and progress (DESIGN.md §2):
+ * - The position to resume from is read from the target (pgbisync.apply_progress, written inside each
+ *   applied transaction), never from Kafka's group offsets: an applied transaction is applied once.
+ * - A record that is not a valid change event goes to the dead-letter topic (with the reason in its
+ *   headers) before any later transaction commits; it is never dropped silently. Without a dead-letter
+ *   producer the applier stops with the record's position.
+ * - Batches: whatever the consumer fetched, cut into groups of at most maxBatchTransactions /
+ *   maxBatchRows, pipelined as separate target transactions. The next group is decoded and queued on
+ *   the connection while the previous one commits (at most two in flight), so the target works while
+ *   this process decodes; a failed group fails every later one (the writer chains their progress).
+ * - A source captured by a Debezium connector (`debezium` option) is read from the connector's
+ *   per-table topics and transaction topic (./debezium-transactions.ts); its position is one offset per
+ *   topic, stored with each applied transaction.
+ */
+import type { ConsumerOptions, InRecord as KafkaInRecord, OutRecord } from '../kafka/client.ts';
+import { quoteIdent } from '../pg/sql-names.ts';
+import { BlockedError, ErrorCode, FatalError, PgbisyncError } from '../runtime/errors.ts';
+import type { ApplyTransaction, TopicPosition } from './apply-model.ts';
+import type { ConflictPolicy } from './conflict-guard.ts';
+import { DebeziumTransactionAssembler } from './debezium-transactions.ts';
+import { decodeChange } from './event-changes.ts';
+import { describeRejected, findRejectedValue, sourceType } from './rejected-value.ts';
+import { MissingColumnError } from './statement-builder.ts';
+import { type InRecord, TransactionGrouper } from './transaction-grouper.ts';
+import { TransactionWriter } from './transaction-writer.ts';
+
+/** The Kafka consumer the applier needs: yields arrays of records in offset order per partition. */
+export interface RecordSource {
+  batches(signal: AbortSignal): AsyncGenerator<KafkaInRecord[]>;
+  close(): Promise<void>;
+}
+
+/** Where malformed records go. `send` resolves once the broker acknowledged them. */
+export interface DeadLetterSink {
+  send(records: readonly OutRecord[]): Promise<void>;
+}
+
+export interface ApplierOptions {
+  readonly sourceNode: string;
+  readonly targetNode: string;
+  readonly targetUrl: string;
+  /** The source node's URL, when it is a configured node: names the source type of a rejected value. */
+  readonly sourceUrl?: string;
+  /** Topics holding the source's events (transactional mode: the one node topic). */
+  readonly topics: readonly string[];
+  readonly openConsumer: (startOffsets: ConsumerOptions['startOffsets']) => RecordSource;
+  readonly deadLetter: { readonly topic: string; readonly sink: DeadLetterSink } | undefined;
+  readonly policyFor: (table: string) => ConflictPolicy;
+  readonly maxBatchTransactions: number;
+  readonly maxBatchRows: number;
+  /**
+   * The source's events are on per-table topics `<topicPrefix>.<schema>.<table>`: a Debezium PostgreSQL
+   * connector's, or pgbisync's own in `mode: per-table` (absent: pgbisync's one topic per node).
+   */
+  readonly debezium?: {
+    readonly topicPrefix: string;
+    /** Its transaction metadata topic (one of `topics`), or undefined when it provides none. */
+    readonly transactionTopic: string | undefined;
+  };
+  readonly onProgress?: (event: ApplierProgressEvent) => void;
+}
+
+export type ApplierProgressEvent =
+  | {
+      readonly kind: 'applied';
+      readonly transactions: number;
+      readonly skipped: number;
+      readonly rows: number;
+      /** Row changes by table ('schema.table'). */
+      readonly byTable: ReadonlyMap<string, number>;
+      /** Conflicts resolved (and recorded in pgbisync.conflicts) by these transactions. */
+      readonly conflicts: number;
+      readonly last: ApplyTransaction;
+    }
+  | { readonly kind: 'dead-letter'; readonly record: InRecord; readonly error: unknown };
+
+export class Applier {
+  readonly #o: ApplierOptions;
+  #applied = 0;
+  #deadLetters = 0;
+
+  constructor(options: ApplierOptions) {
+    this.#o = options;
+  }
+
+  get transactionsApplied(): number {
+    return this.#applied;
+  }
+
+  get deadLetters(): number {
+    return this.#deadLetters;
+  }
+
+  /** Runs until `signal` aborts (resolves) or applying fails (rejects). */
+  async run(signal: AbortSignal): Promise<void> {
+    const o = this.#o;
+    const writer = new TransactionWriter({
+      url: o.targetUrl,
+      targetNode: o.targetNode,
+      sourceNode: o.sourceNode,
+      policyFor: o.policyFor,
+      // Transactions split by table: rows of different tables do not arrive in source order.
+      replicaRole: o.debezium !== undefined && o.debezium.transactionTopic === undefined,
+    });
+    let consumer: RecordSource | undefined;
+    /** The group queued before the newest one: settles once it committed and was reported. */
+    let inFlight: Promise<void> | undefined;
+    // A group that fails while no more records arrive must still stop the applier at once.
+    const failed = new AbortController();
+    let failure: { readonly error: unknown } | undefined;
+    try {
+      const progress = await writer.open();
+      const stored =
+        progress !== undefined
+          ? [{ topic: progress.topic, partition: progress.partition, nextOffset: progress.nextOffset }]
+          : [];
+      if (o.debezium !== undefined) stored.push(...(await writer.topicPositions()));
+      consumer = o.openConsumer(startOffsets(stored, o.topics));
+      let malformed: { record: InRecord; error: unknown }[] = [];
+      const onMalformed = (record: InRecord, error: unknown) => malformed.push({ record, error });
+      const grouper =
+        o.debezium === undefined
+          ? new TransactionGrouper(o.sourceNode, decodeChange, onMalformed)
+          : new DebeziumTransactionAssembler({
+              sourceNode: o.sourceNode,
+              topicPrefix: o.debezium.topicPrefix,
+              transactionTopic: o.debezium.transactionTopic,
+              dataTopics: o.topics.filter((t) => t !== o.debezium?.transactionTopic),
+              onMalformed,
+            });
+      for await (const records of consumer.batches(AbortSignal.any([signal, failed.signal]))) {
+        const txns = grouper.add(records);
+        if (malformed.length > 0) {
+          await this.#deadLetter(malformed);
+          malformed = [];
+        }
+        for (const chunk of chunks(txns, o.maxBatchTransactions, o.maxBatchRows)) {
+          // Queueing fails early on what the catalog already tells (a missing column): explained too.
+          const { committed } = await writer.submit(chunk).catch(async (error: unknown) => {
+            throw await this.#explainRejection(error, chunk);
+          });
+          const reported = committed.then(
+            ({ applied, skipped, conflicts }) => {
+              this.#applied += applied;
+              o.onProgress?.({
+                kind: 'applied',
+                transactions: applied,
+                skipped,
+                rows: chunk.reduce((n, t) => n + t.changes.length, 0),
+                byTable: rowsByTable(chunk),
+                conflicts,
+                last: chunk[chunk.length - 1]!,
+              });
+            },
+            async (error: unknown) => {
+              throw await this.#explainRejection(error, chunk);
+            },
+          );
+          reported.catch((error: unknown) => {
+            failure ??= { error };
+            failed.abort();
+          });
+          if (inFlight !== undefined) await inFlight;
+          inFlight = reported;
+        }
+      }
+      await inFlight;
+      if (failure !== undefined) throw failure.error;
+    } finally {
+      // Never close the connection under queued transactions (they would fail instead of committing).
+      await inFlight?.catch(() => undefined);
+      await consumer?.close();
+      await writer.close();
+    }
+  }
+
+  /**
+   * A transaction the target rejected on a value: names the table, the column, both types and the
+   * value (PostgreSQL's message names none of them). Other failures are returned as they are.
+   */
+  async #explainRejection(error: unknown, chunk: readonly ApplyTransaction[]): Promise<unknown> {
+    const o = this.#o;
+    if (error instanceof MissingColumnError) {
+      const type = await sourceType(o.sourceUrl, error.schema, error.table, error.column);
+      const column = `${error.schema}.${error.table}.${error.column}`;
+      return new BlockedError(
+        `applying ${o.sourceNode} -> ${o.targetNode}: column ${column} (source type ${type ?? 'unknown'}) does not exist on the target`,
+        {
+          code: ErrorCode.SCHEMA_MISMATCH,
+          hint: `on ${o.targetNode}: ALTER TABLE ${error.schema}.${error.table} ADD COLUMN ${quoteIdent(error.column)} ${type ?? '<type>'}; the stream resumes from the same event`,
+          cause: error,
+        },
+      );
+    }
+    const sqlstate =
+      error instanceof BlockedError ? (error.cause as { code?: unknown } | undefined)?.code : undefined;
+    if (typeof sqlstate !== 'string' || !sqlstate.startsWith('22')) return error;
+    const rejected = await findRejectedValue(o.targetUrl, o.sourceUrl, chunk).catch(() => undefined);
+    if (rejected === undefined) return error;
+    const fix =
+      rejected.sourceType === undefined
+        ? `ALTER TABLE ${rejected.table} ALTER COLUMN ${rejected.column} TYPE ...`
+        : `ALTER TABLE ${rejected.table} ALTER COLUMN ${rejected.column} TYPE ${rejected.sourceType}`;
+    return new BlockedError(`applying ${o.sourceNode} -> ${o.targetNode}: ${describeRejected(rejected)}`, {
+      code: ErrorCode.SCHEMA_MISMATCH,
+      hint: `make the column take the source's values on ${o.targetNode} (${fix}) or fix the row on ${o.sourceNode}; the stream resumes from the same event`,
+      cause: error,
+    });
+  }
+
+  async #deadLetter(items: readonly { record: InRecord; error: unknown }[]): Promise<void> {
+    const o = this.#o;
+    const first = items[0]!;
+    if (o.deadLetter === undefined) {
+      throw new FatalError(
+        `record ${where(first.record)} is not a valid change event: ${describe(first.error)}`,
+        {
+          code: ErrorCode.EVENT_MALFORMED,
+          hint: 'configure apply.deadLetterTopic to set such records aside, or remove the record from the topic',
+          cause: first.error,
+        },
+      );
+    }
+    await o.deadLetter.sink.send(
+      items.map(({ record, error }) => ({
+        topic: o.deadLetter!.topic,
+        key: record.key,
+        value: record.value,
+        headers: {
+          'pgbisync.dlq.topic': record.topic,
+          'pgbisync.dlq.partition': String(record.partition),
+          'pgbisync.dlq.offset': String(record.offset),
+          'pgbisync.dlq.error': describe(error),
+          'pgbisync.dlq.code': error instanceof PgbisyncError ? error.code : ErrorCode.EVENT_MALFORMED,
+        },
+      })),
+    );
+    for (const item of items) {
+      this.#deadLetters++;
+      o.onProgress?.({ kind: 'dead-letter', record: item.record, error: item.error });
+    }
+  }
+}
+
+function rowsByTable(txns: readonly ApplyTransaction[]): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const txn of txns) {
+    for (const change of txn.changes) {
+      const table = `${change.schema}.${change.table}`;
+      out.set(table, (out.get(table) ?? 0) + 1);
+    }
+  }
+  return out;
+}
+
+/** One start offset per stored topic/partition of `topics` (the furthest, if stored twice). */
+function startOffsets(
+  stored: readonly TopicPosition[],
+  topics: readonly string[],
+): ConsumerOptions['startOffsets'] {
+  const out = new Map<string, { topic: string; partition: number; offset: bigint }>();
+  for (const p of stored) {
+    if (!topics.includes(p.topic)) continue;
+    const key = `${p.topic}\u0000${p.partition}`;
+    const known = out.get(key);
+    if (known === undefined || known.offset < p.nextOffset) {
+      out.set(key, { topic: p.topic, partition: p.partition, offset: p.nextOffset });
+    }
+  }
+  return [...out.values()];
+}
+
+function where(record: InRecord): string {
+  return `${record.topic}[${record.partition}]@${record.offset}`;
+}
+
+function describe(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+/** Cuts transactions into pipelined groups bounded by count and rows (a big transaction stays whole). */
+export function* chunks(
+  txns: readonly ApplyTransaction[],
+  maxTransactions: number,
+  maxRows: number,
+): Generator<ApplyTransaction[]> {
+  let chunk: ApplyTransaction[] = [];
+  let rows = 0;
+  for (const txn of txns) {
+    if (chunk.length > 0 && (chunk.length >= maxTransactions || rows + txn.changes.length > maxRows)) {
+      yield chunk;
+      chunk = [];
+      rows = 0;
+    }
+    chunk.push(txn);
+    rows += txn.changes.length;
+  }
+  if (chunk.length > 0) yield chunk;
+}

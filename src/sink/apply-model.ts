@@ -1,0 +1,68 @@
+/**
+ * What the applier applies: source transactions made of row changes whose values are PostgreSQL text
+ * literals (decoded from Debezium events; see ../events/). One ApplyTransaction becomes exactly one
+ * target transaction.
+ */
+
+import type { ColumnValue } from '../events/change-event.ts';
+
+export { type ColumnValue, UNCHANGED } from '../events/change-event.ts';
+
+export interface RowChange {
+  readonly op: 'c' | 'u' | 'd' | 'r' | 't';
+  readonly schema: string;
+  readonly table: string;
+  /** Primary key of the row before the change (delete, key-changing update), by column. */
+  readonly beforeKey?: Readonly<Record<string, string | null>>;
+  /** Row after the change (c, u, r), by column. */
+  readonly after?: Readonly<Record<string, ColumnValue>>;
+  /** Snapshot rows only: the row's own commit time on the source (rows of one chunk differ). */
+  readonly commitTimeUs?: bigint;
+}
+
+export interface ApplyTransaction {
+  readonly sourceNode: string;
+  /** Source commit LSN: recorded as the origin's remote_lsn; used to skip re-published transactions. */
+  readonly commitLsn: bigint;
+  /** Source commit time, microseconds since the Unix epoch: becomes the target commit timestamp. */
+  readonly commitTimeUs: bigint;
+  /** True when commitLsn orders transactions (our capture's header); false for foreign topics. */
+  readonly lsnOrdered: boolean;
+  /** Rows of the initial snapshot (chunks share one LSN; never skipped by LSN). */
+  readonly snapshot: boolean;
+  readonly changes: readonly RowChange[];
+  /** Kafka position of the transaction's last record: the applier resumes after it. */
+  readonly topic: string;
+  readonly partition: number;
+  readonly lastOffset: bigint;
+  /**
+   * Sources spread over several topics (Debezium's per-table topics): the position after this
+   * transaction in each topic it has records in, stored with it (pgbisync.apply_positions).
+   */
+  readonly topicPositions?: readonly TopicPosition[];
+}
+
+export interface TopicPosition {
+  readonly topic: string;
+  readonly partition: number;
+  readonly nextOffset: bigint;
+}
+
+/**
+ * A snapshot chunk as target transactions of one commit time each: every row keeps its own source
+ * commit time on the target, as a streamed change would, so conflict resolution compares the same
+ * versions on every node. Streamed transactions are returned as they are.
+ */
+export function splitByCommitTime(txn: ApplyTransaction): ApplyTransaction[] {
+  if (!txn.snapshot) return [txn];
+  const groups = new Map<bigint, RowChange[]>();
+  for (const change of txn.changes) {
+    const ts = change.commitTimeUs ?? txn.commitTimeUs;
+    const group = groups.get(ts);
+    if (group === undefined) groups.set(ts, [change]);
+    else group.push(change);
+  }
+  return [...groups.keys()]
+    .sort((a, b) => (a < b ? -1 : a > b ? 1 : 0))
+    .map((ts) => ({ ...txn, commitTimeUs: ts, changes: groups.get(ts)! }));
+}

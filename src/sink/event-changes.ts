@@ -1,0 +1,100 @@
+/**
+ * The applier's view of a Kafka record: a Debezium change event (ours or the real connector's) turned
+ * into a RowChange plus the source position the grouper needs. Tombstones carry no change (null).
+ */
+import type { ChangeEvent, ColumnValue } from '../events/change-event.ts';
+import { decodeRecord } from '../events/decode.ts';
+import { ErrorCode, MalformedInputError } from '../runtime/errors.ts';
+import type { RowChange } from './apply-model.ts';
+import type { DecodedChange, InRecord } from './transaction-grouper.ts';
+
+/**
+ * Decodes one record with a value (the grouper skips tombstones). Throws MalformedInputError for
+ * anything that is not a change event.
+ */
+export function decodeChange(record: InRecord): DecodedChange {
+  const decoded = decodeRecord(record.key, record.value);
+  if (decoded.kind === 'tombstone') {
+    throw new MalformedInputError(
+      `record ${record.topic}[${record.partition}]@${record.offset} has no value`,
+      {
+        code: ErrorCode.EVENT_MALFORMED,
+      },
+    );
+  }
+  return toDecodedChange(decoded, record);
+}
+
+export function toDecodedChange(event: ChangeEvent, record: InRecord): DecodedChange {
+  const where = `${record.topic}[${record.partition}]@${record.offset}`;
+  const source = event.source;
+  const snapshot = source.snapshot !== 'false';
+  const row = rowChange(event, where);
+  // A snapshot row keeps its own commit time (rows of one snapshot chunk differ).
+  const change: RowChange = snapshot ? { ...row, commitTimeUs: source.tsUs } : row;
+  return {
+    change,
+    lsn: source.lsn ?? 0n,
+    txId: source.txId === null ? `lsn:${source.lsn ?? 0n}` : String(source.txId),
+    commitTimeUs: source.tsUs,
+    snapshot,
+  };
+}
+
+function rowChange(event: ChangeEvent, where: string): RowChange {
+  const base = { op: event.op, schema: event.schema, table: event.table };
+  switch (event.op) {
+    case 't':
+      return base;
+    case 'd': {
+      const key = event.key ?? keyFrom(event.before, where);
+      return { ...base, beforeKey: Object.fromEntries(key) };
+    }
+    case 'c':
+    case 'r':
+    case 'u': {
+      if (event.after === null) {
+        throw new MalformedInputError(`event at ${where}: op '${event.op}' without an 'after' row`, {
+          code: ErrorCode.EVENT_MALFORMED,
+          hint: 'the producer of this topic must send full after-images (Debezium envelope)',
+        });
+      }
+      const after: Record<string, ColumnValue> = Object.fromEntries(event.after);
+      // The row's key before the change: an update that changes the key must delete the old one.
+      const before = event.before === null ? undefined : keyOf(event.before, event.key);
+      return before === undefined ? { ...base, after } : { ...base, after, beforeKey: before };
+    }
+    default:
+      event.op satisfies never;
+      throw new MalformedInputError(`event at ${where}: unknown op`, { code: ErrorCode.EVENT_MALFORMED });
+  }
+}
+
+/** The before image's values of the key columns (the key names come from the record key). */
+function keyOf(
+  before: ReadonlyMap<string, ColumnValue>,
+  key: ReadonlyMap<string, string | null> | null,
+): Record<string, string | null> | undefined {
+  if (key === null) return undefined;
+  const out: Record<string, string | null> = {};
+  for (const name of key.keys()) {
+    const v = before.get(name);
+    if (v === undefined || typeof v === 'symbol') return undefined;
+    out[name] = v;
+  }
+  return out;
+}
+
+function keyFrom(
+  row: ReadonlyMap<string, ColumnValue> | null,
+  where: string,
+): ReadonlyMap<string, string | null> {
+  if (row === null) {
+    throw new MalformedInputError(`delete event at ${where} has neither a key nor a 'before' row`, {
+      code: ErrorCode.EVENT_MALFORMED,
+    });
+  }
+  const out = new Map<string, string | null>();
+  for (const [k, v] of row) if (typeof v !== 'symbol') out.set(k, v);
+  return out;
+}

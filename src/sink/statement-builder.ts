@@ -1,0 +1,215 @@
+/**
+ * SQL for applying a run of row changes to one table inside a target transaction: one statement per run
+ * (multi-row via unnest of text arrays, cast to the target column types), guarded by the conflict policy,
+ * recording every conflict in pgbisync.conflicts and every delete in pgbisync.tombstones.
+ *
+ * Parameters common to every statement: $1 incoming commit time (timestamptz), $2 source node,
+ * $3 this (target) node, $4 table name 'schema.table'. Column arrays follow from $5.
+ */
+
+import { qualifiedName, quoteIdent, quoteLiteral } from '../pg/sql-names.ts';
+import type { CatalogTable } from '../pg/table-catalog.ts';
+import { BlockedError, ErrorCode } from '../runtime/errors.ts';
+import type { ColumnValue } from './apply-model.ts';
+import { type ConflictPolicy, incomingWins } from './conflict-guard.ts';
+
+export interface BuiltStatement {
+  readonly text: string;
+  /** Values after the 4 common parameters. */
+  readonly arrays: readonly (readonly (string | null)[])[];
+}
+
+const VERSION_TIME = (x: string) => `pgbisync.version_time(${x}.xmin)`;
+const VERSION_NODE = (x: string) => `pgbisync.version_node(${x}.xmin, $3::text)`;
+
+/** Compiled per target table and policy; reused for every run on that table. */
+/** An event column the target table lacks (the applier adds the source's type to the message). */
+export class MissingColumnError extends BlockedError {
+  readonly schema: string;
+  readonly table: string;
+  readonly column: string;
+  constructor(schema: string, table: string, column: string) {
+    super(`column ${schema}.${table}.${column} does not exist on the target`, {
+      code: ErrorCode.SCHEMA_MISMATCH,
+      hint: `ALTER TABLE ${schema}.${table} ADD COLUMN ${quoteIdent(column)} ...; the applier resumes from the same event`,
+    });
+    this.schema = schema;
+    this.table = table;
+    this.column = column;
+  }
+}
+
+export class TableStatements {
+  readonly table: CatalogTable;
+  readonly #policy: ConflictPolicy;
+  readonly #qualified: string;
+  readonly #types: Map<string, string>;
+  readonly #cache = new Map<string, string>();
+
+  constructor(table: CatalogTable, policy: ConflictPolicy) {
+    this.table = table;
+    this.#policy = policy;
+    this.#qualified = qualifiedName(table.schema, table.table);
+    this.#types = new Map(table.columns.map((c) => [c.name, c.castType]));
+    if (table.primaryKey.length === 0) {
+      throw new BlockedError(`table ${table.schema}.${table.table} has no primary key on the target`, {
+        code: ErrorCode.PG_NO_KEY,
+        hint: `ALTER TABLE ${table.schema}.${table.table} ADD PRIMARY KEY (...)`,
+      });
+    }
+  }
+
+  /** Checks that the event's columns exist on the target; names the first that does not. */
+  requireColumns(columns: Iterable<string>): void {
+    for (const c of columns) {
+      if (!this.#types.has(c)) {
+        throw new MissingColumnError(this.table.schema, this.table.table, c);
+      }
+    }
+  }
+
+  #inputCte(columns: readonly string[]): string {
+    const params = columns.map((_, i) => `$${i + 5}::text[]`).join(', ');
+    const alias = columns.map((_, i) => `c${i}`).join(', ');
+    const select = columns.map((c, i) => `u.c${i}::${this.#types.get(c)} AS ${quoteIdent(c)}`).join(', ');
+    return `i AS (SELECT ${select} FROM unnest(${params}) AS u(${alias}))`;
+  }
+
+  #keyJoin(left: string, right: string): string {
+    return this.table.primaryKey
+      .map((k) => `${left}.${quoteIdent(k)} = ${right}.${quoteIdent(k)}`)
+      .join(' AND ');
+  }
+
+  #keyJson(alias: string): string {
+    return `jsonb_build_object(${this.table.primaryKey.map((k) => `${quoteLiteral(k)}, ${alias}.${quoteIdent(k)}`).join(', ')})`;
+  }
+
+  /**
+   * The target's current versions of the incoming keys. Written as a lateral lookup per incoming row
+   * behind OFFSET 0 (which keeps the planner from flattening it into a join): the applier runs these
+   * statements with cached generic plans, and a plan made while the table was small would otherwise
+   * hash-join a sequential scan of the whole table for every statement once it has grown.
+   */
+  #existingCte(): string {
+    const keys = this.table.primaryKey.map((k) => `t.${quoteIdent(k)}`).join(', ');
+    return `e AS (SELECT x.* FROM i CROSS JOIN LATERAL (
+        SELECT ${keys}, to_jsonb(t.*) AS "~row", ${VERSION_TIME('t')} AS "~ts", ${VERSION_NODE('t')} AS "~node"
+        FROM ${this.#qualified} t WHERE ${this.#keyJoin('t', 'i')} OFFSET 0) x)`;
+  }
+
+  /** Tombstones of the incoming keys, looked up per key like {@link #existingCte}. */
+  #tombstoneCte(): string {
+    return `tb AS (SELECT x.key, x.ts, x.node FROM i CROSS JOIN LATERAL (
+        SELECT b.key, ${VERSION_TIME('b')} AS ts, ${VERSION_NODE('b')} AS node FROM pgbisync.tombstones b
+        WHERE b.table_name = $4::text AND b.key = ${this.#keyJson('i')} OFFSET 0) x)`;
+  }
+
+  #conflictInsert(type: string, remoteRow: string, appliedCte: string): string {
+    return `INSERT INTO pgbisync.conflicts (table_name, conflict_type, key, local_row, local_commit_time, local_node,
+        remote_row, remote_commit_time, remote_node, resolution, policy)
+      SELECT $4::text, ${quoteLiteral(type)}, ${this.#keyJson('e')}, e."~row", e."~ts", e."~node", ${remoteRow}, $1::timestamptz,
+        $2::text, CASE WHEN EXISTS (SELECT 1 FROM ${appliedCte} w WHERE ${this.#keyJoin('w', 'e')})
+          THEN 'apply_remote' ELSE 'keep_local' END, ${quoteLiteral(this.#policy.policy)}
+      FROM e WHERE e."~node" <> $2::text`;
+  }
+
+  /** Insert-or-update of full rows (ops c, u, r): `columns` must include the whole primary key. */
+  upsert(op: 'c' | 'u' | 'r', columns: readonly string[]): string {
+    const cacheKey = `upsert:${op}:${columns.join(',')}`;
+    const cached = this.#cache.get(cacheKey);
+    if (cached !== undefined) return cached;
+    const cols = columns.map(quoteIdent).join(', ');
+    const pk = this.table.primaryKey.map(quoteIdent).join(', ');
+    const nonKey = columns.filter((c) => !this.table.primaryKey.includes(c));
+    const set =
+      nonKey.length === 0
+        ? `${quoteIdent(this.table.primaryKey[0] ?? '')} = EXCLUDED.${quoteIdent(this.table.primaryKey[0] ?? '')}`
+        : nonKey.map((c) => `${quoteIdent(c)} = EXCLUDED.${quoteIdent(c)}`).join(', ');
+    const wins = (time: string, node: string) => incomingWins(this.#policy, '$1', '$2', time, node);
+    const returning = this.table.primaryKey.map((k) => `t.${quoteIdent(k)}`).join(', ');
+    const text = `WITH ${this.#inputCte(columns)}, ${this.#existingCte()},
+      ${this.#tombstoneCte()},
+      w AS (INSERT INTO ${this.#qualified} AS t (${cols}) SELECT ${cols} FROM i
+              WHERE NOT EXISTS (SELECT 1 FROM tb WHERE tb.key = ${this.#keyJson('i')} AND NOT ${wins('tb.ts', 'tb.node')})
+            ON CONFLICT (${pk}) DO UPDATE SET ${set} WHERE ${wins(VERSION_TIME('t'), VERSION_NODE('t'))}
+            RETURNING ${returning})
+      ${this.#conflictInsert(op === 'u' ? 'update_origin_differs' : 'insert_exists', `(SELECT to_jsonb(r.*) FROM i r WHERE ${this.#keyJoin('r', 'e')})`, 'w')}
+      UNION ALL
+      SELECT $4::text, 'update_deleted', tb.key, NULL, tb.ts, tb.node, NULL, $1::timestamptz, $2::text, 'keep_deleted',
+        ${quoteLiteral(this.#policy.policy)}
+      FROM tb WHERE NOT ${wins('tb.ts', 'tb.node')} AND NOT EXISTS (SELECT 1 FROM e WHERE ${this.#keyJson('e')} = tb.key)`;
+    this.#cache.set(cacheKey, text);
+    return text;
+  }
+
+  /** Update of existing rows that leaves unchanged-TOAST columns alone (no insert if missing). */
+  update(columns: readonly string[]): string {
+    const cacheKey = `update:${columns.join(',')}`;
+    const cached = this.#cache.get(cacheKey);
+    if (cached !== undefined) return cached;
+    const nonKey = columns.filter((c) => !this.table.primaryKey.includes(c));
+    const set = nonKey.map((c) => `${quoteIdent(c)} = i.${quoteIdent(c)}`).join(', ');
+    const returning = this.table.primaryKey.map((k) => `t.${quoteIdent(k)}`).join(', ');
+    const wins = incomingWins(this.#policy, '$1', '$2', VERSION_TIME('t'), VERSION_NODE('t'));
+    const text = `WITH ${this.#inputCte(columns)}, ${this.#existingCte()},
+      w AS (UPDATE ${this.#qualified} AS t SET ${set} FROM i WHERE ${this.#keyJoin('t', 'i')} AND ${wins} RETURNING ${returning})
+      ${this.#conflictInsert('update_origin_differs', `(SELECT to_jsonb(r.*) FROM i r WHERE ${this.#keyJoin('r', 'e')})`, 'w')}`;
+    this.#cache.set(cacheKey, text);
+    return text;
+  }
+
+  /** Delete by primary key, guarded; records a tombstone dated by this transaction. */
+  delete(): string {
+    const cached = this.#cache.get('delete');
+    if (cached !== undefined) return cached;
+    const returning = this.table.primaryKey.map((k) => `t.${quoteIdent(k)}`).join(', ');
+    const wins = (time: string, node: string) => incomingWins(this.#policy, '$1', '$2', time, node);
+    const text = `WITH ${this.#inputCte(this.table.primaryKey)}, ${this.#existingCte()},
+      d AS (DELETE FROM ${this.#qualified} AS t USING i WHERE ${this.#keyJoin('t', 'i')}
+            AND ${wins(VERSION_TIME('t'), VERSION_NODE('t'))} RETURNING ${returning}),
+      tomb AS (INSERT INTO pgbisync.tombstones AS b (table_name, key) SELECT $4::text, ${this.#keyJson('i')} FROM i
+               ON CONFLICT (table_name, key) DO UPDATE SET key = EXCLUDED.key WHERE ${wins(VERSION_TIME('b'), VERSION_NODE('b'))})
+      ${this.#conflictInsert('delete_origin_differs', 'NULL::jsonb', 'd')}`;
+    this.#cache.set('delete', text);
+    return text;
+  }
+
+  /**
+   * A key change whose new row lacks unchanged TOAST values: moves the row at the old key to the new
+   * key in place, guarded like an update. Parameters after the common ones: one single-element array
+   * per column in `columns`, then one per primary-key column with the old key.
+   */
+  rekey(columns: readonly string[]): string {
+    const cacheKey = `rekey:${columns.join(',')}`;
+    const cached = this.#cache.get(cacheKey);
+    if (cached !== undefined) return cached;
+    const pk = this.table.primaryKey;
+    const newSel = columns.map((_, i) => `$${i + 5}::text[]`);
+    const oldSel = pk.map((_, j) => `$${columns.length + j + 5}::text[]`);
+    const alias = [...columns.map((_, i) => `c${i}`), ...pk.map((_, j) => `k${j}`)].join(', ');
+    const select = [
+      ...columns.map((c, i) => `u.c${i}::${this.#types.get(c)} AS ${quoteIdent(c)}`),
+      ...pk.map((k, j) => `u.k${j}::${this.#types.get(k)} AS ${quoteIdent(`old ${k}`)}`),
+    ].join(', ');
+    const set = columns.map((c) => `${quoteIdent(c)} = i.${quoteIdent(c)}`).join(', ');
+    const oldJoin = pk.map((k) => `t.${quoteIdent(k)} = i.${quoteIdent(`old ${k}`)}`).join(' AND ');
+    const wins = incomingWins(this.#policy, '$1', '$2', VERSION_TIME('t'), VERSION_NODE('t'));
+    const text = `WITH i AS (SELECT ${select} FROM unnest(${[...newSel, ...oldSel].join(', ')}) AS u(${alias}))
+      UPDATE ${this.#qualified} AS t SET ${set} FROM i WHERE ${oldJoin} AND ${wins} AND $4::text IS NOT NULL`;
+    this.#cache.set(cacheKey, text);
+    return text;
+  }
+
+  truncate(): string {
+    return `TRUNCATE ${this.#qualified}`;
+  }
+
+  /** Text arrays, one per column, for a run of rows. */
+  static columnArrays(
+    columns: readonly string[],
+    rows: readonly Readonly<Record<string, ColumnValue>>[],
+  ): (string | null)[][] {
+    return columns.map((c) => rows.map((r) => r[c] as string | null));
+  }
+}

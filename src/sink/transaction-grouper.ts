@@ -1,0 +1,111 @@
+/**
+ * Groups consumed Kafka records into source transactions.
+ *
+ * Our capture marks each transaction's last record (header `pgbisync.last`), so a transaction is complete
+ * as soon as that record arrives. Records without our headers (topics of the real Debezium connector) are
+ * grouped by consecutive source transaction id, and a group is closed at the end of each fetched batch.
+ * Tombstones (null value) carry no change but may close a transaction.
+ * Records that are not valid events are handed to `onMalformed` (dead-letter) and never applied; their
+ * offsets still count, so the applier moves past them.
+ */
+import { parseLsn } from '../pg/lsn.ts';
+import type { ApplyTransaction, RowChange } from './apply-model.ts';
+
+export interface InRecord {
+  readonly topic: string;
+  readonly partition: number;
+  readonly offset: bigint;
+  readonly key: Buffer | null;
+  readonly value: Buffer | null;
+  readonly headers: ReadonlyMap<string, string>;
+}
+
+/** A decoded change event, as far as the applier needs it. */
+export interface DecodedChange {
+  readonly change: RowChange;
+  readonly lsn: bigint;
+  /** Source transaction id (Debezium source.txId), for grouping when our headers are absent. */
+  readonly txId: string;
+  readonly commitTimeUs: bigint;
+  readonly snapshot: boolean;
+}
+
+/** Decodes a record's value; throws MalformedInputError for anything that is not a change event. */
+export type ChangeDecoder = (record: InRecord) => DecodedChange;
+
+export class TransactionGrouper {
+  readonly #sourceNode: string;
+  readonly #decode: ChangeDecoder;
+  readonly #onMalformed: (record: InRecord, error: unknown) => void;
+  #changes: RowChange[] = [];
+  #last: DecodedChange | undefined;
+  #lastRecord: InRecord | undefined;
+
+  constructor(
+    sourceNode: string,
+    decode: ChangeDecoder,
+    onMalformed: (record: InRecord, error: unknown) => void,
+  ) {
+    this.#sourceNode = sourceNode;
+    this.#decode = decode;
+    this.#onMalformed = onMalformed;
+  }
+
+  /** Feeds one fetched batch; returns the transactions it completed. */
+  add(records: readonly InRecord[]): ApplyTransaction[] {
+    const done: ApplyTransaction[] = [];
+    let ours = false;
+    for (const record of records) {
+      const last = record.headers.get('pgbisync.last') === '1';
+      ours ||= record.headers.has('pgbisync.last') || last;
+      if (record.value !== null) {
+        let decoded: DecodedChange | undefined;
+        try {
+          decoded = this.#decode(record);
+        } catch (error) {
+          this.#onMalformed(record, error);
+        }
+        if (decoded !== undefined) {
+          if (!ours && this.#last !== undefined && this.#last.txId !== decoded.txId && !last) {
+            const closed = this.#close(undefined);
+            if (closed !== undefined) done.push(closed);
+          }
+          this.#last = decoded;
+          this.#changes.push(decoded.change);
+        }
+      }
+      this.#lastRecord = record;
+      if (last) {
+        const closed = this.#close(record.headers.get('pgbisync.commit_lsn'));
+        if (closed !== undefined) done.push(closed);
+      }
+    }
+    // Foreign (Debezium) topics carry no end marker: a fetched batch ends the open group.
+    if (!ours && this.#changes.length > 0) {
+      const closed = this.#close(undefined);
+      if (closed !== undefined) done.push(closed);
+    }
+    return done;
+  }
+
+  #close(commitLsnText: string | undefined): ApplyTransaction | undefined {
+    const record = this.#lastRecord;
+    const last = this.#last;
+    const changes = this.#changes;
+    this.#changes = [];
+    this.#last = undefined;
+    if (record === undefined) return undefined;
+    return {
+      sourceNode: this.#sourceNode,
+      commitLsn: commitLsnText !== undefined ? parseLsn(commitLsnText) : (last?.lsn ?? 0n),
+      // Without our commit LSN the position cannot order transactions: never skip by LSN then.
+      lsnOrdered: commitLsnText !== undefined,
+      commitTimeUs: last?.commitTimeUs ?? BigInt(Date.now()) * 1000n,
+      snapshot: last?.snapshot ?? false,
+      changes,
+      topic: record.topic,
+      partition: record.partition,
+      lastOffset: record.offset,
+    };
+  }
+}

@@ -1,0 +1,149 @@
+/**
+ * The transaction writer against a real server: one target transaction per source transaction (single
+ * statement or BEGIN ... COMMIT), progress inside it, and nothing committed after a failed transaction
+ * of a pipelined batch (commit order; no transaction skipped when the applier resumes).
+ */
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { ensurePgbisyncSchema } from '../pg/pgbisync-schema.ts';
+import { createTestDatabases } from '../testing/test-databases.ts';
+import type { ApplyTransaction, RowChange } from './apply-model.ts';
+import { TransactionWriter } from './transaction-writer.ts';
+
+const TOPIC = 'pgbisync.src';
+const T0_US = 1_764_400_000_000_000n;
+
+function txn(i: number, changes: RowChange[]): ApplyTransaction {
+  return {
+    sourceNode: 'src',
+    commitLsn: BigInt(0x1000 + i),
+    commitTimeUs: T0_US + BigInt(i),
+    lsnOrdered: true,
+    snapshot: false,
+    changes,
+    topic: TOPIC,
+    partition: 0,
+    lastOffset: BigInt(10 * i),
+  };
+}
+
+const insert = (id: string, n: string): RowChange => ({
+  op: 'c',
+  schema: 'public',
+  table: 'items',
+  after: { id, n },
+});
+
+async function setup(url: string, sql: (text: string) => Promise<unknown>) {
+  await sql('CREATE TABLE items (id bigint PRIMARY KEY, n int NOT NULL)');
+  const pg = await import('pg');
+  const client = new pg.default.Client({ connectionString: url });
+  await client.connect();
+  try {
+    await ensurePgbisyncSchema(client);
+  } finally {
+    await client.end();
+  }
+  return new TransactionWriter({
+    url,
+    targetNode: 'dst',
+    sourceNode: 'src',
+    policyFor: () => ({ policy: 'last-writer-wins' }),
+  });
+}
+
+test('a failed transaction stops every later one of the pipelined batch; the applier resumes at it', async () => {
+  await using dbs = await createTestDatabases('writer');
+  const writer = await setup(dbs.db2, (t) => dbs.sql2(t));
+  try {
+    assert.equal(await writer.open(), undefined);
+    // 1: one statement; 2: two runs (BEGIN ... COMMIT); 3: fails (n is not an integer); 4, 5: fine.
+    const batch = [
+      txn(1, [insert('1', '1')]),
+      txn(2, [insert('2', '2'), { op: 'd', schema: 'public', table: 'items', beforeKey: { id: '1' } }]),
+      txn(3, [insert('3', 'not a number')]),
+      txn(4, [insert('4', '4')]),
+      txn(5, [insert('5', '5'), insert('6', '6')]),
+    ];
+    await assert.rejects(writer.apply(batch), /invalid input syntax for type integer/);
+  } finally {
+    await writer.close();
+  }
+  const rows = await dbs.sql2('SELECT id::int FROM items ORDER BY id');
+  assert.deepEqual(
+    rows.rows.map((r) => r.id),
+    [2],
+  );
+  const progress = await dbs.sql2(
+    'SELECT topic, kafka_partition, next_offset::int AS next, commit_lsn::text AS lsn FROM pgbisync.apply_progress',
+  );
+  assert.deepEqual(progress.rows, [{ topic: TOPIC, kafka_partition: 0, next: 21, lsn: '0/1002' }]);
+
+  // A new writer resumes after transaction 2 and applies the rest once the bad value is fixed.
+  const again = new TransactionWriter({
+    url: dbs.db2,
+    targetNode: 'dst',
+    sourceNode: 'src',
+    policyFor: () => ({ policy: 'last-writer-wins' }),
+  });
+  try {
+    const position = await again.open();
+    assert.equal(position?.nextOffset, 21n);
+    const result = await again.apply([
+      txn(3, [insert('3', '3')]),
+      txn(4, [insert('4', '4')]),
+      txn(5, [insert('5', '5'), insert('6', '6')]),
+    ]);
+    assert.deepEqual(result, { applied: 3, skipped: 0, conflicts: 0 });
+  } finally {
+    await again.close();
+  }
+  const after = await dbs.sql2('SELECT id::int FROM items ORDER BY id');
+  assert.deepEqual(
+    after.rows.map((r) => r.id),
+    [2, 3, 4, 5, 6],
+  );
+  const origin = await dbs.sql2(
+    "SELECT remote_lsn::text AS lsn FROM pg_replication_origin_status s JOIN pg_replication_origin o ON o.roident = s.local_id WHERE o.roname = 'pgbisync_src'",
+  );
+  assert.equal(origin.rows[0]?.lsn, '0/1005');
+});
+
+test("a progress row moved behind the writer's back stops it instead of being overwritten", async () => {
+  await using dbs = await createTestDatabases('writer');
+  const writer = await setup(dbs.db2, (t) => dbs.sql2(t));
+  try {
+    await writer.open();
+    await writer.apply([txn(1, [insert('1', '1')])]);
+    await dbs.sql2('UPDATE pgbisync.apply_progress SET next_offset = 999');
+    await assert.rejects(writer.apply([txn(2, [insert('2', '2')])]), /not where this applier left it/);
+  } finally {
+    await writer.close();
+  }
+  const progress = await dbs.sql2('SELECT next_offset::int AS next FROM pgbisync.apply_progress');
+  assert.deepEqual(progress.rows, [{ next: 999 }]);
+  const rows = await dbs.sql2('SELECT id::int FROM items ORDER BY id');
+  assert.deepEqual(
+    rows.rows.map((r) => r.id),
+    [1],
+  );
+});
+
+test('batches submitted before the previous one committed fail with it, in order', async () => {
+  await using dbs = await createTestDatabases('writer');
+  const writer = await setup(dbs.db2, (t) => dbs.sql2(t));
+  try {
+    await writer.open();
+    const first = await writer.submit([txn(1, [insert('1', '1')]), txn(2, [insert('2', 'x')])]);
+    const second = await writer.submit([txn(3, [insert('3', '3')])]);
+    await assert.rejects(first.committed, /invalid input syntax for type integer/);
+    await assert.rejects(second.committed, /not where this applier left it/);
+  } finally {
+    await writer.close();
+  }
+  const rows = await dbs.sql2('SELECT id::int FROM items ORDER BY id');
+  assert.deepEqual(
+    rows.rows.map((r) => r.id),
+    [1],
+  );
+});

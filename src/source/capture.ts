@@ -1,0 +1,302 @@
+/**
+ * Capture for one node: slot + publication -> (initial snapshot) -> pgoutput stream -> Debezium events ->
+ * Kafka, with the slot's flush LSN advanced only behind Kafka's acknowledgements (see AckTracker).
+ *
+ * Batching is adaptive: every array of items the replication connection hands over (whatever arrived
+ * since the last read) is encoded and sent as one or a few producer calls; sends are pipelined and
+ * land in call order.
+ */
+import pg from 'pg';
+import { AckTracker } from '../offsets/ack-tracker.ts';
+import { formatLsn, parseLsn } from '../pg/lsn.ts';
+import { ReplicationConnection } from '../pg/replication/replication-connection.ts';
+import { objectNames } from '../pg/sql-names.ts';
+import type { ChangeEncoder } from './change-encoder.ts';
+import { createSlotWithSnapshot, readSlot } from './slot-setup.ts';
+import { runSnapshot, type SnapshotProgress } from './snapshot.ts';
+import { type OutRecord, TransactionAssembler } from './transaction-assembler.ts';
+
+/** The Kafka side of capture. send() resolves once the broker acknowledged every record (acks=all). */
+export interface RecordProducer {
+  send(records: readonly OutRecord[]): Promise<void>;
+}
+
+/**
+ * Record bytes (keys and values) sent but not yet acknowledged, above which capture stops reading the
+ * replication stream until Kafka catches up. Without a bound, a backlog in the slot (a burst of writes,
+ * a restart after downtime) is decoded into memory as fast as the server sends it: hundreds of MB.
+ * Checked after every item, not only between the connection's batches: one batch may hold thousands of
+ * changes (~3 KB of record each with schemas), which overshot the bound by ~60 MB (heap snapshot).
+ */
+const MAX_UNACKED_BYTES = 16 * 1024 * 1024;
+
+/**
+ * pgbisync's event topics have one partition (kafka/topics.ts): commit order needs it in transactional
+ * mode. Naming the partition on every record also spares the client a murmur2 hash of every key.
+ */
+const PARTITION = 0;
+
+/** Sends every record to {@link PARTITION}. */
+function toPartition(producer: RecordProducer): RecordProducer {
+  return { send: (records) => producer.send(records.map((r) => ({ ...r, partition: PARTITION }))) };
+}
+
+export interface CaptureOptions {
+  readonly node: string;
+  readonly url: string;
+  readonly tables: readonly string[];
+  readonly encoder: ChangeEncoder;
+  readonly producer: RecordProducer;
+  readonly topicFor: (schema: string, table: string) => string;
+  readonly snapshot: 'initial' | 'never';
+  readonly snapshotChunkRows: number;
+  readonly maxBatchEvents: number;
+  readonly onProgress?: (event: CaptureProgressEvent) => void;
+}
+
+export type CaptureProgressEvent =
+  | { readonly kind: 'snapshot'; readonly progress: SnapshotProgress }
+  | { readonly kind: 'confirmed'; readonly lsn: bigint }
+  | {
+      readonly kind: 'sent';
+      /** Change events (tombstones not counted), in all and by table ('schema.table'). */
+      readonly events: number;
+      readonly byTable: ReadonlyMap<string, number>;
+      /** Kafka records, tombstones included. */
+      readonly records: number;
+    }
+  | { readonly kind: 'loop-dropped'; readonly origin: string };
+
+export class Capture {
+  readonly #options: CaptureOptions;
+  readonly slot: string;
+  readonly publication: string;
+  #assembler: TransactionAssembler | undefined;
+
+  constructor(options: CaptureOptions) {
+    this.#options = options;
+    this.slot = objectNames.slot(options.node);
+    this.publication = objectNames.publication(options.node);
+  }
+
+  get eventsEmitted(): number {
+    return this.#assembler?.eventsEmitted ?? 0;
+  }
+
+  get transactionsDropped(): number {
+    return this.#assembler?.transactionsDropped ?? 0;
+  }
+
+  /** Runs until `signal` aborts (resolves) or the stream fails (rejects). */
+  async run(signal: AbortSignal): Promise<void> {
+    const o = this.#options;
+    const admin = new pg.Client({ connectionString: o.url, application_name: `pgbisync-capture-${o.node}` });
+    await admin.connect();
+    const conn = await ReplicationConnection.connect(o.url, `pgbisync-capture-${o.node}`);
+    try {
+      await this.#prepareSlot(admin, conn, signal);
+      const major = Number(
+        (await admin.query<{ v: string }>("SELECT current_setting('server_version_num') AS v")).rows[0]?.v ??
+          0,
+      );
+      const primaryKeys = await readPrimaryKeys(admin, o.tables);
+      await admin.end();
+      await this.#stream(conn, major >= 160000, primaryKeys, signal);
+    } finally {
+      await admin.end().catch(() => undefined);
+      await conn.close();
+    }
+  }
+
+  /** Ensures the slot exists and its initial snapshot was delivered to Kafka. */
+  async #prepareSlot(admin: pg.Client, conn: ReplicationConnection, signal: AbortSignal): Promise<void> {
+    const o = this.#options;
+    const state = await admin.query<{ done: boolean }>(
+      'SELECT snapshot_done_at IS NOT NULL AS done FROM pgbisync.capture_state WHERE node = $1',
+      [o.node],
+    );
+    const slot = await readSlot(admin, this.slot);
+    const snapshotDone = o.snapshot === 'never' || state.rows[0]?.done === true;
+    if (slot !== undefined && snapshotDone) return;
+    if (slot === undefined) {
+      const created = await createSlotWithSnapshot(conn, this.slot);
+      await admin.query(
+        `INSERT INTO pgbisync.capture_state (node, slot, consistent_lsn, snapshot_done_at) VALUES ($1, $2, $3, NULL)
+         ON CONFLICT (node) DO UPDATE SET slot = EXCLUDED.slot, consistent_lsn = EXCLUDED.consistent_lsn, snapshot_done_at = NULL`,
+        [o.node, this.slot, formatLsn(created.consistentPoint)],
+      );
+      if (o.snapshot === 'initial')
+        await this.#snapshot(created.snapshotName, created.consistentPoint, signal);
+    } else {
+      // A snapshot that never completed (a crash while it was read). The slot stays: dropping it would
+      // lose what changed since it was created (a row deleted meanwhile would then be deleted nowhere).
+      // The tables are read again in a snapshot taken now, and the stream then replays every change
+      // since the slot's start after it. Replayed changes are older than the snapshot's rows, which
+      // carry their own commit times, so last-writer-wins keeps the newer rows (and a replayed delete
+      // still removes a row the interrupted snapshot had published).
+      const reader = new pg.Client({
+        connectionString: o.url,
+        application_name: `pgbisync-capture-${o.node}`,
+      });
+      await reader.connect();
+      try {
+        await reader.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+        const r = await reader.query<{ name: string; lsn: string }>(
+          'SELECT pg_export_snapshot() AS name, pg_current_wal_lsn()::text AS lsn',
+        );
+        const exported = r.rows[0]!;
+        await this.#snapshot(exported.name, parseLsn(exported.lsn), signal);
+      } finally {
+        await reader.end().catch(() => undefined);
+      }
+    }
+    await admin.query(
+      'UPDATE pgbisync.capture_state SET snapshot_done_at = clock_timestamp() WHERE node = $1',
+      [o.node],
+    );
+  }
+
+  async #snapshot(snapshotName: string, consistentPoint: bigint, signal: AbortSignal): Promise<void> {
+    const o = this.#options;
+    await runSnapshot({
+      url: o.url,
+      snapshotName,
+      consistentPoint,
+      tables: o.tables,
+      encoder: o.encoder,
+      producer: toPartition(o.producer),
+      topicFor: o.topicFor,
+      chunkRows: o.snapshotChunkRows,
+      signal,
+      onProgress: (progress) => o.onProgress?.({ kind: 'snapshot', progress }),
+    });
+  }
+
+  async #stream(
+    conn: ReplicationConnection,
+    serverFiltersOrigin: boolean,
+    primaryKeys: ReadonlyMap<string, readonly string[]>,
+    signal: AbortSignal,
+  ): Promise<void> {
+    const o = this.#options;
+    const tracker = new AckTracker(0n, (lsn) => {
+      conn.confirm(lsn);
+      o.onProgress?.({ kind: 'confirmed', lsn });
+    });
+    let batch: OutRecord[] = [];
+    let batchBytes = 0;
+    let byTable = new Map<string, number>();
+    let events = 0;
+    let commits: bigint[] = [];
+    let chain: Promise<unknown> = Promise.resolve();
+    /** Sends not yet acknowledged, oldest first, with their record bytes. */
+    const unacked: { readonly sent: Promise<unknown>; readonly bytes: number; done: boolean }[] = [];
+    let unackedBytes = 0;
+    const flush = () => {
+      if (batch.length === 0 && commits.length === 0) return;
+      const records = batch;
+      const sent = records.length === 0 ? Promise.resolve() : o.producer.send(records);
+      // A transaction is acknowledged when its own send and every earlier one are.
+      chain = Promise.all([chain, sent]);
+      chain.catch(() => undefined);
+      // Every transaction of this flush is acknowledged by the same promise: tracking the last one is
+      // the same as tracking each (confirmation only ever moves forward), and keeps the tracker short.
+      const lastCommit = commits.at(-1);
+      if (lastCommit !== undefined) tracker.track(lastCommit, chain);
+      if (records.length > 0) {
+        const entry = { sent: chain, bytes: batchBytes, done: false };
+        const settle = () => {
+          entry.done = true;
+        };
+        chain.then(settle, settle);
+        unacked.push(entry);
+        unackedBytes += batchBytes;
+      }
+      o.onProgress?.({ kind: 'sent', events, byTable, records: records.length });
+      batch = [];
+      batchBytes = 0;
+      byTable = new Map();
+      events = 0;
+      commits = [];
+    };
+    /** Waits (reading nothing more from the slot) until at most MAX_UNACKED_BYTES are unacknowledged. */
+    const backpressure = async () => {
+      while (unacked[0]?.done === true) unackedBytes -= unacked.shift()!.bytes;
+      while (unackedBytes > MAX_UNACKED_BYTES && !signal.aborted) {
+        const oldest = unacked.shift()!;
+        await oldest.sent.catch(() => undefined);
+        unackedBytes -= oldest.bytes;
+        if (tracker.failure !== undefined) throw tracker.failure;
+      }
+    };
+    const assembler = new TransactionAssembler(
+      {
+        encoder: o.encoder,
+        topicFor: o.topicFor,
+        partition: PARTITION,
+        primaryKeyOf: (schema, table) => primaryKeys.get(`${schema}.${table}`),
+        onLoopDropped: (origin) => o.onProgress?.({ kind: 'loop-dropped', origin }),
+      },
+      {
+        record: (record) => {
+          batch.push(record);
+          batchBytes += (record.key?.length ?? 0) + (record.value?.length ?? 0);
+          if (batch.length >= o.maxBatchEvents) flush();
+        },
+        event: (table) => {
+          events++;
+          byTable.set(table, (byTable.get(table) ?? 0) + 1);
+        },
+        commit: (endLsn) => commits.push(endLsn),
+        keepalive: (walEnd) => {
+          flush();
+          tracker.idle(walEnd);
+        },
+      },
+    );
+    this.#assembler = assembler;
+    conn.start({
+      slot: this.slot,
+      publications: [this.publication],
+      startLsn: 0n,
+      originNone: serverFiltersOrigin,
+    });
+    for await (const items of conn.batches(signal)) {
+      for (const item of items) {
+        assembler.handle(item);
+        if (unackedBytes + batchBytes > MAX_UNACKED_BYTES) {
+          flush();
+          await backpressure();
+        }
+      }
+      if (tracker.failure !== undefined) throw tracker.failure;
+      flush();
+      await backpressure();
+    }
+    flush();
+    // Graceful stop: wait for what was sent so the final status update confirms it.
+    await chain.catch(() => undefined);
+    if (tracker.failure !== undefined && !signal.aborted) throw tracker.failure;
+  }
+}
+
+/**
+ * Primary-key columns of the synced tables that have one ('schema.table' -> columns). pgoutput flags the
+ * replica identity's columns as the key, which under REPLICA IDENTITY FULL is every column; the record
+ * key must still be the primary key (as Debezium keys it, and as the snapshot does).
+ */
+async function readPrimaryKeys(
+  db: pg.Client,
+  tables: readonly string[],
+): Promise<Map<string, readonly string[]>> {
+  const r = await db.query<{ t: string; k: string[] }>(
+    `SELECT n.nspname || '.' || c.relname AS t, array_agg(a.attname::text ORDER BY k.ord) AS k
+       FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+       JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord) ON true
+       JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+      WHERE i.indisprimary AND n.nspname || '.' || c.relname = ANY($1::text[])
+      GROUP BY 1`,
+    [tables],
+  );
+  return new Map(r.rows.map((row) => [row.t, row.k]));
+}

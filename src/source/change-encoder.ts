@@ -1,0 +1,52 @@
+/**
+ * The port between capture and the event format: turns decoded pgoutput changes into Kafka record
+ * key/value bytes. The Debezium implementation lives in ../events/; tests may use a trivial one.
+ */
+import type { RelationMessage, Tuple, TypeMessage } from '../pg/pgoutput/messages.ts';
+
+/** Fields of Debezium's `source` block that vary per event. */
+export interface SourcePosition {
+  /** LSN of the change (or of the snapshot's consistent point). */
+  readonly lsn: bigint;
+  /** Commit LSN of the transaction (Debezium's `sequence` first element: the last committed LSN). */
+  readonly commitLsn: bigint;
+  readonly txId: number;
+  /** Commit time (snapshot time for snapshot rows), microseconds since the Unix epoch. */
+  readonly commitTimeUs: bigint;
+  /** Debezium `snapshot`: 'false' when streaming; 'true'/'first'/'last' for snapshot rows. */
+  readonly snapshot: 'false' | 'true' | 'first' | 'last';
+}
+
+/** Debezium's `transaction` block. */
+export interface TransactionPosition {
+  /** `<txId>:<commitLsn>` as Debezium writes it. */
+  readonly id: string;
+  readonly totalOrder: number;
+  readonly dataCollectionOrder: number;
+}
+
+export type ChangeOp = 'c' | 'u' | 'd' | 'r';
+
+export interface EncodedRecord {
+  readonly key: Buffer | null;
+  readonly value: Buffer | null;
+}
+
+/** Encodes the events of one relation (compiled once per Relation message). */
+export interface RelationEncoder {
+  change(
+    op: ChangeOp,
+    before: Tuple | undefined,
+    after: Tuple | undefined,
+    source: SourcePosition,
+    transaction: TransactionPosition,
+  ): EncodedRecord;
+  /** The tombstone that follows a delete: same key, null value. */
+  tombstone(before: Tuple): EncodedRecord;
+  truncate(source: SourcePosition, transaction: TransactionPosition): EncodedRecord;
+}
+
+export interface ChangeEncoder {
+  /** Compiles an encoder for `relation`; `types` holds Type messages seen so far (enums, domains). */
+  forRelation(relation: RelationMessage, types: ReadonlyMap<number, TypeMessage>): RelationEncoder;
+}

@@ -1,0 +1,74 @@
+/**
+ * The source node's replication objects: the publication over the synced tables and the permanent slot.
+ * Creating the slot exports a snapshot that stays valid until the next command on the same replication
+ * connection; the initial copy must be read inside it (see ./snapshot.ts).
+ */
+import type pg from 'pg';
+import { parseLsn } from '../pg/lsn.ts';
+import type { ReplicationConnection } from '../pg/replication/replication-connection.ts';
+import { qualifiedName, quoteIdent, splitTableName } from '../pg/sql-names.ts';
+import type { Queryable } from '../pg/table-catalog.ts';
+
+export interface SlotInfo {
+  readonly slot: string;
+  readonly confirmedFlushLsn: bigint;
+  readonly active: boolean;
+}
+
+export async function readSlot(db: Queryable, slot: string): Promise<SlotInfo | undefined> {
+  const r = await db.query<{ confirmed_flush_lsn: string | null; active: boolean }>(
+    'SELECT confirmed_flush_lsn::text, active FROM pg_replication_slots WHERE slot_name = $1',
+    [slot],
+  );
+  const row = r.rows[0];
+  if (row === undefined) return undefined;
+  return {
+    slot,
+    confirmedFlushLsn: row.confirmed_flush_lsn ? parseLsn(row.confirmed_flush_lsn) : 0n,
+    active: row.active,
+  };
+}
+
+/** Creates or updates the publication so it holds exactly `tables`. */
+export async function ensurePublication(
+  db: Queryable,
+  publication: string,
+  tables: readonly string[],
+): Promise<void> {
+  const list = tables.map((t) => {
+    const { schema, table } = splitTableName(t);
+    return qualifiedName(schema, table);
+  });
+  const exists = await db.query('SELECT 1 FROM pg_publication WHERE pubname = $1', [publication]);
+  if (exists.rowCount === 0) {
+    await db.query(`CREATE PUBLICATION ${quoteIdent(publication)} FOR TABLE ${list.join(', ')}`);
+  } else {
+    await db.query(`ALTER PUBLICATION ${quoteIdent(publication)} SET TABLE ${list.join(', ')}`);
+  }
+}
+
+export interface CreatedSlot {
+  readonly consistentPoint: bigint;
+  readonly snapshotName: string;
+}
+
+/** CREATE_REPLICATION_SLOT ... LOGICAL pgoutput, exporting its snapshot. */
+export async function createSlotWithSnapshot(
+  conn: ReplicationConnection,
+  slot: string,
+): Promise<CreatedSlot> {
+  const r = await conn.command<{ consistent_point: string; snapshot_name: string }>(
+    `CREATE_REPLICATION_SLOT ${quoteIdent(slot)} LOGICAL pgoutput EXPORT_SNAPSHOT`,
+  );
+  const row = r.rows[0];
+  if (row === undefined) throw new Error(`CREATE_REPLICATION_SLOT ${slot} returned no row`);
+  return { consistentPoint: parseLsn(row.consistent_point), snapshotName: row.snapshot_name };
+}
+
+export async function dropSlot(db: Queryable, slot: string): Promise<boolean> {
+  const r = await db.query<pg.QueryResultRow>(
+    'SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1',
+    [slot],
+  );
+  return (r.rowCount ?? 0) > 0;
+}

@@ -1,0 +1,152 @@
+/**
+ * The initial snapshot publishes the same events the stream would: for rows of every common type, a
+ * snapshot read (op r) and a streamed insert (op c) of an identical row carry the same key schema, the
+ * same value schema and the same `after` (but for the id), so consumers — ours, Debezium's JDBC sink,
+ * compaction by key — cannot tell them apart. Also under REPLICA IDENTITY FULL the key is the primary key.
+ */
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { serverName } from '../kafka/topics.ts';
+import { setup, teardown } from '../operate/setup.ts';
+import { EVERY_TYPE_DDL, EVERY_TYPE_ROWS } from '../testing/every-type.ts';
+import { readTopic, startSync, syncConfig, tableRows, waitFor } from '../testing/sync-fixture.ts';
+import { createTestDatabases } from '../testing/test-databases.ts';
+
+interface Envelope {
+  schema: unknown;
+  payload: { op: string; after: Record<string, unknown> | null } | null;
+}
+
+test('snapshot reads and streamed inserts of the same rows are the same events', async () => {
+  await using dbs = await createTestDatabases();
+  const ddl = `${EVERY_TYPE_DDL}\nALTER TABLE public.everything REPLICA IDENTITY FULL;`;
+  await dbs.sql1(ddl);
+  await dbs.sql2(ddl);
+  await dbs.sql1(EVERY_TYPE_ROWS); // before the slot exists: these three go out as snapshot reads
+  const config = syncConfig(dbs, ['public.everything']);
+  const [a] = config.nodes.map((n) => n.name) as [string];
+  await setup(config);
+  {
+    await using sync = await startSync(config);
+    await waitFor('the snapshot on b', async () => (await tableRows(dbs.sql2, 'everything')).length === 3);
+    // The same rows again, streamed, with ids 101-103.
+    await dbs.sql1(`CREATE TEMP TABLE again AS SELECT * FROM everything;
+                    UPDATE again SET id = id + 100;
+                    INSERT INTO everything SELECT * FROM again`);
+    await waitFor(
+      'the streamed rows on b',
+      async () => (await tableRows(dbs.sql2, 'everything')).length === 6,
+    );
+    assert.deepEqual(await tableRows(dbs.sql1, 'everything'), await tableRows(dbs.sql2, 'everything'));
+    await sync.stop();
+  }
+
+  const records = new Map<string, { key: Envelope; value: Envelope }>();
+  const read = await readTopic(config, serverName(config, a), (rs) => rs.length >= 6);
+  for (const r of read) {
+    if (r.value === null || r.key === null) continue;
+    const value = JSON.parse(r.value.toString()) as Envelope;
+    const key = JSON.parse(r.key.toString()) as Envelope;
+    const id = String((key.payload as unknown as { id: unknown }).id);
+    records.set(`${value.payload?.op}:${id}`, { key, value });
+  }
+  for (const id of [1, 2, 3]) {
+    const read = records.get(`r:${id}`);
+    const insert = records.get(`c:${id + 100}`);
+    assert.ok(read !== undefined && insert !== undefined, `events of row ${id}: ${[...records.keys()]}`);
+    assert.deepEqual(read.key.schema, insert.key.schema, 'key schema: the primary key only');
+    assert.deepEqual(Object.keys(read.key.payload ?? {}), ['id']);
+    assert.deepEqual(read.value.schema, insert.value.schema, `value schema of row ${id}`);
+    const after = (e: Envelope) => ({ ...e.payload?.after, id: null });
+    assert.deepEqual(after(read.value), after(insert.value), `after of row ${id}`);
+  }
+  await teardown(config, { keepTopics: false });
+});
+
+test('rows written while the snapshot is read appear exactly once in the final state', async () => {
+  await using dbs = await createTestDatabases();
+  const ddl = 'CREATE TABLE public.big (id int PRIMARY KEY, v int NOT NULL, note text)';
+  await dbs.sql1(ddl);
+  await dbs.sql2(ddl);
+  await dbs.sql1(`INSERT INTO big SELECT g, 0, 'seed' FROM generate_series(1, 20000) g`);
+  // Small chunks: the snapshot takes a while, and the writer below runs all through it.
+  const config = syncConfig(dbs, ['public.big'], 'capture: { snapshotChunkRows: 100 }');
+  const [a] = config.nodes.map((n) => n.name) as [string];
+  await setup(config);
+  const snapshotDone = async () =>
+    (
+      await dbs.sql1(
+        'SELECT 1 FROM pgbisync.capture_state WHERE node = $1 AND snapshot_done_at IS NOT NULL',
+        [a],
+      )
+    ).rowCount === 1;
+  {
+    await using sync = await startSync(config);
+    let writes = 0;
+    let during = 0;
+    // Inserts past the seed, updates and deletes spread over the whole table (rows the snapshot has
+    // read already and rows it has yet to read), until the snapshot is done and a little after.
+    let done = false;
+    for (let round = 0; ; round++) {
+      // Asked every tenth round, so that most round trips are writes.
+      if (round % 10 === 0) done = await snapshotDone();
+      if (!done) during++;
+      await dbs.sql1(`BEGIN;
+        INSERT INTO big VALUES (${20001 + round}, ${round}, 'new');
+        UPDATE big SET v = v + 1, note = 'upd' WHERE id = ${1 + ((round * 7919) % 20000)};
+        DELETE FROM big WHERE id = ${1 + ((round * 104729 + 13) % 20000)};
+        COMMIT`);
+      writes++;
+      if (done && round > during + 50) break;
+      if (round > 100_000) assert.fail('the snapshot never finished');
+    }
+    assert.ok(during >= 10, `only ${during} transactions ran during the snapshot: make it slower`);
+    await waitFor(
+      'b equals a',
+      async () =>
+        JSON.stringify(await tableRows(dbs.sql1, 'big')) === JSON.stringify(await tableRows(dbs.sql2, 'big')),
+      120_000,
+    );
+    const n = (await dbs.sql2('SELECT count(*)::int AS n FROM big')).rows[0].n as number;
+    assert.ok(n > 20000 - writes && n <= 20000 + writes, `${n} rows after ${writes} write transactions`);
+    await sync.stop();
+  }
+  await teardown(config, { keepTopics: false });
+});
+
+test('a snapshot cut short is read again without losing what changed meanwhile', async () => {
+  await using dbs = await createTestDatabases();
+  const ddl = 'CREATE TABLE public.big (id int PRIMARY KEY, v int NOT NULL)';
+  await dbs.sql1(ddl);
+  await dbs.sql2(ddl);
+  await dbs.sql1('INSERT INTO big SELECT g, 0 FROM generate_series(1, 20000) g');
+  const config = syncConfig(dbs, ['public.big'], 'capture: { snapshotChunkRows: 100 }');
+  const [a] = config.nodes.map((n) => n.name) as [string];
+  await setup(config);
+  const countOnB = async () => (await dbs.sql2('SELECT count(*)::int AS n FROM big')).rows[0].n as number;
+  {
+    await using sync = await startSync(config);
+    await waitFor('part of the snapshot on b', async () => (await countOnB()) >= 200);
+    await sync.stop();
+  }
+  const done = await dbs.sql1('SELECT snapshot_done_at FROM pgbisync.capture_state WHERE node = $1', [a]);
+  assert.equal(done.rows[0]?.snapshot_done_at, null, 'the snapshot must have been cut short');
+  const partial = await countOnB();
+  assert.ok(partial < 20000, `b holds ${partial} rows`);
+  // While the sync is down: delete rows b already has, change others, add new ones.
+  await dbs.sql1('DELETE FROM big WHERE id <= 100');
+  await dbs.sql1('UPDATE big SET v = 1 WHERE id BETWEEN 101 AND 150 OR id > 19950');
+  await dbs.sql1('INSERT INTO big SELECT g, 2 FROM generate_series(20001, 20100) g');
+  {
+    await using sync = await startSync(config);
+    await waitFor(
+      'b equals a',
+      async () =>
+        JSON.stringify(await tableRows(dbs.sql1, 'big')) === JSON.stringify(await tableRows(dbs.sql2, 'big')),
+      120_000,
+    );
+    await sync.stop();
+  }
+  assert.equal(await countOnB(), 20000);
+  await teardown(config, { keepTopics: false });
+});

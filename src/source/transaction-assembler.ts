@@ -1,0 +1,274 @@
+/**
+ * Turns the decoded replication stream into Kafka records, one source transaction at a time.
+ *
+ * - Relation/Type messages compile a per-relation encoder (cached until the relation is re-sent).
+ * - A transaction carrying a replication origin named `pgbisync_*` was applied by our own applier: it is
+ *   dropped whole (loop prevention) and counted; its commit still advances the ack position.
+ *   The Origin message follows Begin and may repeat; it marks the whole transaction.
+ * - The last record of every transaction carries the headers `pgbisync.last=1` and
+ *   `pgbisync.commit_lsn=<commit LSN>`, so an applier knows the transaction is complete without waiting
+ *   for the next one. To know which record is last, one record is held back until the next record or
+ *   the Commit.
+ * - A delete is followed by a tombstone (same key, null value), as Debezium does.
+ *
+ * Pure: no I/O. The capture loop feeds items and forwards the output.
+ */
+import { formatLsn } from '../pg/lsn.ts';
+import type { BeginMessage, RelationMessage, TypeMessage } from '../pg/pgoutput/messages.ts';
+import type { ReplicationItem } from '../pg/replication/replication-connection.ts';
+import { ErrorCode, MalformedInputError } from '../runtime/errors.ts';
+import type {
+  ChangeEncoder,
+  EncodedRecord,
+  RelationEncoder,
+  SourcePosition,
+  TransactionPosition,
+} from './change-encoder.ts';
+
+export interface OutRecord {
+  readonly topic: string;
+  readonly partition?: number;
+  readonly key: Buffer | null;
+  readonly value: Buffer | null;
+  readonly headers?: Record<string, string>;
+}
+
+export interface AssemblerOutput {
+  record(record: OutRecord): void;
+  /** A change event of `table` ('schema.table') was emitted (tombstones not counted): for metrics. */
+  event?(table: string): void;
+  /** Every record of the transaction ending at `endLsn` has been passed to record(). */
+  commit(endLsn: bigint): void;
+  /** Nothing of the publication is pending before `walEnd`. */
+  keepalive(walEnd: bigint): void;
+}
+
+export interface AssemblerOptions {
+  readonly encoder: ChangeEncoder;
+  /** Topic of a table's events (transactional mode: the node topic for all tables). */
+  readonly topicFor: (schema: string, table: string) => string;
+  /** Called once per dropped transaction (it carried a pgbisync replication origin). */
+  readonly onLoopDropped?: (origin: string) => void;
+  readonly originPrefix?: string;
+  /** Partition of every record; absent: the producer's partitioner decides (by key). */
+  readonly partition?: number;
+  /**
+   * The table's primary-key columns, when it has one: the record key under REPLICA IDENTITY FULL, where
+   * pgoutput flags every column as part of the identity.
+   */
+  readonly primaryKeyOf?: (schema: string, table: string) => readonly string[] | undefined;
+}
+
+interface OpenTransaction {
+  readonly begin: BeginMessage;
+  dropped: boolean;
+  totalOrder: number;
+  readonly perTable: Map<string, number>;
+}
+
+interface CachedRelation {
+  readonly relation: RelationMessage;
+  readonly encoder: RelationEncoder;
+  readonly topic: string;
+  readonly tableKey: string;
+}
+
+export class TransactionAssembler {
+  readonly #options: AssemblerOptions;
+  readonly #out: AssemblerOutput;
+  readonly #relations = new Map<number, CachedRelation>();
+  readonly #types = new Map<number, TypeMessage>();
+  #txn: OpenTransaction | undefined;
+  #held: OutRecord | undefined;
+  /** Events emitted (not counting tombstones) and transactions dropped as loops, for metrics. */
+  eventsEmitted = 0;
+  transactionsDropped = 0;
+
+  constructor(options: AssemblerOptions, out: AssemblerOutput) {
+    this.#options = options;
+    this.#out = out;
+  }
+
+  get inTransaction(): boolean {
+    return this.#txn !== undefined;
+  }
+
+  handle(item: ReplicationItem): void {
+    if (item.kind === 'keepalive') {
+      // Mid-transaction the position is not safe to confirm: the rest of the transaction follows it.
+      if (this.#txn === undefined) this.#out.keepalive(item.walEnd);
+      return;
+    }
+    const msg = item.message;
+    switch (msg.tag) {
+      case 'begin':
+        this.#txn = { begin: msg, dropped: false, totalOrder: 0, perTable: new Map() };
+        return;
+      case 'origin':
+        if (msg.name.startsWith(this.#options.originPrefix ?? 'pgbisync_')) {
+          const txn = this.#requireTxn('Origin');
+          if (!txn.dropped) {
+            txn.dropped = true;
+            this.transactionsDropped++;
+            this.#options.onLoopDropped?.(msg.name);
+          }
+        }
+        return;
+      case 'relation':
+        this.#relations.set(msg.relationId, this.#compile(msg));
+        return;
+      case 'type':
+        this.#types.set(msg.typeOid, msg);
+        return;
+      case 'insert': {
+        const txn = this.#requireTxn('Insert');
+        if (txn.dropped) return;
+        const rel = this.#relation(msg.relationId);
+        this.#emit(
+          rel,
+          rel.encoder.change('c', undefined, msg.newTuple, this.#source(item.lsn), this.#order(txn, rel)),
+        );
+        return;
+      }
+      case 'update': {
+        const txn = this.#requireTxn('Update');
+        if (txn.dropped) return;
+        const rel = this.#relation(msg.relationId);
+        const before = msg.oldTuple ?? msg.oldKey;
+        this.#emit(
+          rel,
+          rel.encoder.change('u', before, msg.newTuple, this.#source(item.lsn), this.#order(txn, rel)),
+        );
+        return;
+      }
+      case 'delete': {
+        const txn = this.#requireTxn('Delete');
+        if (txn.dropped) return;
+        const rel = this.#relation(msg.relationId);
+        const before = msg.oldTuple ?? msg.oldKey;
+        if (before === undefined) {
+          throw new MalformedInputError(`pgoutput Delete on ${rel.tableKey} carries no old key or tuple`, {
+            code: ErrorCode.PGOUTPUT_MALFORMED,
+          });
+        }
+        this.#emit(
+          rel,
+          rel.encoder.change('d', before, undefined, this.#source(item.lsn), this.#order(txn, rel)),
+        );
+        this.#push(this.#record(rel.topic, rel.encoder.tombstone(before)));
+        return;
+      }
+      case 'truncate': {
+        const txn = this.#requireTxn('Truncate');
+        if (txn.dropped) return;
+        for (const id of msg.relationIds) {
+          const rel = this.#relation(id);
+          this.#emit(rel, rel.encoder.truncate(this.#source(item.lsn), this.#order(txn, rel)));
+        }
+        return;
+      }
+      case 'commit': {
+        this.#requireTxn('Commit');
+        this.#txn = undefined;
+        if (this.#held !== undefined) {
+          const last = this.#held;
+          this.#held = undefined;
+          this.#out.record({
+            ...last,
+            headers: {
+              ...last.headers,
+              'pgbisync.last': '1',
+              'pgbisync.commit_lsn': formatLsn(msg.commitLsn),
+            },
+          });
+        }
+        this.#out.commit(msg.endLsn);
+        return;
+      }
+      case 'message':
+        return; // heartbeats and other logical messages carry no row changes
+      default:
+        msg satisfies never;
+    }
+  }
+
+  #compile(message: RelationMessage): CachedRelation {
+    const pk =
+      message.replicaIdentity === 'full'
+        ? this.#options.primaryKeyOf?.(message.schema, message.table)
+        : undefined;
+    const relation: RelationMessage =
+      pk === undefined
+        ? message
+        : { ...message, columns: message.columns.map((c) => ({ ...c, isKey: pk.includes(c.name) })) };
+    return {
+      relation,
+      encoder: this.#options.encoder.forRelation(relation, this.#types),
+      topic: this.#options.topicFor(relation.schema, relation.table),
+      tableKey: `${relation.schema}.${relation.table}`,
+    };
+  }
+
+  #relation(id: number): CachedRelation {
+    const rel = this.#relations.get(id);
+    if (rel === undefined) {
+      throw new MalformedInputError(
+        `pgoutput change for relation ${id} arrived before its Relation message`,
+        {
+          code: ErrorCode.PGOUTPUT_MALFORMED,
+        },
+      );
+    }
+    return rel;
+  }
+
+  #requireTxn(what: string): OpenTransaction {
+    if (this.#txn === undefined) {
+      throw new MalformedInputError(`pgoutput ${what} outside a transaction (no Begin)`, {
+        code: ErrorCode.PGOUTPUT_MALFORMED,
+      });
+    }
+    return this.#txn;
+  }
+
+  #source(lsn: bigint): SourcePosition {
+    const begin = this.#txn?.begin;
+    return {
+      lsn,
+      commitLsn: begin?.finalLsn ?? lsn,
+      txId: begin?.xid ?? 0,
+      commitTimeUs: begin?.commitTimeUs ?? 0n,
+      snapshot: 'false',
+    };
+  }
+
+  #order(txn: OpenTransaction, rel: CachedRelation): TransactionPosition {
+    txn.totalOrder++;
+    const perTable = (txn.perTable.get(rel.tableKey) ?? 0) + 1;
+    txn.perTable.set(rel.tableKey, perTable);
+    return {
+      id: `${txn.begin.xid}:${txn.begin.finalLsn}`,
+      totalOrder: txn.totalOrder,
+      dataCollectionOrder: perTable,
+    };
+  }
+
+  #emit(rel: CachedRelation, encoded: EncodedRecord): void {
+    this.eventsEmitted++;
+    this.#out.event?.(rel.tableKey);
+    this.#push(this.#record(rel.topic, encoded));
+  }
+
+  #record(topic: string, encoded: EncodedRecord): OutRecord {
+    const partition = this.#options.partition;
+    return partition === undefined
+      ? { topic, key: encoded.key, value: encoded.value }
+      : { topic, partition, key: encoded.key, value: encoded.value };
+  }
+
+  /** Holds the newest record back so the Commit can mark it as the transaction's last. */
+  #push(record: OutRecord): void {
+    if (this.#held !== undefined) this.#out.record(this.#held);
+    this.#held = record;
+  }
+}
