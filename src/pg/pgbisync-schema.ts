@@ -78,6 +78,19 @@ BEGIN
     ON CONFLICT (table_name, key) DO UPDATE SET key = EXCLUDED.key;
   RETURN OLD;
 END $$;
+-- The applier's upsert calls this for each row it wrote: a row its snapshot saw that it had to insert
+-- anew was deleted by a concurrent transaction, whose tombstone the snapshot cannot see. Failing with a
+-- serialization failure makes the applier apply the transaction again, with a snapshot that sees it.
+CREATE OR REPLACE FUNCTION pgbisync.deleted_meanwhile(inserted boolean, table_name text, key jsonb)
+RETURNS boolean LANGUAGE plpgsql VOLATILE AS $$
+BEGIN
+  IF inserted THEN
+    RAISE EXCEPTION USING ERRCODE = 'serialization_failure',
+      MESSAGE = format('%s %s was deleted by a concurrent transaction while the applier wrote it', table_name, key),
+      HINT = 'the applier applies the transaction again';
+  END IF;
+  RETURN false;
+END $$;
 -- Commit time and writing node of a row version: NULL time (frozen or unknown) counts as oldest;
 -- origin 0 is a local write, named by the caller.
 CREATE OR REPLACE FUNCTION pgbisync.version_time(x xid) RETURNS timestamptz LANGUAGE sql STABLE AS $$

@@ -85,19 +85,7 @@ async function rowsWithVersions(url: string, table: string): Promise<string[]> {
   }
 }
 
-/**
- * Known failure, tracked in issue 5 (runs, reports as TODO, does not fail the suite): a local write and
- * the applier racing on the same keys on one node can leave a row on one node only (about one run in
- * three lately). The applier's upsert checks pgbisync.tombstones with its statement snapshot, then its
- * INSERT waits on the row a concurrent local DELETE is removing and proceeds once it commits, although
- * that DELETE's tombstone is the later write.
- */
-const KNOWN_RACE =
-  'issue 5: tombstone check vs a concurrent local delete on the same key (READ COMMITTED snapshot race)';
-
-test(`${SECONDS} s of concurrent writes on both nodes with ${KILLS} SIGKILLs converge`, {
-  todo: KNOWN_RACE,
-}, async () => {
+test(`${SECONDS} s of concurrent writes on both nodes with ${KILLS} SIGKILLs converge`, async () => {
   await using dbs = await createTestDatabases();
   await dbs.sql1(TABLES);
   await dbs.sql2(TABLES);

@@ -43,6 +43,8 @@ export const ErrorCode = {
   SCHEMA_MISMATCH: 'PGB4001',
   /** The target rejected a value or a constraint failed (type, length, NOT NULL, unique). */
   APPLY_REJECTED: 'PGB4002',
+  /** A local transaction on the same rows made the target abort the applier's (deadlock, serialization). */
+  APPLY_CONCURRENT: 'PGB4003',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 

@@ -49,6 +49,15 @@ export function classifyApplyError(error: unknown, where: string): PgbisyncError
   const e = (error ?? {}) as PgLikeError;
   const sqlstate = typeof e.code === 'string' ? e.code : '';
   const klass = sqlstate.slice(0, 2);
+  if (klass === '40') {
+    // Deadlock (40P01) or serialization failure (40001, also raised by the upsert when a local delete
+    // raced it): the transaction rolled back whole and succeeds when applied again.
+    return new RetryableError(`${where}: ${e.message ?? String(error)} (SQLSTATE ${sqlstate})`, {
+      code: ErrorCode.APPLY_CONCURRENT,
+      hint: 'a local transaction wrote the same rows at the same moment; the applier applies the transaction again',
+      cause: error,
+    });
+  }
   if (klass === '22' || klass === '23' || klass === '42') {
     const missing = sqlstate === '42P01' || sqlstate === '42703';
     return new BlockedError(

@@ -85,3 +85,32 @@ test('a blocked component is reported as blocked and retried while the others ru
   assert.deepEqual(blocked, ['apply a->b', 'apply a->b']);
   assert.deepEqual(restarts, []);
 });
+
+test('a transaction that lost a race with a local write is retried at once, without backoff', async () => {
+  let runs = 0;
+  const delays: number[] = [];
+  const controller = new AbortController();
+  await supervise(
+    [
+      {
+        name: 'apply a->b',
+        run: async (signal) => {
+          runs++;
+          if (runs <= 4) {
+            throw new RetryableError('deleted meanwhile (SQLSTATE 40001)', {
+              code: ErrorCode.APPLY_CONCURRENT,
+            });
+          }
+          if (runs === 5) throw new RetryableError('broker gone', { code: ErrorCode.KAFKA });
+          controller.abort();
+          await untilAborted(signal);
+        },
+      },
+    ],
+    controller.signal,
+    { onRestart: (_, __, delayMs) => delays.push(delayMs) },
+  );
+  assert.equal(runs, 6);
+  // Four immediate retries, then the first real failure starts the backoff at its minimum.
+  assert.deepEqual(delays, [50, 50, 50, 50, 500]);
+});

@@ -1,11 +1,11 @@
 /**
  * Runs long-lived components (captures, appliers) and restarts one that fails with a retryable error,
- * with exponential backoff. A BlockedError (one stream waits for an operator) is retried the same way but
+ * with exponential backoff (a transaction that lost a race with a local write is retried at once). A BlockedError (one stream waits for an operator) is retried the same way but
  * reported as blocked, while the other components run on. A FatalError (an operator must act) or a
  * MalformedInputError that reached here stops everything: the whole run rejects with it, after every
  * component has stopped.
  */
-import { BlockedError, FatalError, MalformedInputError } from './errors.ts';
+import { BlockedError, ErrorCode, FatalError, MalformedInputError, RetryableError } from './errors.ts';
 import { sleep } from './sleep.ts';
 
 export interface Component {
@@ -24,6 +24,11 @@ const MIN_BACKOFF_MS = 500;
 const MAX_BACKOFF_MS = 30_000;
 /** A blocked stream checks at least this often whether its target was fixed. */
 const MAX_BLOCKED_BACKOFF_MS = 10_000;
+/**
+ * A transaction that lost a race with a local write (deadlock, serialization failure) is applied again
+ * at once: nothing is wrong, so the backoff neither applies nor grows.
+ */
+const CONCURRENT_RETRY_MS = 50;
 /** A component that ran this long without failing starts its backoff over. */
 const HEALTHY_AFTER_MS = 60_000;
 
@@ -52,6 +57,11 @@ export async function supervise(
           fatal ??= error;
           inner.abort();
           break;
+        }
+        if (error instanceof RetryableError && error.code === ErrorCode.APPLY_CONCURRENT) {
+          hooks.onRestart?.(component.name, error, CONCURRENT_RETRY_MS);
+          await sleep(CONCURRENT_RETRY_MS, inner.signal);
+          continue;
         }
         if (Date.now() - started > HEALTHY_AFTER_MS) backoffMs = MIN_BACKOFF_MS;
         if (error instanceof BlockedError) hooks.onBlocked?.(component.name, error, backoffMs);

@@ -114,7 +114,16 @@ export class TableStatements {
       FROM e WHERE e."~node" <> $2::text`;
   }
 
-  /** Insert-or-update of full rows (ops c, u, r): `columns` must include the whole primary key. */
+  /**
+   * Insert-or-update of full rows (ops c, u, r): `columns` must include the whole primary key.
+   *
+   * Race with a local delete (READ COMMITTED): the statement's snapshot still shows the row (and not the
+   * delete's tombstone) while a concurrent local transaction deletes it; the INSERT waits for that
+   * transaction and, once it commits, inserts the row afresh, resurrecting a key whose delete may be the
+   * later write. A key the snapshot saw (in `e`) that the INSERT had to insert anew (`xmax = 0`) was
+   * deleted meanwhile: pgbisync.deleted_meanwhile fails the statement with a serialization failure, and
+   * the transaction is applied again with a snapshot that sees the tombstone.
+   */
   upsert(op: 'c' | 'u' | 'r', columns: readonly string[]): string {
     const cacheKey = `upsert:${op}:${columns.join(',')}`;
     const cached = this.#cache.get(cacheKey);
@@ -133,12 +142,15 @@ export class TableStatements {
       w AS (INSERT INTO ${this.#qualified} AS t (${cols}) SELECT ${cols} FROM i
               WHERE NOT EXISTS (SELECT 1 FROM tb WHERE tb.key = ${this.#keyJson('i')} AND NOT ${wins('tb.ts', 'tb.node')})
             ON CONFLICT (${pk}) DO UPDATE SET ${set} WHERE ${wins(VERSION_TIME('t'), VERSION_NODE('t'))}
-            RETURNING ${returning})
+            RETURNING ${returning}, t.xmax = 0 AS "~inserted")
       ${this.#conflictInsert(op === 'u' ? 'update_origin_differs' : 'insert_exists', `(SELECT to_jsonb(r.*) FROM i r WHERE ${this.#keyJoin('r', 'e')})`, 'w')}
       UNION ALL
       SELECT $4::text, 'update_deleted', tb.key, NULL, tb.ts, tb.node, NULL, $1::timestamptz, $2::text, 'keep_deleted',
         ${quoteLiteral(this.#policy.policy)}
-      FROM tb WHERE NOT ${wins('tb.ts', 'tb.node')} AND NOT EXISTS (SELECT 1 FROM e WHERE ${this.#keyJson('e')} = tb.key)`;
+      FROM tb WHERE NOT ${wins('tb.ts', 'tb.node')} AND NOT EXISTS (SELECT 1 FROM e WHERE ${this.#keyJson('e')} = tb.key)
+      UNION ALL
+      SELECT $4::text, '', ${this.#keyJson('e')}, NULL, NULL, NULL, NULL, $1::timestamptz, $2::text, '', ''
+      FROM w JOIN e ON ${this.#keyJoin('w', 'e')} WHERE pgbisync.deleted_meanwhile(w."~inserted", $4::text, ${this.#keyJson('e')})`;
     this.#cache.set(cacheKey, text);
     return text;
   }

@@ -5,7 +5,10 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import pg from 'pg';
 import { ensurePgbisyncSchema } from '../pg/pgbisync-schema.ts';
+import { ErrorCode, RetryableError } from '../runtime/errors.ts';
+import { waitFor } from '../testing/sync-fixture.ts';
 import { createTestDatabases } from '../testing/test-databases.ts';
 import type { ApplyTransaction, RowChange } from './apply-model.ts';
 import { TransactionWriter } from './transaction-writer.ts';
@@ -36,8 +39,7 @@ const insert = (id: string, n: string): RowChange => ({
 
 async function setup(url: string, sql: (text: string) => Promise<unknown>) {
   await sql('CREATE TABLE items (id bigint PRIMARY KEY, n int NOT NULL)');
-  const pg = await import('pg');
-  const client = new pg.default.Client({ connectionString: url });
+  const client = new pg.Client({ connectionString: url });
   await client.connect();
   try {
     await ensurePgbisyncSchema(client);
@@ -146,4 +148,56 @@ test('batches submitted before the previous one committed fail with it, in order
     rows.rows.map((r) => r.id),
     [1],
   );
+});
+
+test('an upsert racing a local delete of its row is refused for a retry, which keeps the later delete', async () => {
+  await using dbs = await createTestDatabases('writer');
+  const first = await setup(dbs.db2, (t) => dbs.sql2(t));
+  await dbs.sql2(
+    "CREATE TRIGGER pgbisync_tombstone AFTER DELETE ON public.items FOR EACH ROW EXECUTE FUNCTION pgbisync.record_tombstone('id')",
+  );
+  await dbs.sql2('INSERT INTO items VALUES (1, 0)');
+  // A local transaction deletes the row and commits while the applier's upsert (dated T0, older than the
+  // delete) waits on it: the upsert's snapshot saw the row and no tombstone.
+  const local = new pg.Client({ connectionString: dbs.db2, application_name: 'local-writer' });
+  await local.connect();
+  try {
+    await local.query('BEGIN');
+    await local.query('DELETE FROM items WHERE id = 1');
+    await first.open();
+    const applying = first.apply([txn(1, [insert('1', '1')])]);
+    applying.catch(() => undefined);
+    await waitFor('the applier waits on the local delete', async () => {
+      const r = await dbs.sql2(
+        "SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()",
+      );
+      return r.rows[0].n > 0;
+    });
+    await local.query('COMMIT');
+    await assert.rejects(applying, (error: unknown) => {
+      assert.ok(error instanceof RetryableError, String(error));
+      assert.equal(error.code, ErrorCode.APPLY_CONCURRENT);
+      assert.match(error.message, /public\.items \{"id": 1\} was deleted by a concurrent transaction/);
+      return true;
+    });
+  } finally {
+    await first.close();
+    await local.end();
+  }
+  // Applied again (as the supervisor does), the upsert sees the tombstone: the later delete wins.
+  const again = new TransactionWriter({
+    url: dbs.db2,
+    targetNode: 'dst',
+    sourceNode: 'src',
+    policyFor: () => ({ policy: 'last-writer-wins' }),
+  });
+  try {
+    await again.open();
+    await again.apply([txn(1, [insert('1', '1')])]);
+  } finally {
+    await again.close();
+  }
+  assert.equal((await dbs.sql2('SELECT count(*)::int AS n FROM items')).rows[0].n, 0);
+  const conflicts = await dbs.sql2('SELECT conflict_type, resolution FROM pgbisync.conflicts');
+  assert.deepEqual(conflicts.rows, [{ conflict_type: 'update_deleted', resolution: 'keep_deleted' }]);
 });
