@@ -150,9 +150,13 @@ export class Capture {
         await reader.end().catch(() => undefined);
       }
     }
+    // An upsert: a crash between the slot's creation and the state row's insert leaves no row, and an
+    // UPDATE of none would leave the snapshot undone forever (every restart would read it again).
     await admin.query(
-      'UPDATE pgbisync.capture_state SET snapshot_done_at = clock_timestamp() WHERE node = $1',
-      [o.node],
+      `INSERT INTO pgbisync.capture_state (node, slot, consistent_lsn, snapshot_done_at)
+       SELECT $1::text, $2::text, confirmed_flush_lsn, clock_timestamp() FROM pg_replication_slots WHERE slot_name = $2::text
+       ON CONFLICT (node) DO UPDATE SET snapshot_done_at = EXCLUDED.snapshot_done_at`,
+      [o.node, this.slot],
     );
   }
 

@@ -133,6 +133,8 @@ test('a snapshot cut short is read again without losing what changed meanwhile',
   assert.equal(done.rows[0]?.snapshot_done_at, null, 'the snapshot must have been cut short');
   const partial = await countOnB();
   assert.ok(partial < 20000, `b holds ${partial} rows`);
+  // A crash right after the slot was created leaves no state row at all: the same re-read must happen.
+  await dbs.sql1('DELETE FROM pgbisync.capture_state WHERE node = $1', [a]);
   // While the sync is down: delete rows b already has, change others, add new ones.
   await dbs.sql1('DELETE FROM big WHERE id <= 100');
   await dbs.sql1('UPDATE big SET v = 1 WHERE id BETWEEN 101 AND 150 OR id > 19950');
@@ -148,5 +150,7 @@ test('a snapshot cut short is read again without losing what changed meanwhile',
     await sync.stop();
   }
   assert.equal(await countOnB(), 20000);
+  const redone = await dbs.sql1('SELECT snapshot_done_at FROM pgbisync.capture_state WHERE node = $1', [a]);
+  assert.ok(redone.rows[0]?.snapshot_done_at instanceof Date, 'the snapshot read again is recorded as done');
   await teardown(config, { keepTopics: false });
 });
