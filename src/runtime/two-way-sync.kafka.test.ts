@@ -301,13 +301,16 @@ test('per-table policies: node-priority keeps the named node version, source-win
       'src: each node took the incoming change',
       async () => (await value(dbs.sql1, 'src')) === 'from b' && (await value(dbs.sql2, 'src')) === 'from a',
     );
-    assert.equal(await value(dbs.sql2, 'pri'), 'from b', "b kept its own version against a's newer one");
     const recorded = async (sql: typeof dbs.sql1) =>
       (
         await sql(
           `SELECT table_name || ':' || resolution || ':' || policy AS r FROM pgbisync.conflicts ORDER BY 1`,
         )
       ).rows.map((r) => r.r as string);
+    // b's pri never changes (it keeps its own): what shows that b's applier reached a's pri update, which
+    // a committed after its src update, is the conflict it records.
+    await waitFor('both conflicts recorded on b', async () => (await recorded(dbs.sql2)).length >= 2);
+    assert.equal(await value(dbs.sql2, 'pri'), 'from b', "b kept its own version against a's newer one");
     assert.deepEqual(await recorded(dbs.sql1), [
       'public.pri:apply_remote:node-priority',
       'public.src:apply_remote:source-wins',

@@ -201,3 +201,43 @@ test('an upsert racing a local delete of its row is refused for a retry, which k
   const conflicts = await dbs.sql2('SELECT conflict_type, resolution FROM pgbisync.conflicts');
   assert.deepEqual(conflicts.rows, [{ conflict_type: 'update_deleted', resolution: 'keep_deleted' }]);
 });
+
+test('a transaction of several statements is atomic with its progress and dated by its source commit', async () => {
+  await using dbs = await createTestDatabases('writer');
+  const writer = await setup(dbs.db2, (t) => dbs.sql2(t));
+  await dbs.sql2('CREATE TABLE other (id bigint PRIMARY KEY, n int NOT NULL)');
+  const other = (id: string, n: string): RowChange => ({
+    op: 'c',
+    schema: 'public',
+    table: 'other',
+    after: { id, n },
+  });
+  try {
+    await writer.open();
+    // 1: two statements, fine; 2: two statements, the second fails; 3, 4: fine, must not commit.
+    await assert.rejects(
+      writer.apply([
+        txn(1, [insert('1', '1'), other('1', '1')]),
+        txn(2, [insert('2', '2'), other('2', 'x')]),
+        txn(3, [insert('3', '3')]),
+        txn(4, [insert('4', '4'), other('4', '4')]),
+      ]),
+      /invalid input syntax for type integer/,
+    );
+  } finally {
+    await writer.close();
+  }
+  assert.deepEqual((await dbs.sql2('SELECT id::int FROM items ORDER BY id')).rows, [{ id: 1 }]);
+  const progress = await dbs.sql2('SELECT next_offset::int AS next FROM pgbisync.apply_progress');
+  assert.deepEqual(progress.rows, [{ next: 11 }], 'the progress of the failed transaction did not commit');
+  // Both statements of transaction 1 carry its source commit time (the origin's), as one-statement
+  // transactions do: last-writer-wins compares that time on every node.
+  const dated = await dbs.sql2(
+    `SELECT (extract(epoch FROM pg_xact_commit_timestamp(xmin)) * 1000000)::bigint::text AS us FROM items
+     UNION ALL SELECT (extract(epoch FROM pg_xact_commit_timestamp(xmin)) * 1000000)::bigint::text FROM other`,
+  );
+  assert.deepEqual(
+    dated.rows.map((r) => r.us),
+    [String(T0_US + 1n), String(T0_US + 1n)],
+  );
+});

@@ -325,11 +325,14 @@ export class TransactionWriter {
       if (only.conflicts) conflictResults.push(result);
       return [result];
     }
-    const progressOnly = this.#query(PROGRESS_STATEMENT, [tsIso, txn.sourceNode, ...progress]);
-    if (statements.length === 0) return [progressOnly];
+    const progressValues = [tsIso, txn.sourceNode, ...progress];
+    if (statements.length === 0) return [this.#query(PROGRESS_STATEMENT, progressValues)];
+    // Queries go out in the order they are made: BEGIN must be made first, or the progress write (and
+    // the origin's commit LSN and time) would commit on its own, ahead of the transaction it belongs to.
+    const begin = this.#client.query('BEGIN');
     return [
-      this.#client.query('BEGIN'),
-      progressOnly,
+      begin,
+      this.#query(PROGRESS_STATEMENT, progressValues),
       ...statements.map((st) => {
         const result = this.#query(st.text, st.values);
         if (st.conflicts) conflictResults.push(result);
