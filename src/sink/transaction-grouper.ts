@@ -2,8 +2,11 @@
  * Groups consumed Kafka records into source transactions.
  *
  * Our capture marks each transaction's last record (header `pgbisync.last`), so a transaction is complete
- * as soon as that record arrives. Records without our headers (topics of the real Debezium connector) are
- * grouped by consecutive source transaction id, and a group is closed at the end of each fetched batch.
+ * as soon as that record arrives, and never before: a fetched batch may end in the middle of one (the
+ * first batch after a restart too), and applying that part alone would split the source transaction.
+ * Records that never carry our headers (a topic of the real Debezium connector not declared as such; a
+ * declared one goes through DebeziumTransactionAssembler) are grouped by consecutive source transaction
+ * id: a group closes when the next transaction's first record arrives.
  * Tombstones (null value) carry no change but may close a transaction.
  * Records that are not valid events are handed to `onMalformed` (dead-letter) and never applied; their
  * offsets still count, so the applier moves past them.
@@ -54,10 +57,9 @@ export class TransactionGrouper {
   /** Feeds one fetched batch; returns the transactions it completed. */
   add(records: readonly InRecord[]): ApplyTransaction[] {
     const done: ApplyTransaction[] = [];
-    let ours = false;
     for (const record of records) {
       const last = record.headers.get('pgbisync.last') === '1';
-      ours ||= record.headers.has('pgbisync.last') || last;
+      const ours = last || record.headers.has('pgbisync.last');
       if (record.value !== null) {
         let decoded: DecodedChange | undefined;
         try {
@@ -79,11 +81,6 @@ export class TransactionGrouper {
         const closed = this.#close(record.headers.get('pgbisync.commit_lsn'));
         if (closed !== undefined) done.push(closed);
       }
-    }
-    // Foreign (Debezium) topics carry no end marker: a fetched batch ends the open group.
-    if (!ours && this.#changes.length > 0) {
-      const closed = this.#close(undefined);
-      if (closed !== undefined) done.push(closed);
     }
     return done;
   }
