@@ -46,6 +46,11 @@ async function setup(url: string, sql: (text: string) => Promise<unknown>) {
   } finally {
     await client.end();
   }
+  return writerFor(url);
+}
+
+/** A writer applying source `src` into `url` (node `dst`), last-writer-wins. */
+function writerFor(url: string): TransactionWriter {
   return new TransactionWriter({
     url,
     targetNode: 'dst',
@@ -82,12 +87,7 @@ test('a failed transaction stops every later one of the pipelined batch; the app
   assert.deepEqual(progress.rows, [{ topic: TOPIC, kafka_partition: 0, next: 21, lsn: '0/1002' }]);
 
   // A new writer resumes after transaction 2 and applies the rest once the bad value is fixed.
-  const again = new TransactionWriter({
-    url: dbs.db2,
-    targetNode: 'dst',
-    sourceNode: 'src',
-    policyFor: () => ({ policy: 'last-writer-wins' }),
-  });
+  const again = writerFor(dbs.db2);
   try {
     const position = await again.open();
     assert.equal(position?.nextOffset, 21n);
@@ -185,12 +185,7 @@ test('an upsert racing a local delete of its row is refused for a retry, which k
     await local.end();
   }
   // Applied again (as the supervisor does), the upsert sees the tombstone: the later delete wins.
-  const again = new TransactionWriter({
-    url: dbs.db2,
-    targetNode: 'dst',
-    sourceNode: 'src',
-    policyFor: () => ({ policy: 'last-writer-wins' }),
-  });
+  const again = writerFor(dbs.db2);
   try {
     await again.open();
     await again.apply([txn(1, [insert('1', '1')])]);
