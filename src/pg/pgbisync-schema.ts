@@ -2,7 +2,7 @@
  * The `pgbisync` schema on every node: pgbisync's own bookkeeping, never part of a publication.
  *
  * - capture_state: per capturing node, whether the initial snapshot completed (a crash mid-snapshot
- *   recreates the slot and copies again; events are upserts, so repeats are harmless).
+ *   keeps the slot and reads the tables again; events are upserts, so repeats are harmless).
  * - apply_progress: per source node, the Kafka position and source commit of the last applied
  *   transaction, written inside that same target transaction (exactly-once effect).
  * - apply_positions: for sources spread over several topics (a Debezium connector's per-table topics),

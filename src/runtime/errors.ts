@@ -69,6 +69,11 @@ export class RetryableError extends PgbisyncError {
   override readonly name = 'RetryableError';
 }
 
+/** An applied transaction that lost a race with a local write (PGB4003): apply it again at once. */
+export function isConcurrentApplyFailure(error: unknown): error is RetryableError {
+  return error instanceof RetryableError && error.code === ErrorCode.APPLY_CONCURRENT;
+}
+
 /** An operator must act; `hint` says how. */
 export class FatalError extends PgbisyncError {
   override readonly name = 'FatalError';

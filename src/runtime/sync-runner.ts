@@ -16,7 +16,7 @@ import { formatLsn } from '../pg/lsn.ts';
 import { Applier } from '../sink/applier.ts';
 import { Capture } from '../source/capture.ts';
 import { DebeziumChangeEncoder } from '../source/debezium-encoder.ts';
-import { ErrorCode, RetryableError } from './errors.ts';
+import { isConcurrentApplyFailure } from './errors.ts';
 import { type Component, supervise } from './supervisor.ts';
 import { type Direction, directions, policyFor } from './sync-plan.ts';
 
@@ -69,7 +69,7 @@ export class SyncRunner {
           state.lastError = error instanceof Error ? error.message : String(error);
         }
         this.#o.metrics.restarts.inc({ component: name });
-        if (error instanceof RetryableError && error.code === ErrorCode.APPLY_CONCURRENT) {
+        if (isConcurrentApplyFailure(error)) {
           // Expected when local writes and the applier meet on the same rows: no stack, no warning.
           log.info(
             { component: name, code: error.code, reason: error.message, delayMs },

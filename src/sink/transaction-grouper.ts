@@ -59,7 +59,7 @@ export class TransactionGrouper {
     const done: ApplyTransaction[] = [];
     for (const record of records) {
       const last = record.headers.get('pgbisync.last') === '1';
-      const ours = last || record.headers.has('pgbisync.last');
+      const ours = record.headers.has('pgbisync.last');
       if (record.value !== null) {
         let decoded: DecodedChange | undefined;
         try {
@@ -68,7 +68,7 @@ export class TransactionGrouper {
           this.#onMalformed(record, error);
         }
         if (decoded !== undefined) {
-          if (!ours && this.#last !== undefined && this.#last.txId !== decoded.txId && !last) {
+          if (!ours && this.#last !== undefined && this.#last.txId !== decoded.txId) {
             const closed = this.#close(undefined);
             if (closed !== undefined) done.push(closed);
           }

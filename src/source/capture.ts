@@ -27,8 +27,8 @@ export interface RecordProducer {
  * a restart after downtime) is decoded into memory as fast as the server sends it: hundreds of MB.
  * Checked after every item, not only between the connection's batches: one batch may hold thousands of
  * changes (~3 KB of record each with schemas), which overshot the bound by ~60 MB (heap snapshot).
- * 4 MiB (was 16) keeps about ten 450 kB produce requests queued, enough to keep the producer busy: the
- * bench's one-way throughput was unchanged and its peak RSS fell ~60 MiB with the consumer bounds below.
+ * 4 MiB (was 16) still queues about ten 450 kB produce requests. With the consumer's smaller bounds
+ * (kafka/client.ts) the bench's one-way peak RSS fell ~60 MiB; throughput stayed within run-to-run noise.
  */
 const MAX_UNACKED_BYTES = 4 * 1024 * 1024;
 
