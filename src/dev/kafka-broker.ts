@@ -98,7 +98,9 @@ export class KafkaBroker {
     if (!existsSync(join(dataDir, 'meta.properties'))) {
       await run(
         java,
-        ['-cp', classpath, 'kafka.tools.StorageTool', 'format', '-t', clusterId(), '-c', props],
+        // `--cluster-id=<id>` in one argument: an id starting with '-' (1 in 64) would otherwise be
+        // taken for an option and the format refused (seen once in CI).
+        ['-cp', classpath, 'kafka.tools.StorageTool', 'format', `--cluster-id=${clusterId()}`, '-c', props],
         {
           timeoutMs: 120_000,
         },
