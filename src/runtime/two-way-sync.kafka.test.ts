@@ -158,7 +158,12 @@ test('concurrent updates of one row converge on the later write, and the conflic
       { id: 1, name: 'from b' },
       { id: 2, name: 'a later' },
     ]);
-    // db1 kept its own row 2 against b's older insert, and took b's newer update of row 1.
+    // db1 kept its own row 2 against b's older insert, and took b's newer update of row 1. Row 2 on db1
+    // never changes, so what shows that db1's applier reached b's insert is the conflict it records.
+    await waitFor(
+      'both conflicts recorded on db1',
+      async () => (await dbs.sql1('SELECT count(*)::int AS n FROM pgbisync.conflicts')).rows[0].n >= 2,
+    );
     const c1 = await dbs.sql1(
       `SELECT conflict_type, resolution, key->>'id' AS id FROM pgbisync.conflicts ORDER BY id`,
     );
