@@ -4,6 +4,7 @@
  * (the sum of balances is invariant), and afterwards b must equal a row for row, counters included.
  */
 import assert from 'node:assert/strict';
+import { dirname, join } from 'node:path';
 import { test } from 'node:test';
 import pg from 'pg';
 import { setup, teardown } from '../operate/setup.ts';
@@ -24,7 +25,8 @@ test(`${TRANSFERS * 2} changes with ${KILLS} SIGKILLs: atomic on the target, non
   const config = syncConfig(dbs, ['public.acct']);
   const configPath = writeRunConfig(config, ['public.acct'], { apply: { maxWaitMs: 10 } });
   await setup(config);
-  let child = startRun(configPath);
+  const logPath = (n: number) => join(dirname(configPath), `run-${n}.log`);
+  let child = startRun(configPath, logPath(0));
   const total = ACCOUNTS * 1000;
   const reader = new pg.Client({ connectionString: dbs.db2 });
   await reader.connect();
@@ -55,11 +57,11 @@ test(`${TRANSFERS * 2} changes with ${KILLS} SIGKILLs: atomic on the target, non
     for (let k = 0; k < KILLS; k++) {
       await new Promise((r) => setTimeout(r, 1500 + Math.random() * 1500));
       await killHard(child);
-      child = startRun(configPath);
+      child = startRun(configPath, logPath(k + 1));
     }
     await writer;
     await waitFor(
-      'b equal to a',
+      `b equal to a (logs in ${dirname(configPath)})`,
       async () => {
         assert.equal(child.exitCode, null, 'pgbisync run exited');
         const [x, y] = await Promise.all([tableRows(dbs.sql1, 'acct'), tableRows(dbs.sql2, 'acct')]);
