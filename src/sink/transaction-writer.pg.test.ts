@@ -236,3 +236,33 @@ test('a transaction of several statements is atomic with its progress and dated 
     [String(T0_US + 1n), String(T0_US + 1n)],
   );
 });
+
+test("a source's later transaction replaces its earlier version even when the source's clock stepped back", async () => {
+  await using dbs = await createTestDatabases('writer');
+  const writer = await setup(dbs.db2, (t) => dbs.sql2(t));
+  /** Transaction i of the source, committed `backUs` before transaction 1 by the source's clock. */
+  const stepped = (i: number, backUs: bigint, changes: RowChange[]) => ({
+    ...txn(i, changes),
+    commitTimeUs: T0_US - backUs,
+  });
+  try {
+    await writer.open();
+    await writer.apply([txn(1, [insert('1', '1'), insert('2', '1')])]);
+    // Each later transaction carries an earlier commit time: an update, a delete, a re-insert.
+    await writer.apply([
+      stepped(2, 5_000_000n, [{ op: 'u', schema: 'public', table: 'items', after: { id: '1', n: '2' } }]),
+      stepped(3, 10_000_000n, [{ op: 'd', schema: 'public', table: 'items', beforeKey: { id: '2' } }]),
+      stepped(4, 20_000_000n, [insert('2', '4')]),
+      stepped(5, 30_000_000n, [{ op: 'u', schema: 'public', table: 'items', after: { id: '2', n: '5' } }]),
+    ]);
+  } finally {
+    await writer.close();
+  }
+  const rows = await dbs.sql2('SELECT id::int, n FROM items ORDER BY id');
+  assert.deepEqual(rows.rows, [
+    { id: 1, n: 2 },
+    { id: 2, n: 5 },
+  ]);
+  const conflicts = await dbs.sql2('SELECT count(*)::int AS n FROM pgbisync.conflicts');
+  assert.equal(conflicts.rows[0].n, 0, 'one source writing after itself is no conflict');
+});
