@@ -4,17 +4,20 @@
  * (the sum of balances is invariant), and afterwards b must equal a row for row, counters included.
  */
 import assert from 'node:assert/strict';
+import { readdirSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { test } from 'node:test';
 import pg from 'pg';
 import { setup, teardown } from '../operate/setup.ts';
 import { killHard, startRun, writeRunConfig } from '../testing/run-process.ts';
 import { syncConfig, tableRows, waitFor } from '../testing/sync-fixture.ts';
-import { createTestDatabases } from '../testing/test-databases.ts';
+import { createTestDatabases, type TestDatabases } from '../testing/test-databases.ts';
 
 const ACCOUNTS = 100;
 const TRANSFERS = Number(process.env.PGBISYNC_TEST_TRANSFERS ?? 25_000);
-const KILLS = 5;
+const KILLS = Number(process.env.PGBISYNC_TEST_KILLS ?? 5);
+/** Kills come every KILL_MS to 2 * KILL_MS. */
+const KILL_MS = Number(process.env.PGBISYNC_TEST_KILL_MS ?? 1500);
 
 test(`${TRANSFERS * 2} changes with ${KILLS} SIGKILLs: atomic on the target, none lost or doubled`, async () => {
   await using dbs = await createTestDatabases();
@@ -55,7 +58,7 @@ test(`${TRANSFERS * 2} changes with ${KILLS} SIGKILLs: atomic on the target, non
           COMMIT;
         END LOOP; END $$`);
     for (let k = 0; k < KILLS; k++) {
-      await new Promise((r) => setTimeout(r, 1500 + Math.random() * 1500));
+      await new Promise((r) => setTimeout(r, KILL_MS + Math.random() * KILL_MS));
       await killHard(child);
       child = startRun(configPath, logPath(k + 1));
     }
@@ -68,7 +71,9 @@ test(`${TRANSFERS * 2} changes with ${KILLS} SIGKILLs: atomic on the target, non
         return JSON.stringify(x) === JSON.stringify(y);
       },
       120_000,
-    );
+    ).catch(async (error: unknown) => {
+      throw new Error(`${(error as Error).message}\n${await divergence(dbs, dirname(configPath))}`);
+    });
     const counters = await dbs.sql2('SELECT sum(counter)::int AS c, sum(balance)::int AS s FROM acct');
     assert.deepEqual(counters.rows[0], { c: TRANSFERS * 2, s: total });
   } finally {
@@ -81,3 +86,34 @@ test(`${TRANSFERS * 2} changes with ${KILLS} SIGKILLs: atomic on the target, non
   assert.deepEqual(torn, [], 'a reader on b saw half of a transfer');
   await teardown(config, { keepTopics: false });
 });
+
+/** What a failed run left behind, for the failure message: differing rows, b's progress and conflicts, logged errors. */
+async function divergence(dbs: TestDatabases, logDir: string): Promise<string> {
+  const [x, y] = await Promise.all([tableRows(dbs.sql1, 'acct'), tableRows(dbs.sql2, 'acct')]);
+  const onB = new Set(y);
+  const onA = new Set(x);
+  const progress = await dbs.sql2('SELECT * FROM pgbisync.apply_progress');
+  const conflicts = await dbs.sql2('SELECT * FROM pgbisync.conflicts ORDER BY id LIMIT 5');
+  const errors = readdirSync(logDir)
+    .filter((f) => f.endsWith('.log'))
+    .flatMap((f) =>
+      readFileSync(join(logDir, f), 'utf8')
+        .split('\n')
+        .filter((l) => /"level":(40|50|60)/.test(l))
+        .map((l) => `${f}: ${l.slice(0, 600)}`),
+    );
+  return [
+    `rows only on a: ${x
+      .filter((r) => !onB.has(r))
+      .slice(0, 5)
+      .join(' ')}`,
+    `rows only on b: ${y
+      .filter((r) => !onA.has(r))
+      .slice(0, 5)
+      .join(' ')}`,
+    `b's apply_progress: ${JSON.stringify(progress.rows)}`,
+    `b's conflicts (first 5): ${JSON.stringify(conflicts.rows)}`,
+    `logged warnings and errors (last 20):`,
+    ...errors.slice(-20),
+  ].join('\n');
+}
