@@ -110,7 +110,12 @@ export const captureSchema = z
     snapshotChunkRows: z.number().int().min(100).default(10_000),
     maxBatchEvents: z.number().int().min(1).default(2_000),
     lingerMs: z.number().int().min(0).default(5),
-    heartbeatIntervalMs: z.number().int().min(1000).default(10_000),
+    heartbeatIntervalMs: z
+      .number()
+      .int()
+      .min(1000)
+      .default(10_000)
+      .describe('accepted, no effect: an idle slot advances on the server keepalives (docs/architecture.md)'),
     schemasEnabled: z.boolean().default(true).describe('JsonConverter schemas.enable'),
   })
   .prefault({});
@@ -119,7 +124,13 @@ export const applySchema = z
   .strictObject({
     maxBatchTransactions: z.number().int().min(1).default(500),
     maxBatchRows: z.number().int().min(1).default(10_000),
-    maxWaitMs: z.number().int().min(0).default(20),
+    maxWaitMs: z.number().int().min(0).default(10),
+    fetchMinBytes: z
+      .number()
+      .int()
+      .min(1)
+      .default(65_536)
+      .describe('a fetch returns once this many (compressed) bytes arrived, or after maxWaitMs'),
     deadLetterTopic: z.string().optional().describe('default <topicPrefix>.<source>.dlq'),
   })
   .prefault({});

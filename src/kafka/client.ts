@@ -107,6 +107,12 @@ export interface KafkaProducerOptions extends KafkaConnectionOptions {
   readonly maxRequestBytes?: number;
   /** A request not acknowledged within this time fails the producer (the client can hang, see above). */
   readonly ackTimeoutMs?: number;
+  /**
+   * Before each request, wait this long for more records unless a full request is already queued
+   * (Kafka's linger.ms; default 0). Fewer, larger requests: each one costs both sides a round of
+   * socket writes and wake-ups whatever its size.
+   */
+  readonly lingerMs?: number;
 }
 
 /**
@@ -143,7 +149,10 @@ export class KafkaProducer {
   readonly #compression: KafkaCompression;
   readonly #maxRequestBytes: number;
   readonly #ackTimeoutMs: number;
+  readonly #lingerMs: number;
   #queue: QueuedSend[] = [];
+  /** Bytes of the queued records not yet handed to a request. */
+  #queuedBytes = 0;
   #pumping = false;
   #idle: PromiseWithResolvers<void> | undefined;
   #failure: PgbisyncError | undefined;
@@ -153,6 +162,7 @@ export class KafkaProducer {
     this.#compression = options.compression ?? 'none';
     this.#maxRequestBytes = options.maxRequestBytes ?? DEFAULT_MAX_REQUEST_BYTES;
     this.#ackTimeoutMs = options.ackTimeoutMs ?? DEFAULT_ACK_TIMEOUT_MS;
+    this.#lingerMs = options.lingerMs ?? 0;
     this.#producer = new Producer({
       ...baseOptions(options),
       idempotent: true,
@@ -176,7 +186,10 @@ export class KafkaProducer {
       );
     }
     const done = Promise.withResolvers<void>();
+    let bytes = 0;
+    for (const record of records) bytes += recordBytes(record);
     this.#queue.push({ records, next: 0, done });
+    this.#queuedBytes += bytes;
     if (!this.#pumping) {
       this.#pumping = true;
       this.#idle = Promise.withResolvers<void>();
@@ -195,6 +208,9 @@ export class KafkaProducer {
   async #pump(): Promise<void> {
     // No await between the emptiness check and `#pumping = false`: a send() in between would be stranded.
     while (this.#queue.length > 0) {
+      if (this.#lingerMs > 0 && this.#queuedBytes < this.#maxRequestBytes && !this.#closed) {
+        await new Promise((resolve) => setTimeout(resolve, this.#lingerMs));
+      }
       const { messages, completed } = this.#nextRequest();
       try {
         if (messages.length > 0) await this.#sendRequest(messages);
@@ -221,6 +237,7 @@ export class KafkaProducer {
         if (messages.length > 0 && bytes + size > this.#maxRequestBytes) return { messages, completed };
         messages.push(toMessage(record));
         bytes += size;
+        this.#queuedBytes -= size;
         head.next++;
       }
       completed.push(head);
@@ -248,6 +265,7 @@ export class KafkaProducer {
     this.#failure = error;
     const queued = this.#queue;
     this.#queue = [];
+    this.#queuedBytes = 0;
     for (const send of [...inFlight, ...queued]) send.done.reject(error);
   }
 }
@@ -296,6 +314,11 @@ export interface ConsumerOptions extends KafkaConnectionOptions {
   /** Start positions (next offset to read) per topic/partition; others start at the earliest offset. */
   readonly startOffsets: readonly { topic: string; partition: number; offset: bigint }[];
   readonly maxWaitMs: number;
+  /**
+   * The broker answers a fetch once this many bytes (as stored: compressed) are there, or after
+   * `maxWaitMs` (default 1: at once). Larger fetches under load, one every `maxWaitMs` at most when idle.
+   */
+  readonly minBytes?: number;
   /** Fetch size per partition (default 1 MiB, like the Java consumer); bounds memory and first-record time. */
   readonly maxBytesPerPartition?: number;
   /** The fetch loop pauses while this many records wait to be taken by the caller (default 20,000). */
@@ -334,6 +357,7 @@ export class KafkaConsumer {
       groupInstanceId: options.groupId,
       autocommit: false,
       maxWaitTime: options.maxWaitMs,
+      minBytes: options.minBytes ?? 1,
       maxBytes: DEFAULT_MAX_BYTES,
       maxBytesPerPartition: options.maxBytesPerPartition ?? DEFAULT_MAX_BYTES_PER_PARTITION,
       deserializers: { headerKey: utf8Deserializer, headerValue: utf8Deserializer },

@@ -115,6 +115,7 @@ export class SyncRunner {
         const producer = new KafkaProducer({
           ...kafkaOptions(config, `capture-${node.name}`),
           compression: config.kafka.compression,
+          lingerMs: config.capture.lingerMs,
         });
         const capture = new Capture({
           node: node.name,
@@ -196,6 +197,7 @@ export class SyncRunner {
               topics,
               startOffsets,
               maxWaitMs: config.apply.maxWaitMs,
+              minBytes: config.apply.fetchMinBytes,
             }),
           deadLetter: { topic: deadLetterTopic(config, d.source.name), sink: dlqProducer },
           policyFor: policyFor(config),
