@@ -107,7 +107,7 @@ export const captureSchema = z
       .enum(['initial', 'never'])
       .default('initial')
       .describe('copy existing rows when the slot is created'),
-    snapshotChunkRows: z.number().int().min(100).default(10_000),
+    snapshotChunkRows: z.number().int().min(100).default(1_000),
     maxBatchEvents: z.number().int().min(1).default(2_000),
     lingerMs: z.number().int().min(0).default(5),
     heartbeatIntervalMs: z
