@@ -27,10 +27,11 @@ export interface RecordProducer {
  * a restart after downtime) is decoded into memory as fast as the server sends it: hundreds of MB.
  * Checked after every item, not only between the connection's batches: one batch may hold thousands of
  * changes (~3 KB of record each with schemas), which overshot the bound by ~60 MB (heap snapshot).
- * 4 MiB (was 16) still queues about ten 450 kB produce requests. With the consumer's smaller bounds
- * (kafka/client.ts) the bench's one-way peak RSS fell ~60 MiB; throughput stayed within run-to-run noise.
+ * 2 MiB (was 16, then 4) still queues about four 450 kB produce requests. With the consumer's smaller
+ * bounds (kafka/client.ts) the bench's one-way peak RSS fell ~60 MiB (16 -> 4), then from ~330 to
+ * 313-319 MiB (4 -> 2, two runs each); throughput stayed within run-to-run noise.
  */
-const MAX_UNACKED_BYTES = 4 * 1024 * 1024;
+const MAX_UNACKED_BYTES = 2 * 1024 * 1024;
 
 /**
  * pgbisync's event topics have one partition (kafka/topics.ts): commit order needs it in transactional
