@@ -134,15 +134,22 @@ test('out-of-band writes are listed by key; --repair copies the winner and verif
   assert.equal((await row(dbs.sql2, 100)).price, '0.00');
   assert.equal((await row(dbs.sql1, 1001)).origin, `pgbisync_${b}`);
 
-  // Local-only changes since the probe slots: the out-of-band writes, none of the repair writes.
-  const local = async (sql: TestDatabases['sql1']) =>
-    (
+  // Local-only changes since the probe slots: the out-of-band writes, none of the repair writes. The
+  // slot functions decode WAL up to the flushed position only, and the test servers commit
+  // asynchronously: a synchronous commit that writes WAL (a transactional message, not a table change)
+  // first flushes everything before it (seen in CI: 0 changes read on a).
+  const local = async (sql: TestDatabases['sql1']) => {
+    await sql(
+      "SELECT set_config('synchronous_commit', 'on', true), pg_logical_emit_message(true, 'pgbisync-test', 'flush')",
+    );
+    return (
       await sql(
         `SELECT data FROM pg_logical_slot_get_changes($1, NULL, NULL, 'only-local', '1', 'skip-empty-xacts', '1')
           WHERE data LIKE 'table public.items:%'`,
         [`${dbs.name}_probe`],
       )
     ).rows.length;
+  };
   assert.equal(await local(dbs.sql1), 2, 'a: its own insert of 999 and update of 100');
   assert.equal(await local(dbs.sql2), 4, 'b: its own update, delete and two inserts');
 });
