@@ -128,6 +128,8 @@ interface QueuedSend {
   readonly records: readonly OutRecord[];
   /** Index of the first record not yet handed to a request. */
   next: number;
+  /** Each record's size as counted for maxRequestBytes (computed once, in send). */
+  readonly sizes: readonly number[];
   readonly done: PromiseWithResolvers<void>;
 }
 
@@ -186,10 +188,9 @@ export class KafkaProducer {
       );
     }
     const done = Promise.withResolvers<void>();
-    let bytes = 0;
-    for (const record of records) bytes += recordBytes(record);
-    this.#queue.push({ records, next: 0, done });
-    this.#queuedBytes += bytes;
+    const sizes = records.map(recordBytes);
+    for (const size of sizes) this.#queuedBytes += size;
+    this.#queue.push({ records, next: 0, sizes, done });
     if (!this.#pumping) {
       this.#pumping = true;
       this.#idle = Promise.withResolvers<void>();
@@ -209,7 +210,7 @@ export class KafkaProducer {
     // No await between the emptiness check and `#pumping = false`: a send() in between would be stranded.
     while (this.#queue.length > 0) {
       if (this.#lingerMs > 0 && this.#queuedBytes < this.#maxRequestBytes && !this.#closed) {
-        await new Promise((resolve) => setTimeout(resolve, this.#lingerMs));
+        await sleep(this.#lingerMs);
       }
       const { messages, completed } = this.#nextRequest();
       try {
@@ -233,7 +234,7 @@ export class KafkaProducer {
       const head = this.#queue[0]!;
       while (head.next < head.records.length) {
         const record = head.records[head.next]!;
-        const size = recordBytes(record);
+        const size = head.sizes[head.next]!;
         if (messages.length > 0 && bytes + size > this.#maxRequestBytes) return { messages, completed };
         messages.push(toMessage(record));
         bytes += size;

@@ -1,9 +1,9 @@
 /**
  * Runs long-lived components (captures, appliers) and restarts one that fails with a retryable error,
  * with exponential backoff (a transaction that lost a race with a local write is retried at once). A
- * BlockedError (one stream waits for an operator) is retried the same way but reported as blocked, while the other components run on. A FatalError (an operator must act) or a
- * MalformedInputError that reached here stops everything: the whole run rejects with it, after every
- * component has stopped.
+ * BlockedError (one stream waits for an operator) is retried the same way but reported as blocked, while
+ * the other components run on. A FatalError (an operator must act) or a MalformedInputError that reached
+ * here stops everything: the whole run rejects with it, after every component has stopped.
  */
 import { BlockedError, FatalError, isConcurrentApplyFailure, MalformedInputError } from './errors.ts';
 import { sleep } from './sleep.ts';
