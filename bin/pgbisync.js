@@ -9,8 +9,8 @@ import { existsSync } from 'node:fs';
 // throughput, a capped old generation thrashes). The old generation may then grow to twice what the last
 // full collection kept (`--heap-growing-percent=100`) instead of up to four times: the records, rows and
 // statements a batch keeps until it commits outlive two scavenges, so the old generation fills with such
-// garbage between full collections. Measured (one-way and two-way bench, 2 cores): peak RSS 313 -> 259-279
-// MiB one-way and 332 -> 291-299 MiB two-way, throughput within the runs' spread, ~10% more CPU; 50 and 25
+// garbage between full collections. Measured (one-way and two-way bench, 2 cores): peak RSS 313 -> 257-279
+// MiB one-way and 332 -> 281-299 MiB two-way, throughput within the runs' spread, ~10% more CPU; 50 and 25
 // lower RSS further but cost up to a quarter of the throughput. The flags only work at start-up, so the
 // process replaces itself once (same pid: signals and supervisors see one process). A caller's
 // `--max-semi-space-size` (NODE_OPTIONS or node's own flags) skips all of this; a caller's
