@@ -61,6 +61,7 @@ async function main(): Promise<void> {
       tables,
       workDir,
       cpuProfileDir: profDir,
+      configOverrides: settings.pgbisyncConfig,
     });
   const syncTables = ['public.bulk', 'public.steady', 'public.marker'];
   const started = new Date();

@@ -32,6 +32,8 @@ export interface PgbisyncOptions {
   readonly workDir: string;
   /** Folder for a V8 CPU profile of the run process (--cpu-prof), if wanted. */
   readonly cpuProfileDir?: string | undefined;
+  /** Merged into the written config (BenchSettings.pgbisyncConfig). */
+  readonly configOverrides?: Readonly<Record<string, unknown>>;
 }
 
 export class PgbisyncProcess implements ReplicationUnderTest {
@@ -58,18 +60,15 @@ export class PgbisyncProcess implements ReplicationUnderTest {
     this.#configPath = join(options.workDir, `${slug}.yaml`);
     this.#logPath = join(options.workDir, `${slug}.log`);
     const prefix = `bench_${slug.replace(/-/g, '_')}_${Date.now().toString(36)}`;
-    writeFileSync(
-      this.#configPath,
-      `# written by npm run bench
-kafka:
-  brokers: [${options.brokers.join(', ')}]
-  topicPrefix: ${prefix}
-nodes:
-${options.nodes.map((n) => `  - { name: ${n.name}, url: "${n.url}" }`).join('\n')}
-tables: [${options.tables.join(', ')}]
-http: { port: 0 }
-`,
-    );
+    const config = {
+      kafka: { brokers: options.brokers, topicPrefix: prefix },
+      nodes: options.nodes.map((n) => ({ name: n.name, url: n.url })),
+      tables: options.tables,
+      http: { port: 0 },
+    };
+    // JSON is YAML: the config loader reads it as written.
+    const merged = mergeConfig(config, options.configOverrides ?? {});
+    writeFileSync(this.#configPath, `# written by npm run bench\n${JSON.stringify(merged, null, 2)}\n`);
   }
 
   get failure(): Promise<never> {
@@ -159,4 +158,21 @@ http: { port: 0 }
     await run(process.execPath, [CLI, 'teardown', '-c', this.#configPath]);
     return figures;
   }
+}
+
+/** `base` with `overrides` merged in: objects key by key, anything else (arrays too) replaced. */
+export function mergeConfig(
+  base: Readonly<Record<string, unknown>>,
+  overrides: Readonly<Record<string, unknown>>,
+): Record<string, unknown> {
+  const out: Record<string, unknown> = { ...base };
+  for (const [key, value] of Object.entries(overrides)) {
+    const current = out[key];
+    out[key] = isPlainObject(current) && isPlainObject(value) ? mergeConfig(current, value) : value;
+  }
+  return out;
+}
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
 }

@@ -26,6 +26,12 @@ export interface BenchSettings {
   readonly cpuProfile: boolean;
   /** Run only these scenarios (comma list of one-way,native,debezium,two-way,snapshot); default all. */
   readonly only: ReadonlySet<string>;
+  /**
+   * BENCH_PGBISYNC_CONFIG: a JSON object merged into the config the bench writes for pgbisync (objects
+   * merged key by key, anything else replaced), to measure other settings, e.g.
+   * `{"kafka":{"compression":"none"},"apply":{"maxBatchRows":2000}}`. Default {}.
+   */
+  readonly pgbisyncConfig: Readonly<Record<string, unknown>>;
 }
 
 function num(name: string, fallback: number): number {
@@ -67,5 +73,20 @@ export function readSettings(): BenchSettings {
     warmupTxns: scaled('BENCH_WARMUP_TXNS', 5_000),
     cpuProfile: process.env.BENCH_CPU_PROF === '1',
     only,
+    pgbisyncConfig: configOverrides(process.env.BENCH_PGBISYNC_CONFIG),
   };
+}
+
+function configOverrides(raw: string | undefined): Record<string, unknown> {
+  if (raw === undefined || raw.trim() === '') return {};
+  let value: unknown;
+  try {
+    value = JSON.parse(raw);
+  } catch (error) {
+    throw new Error(`BENCH_PGBISYNC_CONFIG: not JSON (${error instanceof Error ? error.message : error})`);
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw new Error(`BENCH_PGBISYNC_CONFIG: expected a JSON object of config keys, got ${raw}`);
+  }
+  return value as Record<string, unknown>;
 }
