@@ -14,6 +14,7 @@ import type pg from 'pg';
 import { connect, sleep } from './db.ts';
 import { ProcessGroup } from './proc-stats.ts';
 import type { CpuBreakdown, ReplicationFigures, ReplicationUnderTest } from './replication.ts';
+import { mergeConfig } from './settings.ts';
 
 const run = promisify(execFile);
 /** The CLI under test; BENCH_CLI points at another checkout's bin/pgbisync.js (before/after runs). */
@@ -158,21 +159,4 @@ export class PgbisyncProcess implements ReplicationUnderTest {
     await run(process.execPath, [CLI, 'teardown', '-c', this.#configPath]);
     return figures;
   }
-}
-
-/** `base` with `overrides` merged in: objects key by key, anything else (arrays too) replaced. */
-export function mergeConfig(
-  base: Readonly<Record<string, unknown>>,
-  overrides: Readonly<Record<string, unknown>>,
-): Record<string, unknown> {
-  const out: Record<string, unknown> = { ...base };
-  for (const [key, value] of Object.entries(overrides)) {
-    const current = out[key];
-    out[key] = isPlainObject(current) && isPlainObject(value) ? mergeConfig(current, value) : value;
-  }
-  return out;
-}
-
-function isPlainObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
 }

@@ -1,8 +1,7 @@
 /** The bench's knobs: BENCH_PGBISYNC_CONFIG parsing and how it merges into the config pgbisync gets. */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { mergeConfig } from './pgbisync-process.ts';
-import { readSettings } from './settings.ts';
+import { mergeConfig, readSettings } from './settings.ts';
 
 function withEnv<T>(name: string, value: string | undefined, body: () => T): T {
   const before = process.env[name];

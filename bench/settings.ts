@@ -85,8 +85,25 @@ function configOverrides(raw: string | undefined): Record<string, unknown> {
   } catch (error) {
     throw new Error(`BENCH_PGBISYNC_CONFIG: not JSON (${error instanceof Error ? error.message : error})`);
   }
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+  if (!isPlainObject(value)) {
     throw new Error(`BENCH_PGBISYNC_CONFIG: expected a JSON object of config keys, got ${raw}`);
   }
-  return value as Record<string, unknown>;
+  return value;
+}
+
+/** `base` with `overrides` merged in: objects key by key, anything else (arrays too) replaced. */
+export function mergeConfig(
+  base: Readonly<Record<string, unknown>>,
+  overrides: Readonly<Record<string, unknown>>,
+): Record<string, unknown> {
+  const out: Record<string, unknown> = { ...base };
+  for (const [key, value] of Object.entries(overrides)) {
+    const current = out[key];
+    out[key] = isPlainObject(current) && isPlainObject(value) ? mergeConfig(current, value) : value;
+  }
+  return out;
+}
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
