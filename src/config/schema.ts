@@ -143,6 +143,12 @@ export const configSchema = z.strictObject({
   conflicts: conflictsSchema,
   capture: captureSchema,
   apply: applySchema,
+  threads: z
+    .boolean()
+    .default(false)
+    .describe(
+      'captures on a worker thread, appliers on the main thread: more throughput for ~80 MiB more RSS',
+    ),
   http: z
     .strictObject({
       port: z.number().int().min(0).max(65535).default(9187),

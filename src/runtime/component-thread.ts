@@ -1,0 +1,102 @@
+/**
+ * Components on a worker thread. A capture (decode, encode, produce) and an applier (consume, decode,
+ * group, write) each keep a core busy at full speed; on one thread they take turns, so a sync ran at the
+ * pace of one core while the other idled (docs/performance.md). The runner puts the captures on one
+ * worker thread and keeps the appliers on the main thread: one more V8 isolate (~45 MiB idle with the
+ * modules loaded, plus its heap), where a thread per component cost a few hundred MiB with four.
+ *
+ * The worker is started at the first attempt and kept for the next ones (a restart builds new
+ * connections and clients in it, not a new thread); `close()` ends it. Protocol: the runner posts `run`
+ * and, when an attempt's signal aborts, `stop`, both naming the component; the worker posts `report`s and
+ * one `ended` per attempt, carrying the attempt's error (error-transfer.ts keeps its class, code and
+ * hint, which the supervisor acts on). A worker that dies (an uncaught error, out of memory) fails every
+ * attempt on it like any error; the next attempt starts a new worker.
+ */
+import { Worker } from 'node:worker_threads';
+import type { Config } from '../config/schema.ts';
+import { type ComponentReport, type ComponentSpec, componentName } from './components.ts';
+import { fromTransferable, type TransferredError } from './error-transfer.ts';
+
+export interface ComponentWorkerData {
+  readonly config: Config;
+  readonly tables: readonly string[];
+}
+
+/** `name`: the component's (componentName). */
+export type ToWorker =
+  | { readonly type: 'run'; readonly name: string; readonly spec: ComponentSpec }
+  | { readonly type: 'stop'; readonly name: string };
+export type FromWorker =
+  | {
+      readonly type: 'report';
+      readonly name: string;
+      readonly report: ComponentReport;
+      readonly error?: TransferredError;
+    }
+  | { readonly type: 'ended'; readonly name: string; readonly error?: TransferredError };
+
+/** The worker's module next to this one (.ts when run from source, .js when compiled). */
+const WORKER_URL = new URL(
+  `./component-worker${import.meta.url.slice(import.meta.url.lastIndexOf('.'))}`,
+  import.meta.url,
+);
+
+export class ComponentThread {
+  readonly #data: ComponentWorkerData;
+  readonly #onStrayError: (error: Error) => void;
+  #worker: Worker | undefined;
+
+  /** `onStrayError`: the worker failed while no attempt ran (the next attempt starts a new one). */
+  constructor(data: ComponentWorkerData, onStrayError: (error: Error) => void) {
+    this.#data = data;
+    this.#onStrayError = onStrayError;
+  }
+
+  /** One attempt on the worker: resolves when it stopped after `signal` aborted, rejects when it failed. */
+  run(spec: ComponentSpec, signal: AbortSignal, report: (r: ComponentReport) => void): Promise<void> {
+    const name = componentName(spec);
+    const worker = this.#worker ?? this.#start();
+    return new Promise<void>((resolve, reject) => {
+      const done = (error?: Error) => {
+        worker.off('message', onMessage).off('error', onError).off('exit', onExit);
+        signal.removeEventListener('abort', onAbort);
+        if (error === undefined) resolve();
+        else reject(error);
+      };
+      const onMessage = (m: FromWorker) => {
+        if (m.name !== name) return;
+        if (m.type === 'ended') done(m.error === undefined ? undefined : fromTransferable(m.error));
+        else if (m.report.kind === 'apply' && m.report.event.kind === 'dead-letter' && m.error !== undefined)
+          report({ kind: 'apply', event: { ...m.report.event, error: fromTransferable(m.error) } });
+        else report(m.report);
+      };
+      const onError = (error: Error) => done(error);
+      const onExit = (code: number) =>
+        done(new Error(`the worker thread running ${name} exited (code ${code})`));
+      const onAbort = () => worker.postMessage({ type: 'stop', name } satisfies ToWorker);
+      worker.on('message', onMessage).on('error', onError).on('exit', onExit);
+      signal.addEventListener('abort', onAbort, { once: true });
+      worker.postMessage({ type: 'run', name, spec } satisfies ToWorker);
+      if (signal.aborted) onAbort();
+    });
+  }
+
+  #start(): Worker {
+    const worker = new Worker(WORKER_URL, { workerData: this.#data, name: 'pgbisync components' });
+    // Between attempts nobody else listens: an 'error' without a listener would crash the process.
+    worker.on('error', (error) => {
+      if (worker.listenerCount('error') === 1) this.#onStrayError(error);
+    });
+    worker.once('exit', () => {
+      if (this.#worker === worker) this.#worker = undefined;
+    });
+    this.#worker = worker;
+    return worker;
+  }
+
+  async close(): Promise<void> {
+    const worker = this.#worker;
+    this.#worker = undefined;
+    await worker?.terminate();
+  }
+}

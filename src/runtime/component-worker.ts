@@ -1,0 +1,46 @@
+/**
+ * Entry of the components' worker thread (component-thread.ts has the protocol): runs an attempt of the
+ * named component per `run`, aborts it on `stop`, and posts its reports and its end.
+ */
+import { parentPort, workerData } from 'node:worker_threads';
+import type { ComponentWorkerData, FromWorker, ToWorker } from './component-thread.ts';
+import { type ComponentReport, runComponent } from './components.ts';
+import { toTransferable } from './error-transfer.ts';
+
+const port = parentPort;
+if (port === null) throw new Error('component-worker.ts runs as a worker thread (see component-thread.ts)');
+const { config, tables } = workerData as ComponentWorkerData;
+const post = (m: FromWorker) => port.postMessage(m);
+
+const reporter = (name: string) => (r: ComponentReport) => {
+  // An Error loses its class and fields in a structured clone: sent beside the report, as data.
+  if (r.kind === 'apply' && r.event.kind === 'dead-letter') {
+    post({
+      type: 'report',
+      name,
+      report: { kind: 'apply', event: { ...r.event, error: undefined } },
+      error: toTransferable(r.event.error),
+    });
+  } else {
+    post({ type: 'report', name, report: r });
+  }
+};
+
+/** The running attempt of each component, by name. */
+const attempts = new Map<string, AbortController>();
+port.on('message', (m: ToWorker) => {
+  if (m.type === 'stop') {
+    attempts.get(m.name)?.abort();
+    return;
+  }
+  const { name } = m;
+  const controller = new AbortController();
+  attempts.set(name, controller);
+  const end = (error?: unknown) => {
+    if (attempts.get(name) === controller) attempts.delete(name);
+    post(
+      error === undefined ? { type: 'ended', name } : { type: 'ended', name, error: toTransferable(error) },
+    );
+  };
+  runComponent(m.spec, config, tables, reporter(name), controller.signal).then(() => end(), end);
+});

@@ -1,0 +1,190 @@
+/**
+ * The components of `pgbisync run`, wherever they run (the main thread, or a worker thread of their own:
+ * component-thread.ts): a capture per node and an applier per direction. Each builds its own
+ * connections and Kafka clients for one attempt and tells the runner what it did through `report`;
+ * metrics, logs and /status stay with the runner.
+ */
+import { randomUUID } from 'node:crypto';
+import type { Config } from '../config/schema.ts';
+import { KafkaConsumer, KafkaProducer } from '../kafka/client.ts';
+import { deadLetterTopic, eventTopics, serverName, topicFor, transactionTopic } from '../kafka/topics.ts';
+import { kafkaOptions } from '../operate/kafka-options.ts';
+import { Applier } from '../sink/applier.ts';
+import type { ApplyTransaction } from '../sink/apply-model.ts';
+import { Capture, type CaptureProgressEvent } from '../source/capture.ts';
+import { DebeziumChangeEncoder } from '../source/debezium-encoder.ts';
+import { ErrorCode, FatalError } from './errors.ts';
+import { directions, policyFor } from './sync-plan.ts';
+
+export const CONNECTOR_VERSION = 'pgbisync-0.1.0';
+
+export type ComponentSpec =
+  | { readonly kind: 'capture'; readonly node: string }
+  | { readonly kind: 'apply'; readonly source: string; readonly target: string };
+
+/** What an applier reports: the progress it made, without the rows (they stay where they were applied). */
+export type ApplyReport =
+  | {
+      readonly kind: 'applied';
+      readonly transactions: number;
+      readonly skipped: number;
+      readonly rows: number;
+      readonly byTable: ReadonlyMap<string, number>;
+      readonly conflicts: number;
+      readonly last: Pick<ApplyTransaction, 'commitLsn' | 'commitTimeUs'>;
+    }
+  | {
+      readonly kind: 'dead-letter';
+      readonly topic: string;
+      readonly offset: string;
+      readonly error: unknown;
+    };
+
+export type ComponentReport =
+  | { readonly kind: 'started'; readonly slot?: string; readonly topics?: readonly string[] }
+  | { readonly kind: 'capture'; readonly event: CaptureProgressEvent }
+  | { readonly kind: 'apply'; readonly event: ApplyReport };
+
+export function componentName(spec: ComponentSpec): string {
+  return spec.kind === 'capture' ? `capture ${spec.node}` : `apply ${spec.source}->${spec.target}`;
+}
+
+/** The components a config runs. A node captured by a Debezium connector has no pgbisync capture. */
+export function componentSpecs(config: Config): ComponentSpec[] {
+  return [
+    ...config.nodes
+      .filter((node) => node.debezium === undefined)
+      .map((node): ComponentSpec => ({ kind: 'capture', node: node.name })),
+    ...directions(config).map(
+      (d): ComponentSpec => ({ kind: 'apply', source: d.source.name, target: d.target.name }),
+    ),
+  ];
+}
+
+/** One attempt of a component: runs until `signal` aborts, rejects when it fails. */
+export function runComponent(
+  spec: ComponentSpec,
+  config: Config,
+  tables: readonly string[],
+  report: (r: ComponentReport) => void,
+  signal: AbortSignal,
+): Promise<void> {
+  return spec.kind === 'capture'
+    ? runCapture(spec.node, config, tables, report, signal)
+    : runApplier(spec.source, spec.target, config, tables, report, signal);
+}
+
+function nodeNamed(config: Config, name: string) {
+  const node = config.nodes.find((n) => n.name === name);
+  if (node === undefined)
+    throw new FatalError(`no node named ${name} in the config`, { code: ErrorCode.CONFIG_INVALID });
+  return node;
+}
+
+async function runCapture(
+  nodeName: string,
+  config: Config,
+  tables: readonly string[],
+  report: (r: ComponentReport) => void,
+  signal: AbortSignal,
+): Promise<void> {
+  const node = nodeNamed(config, nodeName);
+  const producer = new KafkaProducer({
+    ...kafkaOptions(config, `capture-${node.name}`),
+    compression: config.kafka.compression,
+    lingerMs: config.capture.lingerMs,
+  });
+  const capture = new Capture({
+    node: node.name,
+    url: node.url,
+    tables,
+    encoder: new DebeziumChangeEncoder({
+      serverName: serverName(config, node.name),
+      database: new URL(node.url).pathname.slice(1),
+      schemas: config.capture.schemasEnabled,
+      connectorVersion: CONNECTOR_VERSION,
+    }),
+    producer,
+    topicFor: topicFor(config, node.name),
+    snapshot: config.capture.snapshot,
+    snapshotChunkRows: config.capture.snapshotChunkRows,
+    maxBatchEvents: config.capture.maxBatchEvents,
+    onProgress: (event) => report({ kind: 'capture', event }),
+  });
+  report({ kind: 'started', slot: capture.slot });
+  try {
+    await capture.run(signal);
+  } finally {
+    await producer.close().catch(() => undefined);
+  }
+}
+
+async function runApplier(
+  sourceName: string,
+  targetName: string,
+  config: Config,
+  tables: readonly string[],
+  report: (r: ComponentReport) => void,
+  signal: AbortSignal,
+): Promise<void> {
+  const source = nodeNamed(config, sourceName);
+  const target = nodeNamed(config, targetName);
+  const topics = eventTopics(config, source.name, tables);
+  const dlqProducer = new KafkaProducer(kafkaOptions(config, `dlq-${source.name}-${target.name}`));
+  const applier = new Applier({
+    sourceNode: source.name,
+    targetNode: target.name,
+    targetUrl: target.url,
+    sourceUrl: source.url,
+    topics,
+    openConsumer: (startOffsets) =>
+      new KafkaConsumer({
+        ...kafkaOptions(config, `apply-${source.name}-${target.name}`),
+        // A group of its own per consumer instance: positions live in the target database, and
+        // a shared group would make a restarted applier wait for the broker to evict its
+        // killed predecessor (the session timeout) before it gets the partition.
+        groupId: `${config.kafka.clientId}-apply-${source.name}-${target.name}-${randomUUID().slice(0, 8)}`,
+        topics,
+        startOffsets,
+        maxWaitMs: config.apply.maxWaitMs,
+        minBytes: config.apply.fetchMinBytes,
+      }),
+    deadLetter: { topic: deadLetterTopic(config, source.name), sink: dlqProducer },
+    policyFor: policyFor(config),
+    maxBatchTransactions: config.apply.maxBatchTransactions,
+    maxBatchRows: config.apply.maxBatchRows,
+    ...(source.debezium !== undefined
+      ? {
+          debezium: {
+            topicPrefix: source.debezium.topicPrefix,
+            transactionTopic: transactionTopic(config, source.name),
+          },
+        }
+      : config.mode === 'per-table'
+        ? // Our own per-table topics: the same shape as a Debezium connector's, without
+          // transaction metadata (each table's part of a transaction is applied on its own).
+          { debezium: { topicPrefix: serverName(config, source.name), transactionTopic: undefined } }
+        : {}),
+    onProgress: (event) => {
+      if (event.kind === 'applied') {
+        const { last, ...counts } = event;
+        report({
+          kind: 'apply',
+          event: { ...counts, last: { commitLsn: last.commitLsn, commitTimeUs: last.commitTimeUs } },
+        });
+      } else {
+        const { topic, offset } = event.record;
+        report({
+          kind: 'apply',
+          event: { kind: 'dead-letter', topic, offset: String(offset), error: event.error },
+        });
+      }
+    },
+  });
+  report({ kind: 'started', topics });
+  try {
+    await applier.run(signal);
+  } finally {
+    await dlqProducer.close().catch(() => undefined);
+  }
+}
