@@ -9,7 +9,7 @@ import type { Config } from '../config/schema.ts';
 import { KafkaConsumer, KafkaProducer } from '../kafka/client.ts';
 import { deadLetterTopic, eventTopics, serverName, topicFor, transactionTopic } from '../kafka/topics.ts';
 import { kafkaOptions } from '../operate/kafka-options.ts';
-import { Applier } from '../sink/applier.ts';
+import { Applier, type ApplierProgressEvent } from '../sink/applier.ts';
 import type { ApplyTransaction } from '../sink/apply-model.ts';
 import { Capture, type CaptureProgressEvent } from '../source/capture.ts';
 import { DebeziumChangeEncoder } from '../source/debezium-encoder.ts';
@@ -24,15 +24,9 @@ export type ComponentSpec =
 
 /** What an applier reports: the progress it made, without the rows (they stay where they were applied). */
 export type ApplyReport =
-  | {
-      readonly kind: 'applied';
-      readonly transactions: number;
-      readonly skipped: number;
-      readonly rows: number;
-      readonly byTable: ReadonlyMap<string, number>;
-      readonly conflicts: number;
+  | (Omit<Extract<ApplierProgressEvent, { kind: 'applied' }>, 'last'> & {
       readonly last: Pick<ApplyTransaction, 'commitLsn' | 'commitTimeUs'>;
-    }
+    })
   | {
       readonly kind: 'dead-letter';
       readonly topic: string;
