@@ -1,8 +1,8 @@
 /**
- * Components on a worker thread. A capture (decode, encode, produce) and an applier (consume, decode,
- * group, write) each keep a core busy at full speed; on one thread they take turns, so a sync ran at the
- * pace of one core while the other idled (docs/performance.md). The runner puts the captures on one
- * worker thread and keeps the appliers on the main thread: one more V8 isolate (~45 MiB idle with the
+ * The captures on a worker thread (`threads: true`). A capture (decode, encode, produce) and an applier
+ * (consume, decode, group, write) each keep a core busy at full speed; on one thread they take turns, so
+ * a sync ran at the pace of one core while the other idled (docs/performance.md). The captures share one
+ * worker thread and the appliers stay on the main thread: one more V8 isolate (~45 MiB idle with the
  * modules loaded, plus its heap), where a thread per component cost a few hundred MiB with four.
  *
  * The worker is started at the first attempt and kept for the next ones (a restart builds new
@@ -14,7 +14,7 @@
  */
 import { Worker } from 'node:worker_threads';
 import type { Config } from '../config/schema.ts';
-import { type ComponentReport, type ComponentSpec, componentName } from './components.ts';
+import { type CaptureSpec, type ComponentReport, componentName } from './components.ts';
 import { fromTransferable, type TransferredError } from './error-transfer.ts';
 
 export interface ComponentWorkerData {
@@ -24,15 +24,10 @@ export interface ComponentWorkerData {
 
 /** `name`: the component's (componentName). */
 export type ToWorker =
-  | { readonly type: 'run'; readonly name: string; readonly spec: ComponentSpec }
+  | { readonly type: 'run'; readonly name: string; readonly spec: CaptureSpec }
   | { readonly type: 'stop'; readonly name: string };
 export type FromWorker =
-  | {
-      readonly type: 'report';
-      readonly name: string;
-      readonly report: ComponentReport;
-      readonly error?: TransferredError;
-    }
+  | { readonly type: 'report'; readonly name: string; readonly report: ComponentReport }
   | { readonly type: 'ended'; readonly name: string; readonly error?: TransferredError };
 
 /** The worker's module next to this one (.ts when run from source, .js when compiled). */
@@ -52,8 +47,12 @@ export class ComponentThread {
     this.#onStrayError = onStrayError;
   }
 
-  /** One attempt on the worker: resolves when it stopped after `signal` aborted, rejects when it failed. */
-  run(spec: ComponentSpec, signal: AbortSignal, report: (r: ComponentReport) => void): Promise<void> {
+  /**
+   * One attempt on the worker: resolves when it stopped after `signal` aborted, rejects when it failed.
+   * Captures only: their reports are plain data (an applier's dead letters carry errors, and appliers
+   * stay on the main thread).
+   */
+  run(spec: CaptureSpec, signal: AbortSignal, report: (r: ComponentReport) => void): Promise<void> {
     const name = componentName(spec);
     const worker = this.#worker ?? this.#start();
     return new Promise<void>((resolve, reject) => {
@@ -66,8 +65,6 @@ export class ComponentThread {
       const onMessage = (m: FromWorker) => {
         if (m.name !== name) return;
         if (m.type === 'ended') done(m.error === undefined ? undefined : fromTransferable(m.error));
-        else if (m.report.kind === 'apply' && m.report.event.kind === 'dead-letter' && m.error !== undefined)
-          report({ kind: 'apply', event: { ...m.report.event, error: fromTransferable(m.error) } });
         else report(m.report);
       };
       const onError = (error: Error) => done(error);

@@ -12,19 +12,7 @@ if (port === null) throw new Error('component-worker.ts runs as a worker thread 
 const { config, tables } = workerData as ComponentWorkerData;
 const post = (m: FromWorker) => port.postMessage(m);
 
-const reporter = (name: string) => (r: ComponentReport) => {
-  // An Error loses its class and fields in a structured clone: sent beside the report, as data.
-  if (r.kind === 'apply' && r.event.kind === 'dead-letter') {
-    post({
-      type: 'report',
-      name,
-      report: { kind: 'apply', event: { ...r.event, error: undefined } },
-      error: toTransferable(r.event.error),
-    });
-  } else {
-    post({ type: 'report', name, report: r });
-  }
-};
+const reporter = (name: string) => (report: ComponentReport) => post({ type: 'report', name, report });
 
 /** The running attempt of each component, by name. */
 const attempts = new Map<string, AbortController>();

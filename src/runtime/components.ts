@@ -18,8 +18,9 @@ import { directions, policyFor } from './sync-plan.ts';
 
 export const CONNECTOR_VERSION = 'pgbisync-0.1.0';
 
+export type CaptureSpec = { readonly kind: 'capture'; readonly node: string };
 export type ComponentSpec =
-  | { readonly kind: 'capture'; readonly node: string }
+  | CaptureSpec
   | { readonly kind: 'apply'; readonly source: string; readonly target: string };
 
 /** What an applier reports: the progress it made, without the rows (they stay where they were applied). */

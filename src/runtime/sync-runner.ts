@@ -65,9 +65,7 @@ export class SyncRunner {
           log.warn({ err: error }, "the captures' worker thread failed between attempts; restarting it"),
         )
       : undefined;
-    const components = componentSpecs(config).map((spec) =>
-      this.#component(spec, spec.kind === 'capture' ? thread : undefined),
-    );
+    const components = componentSpecs(config).map((spec) => this.#component(spec, thread));
     for (const c of components) this.states.set(c.name, { name: c.name, state: 'starting' });
     try {
       await this.#supervise(components, signal);
@@ -121,6 +119,7 @@ export class SyncRunner {
     });
   }
 
+  /** `thread`: where captures run (appliers always run here); undefined: here too. */
   #component(spec: ComponentSpec, thread: ComponentThread | undefined): Component {
     const { config, tables } = this.#o;
     const name = componentName(spec);
@@ -128,7 +127,7 @@ export class SyncRunner {
     return {
       name,
       run: (signal) =>
-        thread !== undefined
+        spec.kind === 'capture' && thread !== undefined
           ? thread.run(spec, signal, onReport)
           : runComponent(spec, config, tables, onReport, signal),
     };
