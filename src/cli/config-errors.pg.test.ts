@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -15,10 +15,14 @@ const BIN = new URL('../../bin/pgbisync.js', import.meta.url).pathname;
 
 function runCli(args: string[], yaml: string): { code: number | null; stderr: string } {
   const dir = mkdtempSync(join(tmpdir(), 'pgbisync-cli-'));
-  const file = join(dir, 'pgbisync.yaml');
-  writeFileSync(file, yaml);
-  const r = spawnSync(process.execPath, [BIN, ...args, '-c', file], { encoding: 'utf8', timeout: 60_000 });
-  return { code: r.status, stderr: r.stderr };
+  try {
+    const file = join(dir, 'pgbisync.yaml');
+    writeFileSync(file, yaml);
+    const r = spawnSync(process.execPath, [BIN, ...args, '-c', file], { encoding: 'utf8', timeout: 60_000 });
+    return { code: r.status, stderr: r.stderr };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 }
 
 test('bad configs fail with one line naming the culprit and a non-zero exit', async () => {
