@@ -30,5 +30,8 @@ port.on('message', (m: ToWorker) => {
       error === undefined ? { type: 'ended', name } : { type: 'ended', name, error: toTransferable(error) },
     );
   };
-  runComponent(m.spec, config, tables, reporter(name), controller.signal).then(() => end(), end);
+  runComponent(m.spec, { config, tables, report: reporter(name), signal: controller.signal }).then(
+    () => end(),
+    end,
+  );
 });

@@ -1,8 +1,9 @@
 /**
- * The components of `pgbisync run`, wherever they run (the main thread, or a worker thread of their own:
- * component-thread.ts): a capture per node and an applier per direction. Each builds its own
+ * The components of `pgbisync run`: a capture per node and an applier per direction. Each builds its own
  * connections and Kafka clients for one attempt and tells the runner what it did through `report`;
- * metrics, logs and /status stay with the runner.
+ * metrics, logs and /status stay with the runner. Appliers run on the main thread; captures there too,
+ * or on the captures' worker thread (`threads: true`, component-thread.ts), so their reports are plain
+ * data that survives a structured clone.
  */
 import { randomUUID } from 'node:crypto';
 import type { Config } from '../config/schema.ts';
@@ -10,7 +11,6 @@ import { KafkaConsumer, KafkaProducer } from '../kafka/client.ts';
 import { deadLetterTopic, eventTopics, serverName, topicFor, transactionTopic } from '../kafka/topics.ts';
 import { kafkaOptions } from '../operate/kafka-options.ts';
 import { Applier, type ApplierProgressEvent } from '../sink/applier.ts';
-import type { ApplyTransaction } from '../sink/apply-model.ts';
 import { Capture, type CaptureProgressEvent } from '../source/capture.ts';
 import { DebeziumChangeEncoder } from '../source/debezium-encoder.ts';
 import { ErrorCode, FatalError } from './errors.ts';
@@ -23,22 +23,18 @@ export type ComponentSpec =
   | CaptureSpec
   | { readonly kind: 'apply'; readonly source: string; readonly target: string };
 
-/** What an applier reports: the progress it made, without the rows (they stay where they were applied). */
-export type ApplyReport =
-  | (Omit<Extract<ApplierProgressEvent, { kind: 'applied' }>, 'last'> & {
-      readonly last: Pick<ApplyTransaction, 'commitLsn' | 'commitTimeUs'>;
-    })
-  | {
-      readonly kind: 'dead-letter';
-      readonly topic: string;
-      readonly offset: string;
-      readonly error: unknown;
-    };
-
 export type ComponentReport =
   | { readonly kind: 'started'; readonly slot?: string; readonly topics?: readonly string[] }
   | { readonly kind: 'capture'; readonly event: CaptureProgressEvent }
-  | { readonly kind: 'apply'; readonly event: ApplyReport };
+  | { readonly kind: 'apply'; readonly event: ApplierProgressEvent };
+
+/** What one attempt of a component gets besides its spec. */
+export interface Attempt {
+  readonly config: Config;
+  readonly tables: readonly string[];
+  readonly report: (r: ComponentReport) => void;
+  readonly signal: AbortSignal;
+}
 
 export function componentName(spec: ComponentSpec): string {
   return spec.kind === 'capture' ? `capture ${spec.node}` : `apply ${spec.source}->${spec.target}`;
@@ -56,17 +52,11 @@ export function componentSpecs(config: Config): ComponentSpec[] {
   ];
 }
 
-/** One attempt of a component: runs until `signal` aborts, rejects when it fails. */
-export function runComponent(
-  spec: ComponentSpec,
-  config: Config,
-  tables: readonly string[],
-  report: (r: ComponentReport) => void,
-  signal: AbortSignal,
-): Promise<void> {
+/** One attempt of a component: runs until `attempt.signal` aborts, rejects when it fails. */
+export function runComponent(spec: ComponentSpec, attempt: Attempt): Promise<void> {
   return spec.kind === 'capture'
-    ? runCapture(spec.node, config, tables, report, signal)
-    : runApplier(spec.source, spec.target, config, tables, report, signal);
+    ? runCapture(spec.node, attempt)
+    : runApplier(spec.source, spec.target, attempt);
 }
 
 function nodeNamed(config: Config, name: string) {
@@ -76,13 +66,7 @@ function nodeNamed(config: Config, name: string) {
   return node;
 }
 
-async function runCapture(
-  nodeName: string,
-  config: Config,
-  tables: readonly string[],
-  report: (r: ComponentReport) => void,
-  signal: AbortSignal,
-): Promise<void> {
+async function runCapture(nodeName: string, { config, tables, report, signal }: Attempt): Promise<void> {
   const node = nodeNamed(config, nodeName);
   const producer = new KafkaProducer({
     ...kafkaOptions(config, `capture-${node.name}`),
@@ -117,10 +101,7 @@ async function runCapture(
 async function runApplier(
   sourceName: string,
   targetName: string,
-  config: Config,
-  tables: readonly string[],
-  report: (r: ComponentReport) => void,
-  signal: AbortSignal,
+  { config, tables, report, signal }: Attempt,
 ): Promise<void> {
   const source = nodeNamed(config, sourceName);
   const target = nodeNamed(config, targetName);
@@ -160,21 +141,7 @@ async function runApplier(
           // transaction metadata (each table's part of a transaction is applied on its own).
           { debezium: { topicPrefix: serverName(config, source.name), transactionTopic: undefined } }
         : {}),
-    onProgress: (event) => {
-      if (event.kind === 'applied') {
-        const { last, ...counts } = event;
-        report({
-          kind: 'apply',
-          event: { ...counts, last: { commitLsn: last.commitLsn, commitTimeUs: last.commitTimeUs } },
-        });
-      } else {
-        const { topic, offset } = event.record;
-        report({
-          kind: 'apply',
-          event: { kind: 'dead-letter', topic, offset: String(offset), error: event.error },
-        });
-      }
-    },
+    onProgress: (event) => report({ kind: 'apply', event }),
   });
   report({ kind: 'started', topics });
   try {

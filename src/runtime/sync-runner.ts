@@ -11,10 +11,10 @@ import type { Config } from '../config/schema.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import { formatLsn } from '../pg/lsn.ts';
+import type { ApplierProgressEvent } from '../sink/applier.ts';
 import type { CaptureProgressEvent } from '../source/capture.ts';
 import { ComponentThread } from './component-thread.ts';
 import {
-  type ApplyReport,
   type ComponentReport,
   type ComponentSpec,
   componentName,
@@ -129,7 +129,7 @@ export class SyncRunner {
       run: (signal) =>
         spec.kind === 'capture' && thread !== undefined
           ? thread.run(spec, signal, onReport)
-          : runComponent(spec, config, tables, onReport, signal),
+          : runComponent(spec, { config, tables, report: onReport, signal }),
     };
   }
 
@@ -188,7 +188,7 @@ export class SyncRunner {
     }
   }
 
-  #onApplyProgress(direction: string, state: ComponentState, event: ApplyReport): void {
+  #onApplyProgress(direction: string, state: ComponentState, event: ApplierProgressEvent): void {
     const { log, metrics } = this.#o;
     if (event.kind === 'applied') {
       if (state.state === 'blocked') {
@@ -209,7 +209,7 @@ export class SyncRunner {
     } else {
       metrics.deadLetters.inc({ direction });
       log.error(
-        { direction, topic: event.topic, offset: event.offset, err: event.error },
+        { direction, topic: event.record.topic, offset: String(event.record.offset), err: event.error },
         'record sent to the dead-letter topic',
       );
     }
