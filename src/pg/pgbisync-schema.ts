@@ -91,6 +91,30 @@ BEGIN
   END IF;
   RETURN false;
 END $$;
+-- Records a conflict the applier's upsert resolved (called from its ON CONFLICT guard, on the locked
+-- version) and counts it in the transaction-local setting pgbisync.conflicts, which the statement then
+-- reports (take_conflicts). Returns whether the incoming change is applied (resolution apply_remote).
+CREATE OR REPLACE FUNCTION pgbisync.record_conflict(table_name text, conflict_type text, key jsonb,
+  local_row jsonb, local_commit_time timestamptz, local_node text, remote_row jsonb,
+  remote_commit_time timestamptz, remote_node text, resolution text, policy text)
+RETURNS boolean LANGUAGE plpgsql VOLATILE AS $$
+BEGIN
+  INSERT INTO pgbisync.conflicts (table_name, conflict_type, key, local_row, local_commit_time, local_node,
+      remote_row, remote_commit_time, remote_node, resolution, policy)
+    VALUES (table_name, conflict_type, key, local_row, local_commit_time, local_node, remote_row,
+      remote_commit_time, remote_node, resolution, policy);
+  PERFORM set_config('pgbisync.conflicts',
+    (coalesce(nullif(current_setting('pgbisync.conflicts', true), ''), '0')::int + 1)::text, true);
+  RETURN resolution = 'apply_remote';
+END $$;
+-- The number of conflicts recorded by record_conflict since the last call (and resets it).
+CREATE OR REPLACE FUNCTION pgbisync.take_conflicts() RETURNS int LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+  n int := coalesce(nullif(current_setting('pgbisync.conflicts', true), ''), '0')::int;
+BEGIN
+  PERFORM set_config('pgbisync.conflicts', '0', true);
+  RETURN n;
+END $$;
 -- Commit time and writing node of a row version: NULL time (frozen or unknown) counts as oldest;
 -- origin 0 is a local write, named by the caller.
 CREATE OR REPLACE FUNCTION pgbisync.version_time(x xid) RETURNS timestamptz LANGUAGE sql STABLE AS $$

@@ -98,13 +98,6 @@ export class TableStatements {
         FROM ${this.#qualified} t WHERE ${this.#keyJoin('t', 'i')} OFFSET 0) x)`;
   }
 
-  /** Tombstones of the incoming keys, looked up per key like {@link #existingCte}. */
-  #tombstoneCte(): string {
-    return `tb AS (SELECT x.key, x.ts, x.node FROM i CROSS JOIN LATERAL (
-        SELECT b.key, ${VERSION_TIME('b')} AS ts, ${VERSION_NODE('b')} AS node FROM pgbisync.tombstones b
-        WHERE b.table_name = $4::text AND b.key = ${this.#keyJson('i')} OFFSET 0) x)`;
-  }
-
   #conflictInsert(type: string, remoteRow: string, appliedCte: string): string {
     return `INSERT INTO pgbisync.conflicts (table_name, conflict_type, key, local_row, local_commit_time, local_node,
         remote_row, remote_commit_time, remote_node, resolution, policy)
@@ -117,12 +110,20 @@ export class TableStatements {
   /**
    * Insert-or-update of full rows (ops c, u, r): `columns` must include the whole primary key.
    *
+   * A key with no row is inserted unless a tombstone newer than the incoming change says it was deleted
+   * later (conflict update_deleted, keep_deleted). A key with a row goes through ON CONFLICT, whose
+   * guard runs on the locked, latest version: a version written by the incoming change's own source is
+   * replaced without further ado; any other version is a conflict, resolved by the policy and recorded
+   * there (pgbisync.record_conflict), with the version it was compared with. So a new key costs no
+   * lookup of an existing version, and the conflict record shows the version the decision was made on.
+   * The statement returns one row per conflict it recorded (pgbisync.take_conflicts).
+   *
    * Race with a local delete (READ COMMITTED): the statement's snapshot still shows the row (and not the
    * delete's tombstone) while a concurrent local transaction deletes it; the INSERT waits for that
    * transaction and, once it commits, inserts the row afresh, resurrecting a key whose delete may be the
-   * later write. A key the snapshot saw (in `e`) that the INSERT had to insert anew (`xmax = 0`) was
-   * deleted meanwhile: pgbisync.deleted_meanwhile fails the statement with a serialization failure, and
-   * the transaction is applied again with a snapshot that sees the tombstone.
+   * later write. A key the snapshot saw that the INSERT had to insert anew (`xmax = 0`) was deleted
+   * meanwhile: pgbisync.deleted_meanwhile fails the statement with a serialization failure, and the
+   * transaction is applied again with a snapshot that sees the tombstone.
    */
   upsert(op: 'c' | 'u' | 'r', columns: readonly string[]): string {
     const cacheKey = `upsert:${op}:${columns.join(',')}`;
@@ -137,20 +138,41 @@ export class TableStatements {
         : nonKey.map((c) => `${quoteIdent(c)} = EXCLUDED.${quoteIdent(c)}`).join(', ');
     const wins = (time: string, node: string) => incomingWins(this.#policy, '$1', '$2', time, node);
     const returning = this.table.primaryKey.map((k) => `t.${quoteIdent(k)}`).join(', ');
-    const text = `WITH ${this.#inputCte(columns)}, ${this.#existingCte()},
-      ${this.#tombstoneCte()},
+    const policy = quoteLiteral(this.#policy.policy);
+    /** The target's row at the key of `alias`, as the statement's snapshot shows it. */
+    const seen = (alias: string) =>
+      `EXISTS (SELECT 1 FROM ${this.#qualified} x WHERE ${this.#keyJoin('x', alias)} OFFSET 0)`;
+    const keys = this.table.primaryKey.map((k) => `i.${quoteIdent(k)}`).join(', ');
+    const resolution = `CASE WHEN ${wins(VERSION_TIME('t'), VERSION_NODE('t'))} THEN 'apply_remote' ELSE 'keep_local' END`;
+    // Subqueries behind OFFSET 0 stay per-row lookups (see #existingCte); CASE fixes the order of
+    // evaluation, so a conflict is recorded only where its condition holds. A tombstone's key is looked
+    // up in the target (`~seen`) only where there is a tombstone.
+    const text = `WITH ${this.#inputCte(columns)},
+      tb AS (SELECT ${keys}, x.key, x.ts, x.node, ${seen('i')} AS "~seen" FROM i CROSS JOIN LATERAL (
+        SELECT b.key, ${VERSION_TIME('b')} AS ts, ${VERSION_NODE('b')} AS node FROM pgbisync.tombstones b
+        WHERE b.table_name = $4::text AND b.key = ${this.#keyJson('i')} OFFSET 0) x),
       w AS (INSERT INTO ${this.#qualified} AS t (${cols}) SELECT ${cols} FROM i
-              WHERE NOT EXISTS (SELECT 1 FROM tb WHERE tb.key = ${this.#keyJson('i')} AND NOT ${wins('tb.ts', 'tb.node')})
-            ON CONFLICT (${pk}) DO UPDATE SET ${set} WHERE ${wins(VERSION_TIME('t'), VERSION_NODE('t'))}
+              WHERE NOT EXISTS (SELECT 1 FROM tb WHERE ${this.#keyJoin('tb', 'i')} AND NOT ${wins('tb.ts', 'tb.node')}
+                AND NOT tb."~seen" OFFSET 0)
+            ON CONFLICT (${pk}) DO UPDATE SET ${set}
+              WHERE CASE WHEN ${VERSION_NODE('t')} = $2::text THEN true
+                ELSE pgbisync.record_conflict($4::text, ${quoteLiteral(op === 'u' ? 'update_origin_differs' : 'insert_exists')},
+                  ${this.#keyJson('t')}, to_jsonb(t.*), ${VERSION_TIME('t')}, ${VERSION_NODE('t')},
+                  (SELECT to_jsonb(r.*) FROM i r WHERE ${this.#keyJoin('r', 'EXCLUDED')}), $1::timestamptz, $2::text,
+                  ${resolution}, ${policy}) END
             RETURNING ${returning}, t.xmax = 0 AS "~inserted")
-      ${this.#conflictInsert(op === 'u' ? 'update_origin_differs' : 'insert_exists', `(SELECT to_jsonb(r.*) FROM i r WHERE ${this.#keyJoin('r', 'e')})`, 'w')}
+      SELECT NULL::boolean FROM tb
+      WHERE CASE WHEN NOT ${wins('tb.ts', 'tb.node')} AND NOT tb."~seen"
+        THEN pgbisync.record_conflict($4::text, 'update_deleted', tb.key, NULL, tb.ts, tb.node, NULL, $1::timestamptz,
+          $2::text, 'keep_deleted', ${policy})
+        ELSE false END
       UNION ALL
-      SELECT $4::text, 'update_deleted', tb.key, NULL, tb.ts, tb.node, NULL, $1::timestamptz, $2::text, 'keep_deleted',
-        ${quoteLiteral(this.#policy.policy)}
-      FROM tb WHERE NOT ${wins('tb.ts', 'tb.node')} AND NOT EXISTS (SELECT 1 FROM e WHERE ${this.#keyJson('e')} = tb.key)
+      SELECT NULL::boolean FROM w
+      WHERE CASE WHEN w."~inserted" AND ${seen('w')}
+        THEN pgbisync.deleted_meanwhile(true, $4::text, ${this.#keyJson('w')}) ELSE false END
       UNION ALL
-      SELECT $4::text, '', ${this.#keyJson('e')}, NULL, NULL, NULL, NULL, $1::timestamptz, $2::text, '', ''
-      FROM w JOIN e ON ${this.#keyJoin('w', 'e')} WHERE pgbisync.deleted_meanwhile(w."~inserted", $4::text, ${this.#keyJson('e')})`;
+      SELECT true FROM generate_series(1, CASE WHEN coalesce(current_setting('pgbisync.conflicts', true), '') IN ('', '0')
+        THEN 0 ELSE pgbisync.take_conflicts() END)`;
     this.#cache.set(cacheKey, text);
     return text;
   }

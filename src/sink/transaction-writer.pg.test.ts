@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import pg from 'pg';
 import { ensurePgbisyncSchema } from '../pg/pgbisync-schema.ts';
-import { ErrorCode, RetryableError } from '../runtime/errors.ts';
+import { BlockedError, ErrorCode, RetryableError } from '../runtime/errors.ts';
 import { waitFor } from '../testing/sync-fixture.ts';
 import { createTestDatabases } from '../testing/test-databases.ts';
 import type { ApplyTransaction, RowChange } from './apply-model.ts';
@@ -265,4 +265,76 @@ test("a source's later transaction replaces its earlier version even when the so
   ]);
   const conflicts = await dbs.sql2('SELECT count(*)::int AS n FROM pgbisync.conflicts');
   assert.equal(conflicts.rows[0].n, 0, 'one source writing after itself is no conflict');
+});
+
+test('a pgbisync schema set up by an older version blocks the writer with the fix', async () => {
+  await using dbs = await createTestDatabases('writer');
+  const writer = await setup(dbs.db2, (t) => dbs.sql2(t));
+  await dbs.sql2('DROP FUNCTION pgbisync.take_conflicts()');
+  try {
+    await assert.rejects(writer.open(), (error: unknown) => {
+      assert.ok(error instanceof BlockedError, String(error));
+      assert.equal(error.code, ErrorCode.PG_PREREQUISITE);
+      assert.match(error.message, /dst lacks pgbisync\.take_conflicts/);
+      assert.match(error.hint ?? '', /run `pgbisync setup`/);
+      return true;
+    });
+  } finally {
+    await writer.close();
+  }
+});
+
+test('conflicts are resolved on the version found under the row lock and counted by the statement', async () => {
+  await using dbs = await createTestDatabases('writer');
+  const writer = await setup(dbs.db2, (t) => dbs.sql2(t));
+  // Local writes: row 2, then row 1; the incoming change is dated between them. Row 3 is new.
+  const committedAt = async (id: number) => {
+    await dbs.sql2(`INSERT INTO items VALUES (${id}, ${id * 10})`);
+    const r = await dbs.sql2(
+      `SELECT (extract(epoch FROM pg_xact_commit_timestamp(xmin)) * 1000000)::bigint::text AS us FROM items WHERE id = ${id}`,
+    );
+    return BigInt(r.rows[0].us);
+  };
+  const before = await committedAt(2);
+  await dbs.sql2('SELECT pg_sleep(0.02)');
+  const after = await committedAt(1);
+  try {
+    await writer.open();
+    const result = await writer.apply([
+      {
+        ...txn(1, [insert('1', '1'), insert('2', '2'), insert('3', '3')]),
+        commitTimeUs: (before + after) / 2n,
+      },
+    ]);
+    assert.deepEqual(result, { applied: 1, skipped: 0, conflicts: 2 });
+    // Row 2 now holds the source's own version: its next write replaces it whatever its date.
+    const own = await writer.apply([{ ...txn(2, [insert('2', '200')]), commitTimeUs: T0_US }]);
+    assert.deepEqual(own, { applied: 1, skipped: 0, conflicts: 0 });
+  } finally {
+    await writer.close();
+  }
+  const rows = await dbs.sql2('SELECT id::int, n FROM items ORDER BY id');
+  assert.deepEqual(rows.rows, [
+    { id: 1, n: 10 },
+    { id: 2, n: 200 },
+    { id: 3, n: 3 },
+  ]);
+  const conflicts = await dbs.sql2(
+    `SELECT key->>'id' AS id, conflict_type, resolution, local_row->>'n' AS local_n, local_node,
+            remote_row->>'n' AS remote_n, remote_node
+       FROM pgbisync.conflicts ORDER BY id`,
+  );
+  const expected = (id: string, resolution: string, localN: string, remoteN: string) => ({
+    id,
+    conflict_type: 'insert_exists',
+    resolution,
+    local_n: localN,
+    local_node: 'dst',
+    remote_n: remoteN,
+    remote_node: 'src',
+  });
+  assert.deepEqual(conflicts.rows, [
+    expected('1', 'keep_local', '10', '1'),
+    expected('2', 'apply_remote', '20', '2'),
+  ]);
 });

@@ -92,6 +92,7 @@ export class TransactionWriter {
     await this.#client.connect();
     const origin = objectNames.origin(this.#o.sourceNode);
     await this.#client.query('SET synchronous_commit = off');
+    await this.#requireSchemaFunctions();
     if (this.#o.replicaRole === true) {
       try {
         await this.#client.query('SET session_replication_role = replica');
@@ -143,6 +144,24 @@ export class TransactionWriter {
       commitLsn: this.#lastCommitLsn,
       commitTimeUs: BigInt(row.us),
     };
+  }
+
+  /** The upserts call functions of the pgbisync schema that `pgbisync setup` of an older version lacks. */
+  async #requireSchemaFunctions(): Promise<void> {
+    const r = await this.#client.query<{ missing: string | null }>(
+      `SELECT string_agg(f, ', ') AS missing FROM unnest($1::text[]) AS f WHERE to_regproc(f) IS NULL`,
+      [SCHEMA_FUNCTIONS],
+    );
+    const missing = r.rows[0]?.missing ?? null;
+    if (missing !== null) {
+      throw new BlockedError(
+        `applying ${this.#o.sourceNode} -> ${this.#o.targetNode}: ${this.#o.targetNode} lacks ${missing} (its pgbisync schema was set up by an older pgbisync)`,
+        {
+          code: ErrorCode.PG_PREREQUISITE,
+          hint: 'run `pgbisync setup` with the same config: it brings the pgbisync schema of every node up to date and changes nothing else; the applier then resumes where it stopped',
+        },
+      );
+    }
   }
 
   /**
@@ -403,6 +422,15 @@ async function readTableWith(url: string, schema: string, table: string) {
     await client.end();
   }
 }
+
+/** Functions of the pgbisync schema the statements call (see ../pg/pgbisync-schema.ts). */
+const SCHEMA_FUNCTIONS = [
+  'pgbisync.version_time',
+  'pgbisync.version_node',
+  'pgbisync.deleted_meanwhile',
+  'pgbisync.record_conflict',
+  'pgbisync.take_conflicts',
+];
 
 /** Statements queued between two socket writes (see apply). */
 const FLUSH_EVERY_STATEMENTS = 64;
