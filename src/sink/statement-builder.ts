@@ -20,7 +20,12 @@ export interface BuiltStatement {
 }
 
 const VERSION_TIME = (x: string) => `pgbisync.version_time(${x}.xmin)`;
-const VERSION_NODE = (x: string) => `pgbisync.version_node(${x}.xmin, $3::text)`;
+/**
+ * The node that wrote a row version. A version this very transaction wrote (an earlier change of the
+ * same source transaction, in another statement) is the incoming source's: no conflict with itself.
+ */
+const VERSION_NODE = (x: string) =>
+  `CASE WHEN ${x}.xmin = xid(pg_current_xact_id_if_assigned()) THEN $2::text ELSE pgbisync.version_node(${x}.xmin, $3::text) END`;
 
 /** Compiled per target table and policy; reused for every run on that table. */
 /** An event column the target table lacks (the applier adds the source's type to the message). */

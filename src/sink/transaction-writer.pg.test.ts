@@ -338,3 +338,39 @@ test('conflicts are resolved on the version found under the row lock and counted
     expected('2', 'apply_remote', '20', '2'),
   ]);
 });
+
+test('a source transaction that writes a key twice is no conflict with itself', async () => {
+  await using dbs = await createTestDatabases('writer');
+  const writer = await setup(dbs.db2, (t) => dbs.sql2(t));
+  const update = (id: string, n: string): RowChange => ({
+    op: 'u',
+    schema: 'public',
+    table: 'items',
+    after: { id, n },
+  });
+  const remove = (id: string): RowChange => ({
+    op: 'd',
+    schema: 'public',
+    table: 'items',
+    beforeKey: { id },
+  });
+  try {
+    await writer.open();
+    // Each change of a key after the first is a statement of its own that finds this transaction's row.
+    const result = await writer.apply([
+      txn(1, [
+        insert('1', '1'),
+        update('1', '2'),
+        insert('2', '1'),
+        remove('2'),
+        insert('2', '3'),
+        remove('2'),
+      ]),
+    ]);
+    assert.deepEqual(result, { applied: 1, skipped: 0, conflicts: 0 });
+  } finally {
+    await writer.close();
+  }
+  assert.deepEqual((await dbs.sql2('SELECT id::int, n FROM items ORDER BY id')).rows, [{ id: 1, n: 2 }]);
+  assert.deepEqual((await dbs.sql2('SELECT count(*)::int AS n FROM pgbisync.conflicts')).rows, [{ n: 0 }]);
+});
