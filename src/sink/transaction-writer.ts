@@ -146,7 +146,7 @@ export class TransactionWriter {
     };
   }
 
-  /** The upserts call functions of the pgbisync schema that `pgbisync setup` of an older version lacks. */
+  /** The statements call functions of the pgbisync schema that `pgbisync setup` of an older version lacks. */
   async #requireSchemaFunctions(): Promise<void> {
     const r = await this.#client.query<{ missing: string | null }>(
       `SELECT string_agg(f, ', ') AS missing FROM unnest($1::text[]) AS f WHERE to_regproc(f) IS NULL`,
@@ -155,7 +155,7 @@ export class TransactionWriter {
     const missing = r.rows[0]?.missing ?? null;
     if (missing !== null) {
       throw new BlockedError(
-        `applying ${this.#o.sourceNode} -> ${this.#o.targetNode}: ${this.#o.targetNode} lacks ${missing} (its pgbisync schema was set up by an older pgbisync)`,
+        `applying ${this.#o.sourceNode} -> ${this.#o.targetNode}: ${this.#o.targetNode} lacks ${missing}: its pgbisync schema is missing or was set up by an older pgbisync`,
         {
           code: ErrorCode.PG_PREREQUISITE,
           hint: 'run `pgbisync setup` with the same config: it brings the pgbisync schema of every node up to date and changes nothing else; the applier then resumes where it stopped',
