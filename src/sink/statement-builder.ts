@@ -73,7 +73,16 @@ export class TableStatements {
     }
   }
 
-  #inputCte(columns: readonly string[]): string {
+  /**
+   * The incoming rows as `i`, typed by the target's columns: from one text array per column, or (`one`)
+   * from one text value per column. A run of one row (every one-row transaction) skips the arrays'
+   * literal on both ends and the server's unnest into a tuplestore.
+   */
+  #inputCte(columns: readonly string[], one: boolean): string {
+    if (one) {
+      const values = columns.map((c, i) => `$${i + 5}::text::${this.#types.get(c)} AS ${quoteIdent(c)}`);
+      return `i AS (SELECT ${values.join(', ')})`;
+    }
     const params = columns.map((_, i) => `$${i + 5}::text[]`).join(', ');
     const alias = columns.map((_, i) => `c${i}`).join(', ');
     const select = columns.map((c, i) => `u.c${i}::${this.#types.get(c)} AS ${quoteIdent(c)}`).join(', ');
@@ -130,8 +139,8 @@ export class TableStatements {
    * meanwhile: pgbisync.deleted_meanwhile fails the statement with a serialization failure, and the
    * transaction is applied again with a snapshot that sees the tombstone.
    */
-  upsert(op: 'c' | 'u' | 'r', columns: readonly string[]): string {
-    const cacheKey = `upsert:${op}:${columns.join(',')}`;
+  upsert(op: 'c' | 'u' | 'r', columns: readonly string[], one = false): string {
+    const cacheKey = `upsert:${op}:${one ? 'one' : 'many'}:${columns.join(',')}`;
     const cached = this.#cache.get(cacheKey);
     if (cached !== undefined) return cached;
     const cols = columns.map(quoteIdent).join(', ');
@@ -152,7 +161,7 @@ export class TableStatements {
     // Subqueries behind OFFSET 0 stay per-row lookups (see #existingCte); CASE fixes the order of
     // evaluation, so a conflict is recorded only where its condition holds. A tombstone's key is looked
     // up in the target (`~seen`) only where there is a tombstone.
-    const text = `WITH ${this.#inputCte(columns)},
+    const text = `WITH ${this.#inputCte(columns, one)},
       tb AS (SELECT ${keys}, x.key, x.ts, x.node, ${seen('i')} AS "~seen" FROM i CROSS JOIN LATERAL (
         SELECT b.key, ${VERSION_TIME('b')} AS ts, ${VERSION_NODE('b')} AS node FROM pgbisync.tombstones b
         WHERE b.table_name = $4::text AND b.key = ${this.#keyJson('i')} OFFSET 0) x),
@@ -183,15 +192,15 @@ export class TableStatements {
   }
 
   /** Update of existing rows that leaves unchanged-TOAST columns alone (no insert if missing). */
-  update(columns: readonly string[]): string {
-    const cacheKey = `update:${columns.join(',')}`;
+  update(columns: readonly string[], one = false): string {
+    const cacheKey = `update:${one ? 'one' : 'many'}:${columns.join(',')}`;
     const cached = this.#cache.get(cacheKey);
     if (cached !== undefined) return cached;
     const nonKey = columns.filter((c) => !this.table.primaryKey.includes(c));
     const set = nonKey.map((c) => `${quoteIdent(c)} = i.${quoteIdent(c)}`).join(', ');
     const returning = this.table.primaryKey.map((k) => `t.${quoteIdent(k)}`).join(', ');
     const wins = incomingWins(this.#policy, '$1', '$2', VERSION_TIME('t'), VERSION_NODE('t'));
-    const text = `WITH ${this.#inputCte(columns)}, ${this.#existingCte()},
+    const text = `WITH ${this.#inputCte(columns, one)}, ${this.#existingCte()},
       w AS (UPDATE ${this.#qualified} AS t SET ${set} FROM i WHERE ${this.#keyJoin('t', 'i')} AND ${wins} RETURNING ${returning})
       ${this.#conflictInsert('update_origin_differs', `(SELECT to_jsonb(r.*) FROM i r WHERE ${this.#keyJoin('r', 'e')})`, 'w')}`;
     this.#cache.set(cacheKey, text);
@@ -199,18 +208,19 @@ export class TableStatements {
   }
 
   /** Delete by primary key, guarded; records a tombstone dated by this transaction. */
-  delete(): string {
-    const cached = this.#cache.get('delete');
+  delete(one = false): string {
+    const cacheKey = one ? 'delete:one' : 'delete:many';
+    const cached = this.#cache.get(cacheKey);
     if (cached !== undefined) return cached;
     const returning = this.table.primaryKey.map((k) => `t.${quoteIdent(k)}`).join(', ');
     const wins = (time: string, node: string) => incomingWins(this.#policy, '$1', '$2', time, node);
-    const text = `WITH ${this.#inputCte(this.table.primaryKey)}, ${this.#existingCte()},
+    const text = `WITH ${this.#inputCte(this.table.primaryKey, one)}, ${this.#existingCte()},
       d AS (DELETE FROM ${this.#qualified} AS t USING i WHERE ${this.#keyJoin('t', 'i')}
             AND ${wins(VERSION_TIME('t'), VERSION_NODE('t'))} RETURNING ${returning}),
       tomb AS (INSERT INTO pgbisync.tombstones AS b (table_name, key) SELECT $4::text, ${this.#keyJson('i')} FROM i
                ON CONFLICT (table_name, key) DO UPDATE SET key = EXCLUDED.key WHERE ${wins(VERSION_TIME('b'), VERSION_NODE('b'))})
       ${this.#conflictInsert('delete_origin_differs', 'NULL::jsonb', 'd')}`;
-    this.#cache.set('delete', text);
+    this.#cache.set(cacheKey, text);
     return text;
   }
 

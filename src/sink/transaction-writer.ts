@@ -311,15 +311,20 @@ export class TransactionWriter {
           statements.push({ text: table.rekey(run.columns), values: [...common, ...values, ...oldKey] });
           continue;
         }
+        const rows = lastVersionPerKey(run.rows, table.table.primaryKey);
+        // One row: a value per column; more: an array per column (see TableStatements' input).
+        const one = rows.length === 1 ? rows[0]! : undefined;
         const text =
           run.kind === 'delete'
-            ? table.delete()
+            ? table.delete(one !== undefined)
             : run.kind === 'update'
-              ? table.update(run.columns)
-              : table.upsert(run.op as 'c' | 'u' | 'r', run.columns);
-        const rows = lastVersionPerKey(run.rows, table.table.primaryKey);
-        const arrays = run.columns.map((c) => rows.map((r) => (r[c] ?? null) as string | null));
-        statements.push({ text, values: [...common, ...arrays], conflicts: true });
+              ? table.update(run.columns, one !== undefined)
+              : table.upsert(run.op as 'c' | 'u' | 'r', run.columns, one !== undefined);
+        const values =
+          one !== undefined
+            ? run.columns.map((c) => (one[c] ?? null) as string | null)
+            : run.columns.map((c) => rows.map((r) => (r[c] ?? null) as string | null));
+        statements.push({ text, values: [...common, ...values], conflicts: true });
       }
     }
     const positions = txn.topicPositions ?? [];
