@@ -1,23 +1,17 @@
 /**
  * SQL for applying a run of row changes to one table inside a target transaction: one statement per run
- * (multi-row via unnest of text arrays, cast to the target column types), guarded by the conflict policy,
- * recording every conflict in pgbisync.conflicts and every delete in pgbisync.tombstones.
+ * (a text value per column for one row, else unnest of text arrays; cast to the target column types),
+ * guarded by the conflict policy, recording every conflict in pgbisync.conflicts and every delete in
+ * pgbisync.tombstones.
  *
  * Parameters common to every statement: $1 incoming commit time (timestamptz), $2 source node,
- * $3 this (target) node, $4 table name 'schema.table'. Column arrays follow from $5.
+ * $3 this (target) node, $4 table name 'schema.table'. Column values (or arrays) follow from $5.
  */
 
 import { qualifiedName, quoteIdent, quoteLiteral } from '../pg/sql-names.ts';
 import type { CatalogTable } from '../pg/table-catalog.ts';
 import { BlockedError, ErrorCode } from '../runtime/errors.ts';
-import type { ColumnValue } from './apply-model.ts';
 import { type ConflictPolicy, incomingWins } from './conflict-guard.ts';
-
-export interface BuiltStatement {
-  readonly text: string;
-  /** Values after the 4 common parameters. */
-  readonly arrays: readonly (readonly (string | null)[])[];
-}
 
 const VERSION_TIME = (x: string) => `pgbisync.version_time(${x}.xmin)`;
 /**
@@ -252,13 +246,5 @@ export class TableStatements {
 
   truncate(): string {
     return `TRUNCATE ${this.#qualified}`;
-  }
-
-  /** Text arrays, one per column, for a run of rows. */
-  static columnArrays(
-    columns: readonly string[],
-    rows: readonly Readonly<Record<string, ColumnValue>>[],
-  ): (string | null)[][] {
-    return columns.map((c) => rows.map((r) => r[c] as string | null));
   }
 }

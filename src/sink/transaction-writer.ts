@@ -313,17 +313,16 @@ export class TransactionWriter {
         }
         const rows = lastVersionPerKey(run.rows, table.table.primaryKey);
         // One row: a value per column; more: an array per column (see TableStatements' input).
-        const one = rows.length === 1 ? rows[0]! : undefined;
+        const one = rows.length === 1;
         const text =
           run.kind === 'delete'
-            ? table.delete(one !== undefined)
+            ? table.delete(one)
             : run.kind === 'update'
-              ? table.update(run.columns, one !== undefined)
-              : table.upsert(run.op as 'c' | 'u' | 'r', run.columns, one !== undefined);
-        const values =
-          one !== undefined
-            ? run.columns.map((c) => (one[c] ?? null) as string | null)
-            : run.columns.map((c) => rows.map((r) => (r[c] ?? null) as string | null));
+              ? table.update(run.columns, one)
+              : table.upsert(run.op as 'c' | 'u' | 'r', run.columns, one);
+        const values = run.columns.map((c) =>
+          one ? ((rows[0]![c] ?? null) as string | null) : rows.map((r) => (r[c] ?? null) as string | null),
+        );
         statements.push({ text, values: [...common, ...values], conflicts: true });
       }
     }
