@@ -116,7 +116,10 @@ export const captureSchema = z
       .min(1000)
       .default(10_000)
       .describe('accepted, no effect: an idle slot advances on the server keepalives (docs/architecture.md)'),
-    schemasEnabled: z.boolean().default(true).describe('JsonConverter schemas.enable'),
+    schemasEnabled: z
+      .boolean()
+      .default(true)
+      .describe('JsonConverter schemas.enable; only true is accepted: the appliers read types from it'),
   })
   .prefault({});
 
