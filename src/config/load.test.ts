@@ -69,11 +69,6 @@ describe('config', () => {
       GOOD.replace('policy: last-writer-wins', 'policy: node-priority'),
       /conflicts\.priorityNode: node-priority needs priorityNode/,
     ],
-    [
-      'schemaless capture',
-      `${GOOD}capture: { schemasEnabled: false }\n`,
-      /^c\.yaml: capture\.schemasEnabled: false is not supported: .*dead-letter topic.*remove the setting/,
-    ],
     ['not YAML', 'kafka: [', /^c\.yaml: not valid YAML/],
   ];
   for (const [name, text, message] of bad) {

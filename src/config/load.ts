@@ -88,16 +88,6 @@ function normalize(config: Config, source: string): Config {
   if (config.nodes.every((node) => node.debezium !== undefined)) {
     fail(source, 'nodes', 'every node is captured by Debezium: at least one must receive changes');
   }
-  // Every node pgbisync captures is a source of appliers (to every other node), and an applier reads each
-  // value's type from the event's schema (an int64 may be a bigint, a timestamp or an interval): without
-  // schemas every change would be set aside in the dead-letter topic and the nodes would drift apart.
-  if (!config.capture.schemasEnabled) {
-    fail(
-      source,
-      'capture.schemasEnabled',
-      "false is not supported: pgbisync's appliers need each event's schema to read its values (without it every change would go to the dead-letter topic); remove the setting (default true)",
-    );
-  }
   const checkPriority = (path: string, policy: string, node: string | undefined) => {
     if (policy === 'node-priority' && node === undefined)
       fail(source, path, 'node-priority needs priorityNode');

@@ -119,7 +119,9 @@ export const captureSchema = z
     schemasEnabled: z
       .boolean()
       .default(true)
-      .describe('JsonConverter schemas.enable; only true is accepted: the appliers read types from it'),
+      .describe(
+        'JsonConverter schemas.enable; false: schemaless records naming their schema (kept on the source) in a header',
+      ),
   })
   .prefault({});
 

@@ -5,7 +5,7 @@ import { MalformedInputError } from '../runtime/errors.ts';
 import { DebeziumChangeEncoder } from '../source/debezium-encoder.ts';
 import { type ChangeEvent, type ColumnValue, UNCHANGED } from './change-event.ts';
 import { decodeRecord } from './decode.ts';
-import { EventEncoder } from './envelope.ts';
+import { EventEncoder, eventSchemaId } from './envelope.ts';
 import { type ColumnType, TypeRegistry } from './pg-types.ts';
 
 const numeric = (precision: number, scale: number): number => ((precision << 16) | (scale & 0x7ff)) + 4;
@@ -36,6 +36,28 @@ function relation(column: ColumnType): RelationMessage {
       { name: 'v', ...column, isKey: false },
     ],
   };
+}
+
+const schemalessEncoder = new EventEncoder({
+  serverName: 'pgbisync.db1',
+  database: 'db1',
+  connectorVersion: 'pgbisync-test',
+  registry,
+  schemas: false,
+  clockUs: () => 1_700_000_000_000_000,
+});
+
+/** Like {@link roundTrip}, schemaless: the value is read by the schema its encoder names. */
+function schemalessRoundTrip(column: ColumnType, value: TupleValue): ColumnValue | undefined {
+  const tuple: Tuple = [{ kind: 'text', text: '1' }, value];
+  const rel = schemalessEncoder.compile(relation(column));
+  const record = rel.create(tuple, ctx);
+  const json = JSON.parse(record.value!.toString('utf8'));
+  assert.ok(!('schema' in json) && 'after' in json, 'the value is the payload alone');
+  assert.equal(rel.schema?.id, eventSchemaId(rel.schema!.json));
+  const event = decodeRecord(record.key, record.value, rel.schema!.json) as ChangeEvent;
+  assert.equal(event.key?.get('id'), '1');
+  return event.after?.get('v');
 }
 
 /** PostgreSQL text (or TOAST/null) -> encode -> JSON bytes -> decodeRecord -> the column's value. */
@@ -202,6 +224,11 @@ describe('round trip: PostgreSQL text -> Debezium JSON -> PostgreSQL text', () =
     test(type, () => {
       for (const [text, expected = text] of values) {
         assert.equal(roundTrip({ typeOid, typeMod }, { kind: 'text', text }), expected, `${type} ${text}`);
+        assert.equal(
+          schemalessRoundTrip({ typeOid, typeMod }, { kind: 'text', text }),
+          expected,
+          `${type} ${text}, schemaless`,
+        );
       }
       assert.equal(roundTrip({ typeOid, typeMod }, { kind: 'null' }), null, `${type} null`);
       assert.equal(

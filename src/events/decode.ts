@@ -4,7 +4,8 @@
  *
  * Records must be Kafka Connect JsonConverter output with `schemas.enable=true`: the schema is what
  * says how a payload value maps back to a PostgreSQL text literal (an int64 may be a bigint, a
- * MicroTimestamp or a MicroDuration). Each distinct schema text is compiled once ({@link SchemaCache});
+ * MicroTimestamp or a MicroDuration). pgbisync's own schemaless records are the exception: the caller
+ * passes the schema they name (pg/event-schemas.ts). Each distinct schema text is compiled once ({@link SchemaCache});
  * per record only the payload is parsed, and the schema is split off by a byte compare when it equals a
  * recently seen one (JsonConverter writes `{"schema":S,"payload":P}` without whitespace).
  *
@@ -44,6 +45,9 @@ import {
 
 const OPS: ReadonlySet<string> = new Set<ChangeOp>(['c', 'u', 'd', 'r', 't']);
 
+/** Schemaless values' compiled schemas kept (one per relation version seen recently). */
+const MAX_IMPLIED_PLANS = 256;
+
 /**
  * Thrown (never outside this module) when a plainly parsed payload holds a number that may have lost
  * precision where the decoder reads it: the record is then decoded again from an exact parse.
@@ -76,24 +80,36 @@ interface Parsed<T> {
 export class EventDecoder {
   readonly #values = new SchemaCache<CompiledStruct>();
   readonly #keys = new SchemaCache<CompiledStruct>();
+  /** Plans of schemaless values' schemas, by schema text. */
+  readonly #implied = new Map<string, CompiledStruct>();
 
   /**
    * Decodes one record. A null value is a tombstone. Throws {@link MalformedInputError} naming the
-   * field path for anything malformed, never a TypeError.
+   * field path for anything malformed, never a TypeError. `valueSchema`: the envelope schema (JSON text)
+   * of a value that carries none (pgbisync's schemaless events, see pg/event-schemas.ts); a value with
+   * its own schema is read by that one.
    */
-  decode(key: Buffer | null, value: Buffer | null): DecodedRecord {
+  decode(key: Buffer | null, value: Buffer | null, valueSchema?: string): DecodedRecord {
     try {
-      return this.#decode(key, value, false);
+      return this.#decode(key, value, valueSchema, false);
     } catch (error) {
       if (error !== INEXACT) throw error;
-      return this.#decode(key, value, true);
+      return this.#decode(key, value, valueSchema, true);
     }
   }
 
   /** `exact`: parse payloads keeping big integers exact; else a possibly rounded number throws INEXACT. */
-  #decode(key: Buffer | null, value: Buffer | null, exact: boolean): DecodedRecord {
+  #decode(
+    key: Buffer | null,
+    value: Buffer | null,
+    valueSchema: string | undefined,
+    exact: boolean,
+  ): DecodedRecord {
     if (value === null) return this.#tombstone(key, exact);
-    const parsed = parsePart(value, 'value', this.#values, compileEnvelope, exact);
+    let parsed = parsePart(value, 'value', this.#values, compileEnvelope, exact);
+    if (parsed.plan === null && parsed.form === 'bare' && valueSchema !== undefined) {
+      parsed = { form: 'envelope', plan: this.#impliedPlan(valueSchema), payload: parsed.payload };
+    }
     if (parsed.plan === null) {
       if (parsed.form === 'bare' && isObject(parsed.payload) && 'schema' in parsed.payload) {
         throw malformed('value.payload', 'missing');
@@ -132,6 +148,16 @@ export class EventDecoder {
       source,
       transaction,
     } satisfies ChangeEvent;
+  }
+
+  #impliedPlan(schemaText: string): CompiledStruct {
+    let plan = this.#implied.get(schemaText);
+    if (plan === undefined) {
+      plan = compileEnvelope(parseText(schemaText, 'value.schema', true), 'value.schema');
+      if (this.#implied.size >= MAX_IMPLIED_PLANS) this.#implied.clear();
+      this.#implied.set(schemaText, plan);
+    }
+    return plan;
   }
 
   #tombstone(key: Buffer | null, exact: boolean): TombstoneEvent {
@@ -174,8 +200,8 @@ export class EventDecoder {
 const shared = new EventDecoder();
 
 /** Decodes one record with a process-wide {@link EventDecoder}. See {@link EventDecoder.decode}. */
-export function decodeRecord(key: Buffer | null, value: Buffer | null): DecodedRecord {
-  return shared.decode(key, value);
+export function decodeRecord(key: Buffer | null, value: Buffer | null, valueSchema?: string): DecodedRecord {
+  return shared.decode(key, value, valueSchema);
 }
 
 function compileKey(node: JsonValue, path: string): CompiledStruct {

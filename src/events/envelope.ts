@@ -13,6 +13,7 @@
  * tombstone (key, null value) when the caller emits one; a key change is a delete (+ tombstone) of the
  * old key and a create of the new one, with `__debezium.newkey` / `__debezium.oldkey` headers.
  */
+import { createHash } from 'node:crypto';
 import type { RelationMessage, Tuple, TupleValue } from '../pg/pgoutput/messages.ts';
 import { ErrorCode, MalformedInputError } from '../runtime/errors.ts';
 import { type FieldCodec, UNAVAILABLE_JSON } from './connect-schema.ts';
@@ -80,11 +81,31 @@ export class EventEncoder {
   }
 }
 
+/**
+ * The value schema a schemaless record was encoded with: `json` is the envelope schema JsonConverter
+ * would have written, `id` a digest of it (the record header {@link SCHEMA_HEADER}). Capture stores
+ * `json` by `id` in the source's pgbisync.event_schemas; an applier reads it from there.
+ */
+export interface EventSchema {
+  readonly id: string;
+  readonly json: string;
+}
+
+/** Header naming the {@link EventSchema} of a schemaless record. */
+export const SCHEMA_HEADER = 'pgbisync.schema';
+
+/** The id of a value schema: 16 bytes of its SHA-256, hex. */
+export function eventSchemaId(json: string): string {
+  return createHash('sha256').update(json).digest('hex').slice(0, 32);
+}
+
 /** The compiled plan of one relation version. */
 export class RelationEncoder {
   readonly relation: RelationMessage;
   /** Debezium's per-table topic name: `<serverName>.<schema>.<table>`. */
   readonly topic: string;
+  /** Set when records are schemaless: the schema they were encoded with. */
+  readonly schema: EventSchema | undefined;
   readonly #codecs: readonly FieldCodec[];
   readonly #names: readonly string[];
   readonly #fieldPrefixes: readonly string[];
@@ -120,10 +141,9 @@ export class RelationEncoder {
     this.#keyIndexes = keyIndexes;
     const columns = relation.columns.map((c, i) => ({ name: c.name, schema: this.#codecs[i]!.schema }));
     const schemas = options.schemas ?? true;
-    this.#valuePrefix = Buffer.from(
-      schemas ? `{"schema":${envelopeSchemaJson(this.topic, columns)},"payload":` : '',
-      'utf8',
-    );
+    const valueSchema = envelopeSchemaJson(this.topic, columns);
+    this.schema = schemas ? undefined : { id: eventSchemaId(valueSchema), json: valueSchema };
+    this.#valuePrefix = Buffer.from(schemas ? `{"schema":${valueSchema},"payload":` : '', 'utf8');
     this.#keyPrefix = Buffer.from(
       schemas
         ? `{"schema":${keySchemaJson(

@@ -4,6 +4,7 @@
  * Reads from the beginning or the end of the topics with a throwaway consumer (no offsets committed);
  * a record that is not a change event is reported with its position and tail goes on.
  */
+
 import { randomUUID } from 'node:crypto';
 import type { Config } from '../config/schema.ts';
 import type { ColumnValue } from '../events/change-event.ts';
@@ -13,6 +14,7 @@ import { type InRecord, KafkaAdmin, KafkaConsumer } from '../kafka/client.ts';
 import { eventTopics } from '../kafka/topics.ts';
 import { formatLsn } from '../pg/lsn.ts';
 import { ErrorCode, FatalError } from '../runtime/errors.ts';
+import { EventSchemas } from '../sink/event-schemas.ts';
 import { kafkaOptions } from './kafka-options.ts';
 
 export interface TailOptions {
@@ -80,12 +82,15 @@ export async function tail(
   });
   let events = 0;
   let malformed = 0;
+  // Schemaless records (capture.schemasEnabled: false) name their schema, kept on the node.
+  const schemas = new EventSchemas(config.nodes.find((n) => n.name === o.node)?.url, o.node);
   try {
     for await (const records of consumer.batches(stop.signal)) {
+      await schemas.load(records);
       for (const record of records) {
         let event: TailEvent;
         try {
-          event = toTailEvent(record);
+          event = toTailEvent(record, schemas);
         } catch (error) {
           malformed++;
           o.onMalformed(`${record.topic}[${record.partition}]@${record.offset}`, error);
@@ -130,9 +135,9 @@ async function startPositions(config: Config, topics: readonly string[], from: '
   }
 }
 
-export function toTailEvent(record: InRecord): TailEvent {
+export function toTailEvent(record: InRecord, schemas?: EventSchemas): TailEvent {
   const where = { topic: record.topic, partition: record.partition, offset: String(record.offset) };
-  const decoded = decodeRecord(record.key, record.value);
+  const decoded = decodeRecord(record.key, record.value, schemas?.schemaOf(record));
   if (decoded.kind === 'tombstone') {
     return {
       ...where,

@@ -10,6 +10,8 @@
  * - conflicts: every conflict resolved on this node, with both versions.
  * - tombstones: keys deleted on this node, stamped by the deleting transaction (its xmin gives the
  *   commit time and origin), so a late, older update cannot resurrect a row deleted later.
+ * - event_schemas: with `capture.schemasEnabled: false`, the value schema of every relation version
+ *   this node's capture encoded, by the id its schemaless records name (src/pg/event-schemas.ts).
  */
 import type { Queryable } from './table-catalog.ts';
 
@@ -51,6 +53,11 @@ CREATE TABLE IF NOT EXISTS pgbisync.conflicts (
   remote_node text NOT NULL,
   resolution text NOT NULL,
   policy text NOT NULL
+);
+CREATE TABLE IF NOT EXISTS pgbisync.event_schemas (
+  schema_id text PRIMARY KEY,
+  value_schema text NOT NULL,
+  created_at timestamptz NOT NULL DEFAULT clock_timestamp()
 );
 CREATE TABLE IF NOT EXISTS pgbisync.tombstones (
   table_name text NOT NULL,

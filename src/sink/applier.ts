@@ -23,6 +23,7 @@ import type { ApplyTransaction, TopicPosition } from './apply-model.ts';
 import type { ConflictPolicy } from './conflict-guard.ts';
 import { DebeziumTransactionAssembler } from './debezium-transactions.ts';
 import { decodeChange } from './event-changes.ts';
+import { EventSchemas } from './event-schemas.ts';
 import { describeRejected, findRejectedValue, sourceType } from './rejected-value.ts';
 import { MissingColumnError } from './statement-builder.ts';
 import { type InRecord, TransactionGrouper } from './transaction-grouper.ts';
@@ -122,9 +123,11 @@ export class Applier {
       consumer = o.openConsumer(startOffsets(stored, o.topics));
       let malformed: { record: InRecord; error: unknown }[] = [];
       const onMalformed = (record: InRecord, error: unknown) => malformed.push({ record, error });
+      // Schemaless records (capture.schemasEnabled: false) name their schema, kept on the source.
+      const schemas = new EventSchemas(o.sourceUrl, o.sourceNode);
       const grouper =
         o.debezium === undefined
-          ? new TransactionGrouper(o.sourceNode, decodeChange, onMalformed)
+          ? new TransactionGrouper(o.sourceNode, (record) => decodeChange(record, schemas), onMalformed)
           : new DebeziumTransactionAssembler({
               sourceNode: o.sourceNode,
               topicPrefix: o.debezium.topicPrefix,
@@ -133,6 +136,7 @@ export class Applier {
               onMalformed,
             });
       for await (const records of consumer.batches(AbortSignal.any([signal, failed.signal]))) {
+        if (o.debezium === undefined) await schemas.load(records);
         const txns = grouper.add(records);
         if (malformed.length > 0) {
           await this.#deadLetter(malformed);

@@ -6,14 +6,16 @@ import type { ChangeEvent, ColumnValue } from '../events/change-event.ts';
 import { decodeRecord } from '../events/decode.ts';
 import { ErrorCode, MalformedInputError } from '../runtime/errors.ts';
 import type { RowChange } from './apply-model.ts';
+import type { EventSchemas } from './event-schemas.ts';
 import type { DecodedChange, InRecord } from './transaction-grouper.ts';
 
 /**
  * Decodes one record with a value (the grouper skips tombstones). Throws MalformedInputError for
- * anything that is not a change event.
+ * anything that is not a change event. A schemaless record is read by the schema its
+ * `pgbisync.schema` header names, from `schemas` (loaded for the batch beforehand).
  */
-export function decodeChange(record: InRecord): DecodedChange {
-  const decoded = decodeRecord(record.key, record.value);
+export function decodeChange(record: InRecord, schemas?: EventSchemas): DecodedChange {
+  const decoded = decodeRecord(record.key, record.value, schemas?.schemaOf(record));
   if (decoded.kind === 'tombstone') {
     throw new MalformedInputError(
       `record ${record.topic}[${record.partition}]@${record.offset} has no value`,

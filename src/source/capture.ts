@@ -7,7 +7,9 @@
  * land in call order.
  */
 import pg from 'pg';
+import type { EventSchema } from '../events/envelope.ts';
 import { AckTracker } from '../offsets/ack-tracker.ts';
+import { storeEventSchema } from '../pg/event-schemas.ts';
 import { formatLsn, parseLsn } from '../pg/lsn.ts';
 import { ReplicationConnection } from '../pg/replication/replication-connection.ts';
 import { objectNames } from '../pg/sql-names.ts';
@@ -75,6 +77,8 @@ export class Capture {
   readonly slot: string;
   readonly publication: string;
   #assembler: TransactionAssembler | undefined;
+  /** Ids of the event schemas known to be stored on the source (schemaless records only). */
+  readonly #storedSchemas = new Set<string>();
 
   constructor(options: CaptureOptions) {
     this.#options = options;
@@ -166,6 +170,7 @@ export class Capture {
   async #snapshot(snapshotName: string, consistentPoint: bigint, signal: AbortSignal): Promise<void> {
     const o = this.#options;
     await runSnapshot({
+      storeSchema: (schema) => this.#storeSchemas([schema]),
       url: o.url,
       snapshotName,
       consistentPoint,
@@ -177,6 +182,14 @@ export class Capture {
       signal,
       onProgress: (progress) => o.onProgress?.({ kind: 'snapshot', progress }),
     });
+  }
+
+  /** Stores the schemas not stored yet; resolves once they are committed on the source. */
+  async #storeSchemas(schemas: readonly EventSchema[]): Promise<void> {
+    const missing = schemas.filter((s) => !this.#storedSchemas.has(s.id));
+    if (missing.length === 0) return;
+    await storeSchemas(this.#options.url, this.#options.node, missing);
+    for (const s of missing) this.#storedSchemas.add(s.id);
   }
 
   async #stream(
@@ -196,6 +209,8 @@ export class Capture {
     let events = 0;
     let commits: bigint[] = [];
     let chain: Promise<unknown> = Promise.resolve();
+    /** Schemas of relations just compiled, to store before any of their records is sent. */
+    const newSchemas: EventSchema[] = [];
     /** Sends not yet acknowledged, oldest first, with their record bytes. */
     const unacked: { readonly sent: Promise<unknown>; readonly bytes: number; done: boolean }[] = [];
     let unackedBytes = 0;
@@ -255,6 +270,7 @@ export class Capture {
           byTable.set(table, (byTable.get(table) ?? 0) + 1);
         },
         commit: (endLsn) => commits.push(endLsn),
+        schema: (schema) => newSchemas.push(schema),
         keepalive: (walEnd) => {
           flush();
           tracker.idle(walEnd);
@@ -271,6 +287,7 @@ export class Capture {
     for await (const items of conn.batches(signal)) {
       for (const item of items) {
         assembler.handle(item);
+        if (newSchemas.length > 0) await this.#storeSchemas(newSchemas.splice(0));
         if (unackedBytes + batchBytes > MAX_UNACKED_BYTES) {
           flush();
           await backpressure();
@@ -284,6 +301,20 @@ export class Capture {
     // Graceful stop: wait for what was sent so the final status update confirms it.
     await chain.catch(() => undefined);
     if (tracker.failure !== undefined && !signal.aborted) throw tracker.failure;
+  }
+}
+
+/**
+ * Stores the schemas of schemaless records on the source (src/pg/event-schemas.ts) on a connection of
+ * its own: rare (a relation's first records after each start, or after an ALTER TABLE).
+ */
+async function storeSchemas(url: string, node: string, schemas: readonly EventSchema[]): Promise<void> {
+  const db = new pg.Client({ connectionString: url, application_name: `pgbisync-capture-${node}` });
+  await db.connect();
+  try {
+    for (const schema of schemas) await storeEventSchema(db, node, schema);
+  } finally {
+    await db.end().catch(() => undefined);
   }
 }
 

@@ -2,6 +2,7 @@
  * The port between capture and the event format: turns decoded pgoutput changes into Kafka record
  * key/value bytes. The Debezium implementation lives in ../events/; tests may use a trivial one.
  */
+import type { EventSchema } from '../events/envelope.ts';
 import type { RelationMessage, Tuple, TypeMessage } from '../pg/pgoutput/messages.ts';
 
 /** Fields of Debezium's `source` block that vary per event. */
@@ -34,6 +35,12 @@ export interface EncodedRecord {
 
 /** Encodes the events of one relation (compiled once per Relation message). */
 export interface RelationEncoder {
+  /**
+   * Set when the records carry no schema: the one they were encoded with, which capture stores (in the
+   * source's pgbisync.event_schemas) before sending them and names in each record's `pgbisync.schema`
+   * header.
+   */
+  readonly schema?: EventSchema | undefined;
   change(
     op: ChangeOp,
     before: Tuple | undefined,

@@ -16,6 +16,7 @@ import {
   type EventContext,
   EventEncoder,
   type RelationEncoder as EventRelationEncoder,
+  type EventSchema,
 } from '../events/envelope.ts';
 import type { TypeRegistry } from '../events/pg-types.ts';
 import type { IntervalHandling } from '../events/types-temporal.ts';
@@ -35,7 +36,10 @@ export interface DebeziumChangeEncoderOptions {
   readonly serverName: string;
   /** source.db */
   readonly database: string;
-  /** JsonConverter `schemas.enable`. Default true; the applier needs schemas to decode values. */
+  /**
+   * JsonConverter `schemas.enable`. Default true. False: records without schemas, each naming its
+   * schema in a header (see RelationEncoder.schema); pgbisync's applier reads it from the source.
+   */
   readonly schemas?: boolean;
   /** source.version, e.g. 'pgbisync-0.1.0'. */
   readonly connectorVersion: string;
@@ -77,9 +81,11 @@ export class DebeziumChangeEncoder implements ChangeEncoder {
 
 class DebeziumRelationEncoder implements RelationEncoder {
   readonly #encoder: EventRelationEncoder;
+  readonly schema: EventSchema | undefined;
 
   constructor(encoder: EventRelationEncoder) {
     this.#encoder = encoder;
+    this.schema = encoder.schema;
   }
 
   change(

@@ -6,6 +6,7 @@
  * transaction's last, so an applier applies chunks as transactions of bounded size.
  */
 import pg from 'pg';
+import { type EventSchema, SCHEMA_HEADER } from '../events/envelope.ts';
 import { formatLsn } from '../pg/lsn.ts';
 import type { RelationMessage, Tuple, TupleValue } from '../pg/pgoutput/messages.ts';
 import { qualifiedName, quoteIdent, quoteLiteral, splitTableName } from '../pg/sql-names.ts';
@@ -26,6 +27,8 @@ export interface SnapshotOptions {
   readonly consistentPoint: bigint;
   readonly tables: readonly string[];
   readonly encoder: ChangeEncoder;
+  /** Stores the schema of a table's schemaless records on the source before they are sent. */
+  readonly storeSchema: (schema: EventSchema) => Promise<void>;
   readonly producer: RecordProducer;
   readonly topicFor: (schema: string, table: string) => string;
   readonly chunkRows: number;
@@ -93,6 +96,9 @@ export async function runSnapshot(o: SnapshotOptions): Promise<number> {
       const { schema, table } = splitTableName(name);
       const relation = await describe(client, schema, table, -(index + 1));
       const encoder = o.encoder.forRelation(relation, new Map());
+      if (encoder.schema !== undefined) await o.storeSchema(encoder.schema);
+      const schemaHeader: Record<string, string> =
+        encoder.schema === undefined ? {} : { [SCHEMA_HEADER]: encoder.schema.id };
       const topic = o.topicFor(schema, table);
       const columns = relation.columns.map((c) => quoteIdent(c.name)).join(', ');
       // Each row carries its own commit time (the last column), as a streamed change would: conflict
@@ -135,12 +141,15 @@ export async function runSnapshot(o: SnapshotOptions): Promise<number> {
                   topic,
                   ...encoded,
                   headers: {
+                    ...schemaHeader,
                     'pgbisync.last': '1',
                     'pgbisync.commit_lsn': formatLsn(o.consistentPoint),
                     'pgbisync.snapshot': '1',
                   },
                 }
-              : { topic, ...encoded };
+              : encoder.schema === undefined
+                ? { topic, ...encoded }
+                : { topic, ...encoded, headers: schemaHeader };
           records.push(record);
         }
         // Keep one send in flight while the next chunk is read.

@@ -13,6 +13,8 @@
  *
  * Pure: no I/O. The capture loop feeds items and forwards the output.
  */
+
+import { type EventSchema, SCHEMA_HEADER } from '../events/envelope.ts';
 import { formatLsn } from '../pg/lsn.ts';
 import type { BeginMessage, RelationMessage, TypeMessage } from '../pg/pgoutput/messages.ts';
 import type { ReplicationItem } from '../pg/replication/replication-connection.ts';
@@ -41,6 +43,11 @@ export interface AssemblerOutput {
   commit(endLsn: bigint): void;
   /** Nothing of the publication is pending before `walEnd`. */
   keepalive(walEnd: bigint): void;
+  /**
+   * A relation's records will be schemaless, naming `schema` in their `pgbisync.schema` header: called
+   * when its Relation message is handled, before any of its records is passed to record().
+   */
+  schema?(schema: EventSchema): void;
 }
 
 export interface AssemblerOptions {
@@ -71,6 +78,8 @@ interface CachedRelation {
   readonly encoder: RelationEncoder;
   readonly topic: string;
   readonly tableKey: string;
+  /** Headers of its records with a value: the `pgbisync.schema` of schemaless records. */
+  readonly headers: Readonly<Record<string, string>> | undefined;
 }
 
 export class TransactionAssembler {
@@ -114,9 +123,12 @@ export class TransactionAssembler {
           }
         }
         return;
-      case 'relation':
-        this.#relations.set(msg.relationId, this.#compile(msg));
+      case 'relation': {
+        const rel = this.#compile(msg);
+        this.#relations.set(msg.relationId, rel);
+        if (rel.encoder.schema !== undefined) this.#out.schema?.(rel.encoder.schema);
         return;
+      }
       case 'type':
         this.#types.set(msg.typeOid, msg);
         return;
@@ -155,7 +167,7 @@ export class TransactionAssembler {
           rel,
           rel.encoder.change('d', before, undefined, this.#source(item.lsn), this.#order(txn, rel)),
         );
-        this.#push(this.#record(rel.topic, rel.encoder.tombstone(before)));
+        this.#push(this.#record(rel, rel.encoder.tombstone(before)));
         return;
       }
       case 'truncate': {
@@ -201,11 +213,13 @@ export class TransactionAssembler {
       pk === undefined
         ? message
         : { ...message, columns: message.columns.map((c) => ({ ...c, isKey: pk.includes(c.name) })) };
+    const encoder = this.#options.encoder.forRelation(relation, this.#types);
     return {
       relation,
-      encoder: this.#options.encoder.forRelation(relation, this.#types),
+      encoder,
       topic: this.#options.topicFor(relation.schema, relation.table),
       tableKey: `${relation.schema}.${relation.table}`,
+      headers: encoder.schema === undefined ? undefined : { [SCHEMA_HEADER]: encoder.schema.id },
     };
   }
 
@@ -256,14 +270,19 @@ export class TransactionAssembler {
   #emit(rel: CachedRelation, encoded: EncodedRecord): void {
     this.eventsEmitted++;
     this.#out.event?.(rel.tableKey);
-    this.#push(this.#record(rel.topic, encoded));
+    this.#push(this.#record(rel, encoded));
   }
 
-  #record(topic: string, encoded: EncodedRecord): OutRecord {
+  #record(rel: CachedRelation, encoded: EncodedRecord): OutRecord {
+    const { topic, headers } = rel;
     const partition = this.#options.partition;
+    const { key, value } = encoded;
+    if (headers === undefined || value === null) {
+      return partition === undefined ? { topic, key, value } : { topic, partition, key, value };
+    }
     return partition === undefined
-      ? { topic, key: encoded.key, value: encoded.value }
-      : { topic, partition, key: encoded.key, value: encoded.value };
+      ? { topic, key, value, headers }
+      : { topic, partition, key, value, headers };
   }
 
   /** Holds the newest record back so the Commit can mark it as the transaction's last. */
