@@ -75,6 +75,7 @@ test('a poison record goes to the dead-letter topic and the applier carries on',
     assert.equal(dead.value, '{"not": "an event"');
     assert.equal(dead.headers.get('pgbisync.dlq.topic'), serverName(config, a));
     assert.equal(dead.headers.get('pgbisync.dlq.code'), 'PGB3101');
+    assert.equal(dead.headers.get('pgbisync.last'), '1', 'the record keeps its own headers');
     assert.match(dead.headers.get('pgbisync.dlq.error') ?? '', /./);
     const counted = (await sync.metrics.deadLetters.get()).values.reduce((n, v) => n + v.value, 0);
     assert.equal(counted, 1);

@@ -234,7 +234,10 @@ export class Applier {
         topic: o.deadLetter!.topic,
         key: record.key,
         value: record.value,
+        // The record's own headers stay (a schemaless record's pgbisync.schema, the transaction's
+        // pgbisync.last and commit LSN): what it takes to read or replay it later.
         headers: {
+          ...Object.fromEntries(record.headers),
           'pgbisync.dlq.topic': record.topic,
           'pgbisync.dlq.partition': String(record.partition),
           'pgbisync.dlq.offset': String(record.offset),
