@@ -21,7 +21,7 @@ import { NativeReplication } from './native-replication.ts';
 import { PgbisyncProcess } from './pgbisync-process.ts';
 import { type BenchResults, buildJson, type Environment, formatTable } from './report.ts';
 import { runScenario, type StackUrls } from './scenario.ts';
-import { readSettings } from './settings.ts';
+import { mergeConfig, readSettings } from './settings.ts';
 import { runSnapshot } from './snapshot.ts';
 
 interface StackStatus {
@@ -49,20 +49,22 @@ async function main(): Promise<void> {
   const profDir = settings.cpuProfile ? join(RESULTS, 'prof') : undefined;
   if (profDir !== undefined) mkdirSync(profDir, { recursive: true });
   const log = (line: string) => process.stderr.write(`${line}\n`);
-  const pgbisync = (label: string, tables: string[]) => (db1: string, db2: string) =>
-    new PgbisyncProcess({
-      label,
-      nodes: [
-        { name: 'db1', url: db1 },
-        { name: 'db2', url: db2 },
-      ],
-      brokers: stack.kafka.brokers,
-      brokerPid: stack.kafka.pid,
-      tables,
-      workDir,
-      cpuProfileDir: profDir,
-      configOverrides: settings.pgbisyncConfig,
-    });
+  const pgbisync =
+    (label: string, tables: string[], config: Record<string, unknown> = {}) =>
+    (db1: string, db2: string) =>
+      new PgbisyncProcess({
+        label,
+        nodes: [
+          { name: 'db1', url: db1 },
+          { name: 'db2', url: db2 },
+        ],
+        brokers: stack.kafka.brokers,
+        brokerPid: stack.kafka.pid,
+        tables,
+        workDir,
+        cpuProfileDir: profDir,
+        configOverrides: mergeConfig(settings.pgbisyncConfig, config),
+      });
   const syncTables = ['public.bulk', 'public.steady', 'public.marker'];
   const started = new Date();
   const t0 = performance.now();
@@ -92,6 +94,18 @@ async function main(): Promise<void> {
     log('pgbisync, writes on db1 only (one direction):');
     results.oneWay = await attempt('one-way', () =>
       runScenario(urls, settings, 1, pgbisync('pgbisync one-way', syncTables), log),
+    );
+  }
+  if (settings.only.has('one-way-schemaless')) {
+    log('pgbisync, one direction, schemaless events (capture.schemasEnabled: false):');
+    results.oneWaySchemaless = await attempt('one-way-schemaless', () =>
+      runScenario(
+        urls,
+        settings,
+        1,
+        pgbisync('pgbisync one-way schemaless', syncTables, { capture: { schemasEnabled: false } }),
+        log,
+      ),
     );
   }
   if (settings.only.has('native')) {

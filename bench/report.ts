@@ -7,6 +7,8 @@ import type { SteadyResult } from './workload.ts';
 
 export interface BenchResults {
   readonly oneWay?: ScenarioResult | undefined;
+  /** One way with `capture.schemasEnabled: false`: records without schemas, naming them in a header. */
+  readonly oneWaySchemaless?: ScenarioResult | undefined;
   readonly native?: ScenarioResult | undefined;
   /** The seed stack: Debezium PostgreSQL connector + Debezium JDBC sink on Kafka Connect, one way. */
   readonly debezium?: ScenarioResult | undefined;
@@ -112,6 +114,23 @@ export function buildJson(
     cpuByPart: cpuFigures(two.cpu),
     consistent: two.consistent,
   };
+  const sl = r.oneWaySchemaless;
+  const slLow = lowestRate(sl);
+  const oneWaySchemaless = sl && {
+    changesPerSec: round(sl.bulk.changesPerSec),
+    ratio: ratio(sl.bulk.changesPerSec, nat?.bulk.changesPerSec),
+    singleRowTxnsChangesPerSec: round(sl.bulkSingle.changesPerSec),
+    multiRowTxnsChangesPerSec: round(sl.bulkMulti.changesPerSec),
+    latencyRate: slLow?.rate ?? null,
+    p50Ms: round(slLow?.p50Ms, 1),
+    p95Ms: round(slLow?.p95Ms, 1),
+    p99Ms: round(slLow?.p99Ms, 1),
+    rssMb: round(sl.peakRssMb),
+    cpuSeconds: round(sl.cpu.pgbisync, 2),
+    pipelineCpuSeconds: round(totalCpu(sl.cpu), 2),
+    cpuByPart: cpuFigures(sl.cpu),
+    consistent: sl.consistent,
+  };
   const debezium = debeziumJson(r);
   const s = r.snapshot;
   const snapshot = s && {
@@ -131,12 +150,20 @@ export function buildJson(
     environment: env,
     settings: { ...settings, only: [...settings.only] },
     oneWay,
+    oneWaySchemaless,
     debezium,
     twoWay,
     snapshot,
     failedScenarios: r.failed ?? {},
     targets: targets(r),
-    scenarios: { oneWay: one, native: nat, debezium: r.debezium, twoWay: two, snapshot: s },
+    scenarios: {
+      oneWay: one,
+      oneWaySchemaless: sl,
+      native: nat,
+      debezium: r.debezium,
+      twoWay: two,
+      snapshot: s,
+    },
   };
 }
 
@@ -229,6 +256,23 @@ function targets(r: BenchResults): Target[] {
     t('peak RSS one-way (MiB)', one?.peakRssMb, '< 300', (v) => v < 300),
     t('peak RSS two-way (MiB)', r.twoWay?.peakRssMb, '< 300', (v) => v < 300),
     t('peak RSS snapshot (MiB)', r.snapshot?.peakRssMb, '< 300', (v) => v < 300),
+    ...(r.oneWaySchemaless === undefined
+      ? []
+      : [
+          t(
+            'one-way schemaless changes/s',
+            r.oneWaySchemaless.bulk.changesPerSec,
+            '>= 20000',
+            (v) => v >= 20_000,
+          ),
+          t(
+            'one-way schemaless / native changes/s',
+            natRate ? r.oneWaySchemaless.bulk.changesPerSec / natRate : undefined,
+            '>= 0.5',
+            (v) => v >= 0.5,
+          ),
+          t('peak RSS one-way schemaless (MiB)', r.oneWaySchemaless.peakRssMb, '< 300', (v) => v < 300),
+        ]),
   ];
 }
 
@@ -248,14 +292,48 @@ export function formatTable(settings: BenchSettings, env: Environment, r: BenchR
   const nat = r.native;
   const dbz = r.debezium;
   const two = r.twoWay;
+  const sl = r.oneWaySchemaless;
   const failed = r.failed ?? {};
   const rows: string[][] = [
-    ['', 'pgbisync 1-way', 'native', '1-way/native', 'debezium', '1-way/debezium', 'pgbisync 2-way'],
+    [
+      '',
+      'pgbisync 1-way',
+      'native',
+      '1-way/native',
+      'schemaless 1-way',
+      'schemaless/native',
+      'debezium',
+      '1-way/debezium',
+      'pgbisync 2-way',
+    ],
   ];
   /** A failed scenario's cells say so instead of showing '-'. */
   const or = (scenario: string, cell: string) => (failed[scenario] !== undefined ? 'FAILED' : cell);
-  const add = (label: string, a: string, b: string, c: string, e: string, f: string, d: string) =>
-    rows.push([label, or('one-way', a), or('native', b), c, or('debezium', e), f, or('two-way', d)]);
+  /** `schemaless`: the one-way-schemaless cell and its ratio to native ('' for none). */
+  const add = (
+    label: string,
+    a: string,
+    b: string,
+    c: string,
+    e: string,
+    f: string,
+    d: string,
+    schemaless: readonly [string, string] = ['', ''],
+  ) =>
+    rows.push([
+      label,
+      or('one-way', a),
+      or('native', b),
+      c,
+      or('one-way-schemaless', schemaless[0]),
+      schemaless[1],
+      or('debezium', e),
+      f,
+      or('two-way', d),
+    ]);
+  /** The schemaless scenario's cells of a throughput figure: the value and its ratio to native. */
+  const slRate = (pick: (s: ScenarioResult) => number) =>
+    [int(sl && pick(sl)), x(sl && pick(sl), nat && pick(nat))] as const;
   add(
     `bulk: ${int(settings.singleRowTxns)} single-row txns, changes/s`,
     int(one?.bulkSingle.changesPerSec),
@@ -264,6 +342,7 @@ export function formatTable(settings: BenchSettings, env: Environment, r: BenchR
     int(dbz?.bulkSingle.changesPerSec),
     x(one?.bulkSingle.changesPerSec, dbz?.bulkSingle.changesPerSec),
     int(two?.bulkSingle.changesPerSec),
+    slRate((s) => s.bulkSingle.changesPerSec),
   );
   add(
     `bulk: ${int(settings.multiRowTxns)} txns x ${int(settings.multiRowTxnRows)} rows, changes/s`,
@@ -273,6 +352,7 @@ export function formatTable(settings: BenchSettings, env: Environment, r: BenchR
     int(dbz?.bulkMulti.changesPerSec),
     x(one?.bulkMulti.changesPerSec, dbz?.bulkMulti.changesPerSec),
     int(two?.bulkMulti.changesPerSec),
+    slRate((s) => s.bulkMulti.changesPerSec),
   );
   add(
     'bulk overall, changes/s',
@@ -282,6 +362,7 @@ export function formatTable(settings: BenchSettings, env: Environment, r: BenchR
     int(dbz?.bulk.changesPerSec),
     x(one?.bulk.changesPerSec, dbz?.bulk.changesPerSec),
     int(two?.bulk.changesPerSec),
+    slRate((s) => s.bulk.changesPerSec),
   );
   const rates =
     one?.steady.map((s) => s.rate) ?? nat?.steady.map((s) => s.rate) ?? dbz?.steady.map((s) => s.rate) ?? [];
@@ -295,6 +376,7 @@ export function formatTable(settings: BenchSettings, env: Environment, r: BenchR
       lat(dbz?.steady[i]),
       x(one?.steady[i]?.p99Ms, dbz?.steady[i]?.p99Ms),
       twoSteady === undefined ? '' : `${lat(twoSteady)} (asked per side, @ both)`,
+      [lat(sl?.steady[i]), x(sl?.steady[i]?.p99Ms, nat?.steady[i]?.p99Ms)],
     );
   }
   const natCpu = nat === undefined ? undefined : totalCpu(nat.cpu);
@@ -306,6 +388,7 @@ export function formatTable(settings: BenchSettings, env: Environment, r: BenchR
     fix(dbz?.cpu.connect),
     x(one?.cpu.pgbisync, dbz?.cpu.connect),
     fix(two?.cpu.pgbisync),
+    [fix(sl?.cpu.pgbisync), x(sl?.cpu.pgbisync, natCpu)],
   );
   const dbzCpu = dbz === undefined ? undefined : totalCpu(dbz.cpu);
   add(
@@ -316,6 +399,7 @@ export function formatTable(settings: BenchSettings, env: Environment, r: BenchR
     fix(dbzCpu),
     x(one === undefined ? undefined : totalCpu(one.cpu), dbzCpu),
     fix(two === undefined ? undefined : totalCpu(two.cpu)),
+    [fix(sl && totalCpu(sl.cpu)), x(sl && totalCpu(sl.cpu), natCpu)],
   );
   add(
     'peak RSS MiB (native: walsender + apply, private; dbz: JVM)',
@@ -325,6 +409,7 @@ export function formatTable(settings: BenchSettings, env: Environment, r: BenchR
     int(dbz?.peakRssMb),
     x(one?.peakRssMb, dbz?.peakRssMb),
     int(two?.peakRssMb),
+    [int(sl?.peakRssMb), x(sl?.peakRssMb, nat?.peakRssMb)],
   );
   add(
     'databases identical afterwards',
@@ -334,6 +419,7 @@ export function formatTable(settings: BenchSettings, env: Environment, r: BenchR
     dbz === undefined ? '-' : String(dbz.consistent),
     '',
     two === undefined ? '-' : String(two.consistent),
+    [sl === undefined ? '-' : String(sl.consistent), ''],
   );
   const widths = rows[0]!.map((_, c) => Math.max(...rows.map((row) => row[c]!.length)));
   const line = (row: string[]) =>

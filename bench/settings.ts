@@ -24,7 +24,10 @@ export interface BenchSettings {
   readonly warmupTxns: number;
   /** Write a V8 CPU profile of each pgbisync process into bench/results/prof/. */
   readonly cpuProfile: boolean;
-  /** Run only these scenarios (comma list of one-way,native,debezium,two-way,snapshot); default all. */
+  /**
+   * Run only these scenarios (comma list of one-way,one-way-schemaless,native,debezium,two-way,snapshot);
+   * default all. one-way-schemaless is one-way with `capture.schemasEnabled: false`.
+   */
   readonly only: ReadonlySet<string>;
   /**
    * BENCH_PGBISYNC_CONFIG: a JSON object merged into the config the bench writes for pgbisync (objects
@@ -42,7 +45,14 @@ function num(name: string, fallback: number): number {
   return value;
 }
 
-export const SCENARIOS = ['one-way', 'native', 'debezium', 'two-way', 'snapshot'] as const;
+export const SCENARIOS = [
+  'one-way',
+  'one-way-schemaless',
+  'native',
+  'debezium',
+  'two-way',
+  'snapshot',
+] as const;
 
 export function readSettings(): BenchSettings {
   const scale = num('BENCH_SCALE', 1);
