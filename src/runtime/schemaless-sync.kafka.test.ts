@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { serverName } from '../kafka/topics.ts';
 import { setup, teardown } from '../operate/setup.ts';
+import { type TailEvent, tail } from '../operate/tail.ts';
 import { EVERY_TYPE_ROWS as ROWS, EVERY_TYPE_DDL as TYPES } from '../testing/every-type.ts';
 import { readTopic, startSync, syncConfig, tableRows, waitFor } from '../testing/sync-fixture.ts';
 import { createTestDatabases } from '../testing/test-databases.ts';
@@ -52,6 +53,27 @@ test('schemaless events carry every type both ways, across an ALTER TABLE', asyn
       stored.rows.some((row) => row.schema_id === id),
       `${id} is stored on a`,
     );
+  // tail reads them the same way: the snapshot rows and the update, decoded, nothing malformed.
+  const tailed: TailEvent[] = [];
+  const seen = await tail(config, ['public.everything'], {
+    node: a,
+    from: 'beginning',
+    max: 4,
+    signal: AbortSignal.timeout(20_000),
+    onEvent: (event) => tailed.push(event),
+    onMalformed: (where, error) => assert.fail(`${where}: ${String(error)}`),
+  });
+  assert.deepEqual(seen, { events: 4, malformed: 0 });
+  assert.deepEqual(
+    tailed.map((e) => [e.op, e.key?.id]),
+    [
+      ['r', '1'],
+      ['r', '2'],
+      ['r', '3'],
+      ['u', '1'],
+    ],
+  );
+  assert.equal(tailed[3]!.changed.t, 'streamed from a');
 
   // While the sync is down: a change under the old definition, the ALTER on both nodes, a change
   // under the new one. On restart capture encodes each by the definition it was made under.
