@@ -45,6 +45,24 @@ function cpuFigures(cpu: CpuBreakdown | undefined) {
   return Object.fromEntries(Object.entries(cpu).map(([k, v]) => [k, round(v, 2)]));
 }
 
+/** Figures of a pgbisync scenario besides one-way's (latency at the lowest steady rate). */
+function scenarioFigures(s: ScenarioResult) {
+  const low = lowestRate(s);
+  return {
+    changesPerSec: round(s.bulk.changesPerSec),
+    singleRowTxnsChangesPerSec: round(s.bulkSingle.changesPerSec),
+    multiRowTxnsChangesPerSec: round(s.bulkMulti.changesPerSec),
+    p50Ms: round(low?.p50Ms, 1),
+    p95Ms: round(low?.p95Ms, 1),
+    p99Ms: round(low?.p99Ms, 1),
+    rssMb: round(s.peakRssMb),
+    cpuSeconds: round(s.cpu.pgbisync, 2),
+    pipelineCpuSeconds: round(totalCpu(s.cpu), 2),
+    cpuByPart: cpuFigures(s.cpu),
+    consistent: s.consistent,
+  };
+}
+
 export function buildJson(
   settings: BenchSettings,
   env: Environment,
@@ -55,7 +73,6 @@ export function buildJson(
   const two = r.twoWay;
   const oneLow = lowestRate(one);
   const natLow = lowestRate(nat);
-  const twoLow = lowestRate(two);
   const oneWay = one && {
     changesPerSec: round(one.bulk.changesPerSec),
     nativeChangesPerSec: round(nat?.bulk.changesPerSec),
@@ -100,36 +117,15 @@ export function buildJson(
     consistent: one.consistent,
   };
   const twoWay = two && {
-    changesPerSec: round(two.bulk.changesPerSec),
+    ...scenarioFigures(two),
     ratioToNativeOneWay: ratio(two.bulk.changesPerSec, nat?.bulk.changesPerSec),
-    singleRowTxnsChangesPerSec: round(two.bulkSingle.changesPerSec),
-    multiRowTxnsChangesPerSec: round(two.bulkMulti.changesPerSec),
-    latencyRatePerSide: twoLow?.rate ?? null,
-    p50Ms: round(twoLow?.p50Ms, 1),
-    p95Ms: round(twoLow?.p95Ms, 1),
-    p99Ms: round(twoLow?.p99Ms, 1),
-    rssMb: round(two.peakRssMb),
-    cpuSeconds: round(two.cpu.pgbisync, 2),
-    pipelineCpuSeconds: round(totalCpu(two.cpu), 2),
-    cpuByPart: cpuFigures(two.cpu),
-    consistent: two.consistent,
+    latencyRatePerSide: lowestRate(two)?.rate ?? null,
   };
   const sl = r.oneWaySchemaless;
-  const slLow = lowestRate(sl);
   const oneWaySchemaless = sl && {
-    changesPerSec: round(sl.bulk.changesPerSec),
+    ...scenarioFigures(sl),
     ratio: ratio(sl.bulk.changesPerSec, nat?.bulk.changesPerSec),
-    singleRowTxnsChangesPerSec: round(sl.bulkSingle.changesPerSec),
-    multiRowTxnsChangesPerSec: round(sl.bulkMulti.changesPerSec),
-    latencyRate: slLow?.rate ?? null,
-    p50Ms: round(slLow?.p50Ms, 1),
-    p95Ms: round(slLow?.p95Ms, 1),
-    p99Ms: round(slLow?.p99Ms, 1),
-    rssMb: round(sl.peakRssMb),
-    cpuSeconds: round(sl.cpu.pgbisync, 2),
-    pipelineCpuSeconds: round(totalCpu(sl.cpu), 2),
-    cpuByPart: cpuFigures(sl.cpu),
-    consistent: sl.consistent,
+    latencyRate: lowestRate(sl)?.rate ?? null,
   };
   const debezium = debeziumJson(r);
   const s = r.snapshot;
