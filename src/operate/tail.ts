@@ -83,10 +83,14 @@ export async function tail(
   let events = 0;
   let malformed = 0;
   // Schemaless records (capture.schemasEnabled: false) name their schema, kept on the node.
-  const schemas = new EventSchemas(config.nodes.find((n) => n.name === o.node)?.url, o.node);
+  const schemas = new EventSchemas({
+    sourceNode: o.node,
+    sourceUrl: config.nodes.find((n) => n.name === o.node)?.url,
+  });
   try {
     for await (const records of consumer.batches(stop.signal)) {
-      await schemas.load(records);
+      // Schemas that cannot be read: reported here, and each record naming one below; tail goes on.
+      await schemas.load(records).catch((error: unknown) => o.onMalformed(`schemas of ${o.node}`, error));
       for (const record of records) {
         let event: TailEvent;
         try {

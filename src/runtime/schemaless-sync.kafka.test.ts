@@ -53,6 +53,14 @@ test('schemaless events carry every type both ways, across an ALTER TABLE', asyn
       stored.rows.some((row) => row.schema_id === id),
       `${id} is stored on a`,
     );
+  // b's applier copied them, so a restart while a is down still reads a's backlog.
+  const copied = await dbs.sql2('SELECT schema_id FROM pgbisync.event_schemas');
+  for (const id of ids) {
+    assert.ok(
+      copied.rows.some((row) => row.schema_id === id),
+      `${id} is copied to b`,
+    );
+  }
   // tail reads them the same way: the snapshot rows and the update, decoded, nothing malformed.
   const tailed: TailEvent[] = [];
   const seen = await tail(config, ['public.everything'], {

@@ -124,7 +124,12 @@ export class Applier {
       let malformed: { record: InRecord; error: unknown }[] = [];
       const onMalformed = (record: InRecord, error: unknown) => malformed.push({ record, error });
       // Schemaless records (capture.schemasEnabled: false) name their schema, kept on the source.
-      const schemas = new EventSchemas(o.sourceUrl, o.sourceNode);
+      const schemas = new EventSchemas({
+        sourceNode: o.sourceNode,
+        sourceUrl: o.sourceUrl,
+        targetNode: o.targetNode,
+        targetUrl: o.targetUrl,
+      });
       const grouper =
         o.debezium === undefined
           ? new TransactionGrouper(o.sourceNode, (record) => decodeChange(record, schemas), onMalformed)
@@ -134,9 +139,10 @@ export class Applier {
               transactionTopic: o.debezium.transactionTopic,
               dataTopics: o.topics.filter((t) => t !== o.debezium?.transactionTopic),
               onMalformed,
+              schemas,
             });
       for await (const records of consumer.batches(AbortSignal.any([signal, failed.signal]))) {
-        if (o.debezium === undefined) await schemas.load(records);
+        await schemas.load(records);
         const txns = grouper.add(records);
         if (malformed.length > 0) {
           await this.#deadLetter(malformed);

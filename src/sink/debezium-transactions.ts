@@ -32,6 +32,7 @@ import { decodeRecord } from '../events/decode.ts';
 import { ErrorCode, MalformedInputError } from '../runtime/errors.ts';
 import type { ApplyTransaction, RowChange, TopicPosition } from './apply-model.ts';
 import { toDecodedChange } from './event-changes.ts';
+import type { EventSchemas } from './event-schemas.ts';
 import type { DecodedChange, InRecord } from './transaction-grouper.ts';
 
 export interface DebeziumTopicsOptions {
@@ -43,6 +44,8 @@ export interface DebeziumTopicsOptions {
   /** The data topics consumed (one per synced table): END counts for other tables are ignored. */
   readonly dataTopics: readonly string[];
   readonly onMalformed: (record: InRecord, error: unknown) => void;
+  /** Schemas of schemaless records (pgbisync's own per-table topics), loaded for each batch. */
+  readonly schemas?: EventSchemas;
 }
 
 interface Item {
@@ -154,7 +157,7 @@ export class DebeziumTransactionAssembler {
   }
 
   #addEvent(record: InRecord, loose: Item[]): void {
-    const event = decodeRecord(record.key, record.value);
+    const event = decodeRecord(record.key, record.value, this.#o.schemas?.schemaOf(record));
     if (event.kind === 'tombstone') return;
     const decoded = toDecodedChange(event, record);
     const block = event.transaction;

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { MalformedInputError } from '../runtime/errors.ts';
+import { BlockedError, MalformedInputError } from '../runtime/errors.ts';
 import { decodeChange } from './event-changes.ts';
 import { EventSchemas } from './event-schemas.ts';
 import type { InRecord } from './transaction-grouper.ts';
@@ -16,22 +16,28 @@ const record = (headers: [string, string][]): InRecord => ({
   headers: new Map(headers),
 });
 
-test('a schemaless record naming a schema the source does not hold is refused, named', () => {
-  const schemas = new EventSchemas(undefined, 'db1');
-  assert.equal(schemas.schemaOf(record([])), undefined);
+test('a schema no node holds blocks the stream at its record, named; decoding it is refused', async () => {
+  const schemas = new EventSchemas({ sourceNode: 'db1' });
+  const named = record([['pgbisync.schema', 'abc123']]);
+  await schemas.load([record([])]); // nothing named: nothing to read
+  await assert.rejects(schemas.load([named]), (error: unknown) => {
+    assert.ok(error instanceof BlockedError);
+    assert.equal(error.code, 'PGB4001');
+    assert.match(
+      error.message,
+      /record pgbisync\.db1\[0\]@7 names the schema abc123 \(header pgbisync\.schema\), which db1's pgbisync\.event_schemas does not hold/,
+    );
+    return true;
+  });
   assert.throws(
-    () => decodeChange(record([['pgbisync.schema', 'abc123']]), schemas),
-    (error: unknown) => {
-      assert.ok(error instanceof MalformedInputError);
-      assert.match(
-        error.message,
-        /pgbisync\.db1\[0\]@7: its schema abc123 \(header pgbisync\.schema\) is not in db1's pgbisync\.event_schemas/,
-      );
-      return true;
-    },
+    () => decodeChange(named, schemas),
+    (error: unknown) => error instanceof MalformedInputError && /abc123/.test(error.message),
   );
 });
 
 test('a schemaless record naming no schema is refused as before: the schema is missing', () => {
-  assert.throws(() => decodeChange(record([]), new EventSchemas(undefined, 'db1')), /value\.schema: missing/);
+  assert.throws(
+    () => decodeChange(record([]), new EventSchemas({ sourceNode: 'db1' })),
+    /value\.schema: missing/,
+  );
 });

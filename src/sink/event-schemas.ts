@@ -1,39 +1,80 @@
 /**
  * The applier's side of schemaless events (`capture.schemasEnabled: false`): the schemas their
- * `pgbisync.schema` headers name, read from the source node's pgbisync.event_schemas once per id
- * (src/pg/event-schemas.ts) and kept for the decoder.
+ * `pgbisync.schema` headers name, read once per id (src/pg/event-schemas.ts) and kept for the decoder.
+ * Looked up in the target's pgbisync.event_schemas first, then in the source's; what the source gave is
+ * copied to the target, so an applier restarted while its source is down still reads its backlog.
  */
 import { SCHEMA_HEADER } from '../events/envelope.ts';
-import { readEventSchemas } from '../pg/event-schemas.ts';
-import { ErrorCode, MalformedInputError } from '../runtime/errors.ts';
+import { copyEventSchemas, readEventSchemas } from '../pg/event-schemas.ts';
+import { BlockedError, ErrorCode, MalformedInputError } from '../runtime/errors.ts';
 import type { InRecord } from './transaction-grouper.ts';
 
+export interface EventSchemasOptions {
+  readonly sourceNode: string;
+  /** Where capture stored them. Unset: no source to read from. */
+  readonly sourceUrl?: string | undefined;
+  /** The applier's target: its copy is read first and receives what the source gave. */
+  readonly targetNode?: string;
+  readonly targetUrl?: string;
+}
+
 export class EventSchemas {
-  /** Unset: no source to read from (every schema named is then unknown). */
-  readonly #sourceUrl: string | undefined;
-  readonly #sourceNode: string;
+  readonly #o: EventSchemasOptions;
   readonly #known = new Map<string, string>();
 
-  constructor(sourceUrl: string | undefined, sourceNode: string) {
-    this.#sourceUrl = sourceUrl;
-    this.#sourceNode = sourceNode;
-  }
-
-  /** Reads the schemas `records` name that are not known yet (one query; none when all are known). */
-  async load(records: readonly InRecord[]): Promise<void> {
-    const missing = new Set<string>();
-    for (const record of records) {
-      const id = record.headers.get(SCHEMA_HEADER);
-      if (id !== undefined && !this.#known.has(id)) missing.add(id);
-    }
-    if (missing.size === 0 || this.#sourceUrl === undefined) return;
-    const found = await readEventSchemas(this.#sourceUrl, this.#sourceNode, [...missing]);
-    for (const [id, json] of found) this.#known.set(id, json);
+  constructor(options: EventSchemasOptions) {
+    this.#o = options;
   }
 
   /**
-   * The schema `record` names (undefined when it names none). Throws for a name the source does not
-   * hold: the record cannot be read (a source restored without its pgbisync schema, a foreign producer).
+   * Reads the schemas `records` name that are not known yet (nothing when all are known). Throws
+   * BlockedError when a named schema is on neither node: the stream stops there instead of setting the
+   * change aside, since the schema may come back (see the hint).
+   */
+  async load(records: readonly InRecord[]): Promise<void> {
+    const missing = new Map<string, InRecord>();
+    for (const record of records) {
+      const id = record.headers.get(SCHEMA_HEADER);
+      if (id !== undefined && !this.#known.has(id) && !missing.has(id)) missing.set(id, record);
+    }
+    if (missing.size === 0) return;
+    const o = this.#o;
+    const ids = () => [...missing.keys()];
+    const take = (found: ReadonlyMap<string, string>) => {
+      for (const [id, json] of found) {
+        this.#known.set(id, json);
+        missing.delete(id);
+      }
+    };
+    if (o.targetUrl !== undefined && o.targetNode !== undefined) {
+      take(await readEventSchemas(o.targetUrl, o.targetNode, ids()));
+    }
+    if (missing.size > 0 && o.sourceUrl !== undefined) {
+      const found = await readEventSchemas(o.sourceUrl, o.sourceNode, ids());
+      if (found.size > 0 && o.targetUrl !== undefined && o.targetNode !== undefined) {
+        await copyEventSchemas(
+          o.targetUrl,
+          o.targetNode,
+          [...found].map(([id, json]) => ({ id, json })),
+        );
+      }
+      take(found);
+    }
+    const [id, record] = missing.entries().next().value ?? [];
+    if (id !== undefined && record !== undefined) {
+      throw new BlockedError(
+        `record ${where(record)} names the schema ${id} (header ${SCHEMA_HEADER}), which ${o.sourceNode}'s pgbisync.event_schemas does not hold${o.targetNode === undefined ? '' : ` (nor ${o.targetNode}'s)`}`,
+        {
+          code: ErrorCode.SCHEMA_MISMATCH,
+          hint: `${o.sourceNode}'s capture stores every schema before sending records naming it: if ${o.sourceNode}'s pgbisync schema was restored or recreated, run pgbisync so that its capture stores its tables' schemas again (the same table definition gives the same id); the stream resumes from this record`,
+        },
+      );
+    }
+  }
+
+  /**
+   * The schema `record` names (undefined when it names none). Throws for one not loaded (no source to
+   * read it from): the record cannot be read.
    */
   schemaOf(record: InRecord): string | undefined {
     const id = record.headers.get(SCHEMA_HEADER);
@@ -41,13 +82,14 @@ export class EventSchemas {
     const json = this.#known.get(id);
     if (json === undefined) {
       throw new MalformedInputError(
-        `record ${record.topic}[${record.partition}]@${record.offset}: its schema ${id} (header ${SCHEMA_HEADER}) is not in ${this.#sourceNode}'s pgbisync.event_schemas`,
-        {
-          code: ErrorCode.EVENT_MALFORMED,
-          hint: `the capture of ${this.#sourceNode} stores every schema before sending records naming it: this record was not written by it, or ${this.#sourceNode}'s pgbisync schema was restored without it`,
-        },
+        `record ${where(record)}: its schema ${id} (header ${SCHEMA_HEADER}) was not found on ${this.#o.sourceNode}`,
+        { code: ErrorCode.EVENT_MALFORMED },
       );
     }
     return json;
   }
+}
+
+function where(record: InRecord): string {
+  return `${record.topic}[${record.partition}]@${record.offset}`;
 }

@@ -17,11 +17,17 @@ import { createTestDatabases } from '../testing/test-databases.ts';
 const DDL = `CREATE TABLE public.accounts (id int PRIMARY KEY, owner text NOT NULL);
 CREATE TABLE public.orders (id int PRIMARY KEY, account int NOT NULL REFERENCES public.accounts (id), amount int);`;
 
-test('per-table topics: both ways, foreign keys across tables, each change crossing once', async () => {
+test('per-table topics: both ways, foreign keys across tables, each change crossing once', () =>
+  perTableBothWays(''));
+
+test('per-table topics with schemaless events: the same, each record read by its stored schema', () =>
+  perTableBothWays('capture: { schemasEnabled: false }'));
+
+async function perTableBothWays(extraYaml: string): Promise<void> {
   await using dbs = await createTestDatabases();
   await dbs.sql1(DDL);
   await dbs.sql2(DDL);
-  const config = syncConfig(dbs, ['public.accounts', 'public.orders'], 'mode: per-table');
+  const config = syncConfig(dbs, ['public.accounts', 'public.orders'], `mode: per-table\n${extraYaml}`);
   const [a, b] = config.nodes.map((n) => n.name) as [string, string];
   await setup(config);
   // Each node writes accounts and their orders in one transaction each, then deletes some of both.
@@ -83,4 +89,4 @@ test('per-table topics: both ways, foreign keys across tables, each change cross
     await admin.close();
   }
   await teardown(config, { keepTopics: false });
-});
+}

@@ -9,7 +9,7 @@
 import pg from 'pg';
 import type { EventSchema } from '../events/envelope.ts';
 import { AckTracker } from '../offsets/ack-tracker.ts';
-import { storeEventSchema } from '../pg/event-schemas.ts';
+import { storeSourceSchemas } from '../pg/event-schemas.ts';
 import { formatLsn, parseLsn } from '../pg/lsn.ts';
 import { ReplicationConnection } from '../pg/replication/replication-connection.ts';
 import { objectNames } from '../pg/sql-names.ts';
@@ -188,7 +188,7 @@ export class Capture {
   async #storeSchemas(schemas: readonly EventSchema[]): Promise<void> {
     const missing = schemas.filter((s) => !this.#storedSchemas.has(s.id));
     if (missing.length === 0) return;
-    await storeSchemas(this.#options.url, this.#options.node, missing);
+    await storeSourceSchemas(this.#options.url, this.#options.node, missing);
     for (const s of missing) this.#storedSchemas.add(s.id);
   }
 
@@ -301,20 +301,6 @@ export class Capture {
     // Graceful stop: wait for what was sent so the final status update confirms it.
     await chain.catch(() => undefined);
     if (tracker.failure !== undefined && !signal.aborted) throw tracker.failure;
-  }
-}
-
-/**
- * Stores the schemas of schemaless records on the source (src/pg/event-schemas.ts) on a connection of
- * its own: rare (a relation's first records after each start, or after an ALTER TABLE).
- */
-async function storeSchemas(url: string, node: string, schemas: readonly EventSchema[]): Promise<void> {
-  const db = new pg.Client({ connectionString: url, application_name: `pgbisync-capture-${node}` });
-  await db.connect();
-  try {
-    for (const schema of schemas) await storeEventSchema(db, node, schema);
-  } finally {
-    await db.end().catch(() => undefined);
   }
 }
 

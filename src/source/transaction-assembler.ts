@@ -126,7 +126,13 @@ export class TransactionAssembler {
       case 'relation': {
         const rel = this.#compile(msg);
         this.#relations.set(msg.relationId, rel);
-        if (rel.encoder.schema !== undefined) this.#out.schema?.(rel.encoder.schema);
+        if (rel.encoder.schema !== undefined) {
+          // Records naming a schema nobody stored could never be read: refuse rather than send them.
+          if (this.#out.schema === undefined) {
+            throw new Error(`${rel.tableKey}: schemaless records, but no output stores their schema`);
+          }
+          this.#out.schema(rel.encoder.schema);
+        }
         return;
       }
       case 'type':
