@@ -5,9 +5,10 @@
  * Records must be Kafka Connect JsonConverter output with `schemas.enable=true`: the schema is what
  * says how a payload value maps back to a PostgreSQL text literal (an int64 may be a bigint, a
  * MicroTimestamp or a MicroDuration). pgbisync's own schemaless records are the exception: the caller
- * passes the schema they name (pg/event-schemas.ts). Each distinct schema text is compiled once ({@link SchemaCache});
- * per record only the payload is parsed, and the schema is split off by a byte compare when it equals a
- * recently seen one (JsonConverter writes `{"schema":S,"payload":P}` without whitespace).
+ * passes the schema they name (pg/event-schemas.ts). Each distinct schema text is compiled once
+ * ({@link SchemaCache}); per record only the payload is parsed, and the schema is split off by a byte
+ * compare when it equals a recently seen one (JsonConverter writes `{"schema":S,"payload":P}` without
+ * whitespace).
  *
  * Payloads are parsed by plain JSON.parse (several times faster than with a reviver). An integer beyond
  * ±2^53 loses precision there, so wherever the decoder reads a number that may have been rounded it

@@ -13,7 +13,6 @@
 import pg from 'pg';
 import type { EventSchema } from '../events/envelope.ts';
 import { BlockedError, ErrorCode } from '../runtime/errors.ts';
-import type { Queryable } from './table-catalog.ts';
 
 const UNDEFINED_TABLE = '42P01';
 const CONNECT_TIMEOUT_MS = 10_000;
@@ -29,7 +28,11 @@ function missingTable(node: string, cause: unknown): BlockedError {
   );
 }
 
-async function withClient<T>(url: string, fn: (db: pg.Client) => Promise<T>): Promise<T> {
+/**
+ * Runs `fn` on a connection of its own to the node at `url`; a node whose pgbisync schema lacks the
+ * table fails with the fix (`pgbisync setup`).
+ */
+async function withClient<T>(url: string, node: string, fn: (db: pg.Client) => Promise<T>): Promise<T> {
   const db = new pg.Client({
     connectionString: url,
     application_name: 'pgbisync-event-schemas',
@@ -38,27 +41,21 @@ async function withClient<T>(url: string, fn: (db: pg.Client) => Promise<T>): Pr
   await db.connect();
   try {
     return await fn(db);
+  } catch (error) {
+    if ((error as { code?: unknown }).code === UNDEFINED_TABLE) throw missingTable(node, error);
+    throw error;
   } finally {
     await db.end().catch(() => undefined);
   }
 }
 
 /** Stores `schemas` (no-op for those already there). Resolves once committed on `db`'s server. */
-export async function storeEventSchemas(
-  db: Queryable,
-  node: string,
-  schemas: readonly EventSchema[],
-): Promise<void> {
-  try {
-    await db.query(
-      `INSERT INTO pgbisync.event_schemas (schema_id, value_schema)
-       SELECT * FROM unnest($1::text[], $2::text[]) ON CONFLICT (schema_id) DO NOTHING`,
-      [schemas.map((s) => s.id), schemas.map((s) => s.json)],
-    );
-  } catch (error) {
-    if ((error as { code?: unknown }).code === UNDEFINED_TABLE) throw missingTable(node, error);
-    throw error;
-  }
+async function store(db: pg.Client, schemas: readonly EventSchema[]): Promise<void> {
+  await db.query(
+    `INSERT INTO pgbisync.event_schemas (schema_id, value_schema)
+     SELECT * FROM unnest($1::text[], $2::text[]) ON CONFLICT (schema_id) DO NOTHING`,
+    [schemas.map((s) => s.id), schemas.map((s) => s.json)],
+  );
 }
 
 /**
@@ -72,9 +69,9 @@ export async function storeSourceSchemas(
   node: string,
   schemas: readonly EventSchema[],
 ): Promise<void> {
-  await withClient(url, async (db) => {
+  await withClient(url, node, async (db) => {
     await db.query('SET synchronous_commit = local');
-    await storeEventSchemas(db, node, schemas);
+    await store(db, schemas);
   });
 }
 
@@ -84,21 +81,20 @@ export async function readEventSchemas(
   node: string,
   ids: readonly string[],
 ): Promise<Map<string, string>> {
-  return withClient(url, async (db) => {
-    try {
-      const r = await db.query<{ schema_id: string; value_schema: string }>(
-        'SELECT schema_id, value_schema FROM pgbisync.event_schemas WHERE schema_id = ANY($1::text[])',
-        [ids],
-      );
-      return new Map(r.rows.map((row) => [row.schema_id, row.value_schema]));
-    } catch (error) {
-      if ((error as { code?: unknown }).code === UNDEFINED_TABLE) throw missingTable(node, error);
-      throw error;
-    }
+  return withClient(url, node, async (db) => {
+    const r = await db.query<{ schema_id: string; value_schema: string }>(
+      'SELECT schema_id, value_schema FROM pgbisync.event_schemas WHERE schema_id = ANY($1::text[])',
+      [ids],
+    );
+    return new Map(r.rows.map((row) => [row.schema_id, row.value_schema]));
   });
 }
 
 /** Copies `schemas` read from a source into the node at `url` (see the module comment). */
-export async function copyEventSchemas(url: string, node: string, schemas: readonly EventSchema[]) {
-  await withClient(url, (db) => storeEventSchemas(db, node, schemas));
+export async function copyEventSchemas(
+  url: string,
+  node: string,
+  schemas: readonly EventSchema[],
+): Promise<void> {
+  await withClient(url, node, (db) => store(db, schemas));
 }
