@@ -150,18 +150,21 @@ export class TableStatements {
     /** The target's row at the key of `alias`, as the statement's snapshot shows it. */
     const seen = (alias: string) =>
       `EXISTS (SELECT 1 FROM ${this.#qualified} x WHERE ${this.#keyJoin('x', alias)} OFFSET 0)`;
-    const keys = this.table.primaryKey.map((k) => `i.${quoteIdent(k)}`).join(', ');
     const resolution = `CASE WHEN ${wins(VERSION_TIME('t'), VERSION_NODE('t'))} THEN 'apply_remote' ELSE 'keep_local' END`;
-    // Subqueries behind OFFSET 0 stay per-row lookups (see #existingCte); CASE fixes the order of
-    // evaluation, so a conflict is recorded only where its condition holds. A tombstone's key is looked
-    // up in the target (`~seen`) only where there is a tombstone.
+    // The tombstone lookup is a per-row subquery of the INSERT's input (OFFSET 0, see #existingCte) that
+    // finds a tombstone only where it blocks the row, recording that conflict as it does: one index probe
+    // per incoming row and no tombstone CTE to materialize and scan again (backend CPU per one-row
+    // transaction through the writer, PostgreSQL 18, four alternated runs: 75.5-82.5 -> 71.5-79 us).
+    // CASE fixes the order of evaluation, so a conflict is recorded only where its condition holds, and
+    // the target's row is looked up only under a winning tombstone. (`IS NOT NULL`, not `OR true`: the
+    // planner folds `x OR true` to true and drops the call.)
+    const tombstoneBlocks = `EXISTS (SELECT 1 FROM pgbisync.tombstones b
+                WHERE b.table_name = $4::text AND b.key = ${this.#keyJson('i')}
+                  AND CASE WHEN ${wins(VERSION_TIME('b'), VERSION_NODE('b'))} THEN false WHEN ${seen('i')} THEN false
+                    ELSE pgbisync.record_conflict($4::text, 'update_deleted', b.key, NULL, ${VERSION_TIME('b')}, ${VERSION_NODE('b')},
+                      NULL, $1::timestamptz, $2::text, 'keep_deleted', ${policy}) IS NOT NULL END OFFSET 0)`;
     const text = `WITH ${this.#inputCte(columns, one)},
-      tb AS (SELECT ${keys}, x.key, x.ts, x.node, ${seen('i')} AS "~seen" FROM i CROSS JOIN LATERAL (
-        SELECT b.key, ${VERSION_TIME('b')} AS ts, ${VERSION_NODE('b')} AS node FROM pgbisync.tombstones b
-        WHERE b.table_name = $4::text AND b.key = ${this.#keyJson('i')} OFFSET 0) x),
-      w AS (INSERT INTO ${this.#qualified} AS t (${cols}) SELECT ${cols} FROM i
-              WHERE NOT EXISTS (SELECT 1 FROM tb WHERE ${this.#keyJoin('tb', 'i')} AND NOT ${wins('tb.ts', 'tb.node')}
-                AND NOT tb."~seen" OFFSET 0)
+      w AS (INSERT INTO ${this.#qualified} AS t (${cols}) SELECT ${cols} FROM i WHERE NOT ${tombstoneBlocks}
             ON CONFLICT (${pk}) DO UPDATE SET ${set}
               WHERE CASE WHEN ${VERSION_NODE('t')} = $2::text THEN true
                 ELSE pgbisync.record_conflict($4::text, ${quoteLiteral(op === 'u' ? 'update_origin_differs' : 'insert_exists')},
@@ -169,12 +172,6 @@ export class TableStatements {
                   (SELECT to_jsonb(r.*) FROM i r WHERE ${this.#keyJoin('r', 'EXCLUDED')}), $1::timestamptz, $2::text,
                   ${resolution}, ${policy}) END
             RETURNING ${returning}, t.xmax = 0 AS "~inserted")
-      SELECT NULL::boolean FROM tb
-      WHERE CASE WHEN NOT ${wins('tb.ts', 'tb.node')} AND NOT tb."~seen"
-        THEN pgbisync.record_conflict($4::text, 'update_deleted', tb.key, NULL, tb.ts, tb.node, NULL, $1::timestamptz,
-          $2::text, 'keep_deleted', ${policy})
-        ELSE false END
-      UNION ALL
       SELECT NULL::boolean FROM w
       WHERE CASE WHEN w."~inserted" AND ${seen('w')}
         THEN pgbisync.deleted_meanwhile(true, $4::text, ${this.#keyJson('w')}) ELSE false END
