@@ -15,6 +15,7 @@ import { eventTopics } from '../kafka/topics.ts';
 import { formatLsn } from '../pg/lsn.ts';
 import { ErrorCode, FatalError } from '../runtime/errors.ts';
 import { EventSchemas } from '../sink/event-schemas.ts';
+import { recordPosition } from '../sink/transaction-grouper.ts';
 import { kafkaOptions } from './kafka-options.ts';
 
 export interface TailOptions {
@@ -97,7 +98,7 @@ export async function tail(
           event = toTailEvent(record, schemas);
         } catch (error) {
           malformed++;
-          o.onMalformed(`${record.topic}[${record.partition}]@${record.offset}`, error);
+          o.onMalformed(recordPosition(record), error);
           continue;
         }
         if (table !== undefined && event.table !== null && event.table !== table) continue;

@@ -26,7 +26,7 @@ import { decodeChange } from './event-changes.ts';
 import { EventSchemas } from './event-schemas.ts';
 import { describeRejected, findRejectedValue, sourceType } from './rejected-value.ts';
 import { MissingColumnError } from './statement-builder.ts';
-import { type InRecord, TransactionGrouper } from './transaction-grouper.ts';
+import { type InRecord, recordPosition, TransactionGrouper } from './transaction-grouper.ts';
 import { TransactionWriter } from './transaction-writer.ts';
 
 /** The Kafka consumer the applier needs: yields arrays of records in offset order per partition. */
@@ -227,7 +227,7 @@ export class Applier {
     const first = items[0]!;
     if (o.deadLetter === undefined) {
       throw new FatalError(
-        `record ${where(first.record)} is not a valid change event: ${describe(first.error)}`,
+        `record ${recordPosition(first.record)} is not a valid change event: ${describe(first.error)}`,
         {
           code: ErrorCode.EVENT_MALFORMED,
           hint: 'configure apply.deadLetterTopic to set such records aside, or remove the record from the topic',
@@ -285,10 +285,6 @@ function startOffsets(
     }
   }
   return [...out.values()];
-}
-
-function where(record: InRecord): string {
-  return `${record.topic}[${record.partition}]@${record.offset}`;
 }
 
 function describe(error: unknown): string {

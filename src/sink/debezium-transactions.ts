@@ -33,7 +33,7 @@ import { ErrorCode, MalformedInputError } from '../runtime/errors.ts';
 import type { ApplyTransaction, RowChange, TopicPosition } from './apply-model.ts';
 import { toDecodedChange } from './event-changes.ts';
 import type { EventSchemas } from './event-schemas.ts';
-import type { DecodedChange, InRecord } from './transaction-grouper.ts';
+import { type DecodedChange, type InRecord, recordPosition } from './transaction-grouper.ts';
 
 export interface DebeziumTopicsOptions {
   readonly sourceNode: string;
@@ -294,7 +294,7 @@ interface MetadataPayload {
 
 /** A transaction topic record: `{"schema":...,"payload":{status,id,event_count,data_collections,ts_ms}}`. */
 function metadataPayload(record: InRecord): MetadataPayload {
-  const where = `${record.topic}[${record.partition}]@${record.offset}`;
+  const where = recordPosition(record);
   const bad = (field: string, what: string) =>
     new MalformedInputError(`transaction metadata record ${where}: value.payload.${field}: ${what}`, {
       code: ErrorCode.EVENT_MALFORMED,

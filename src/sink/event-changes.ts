@@ -7,7 +7,7 @@ import { decodeRecord } from '../events/decode.ts';
 import { ErrorCode, MalformedInputError } from '../runtime/errors.ts';
 import type { RowChange } from './apply-model.ts';
 import type { EventSchemas } from './event-schemas.ts';
-import type { DecodedChange, InRecord } from './transaction-grouper.ts';
+import { type DecodedChange, type InRecord, recordPosition } from './transaction-grouper.ts';
 
 /**
  * Decodes one record with a value (the grouper skips tombstones). Throws MalformedInputError for
@@ -17,21 +17,17 @@ import type { DecodedChange, InRecord } from './transaction-grouper.ts';
 export function decodeChange(record: InRecord, schemas?: EventSchemas): DecodedChange {
   const decoded = decodeRecord(record.key, record.value, schemas?.schemaOf(record));
   if (decoded.kind === 'tombstone') {
-    throw new MalformedInputError(
-      `record ${record.topic}[${record.partition}]@${record.offset} has no value`,
-      {
-        code: ErrorCode.EVENT_MALFORMED,
-      },
-    );
+    throw new MalformedInputError(`record ${recordPosition(record)} has no value`, {
+      code: ErrorCode.EVENT_MALFORMED,
+    });
   }
   return toDecodedChange(decoded, record);
 }
 
 export function toDecodedChange(event: ChangeEvent, record: InRecord): DecodedChange {
-  const where = `${record.topic}[${record.partition}]@${record.offset}`;
   const source = event.source;
   const snapshot = source.snapshot !== 'false';
-  const row = rowChange(event, where);
+  const row = rowChange(event, record);
   // A snapshot row keeps its own commit time (rows of one snapshot chunk differ).
   const change: RowChange = snapshot ? { ...row, commitTimeUs: source.tsUs } : row;
   return {
@@ -43,23 +39,26 @@ export function toDecodedChange(event: ChangeEvent, record: InRecord): DecodedCh
   };
 }
 
-function rowChange(event: ChangeEvent, where: string): RowChange {
+function rowChange(event: ChangeEvent, record: InRecord): RowChange {
   const base = { op: event.op, schema: event.schema, table: event.table };
   switch (event.op) {
     case 't':
       return base;
     case 'd': {
-      const key = event.key ?? keyFrom(event.before, where);
+      const key = event.key ?? keyFrom(event.before, record);
       return { ...base, beforeKey: Object.fromEntries(key) };
     }
     case 'c':
     case 'r':
     case 'u': {
       if (event.after === null) {
-        throw new MalformedInputError(`event at ${where}: op '${event.op}' without an 'after' row`, {
-          code: ErrorCode.EVENT_MALFORMED,
-          hint: 'the producer of this topic must send full after-images (Debezium envelope)',
-        });
+        throw new MalformedInputError(
+          `event at ${recordPosition(record)}: op '${event.op}' without an 'after' row`,
+          {
+            code: ErrorCode.EVENT_MALFORMED,
+            hint: 'the producer of this topic must send full after-images (Debezium envelope)',
+          },
+        );
       }
       const after: Record<string, ColumnValue> = Object.fromEntries(event.after);
       // The row's key before the change: an update that changes the key must delete the old one.
@@ -68,7 +67,9 @@ function rowChange(event: ChangeEvent, where: string): RowChange {
     }
     default:
       event.op satisfies never;
-      throw new MalformedInputError(`event at ${where}: unknown op`, { code: ErrorCode.EVENT_MALFORMED });
+      throw new MalformedInputError(`event at ${recordPosition(record)}: unknown op`, {
+        code: ErrorCode.EVENT_MALFORMED,
+      });
   }
 }
 
@@ -89,12 +90,15 @@ function keyOf(
 
 function keyFrom(
   row: ReadonlyMap<string, ColumnValue> | null,
-  where: string,
+  record: InRecord,
 ): ReadonlyMap<string, string | null> {
   if (row === null) {
-    throw new MalformedInputError(`delete event at ${where} has neither a key nor a 'before' row`, {
-      code: ErrorCode.EVENT_MALFORMED,
-    });
+    throw new MalformedInputError(
+      `delete event at ${recordPosition(record)} has neither a key nor a 'before' row`,
+      {
+        code: ErrorCode.EVENT_MALFORMED,
+      },
+    );
   }
   const out = new Map<string, string | null>();
   for (const [k, v] of row) if (typeof v !== 'symbol') out.set(k, v);

@@ -7,7 +7,7 @@
 import { SCHEMA_HEADER } from '../events/envelope.ts';
 import { copyEventSchemas, readEventSchemas } from '../pg/event-schemas.ts';
 import { BlockedError, ErrorCode, MalformedInputError } from '../runtime/errors.ts';
-import type { InRecord } from './transaction-grouper.ts';
+import { type InRecord, recordPosition } from './transaction-grouper.ts';
 
 export interface EventSchemasOptions {
   readonly sourceNode: string;
@@ -63,7 +63,7 @@ export class EventSchemas {
     const [id, record] = missing.entries().next().value ?? [];
     if (id !== undefined && record !== undefined) {
       throw new BlockedError(
-        `record ${where(record)} names the schema ${id} (header ${SCHEMA_HEADER}), which ${o.sourceNode}'s pgbisync.event_schemas does not hold${o.targetNode === undefined ? '' : ` (nor ${o.targetNode}'s)`}`,
+        `record ${recordPosition(record)} names the schema ${id} (header ${SCHEMA_HEADER}), which ${o.sourceNode}'s pgbisync.event_schemas does not hold${o.targetNode === undefined ? '' : ` (nor ${o.targetNode}'s)`}`,
         {
           code: ErrorCode.SCHEMA_MISMATCH,
           hint: `${o.sourceNode}'s capture stores every schema before sending records naming it: if ${o.sourceNode}'s pgbisync schema was restored or recreated, run pgbisync so that its capture stores its tables' schemas again (the same table definition gives the same id); the stream resumes from this record`,
@@ -82,14 +82,10 @@ export class EventSchemas {
     const json = this.#known.get(id);
     if (json === undefined) {
       throw new MalformedInputError(
-        `record ${where(record)}: its schema ${id} (header ${SCHEMA_HEADER}) was not found on ${this.#o.sourceNode}`,
+        `record ${recordPosition(record)}: its schema ${id} (header ${SCHEMA_HEADER}) was not found on ${this.#o.sourceNode}`,
         { code: ErrorCode.EVENT_MALFORMED },
       );
     }
     return json;
   }
-}
-
-function where(record: InRecord): string {
-  return `${record.topic}[${record.partition}]@${record.offset}`;
 }

@@ -23,6 +23,11 @@ export interface InRecord {
   readonly headers: ReadonlyMap<string, string>;
 }
 
+/** `topic[partition]@offset`: names a record in messages. */
+export function recordPosition(record: Pick<InRecord, 'topic' | 'partition' | 'offset'>): string {
+  return `${record.topic}[${record.partition}]@${record.offset}`;
+}
+
 /** A decoded change event, as far as the applier needs it. */
 export interface DecodedChange {
   readonly change: RowChange;
