@@ -99,7 +99,7 @@ BEGIN
   RETURN false;
 END $$;
 -- Records a conflict the applier's upsert resolved (called from its ON CONFLICT guard, on the locked
--- version) and counts it in the transaction-local setting pgbisync.conflicts, which the statement then
+-- version, and from its tombstone check, for a key deleted here later) and counts it in the transaction-local setting pgbisync.conflicts, which the statement then
 -- reports (take_conflicts). Returns whether the incoming change is applied (resolution apply_remote).
 CREATE OR REPLACE FUNCTION pgbisync.record_conflict(table_name text, conflict_type text, key jsonb,
   local_row jsonb, local_commit_time timestamptz, local_node text, remote_row jsonb,

@@ -153,11 +153,11 @@ export class TableStatements {
     const resolution = `CASE WHEN ${wins(VERSION_TIME('t'), VERSION_NODE('t'))} THEN 'apply_remote' ELSE 'keep_local' END`;
     // The tombstone lookup is a per-row subquery of the INSERT's input (OFFSET 0, see #existingCte) that
     // finds a tombstone only where it blocks the row, recording that conflict as it does: one index probe
-    // per incoming row and no tombstone CTE to materialize and scan again (backend CPU per one-row
-    // transaction through the writer, PostgreSQL 18, four alternated runs: 75.5-82.5 -> 71.5-79 us).
-    // CASE fixes the order of evaluation, so a conflict is recorded only where its condition holds, and
-    // the target's row is looked up only under a winning tombstone. (`IS NOT NULL`, not `OR true`: the
-    // planner folds `x OR true` to true and drops the call.)
+    // per incoming row (two where a tombstone beats the incoming change: then the target's row is looked
+    // up too) and no tombstone CTE to materialize and scan again (backend CPU per one-row transaction
+    // through the writer, PostgreSQL 18, four alternated runs: 75.5-82.5 -> 71.5-79 us). CASE fixes the
+    // order of evaluation, so a conflict is recorded only where its condition holds. (`IS NOT NULL`, not
+    // `OR true`: the planner folds `x OR true` to true and drops the call.)
     const tombstoneBlocks = `EXISTS (SELECT 1 FROM pgbisync.tombstones b
                 WHERE b.table_name = $4::text AND b.key = ${this.#keyJson('i')}
                   AND CASE WHEN ${wins(VERSION_TIME('b'), VERSION_NODE('b'))} THEN false WHEN ${seen('i')} THEN false

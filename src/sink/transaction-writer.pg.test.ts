@@ -188,7 +188,12 @@ test('an upsert racing a local delete of its row is refused for a retry, which k
   const again = writerFor(dbs.db2);
   try {
     await again.open();
-    await again.apply([txn(1, [insert('1', '1')])]);
+    // One statement with the progress in front: its conflict is counted.
+    assert.deepEqual(await again.apply([txn(1, [insert('1', '1')])]), {
+      applied: 1,
+      skipped: 0,
+      conflicts: 1,
+    });
   } finally {
     await again.close();
   }
@@ -336,6 +341,49 @@ test('conflicts are resolved on the version found under the row lock and counted
   assert.deepEqual(conflicts.rows, [
     expected('1', 'keep_local', '10', '1'),
     expected('2', 'apply_remote', '20', '2'),
+  ]);
+});
+
+test('in a run of many rows a later local delete blocks its key (recorded once), an earlier one does not, a re-created key is an ordinary conflict', async () => {
+  await using dbs = await createTestDatabases('writer');
+  const writer = await setup(dbs.db2, (t) => dbs.sql2(t));
+  await dbs.sql2(
+    "CREATE TRIGGER pgbisync_tombstone AFTER DELETE ON public.items FOR EACH ROW EXECUTE FUNCTION pgbisync.record_tombstone('id')",
+  );
+  await dbs.sql2('INSERT INTO items VALUES (1, 10), (2, 20), (3, 30)');
+  // Key 1 deleted before the incoming change's commit time; keys 2 and 3 after it, and 3 re-created.
+  await dbs.sql2('DELETE FROM items WHERE id = 1');
+  await dbs.sql2('SELECT pg_sleep(0.02)');
+  const r = await dbs.sql2(`SELECT (extract(epoch FROM clock_timestamp()) * 1000000)::bigint::text AS us`);
+  const incomingUs = BigInt(r.rows[0].us);
+  await dbs.sql2('SELECT pg_sleep(0.02)');
+  await dbs.sql2('DELETE FROM items WHERE id IN (2, 3)');
+  await dbs.sql2('INSERT INTO items VALUES (3, 33)');
+  try {
+    await writer.open();
+    // Four rows of one table: one statement over arrays (the many-row form).
+    const result = await writer.apply([
+      {
+        ...txn(1, [insert('1', '1'), insert('2', '2'), insert('3', '3'), insert('4', '4')]),
+        commitTimeUs: incomingUs,
+      },
+    ]);
+    assert.deepEqual(result, { applied: 1, skipped: 0, conflicts: 2 });
+  } finally {
+    await writer.close();
+  }
+  const rows = await dbs.sql2('SELECT id::int, n FROM items ORDER BY id');
+  assert.deepEqual(rows.rows, [
+    { id: 1, n: 1 },
+    { id: 3, n: 33 },
+    { id: 4, n: 4 },
+  ]);
+  const conflicts = await dbs.sql2(
+    `SELECT key->>'id' AS id, conflict_type, resolution FROM pgbisync.conflicts ORDER BY id`,
+  );
+  assert.deepEqual(conflicts.rows, [
+    { id: '2', conflict_type: 'update_deleted', resolution: 'keep_deleted' },
+    { id: '3', conflict_type: 'insert_exists', resolution: 'keep_local' },
   ]);
 });
 
