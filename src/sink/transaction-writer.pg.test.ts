@@ -49,6 +49,10 @@ async function setup(url: string, sql: (text: string) => Promise<unknown>) {
   return writerFor(url);
 }
 
+/** Local deletes of items leave tombstones (as `pgbisync setup` arranges on a synced table). */
+const TOMBSTONE_TRIGGER =
+  "CREATE TRIGGER pgbisync_tombstone AFTER DELETE ON public.items FOR EACH ROW EXECUTE FUNCTION pgbisync.record_tombstone('id')";
+
 /** A writer applying source `src` into `url` (node `dst`), last-writer-wins. */
 function writerFor(url: string): TransactionWriter {
   return new TransactionWriter({
@@ -153,9 +157,7 @@ test('batches submitted before the previous one committed fail with it, in order
 test('an upsert racing a local delete of its row is refused for a retry, which keeps the later delete', async () => {
   await using dbs = await createTestDatabases('writer');
   const first = await setup(dbs.db2, (t) => dbs.sql2(t));
-  await dbs.sql2(
-    "CREATE TRIGGER pgbisync_tombstone AFTER DELETE ON public.items FOR EACH ROW EXECUTE FUNCTION pgbisync.record_tombstone('id')",
-  );
+  await dbs.sql2(TOMBSTONE_TRIGGER);
   await dbs.sql2('INSERT INTO items VALUES (1, 0)');
   // A local transaction deletes the row and commits while the applier's upsert (dated T0, older than the
   // delete) waits on it: the upsert's snapshot saw the row and no tombstone.
@@ -347,9 +349,7 @@ test('conflicts are resolved on the version found under the row lock and counted
 test('in a run of many rows a later local delete blocks its key (recorded once), an earlier one does not, a re-created key is an ordinary conflict', async () => {
   await using dbs = await createTestDatabases('writer');
   const writer = await setup(dbs.db2, (t) => dbs.sql2(t));
-  await dbs.sql2(
-    "CREATE TRIGGER pgbisync_tombstone AFTER DELETE ON public.items FOR EACH ROW EXECUTE FUNCTION pgbisync.record_tombstone('id')",
-  );
+  await dbs.sql2(TOMBSTONE_TRIGGER);
   await dbs.sql2('INSERT INTO items VALUES (1, 10), (2, 20), (3, 30)');
   // Key 1 deleted before the incoming change's commit time; keys 2 and 3 after it, and 3 re-created.
   await dbs.sql2('DELETE FROM items WHERE id = 1');
