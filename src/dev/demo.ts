@@ -9,12 +9,12 @@ import { join } from 'node:path';
 import pg from 'pg';
 import { parseConfig } from '../config/load.ts';
 import type { Config } from '../config/schema.ts';
+import { SyncRunner } from '../daemon/sync-runner.ts';
 import { createLogger } from '../observability/logger.ts';
 import { Metrics } from '../observability/metrics.ts';
 import { setup, teardown } from '../operate/setup.ts';
+import { resolveTables } from '../operate/sync-plan.ts';
 import { sleep } from '../runtime/sleep.ts';
-import { resolveTables } from '../runtime/sync-plan.ts';
-import { SyncRunner } from '../runtime/sync-runner.ts';
 import type { StackStatus } from './stack.ts';
 
 export const DEMO_DATABASE = 'demo';

@@ -5,7 +5,7 @@
  * Records must be Kafka Connect JsonConverter output with `schemas.enable=true`: the schema is what
  * says how a payload value maps back to a PostgreSQL text literal (an int64 may be a bigint, a
  * MicroTimestamp or a MicroDuration). pgbisync's own schemaless records are the exception: the caller
- * passes the schema they name (pg/event-schemas.ts). Each distinct schema text is compiled once
+ * passes the schema they name (events/schema-store.ts). Each distinct schema text is compiled once
  * ({@link SchemaCache}); per record only the payload is parsed, and the schema is split off by a byte
  * compare when it equals a recently seen one (JsonConverter writes `{"schema":S,"payload":P}` without
  * whitespace).
@@ -87,7 +87,7 @@ export class EventDecoder {
   /**
    * Decodes one record. A null value is a tombstone. Throws {@link MalformedInputError} naming the
    * field path for anything malformed, never a TypeError. `valueSchema`: the envelope schema (JSON text)
-   * of a value that carries none (pgbisync's schemaless events, see pg/event-schemas.ts); a value with
+   * of a value that carries none (pgbisync's schemaless events, see events/schema-store.ts); a value with
    * its own schema is read by that one.
    */
   decode(key: Buffer | null, value: Buffer | null, valueSchema?: string): DecodedRecord {

@@ -6,7 +6,7 @@ import type pg from 'pg';
 import type { Config, NodeConfig } from '../config/schema.ts';
 import { qualifiedName, quoteIdent, splitTableName } from '../pg/sql-names.ts';
 import { type CatalogTable, readTable } from '../pg/table-catalog.ts';
-import type { Emit } from './doctor.ts';
+import type { Emit } from './doctor-report.ts';
 
 export async function checkTable(
   db: pg.Client,

@@ -12,7 +12,8 @@ import { parseConfig } from '../config/load.ts';
 import { syncConfig } from '../testing/sync-fixture.ts';
 import { createTestDatabases, type TestDatabases } from '../testing/test-databases.ts';
 import { testEnv } from '../testing/test-env.ts';
-import { type DoctorReport, formatDoctor, runDoctor } from './doctor.ts';
+import { formatDoctor, runDoctor } from './doctor.ts';
+import type { DoctorReport } from './doctor-report.ts';
 
 const BIN = new URL('../../bin/pgbisync.js', import.meta.url).pathname;
 

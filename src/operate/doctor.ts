@@ -13,36 +13,16 @@
 import pg from 'pg';
 import type { Config, NodeConfig } from '../config/schema.ts';
 import { KafkaAdmin } from '../kafka/client.ts';
+import { kafkaOptions } from '../kafka/kafka-options.ts';
 import { eventTopics } from '../kafka/topics.ts';
 import { objectNames, quoteIdent } from '../pg/sql-names.ts';
 import { type CatalogTable, matchTables } from '../pg/table-catalog.ts';
+import type { CheckStatus, DoctorCheck, DoctorReport, Emit } from './doctor-report.ts';
 import { checkSequences, checkTable, compareTables } from './doctor-tables.ts';
-import { kafkaOptions } from './kafka-options.ts';
-
-export type CheckStatus = 'ok' | 'FAIL' | 'warn';
-
-export interface DoctorCheck {
-  /** Node name, or `kafka`. */
-  readonly node: string;
-  readonly check: string;
-  readonly status: CheckStatus;
-  readonly detail: string;
-  /** The statement or command that fixes a FAIL/warn; null when there is nothing to do. */
-  readonly fix: string | null;
-}
-
-export interface DoctorReport {
-  /** False when any check FAILed (warnings do not fail). */
-  readonly ok: boolean;
-  readonly checks: readonly DoctorCheck[];
-}
 
 const MIN_SERVER_VERSION_NUM = 150000;
 const CONNECT_TIMEOUT_MS = 10_000;
 const KAFKA_TIMEOUT_MS = 20_000;
-
-/** Records one check result of a node. */
-export type Emit = (check: string, status: CheckStatus, detail: string, fix?: string) => void;
 
 export async function runDoctor(config: Config): Promise<DoctorReport> {
   const checks: DoctorCheck[] = [];

@@ -5,7 +5,7 @@
  */
 import type { Config } from '../config/schema.ts';
 import { qualifiedName, splitTableName } from '../pg/sql-names.ts';
-import { withNode } from '../runtime/sync-plan.ts';
+import { withNode } from './sync-plan.ts';
 
 export interface InterleavedSequence {
   readonly node: string;

@@ -12,14 +12,14 @@
  */
 import type { Config } from '../config/schema.ts';
 import { KafkaAdmin } from '../kafka/client.ts';
+import { kafkaOptions } from '../kafka/kafka-options.ts';
 import { deadLetterTopic, serverName, topicSpecs } from '../kafka/topics.ts';
 import { ensurePgbisyncSchema } from '../pg/pgbisync-schema.ts';
 import { objectNames, qualifiedName, quoteIdent, quoteLiteral, splitTableName } from '../pg/sql-names.ts';
 import { readTable } from '../pg/table-catalog.ts';
 import { ErrorCode, FatalError } from '../runtime/errors.ts';
-import { resolveTablesOn, withNode } from '../runtime/sync-plan.ts';
 import { ensurePublication } from '../source/slot-setup.ts';
-import { kafkaOptions } from './kafka-options.ts';
+import { resolveTablesOn, withNode } from './sync-plan.ts';
 
 export const TOMBSTONE_TRIGGER = 'pgbisync_tombstone';
 

@@ -5,10 +5,10 @@
  */
 import type { Config } from '../config/schema.ts';
 import { KafkaAdmin } from '../kafka/client.ts';
+import { kafkaOptions } from '../kafka/kafka-options.ts';
 import { eventTopics, serverName } from '../kafka/topics.ts';
 import { objectNames } from '../pg/sql-names.ts';
-import { directions, resolveTables, withNode } from '../runtime/sync-plan.ts';
-import { kafkaOptions } from './kafka-options.ts';
+import { directions, resolveTables, withNode } from './sync-plan.ts';
 
 export interface SlotStatus {
   readonly exists: boolean;

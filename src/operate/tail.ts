@@ -11,12 +11,12 @@ import type { ColumnValue } from '../events/change-event.ts';
 import { UNCHANGED } from '../events/change-event.ts';
 import { decodeRecord } from '../events/decode.ts';
 import { type InRecord, KafkaAdmin, KafkaConsumer } from '../kafka/client.ts';
+import { kafkaOptions } from '../kafka/kafka-options.ts';
 import { eventTopics } from '../kafka/topics.ts';
 import { formatLsn } from '../pg/lsn.ts';
 import { ErrorCode, FatalError } from '../runtime/errors.ts';
 import { EventSchemas } from '../sink/event-schemas.ts';
 import { recordPosition } from '../sink/transaction-grouper.ts';
-import { kafkaOptions } from './kafka-options.ts';
 
 export interface TailOptions {
   readonly node: string;

@@ -26,9 +26,9 @@ import { objectNames, quoteIdent, quoteLiteral, splitTableName } from '../pg/sql
 import { type CatalogTable, readTable } from '../pg/table-catalog.ts';
 import { ErrorCode, FatalError } from '../runtime/errors.ts';
 import { classifyPgError } from '../runtime/pg-errors.ts';
-import { connectNode, policyFor } from '../runtime/sync-plan.ts';
 import type { ConflictPolicy } from '../sink/conflict-guard.ts';
 import { TableStatements } from '../sink/statement-builder.ts';
+import { connectNode, policyFor } from './sync-plan.ts';
 import type { PairDifferences } from './verify.ts';
 import { prepareComparableSession } from './verify-sql.ts';
 

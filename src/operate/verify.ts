@@ -23,7 +23,7 @@ import type pg from 'pg';
 import type { Config, NodeConfig } from '../config/schema.ts';
 import { splitTableName } from '../pg/sql-names.ts';
 import { readTable } from '../pg/table-catalog.ts';
-import { connectNode, resolveTables } from '../runtime/sync-plan.ts';
+import { connectNode, resolveTables } from './sync-plan.ts';
 import { prepareComparableSession, schemaDifference, TableSql } from './verify-sql.ts';
 
 export type DiffKind = 'only-on-reference' | 'only-on-node' | 'different';

@@ -11,7 +11,7 @@
  * - tombstones: keys deleted on this node, stamped by the deleting transaction (its xmin gives the
  *   commit time and origin), so a late, older update cannot resurrect a row deleted later.
  * - event_schemas: with `capture.schemasEnabled: false`, the value schema of every relation version
- *   this node's capture encoded, by the id its schemaless records name (src/pg/event-schemas.ts).
+ *   this node's capture encoded, by the id its schemaless records name (src/events/schema-store.ts).
  */
 import type { Queryable } from './table-catalog.ts';
 

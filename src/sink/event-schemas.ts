@@ -1,11 +1,11 @@
 /**
  * The applier's side of schemaless events (`capture.schemasEnabled: false`): the schemas their
- * `pgbisync.schema` headers name, read once per id (src/pg/event-schemas.ts) and kept for the decoder.
+ * `pgbisync.schema` headers name, read once per id (src/events/schema-store.ts) and kept for the decoder.
  * Looked up in the target's pgbisync.event_schemas first, then in the source's; what the source gave is
  * copied to the target, so an applier restarted while its source is down still reads its backlog.
  */
 import { SCHEMA_HEADER } from '../events/envelope.ts';
-import { copyEventSchemas, readEventSchemas } from '../pg/event-schemas.ts';
+import { copyEventSchemas, readEventSchemas } from '../events/schema-store.ts';
 import { BlockedError, ErrorCode, MalformedInputError } from '../runtime/errors.ts';
 import { type InRecord, recordPosition } from './transaction-grouper.ts';
 

@@ -7,8 +7,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { KafkaAdmin } from '../kafka/client.ts';
+import { kafkaOptions } from '../kafka/kafka-options.ts';
 import { serverName } from '../kafka/topics.ts';
-import { kafkaOptions } from '../operate/kafka-options.ts';
 import { setup, teardown } from '../operate/setup.ts';
 import { readStatus } from '../operate/status.ts';
 import { startSync, syncConfig, tableRows, waitFor, waitForStreaming } from '../testing/sync-fixture.ts';

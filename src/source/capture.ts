@@ -8,8 +8,8 @@
  */
 import pg from 'pg';
 import type { EventSchema } from '../events/envelope.ts';
+import { storeSourceSchemas } from '../events/schema-store.ts';
 import { AckTracker } from '../offsets/ack-tracker.ts';
-import { storeSourceSchemas } from '../pg/event-schemas.ts';
 import { formatLsn, parseLsn } from '../pg/lsn.ts';
 import { ReplicationConnection } from '../pg/replication/replication-connection.ts';
 import { objectNames } from '../pg/sql-names.ts';

@@ -9,11 +9,11 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { CONNECTOR_VERSION } from '../daemon/components.ts';
 import { KafkaProducer } from '../kafka/client.ts';
+import { kafkaOptions } from '../kafka/kafka-options.ts';
 import { serverName, topicFor } from '../kafka/topics.ts';
-import { kafkaOptions } from '../operate/kafka-options.ts';
 import { setup, teardown } from '../operate/setup.ts';
-import { CONNECTOR_VERSION } from '../runtime/components.ts';
 import { databaseParts, startConnector } from '../testing/connectors.ts';
 import { JDBC_SINK_TYPE_DDL, JDBC_SINK_TYPE_ROWS } from '../testing/every-type.ts';
 import { syncConfig, tableRows, waitFor } from '../testing/sync-fixture.ts';

@@ -6,12 +6,12 @@
 import { randomUUID } from 'node:crypto';
 import { parseConfig } from '../config/load.ts';
 import type { Config } from '../config/schema.ts';
+import { SyncRunner } from '../daemon/sync-runner.ts';
 import { type InRecord, KafkaConsumer } from '../kafka/client.ts';
+import { kafkaOptions } from '../kafka/kafka-options.ts';
 import { createLogger } from '../observability/logger.ts';
 import { Metrics } from '../observability/metrics.ts';
-import { kafkaOptions } from '../operate/kafka-options.ts';
-import { resolveTables } from '../runtime/sync-plan.ts';
-import { SyncRunner } from '../runtime/sync-runner.ts';
+import { resolveTables } from '../operate/sync-plan.ts';
 import type { TestDatabases } from './test-databases.ts';
 import { testEnv } from './test-env.ts';
 

@@ -1,15 +1,15 @@
 /** `pgbisync setup | teardown | run`: prepare the nodes and Kafka, run the sync, remove everything. */
 import type { Command } from 'commander';
 import { loadConfigFile, redactConfig } from '../../config/load.ts';
-import { startHttpServer } from '../../observability/http-server.ts';
-import { sampleLag } from '../../observability/lag-sampler.ts';
+import { startHttpServer } from '../../daemon/http-server.ts';
+import { SyncRunner } from '../../daemon/sync-runner.ts';
 import { createLogger } from '../../observability/logger.ts';
 import { Metrics } from '../../observability/metrics.ts';
+import { sampleLag } from '../../operate/lag-sampler.ts';
 import { interleaveSequences } from '../../operate/sequences.ts';
 import { requireSyncSettings, setup, teardown } from '../../operate/setup.ts';
 import { formatStatus, readStatus } from '../../operate/status.ts';
-import { resolveTables, withNode } from '../../runtime/sync-plan.ts';
-import { SyncRunner } from '../../runtime/sync-runner.ts';
+import { resolveTables, withNode } from '../../operate/sync-plan.ts';
 import { parseIntegerOption } from '../options.ts';
 
 export const CONFIG_OPTION = ['-c, --config <file>', 'config file (YAML)', 'pgbisync.yaml'] as const;

@@ -1,9 +1,9 @@
 /** `pgbisync tail <node>`: print the decoded change events of a node's topics. */
 import type { Command } from 'commander';
 import { loadConfigFile } from '../../config/load.ts';
+import { resolveTables } from '../../operate/sync-plan.ts';
 import { formatTailEvent, tail } from '../../operate/tail.ts';
 import { ErrorCode, FatalError } from '../../runtime/errors.ts';
-import { resolveTables } from '../../runtime/sync-plan.ts';
 import { parseIntegerOption } from '../options.ts';
 import { CONFIG_OPTION } from './sync.ts';
 

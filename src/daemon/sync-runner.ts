@@ -11,6 +11,8 @@ import type { Config } from '../config/schema.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import { formatLsn } from '../pg/lsn.ts';
+import { isConcurrentApplyFailure } from '../runtime/errors.ts';
+import { type Component, supervise } from '../runtime/supervisor.ts';
 import type { ApplierProgressEvent } from '../sink/applier.ts';
 import type { CaptureProgressEvent } from '../source/capture.ts';
 import { ComponentThread } from './component-thread.ts';
@@ -21,8 +23,6 @@ import {
   componentSpecs,
   runComponent,
 } from './components.ts';
-import { isConcurrentApplyFailure } from './errors.ts';
-import { type Component, supervise } from './supervisor.ts';
 
 export interface SyncRunnerOptions {
   readonly config: Config;

@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { parseConfig } from '../config/load.ts';
+import { ErrorCode, FatalError } from '../runtime/errors.ts';
 import { ComponentThread } from './component-thread.ts';
-import { ErrorCode, FatalError } from './errors.ts';
 
 const config = parseConfig(
   `

@@ -8,13 +8,13 @@
 import { randomUUID } from 'node:crypto';
 import type { Config } from '../config/schema.ts';
 import { KafkaConsumer, KafkaProducer } from '../kafka/client.ts';
+import { kafkaOptions } from '../kafka/kafka-options.ts';
 import { deadLetterTopic, eventTopics, serverName, topicFor, transactionTopic } from '../kafka/topics.ts';
-import { kafkaOptions } from '../operate/kafka-options.ts';
+import { directions, policyFor } from '../operate/sync-plan.ts';
+import { ErrorCode, FatalError } from '../runtime/errors.ts';
 import { Applier, type ApplierProgressEvent } from '../sink/applier.ts';
 import { Capture, type CaptureProgressEvent } from '../source/capture.ts';
 import { DebeziumChangeEncoder } from '../source/debezium-encoder.ts';
-import { ErrorCode, FatalError } from './errors.ts';
-import { directions, policyFor } from './sync-plan.ts';
 
 export const CONNECTOR_VERSION = 'pgbisync-0.1.0';
 

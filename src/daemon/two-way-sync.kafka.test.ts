@@ -6,8 +6,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { KafkaAdmin } from '../kafka/client.ts';
+import { kafkaOptions } from '../kafka/kafka-options.ts';
 import { serverName } from '../kafka/topics.ts';
-import { kafkaOptions } from '../operate/kafka-options.ts';
 import { setup, teardown } from '../operate/setup.ts';
 import { startSync, syncConfig, tableRows, waitFor } from '../testing/sync-fixture.ts';
 import { createTestDatabases } from '../testing/test-databases.ts';

@@ -11,8 +11,8 @@
  * same schema, on every node.
  */
 import pg from 'pg';
-import type { EventSchema } from '../events/envelope.ts';
 import { BlockedError, ErrorCode } from '../runtime/errors.ts';
+import type { EventSchema } from './envelope.ts';
 
 const UNDEFINED_TABLE = '42P01';
 const CONNECT_TIMEOUT_MS = 10_000;

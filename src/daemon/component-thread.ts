@@ -14,8 +14,8 @@
  */
 import { Worker } from 'node:worker_threads';
 import type { Config } from '../config/schema.ts';
+import { fromTransferable, type TransferredError } from '../runtime/error-transfer.ts';
 import { type CaptureSpec, type ComponentReport, componentName } from './components.ts';
-import { fromTransferable, type TransferredError } from './error-transfer.ts';
 
 export interface ComponentWorkerData {
   readonly config: Config;

@@ -5,10 +5,10 @@
  * logged and the gauges keep their last value; the sync itself never depends on it.
  */
 import type { Config } from '../config/schema.ts';
-import { readStatus } from '../operate/status.ts';
+import type { Logger } from '../observability/logger.ts';
+import type { Metrics } from '../observability/metrics.ts';
 import { sleep } from '../runtime/sleep.ts';
-import type { Logger } from './logger.ts';
-import type { Metrics } from './metrics.ts';
+import { readStatus } from './status.ts';
 
 export const LAG_SAMPLE_INTERVAL_MS = 10_000;
 

@@ -1,8 +1,8 @@
 /** HTTP endpoints of `pgbisync run`: /metrics (Prometheus), /healthz, /status (JSON). */
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { SyncRunner } from '../runtime/sync-runner.ts';
-import type { Metrics } from './metrics.ts';
+import type { Metrics } from '../observability/metrics.ts';
+import type { SyncRunner } from './sync-runner.ts';
 
 export interface HttpServer {
   readonly url: string;

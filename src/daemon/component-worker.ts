@@ -3,9 +3,9 @@
  * named component per `run`, aborts it on `stop`, and posts its reports and its end.
  */
 import { parentPort, workerData } from 'node:worker_threads';
+import { toTransferable } from '../runtime/error-transfer.ts';
 import type { ComponentWorkerData, FromWorker, ToWorker } from './component-thread.ts';
 import { type ComponentReport, runComponent } from './components.ts';
-import { toTransferable } from './error-transfer.ts';
 
 const port = parentPort;
 if (port === null) throw new Error('component-worker.ts runs as a worker thread (see component-thread.ts)');

@@ -6,9 +6,9 @@ import pg from 'pg';
 import type { Config, NodeConfig } from '../config/schema.ts';
 import { splitTableName } from '../pg/sql-names.ts';
 import { matchTables, requireSyncableTable } from '../pg/table-catalog.ts';
+import { ErrorCode, FatalError } from '../runtime/errors.ts';
+import { classifyPgError } from '../runtime/pg-errors.ts';
 import type { ConflictPolicy } from '../sink/conflict-guard.ts';
-import { ErrorCode, FatalError } from './errors.ts';
-import { classifyPgError } from './pg-errors.ts';
 
 export interface Direction {
   readonly source: NodeConfig;
