@@ -68,8 +68,10 @@ for (const file of files) {
     if (toFolder === folder) continue;
     const to = layerOf.get(toFolder);
     if (to === undefined) continue; // reported for its own files
-    if (to > from) problems.push(`${rel} imports ${target}: src/${toFolder}/ is a higher layer than src/${folder}/`);
-    else if (to === from) problems.push(`${rel} imports ${target}: src/${folder}/ and src/${toFolder}/ share a layer`);
+    if (to > from)
+      problems.push(`${rel} imports ${target}: src/${toFolder}/ is a higher layer than src/${folder}/`);
+    else if (to === from)
+      problems.push(`${rel} imports ${target}: src/${folder}/ and src/${toFolder}/ share a layer`);
   }
   edges.set(rel, targets);
 }
