@@ -229,6 +229,16 @@ export class PostgresServer {
     );
   }
 
+  /**
+   * Crashes the server: an immediate shutdown (every backend quits at once, no checkpoint), so the next
+   * start runs crash recovery — what a power loss or a kill -9 of the postmaster leaves behind, without
+   * orphaned backends that would keep the next start from getting its shared memory.
+   */
+  async crash(): Promise<void> {
+    if (!existsSync(join(this.dataDir, 'postmaster.pid'))) return;
+    await this.#exec('pg_ctl', ['-D', this.dataDir, '-m', 'immediate', '-w', 'stop']);
+  }
+
   /** True when the server is up and answers a query (on its maintenance database). */
   async isReady(): Promise<boolean> {
     const client = new pg.Client({

@@ -1,0 +1,168 @@
+/**
+ * The fault schedule: drawn from the seed before the run (so a seed names its faults), each kind several
+ * times at random moments, free to overlap with the others.
+ */
+import type { DevStack } from '../src/dev/stack.ts';
+import type { Daemon } from './daemon.ts';
+import type { FaultProxy } from './proxy.ts';
+import type { Random } from './random.ts';
+import { withSession } from './workload.ts';
+
+export const FAULT_KINDS = [
+  'kill', // SIGKILL of the daemon, restarted 0.5-3 s later
+  'freeze', // SIGSTOP of the daemon for 10-40 s, then SIGCONT
+  'kafka', // SIGKILL of the Kafka broker, restarted 1-5 s later
+  'pg-crash', // immediate stop of one node's PostgreSQL (crash recovery at restart), restarted 1-5 s later
+  'net-drop', // every connection from the daemon to one node reset
+  'net-stall', // the daemon's connections to one node stop passing bytes for 5-30 s, without closing
+  'net-delay', // 20-200 ms added to every chunk between the daemon and one node for 5-20 s
+  'slow-target', // a table locked on one node for 5-15 s: applies into it wait
+] as const;
+export type FaultKind = (typeof FAULT_KINDS)[number];
+
+export interface ScheduledFault {
+  readonly atMs: number;
+  readonly kind: FaultKind;
+  /** Index of the node it hits (pg-crash, net-*, slow-target). */
+  readonly node: number;
+  /** How long it lasts (freeze, stall, delay, lock) or how long until the restart (kill, kafka, pg-crash). */
+  readonly forMs: number;
+  readonly delayMs: number;
+}
+
+/** Average time between two faults of one kind. */
+const PERIOD_MS: Record<FaultKind, number> = {
+  kill: 45_000,
+  freeze: 120_000,
+  kafka: 90_000,
+  'pg-crash': 90_000,
+  'net-drop': 60_000,
+  'net-stall': 90_000,
+  'net-delay': 60_000,
+  'slow-target': 60_000,
+};
+
+export function schedule(
+  rnd: Random,
+  kinds: readonly FaultKind[],
+  durationMs: number,
+  nodes: number,
+): ScheduledFault[] {
+  const faults: ScheduledFault[] = [];
+  const longest = Math.max(10_000, Math.min(40_000, durationMs / 3));
+  for (const kind of kinds) {
+    const r = rnd.fork(kind);
+    const count = Math.max(1, Math.round(durationMs / PERIOD_MS[kind]));
+    for (let i = 0; i < count; i++) {
+      const forMs =
+        kind === 'freeze'
+          ? r.int(10_000, longest)
+          : kind === 'net-stall'
+            ? r.int(5_000, Math.min(30_000, longest))
+            : kind === 'net-delay' || kind === 'slow-target'
+              ? r.int(5_000, 15_000)
+              : kind === 'kill'
+                ? r.int(500, 3_000)
+                : r.int(1_000, 5_000);
+      faults.push({
+        atMs: r.int(Math.round(durationMs * 0.05), Math.round(durationMs * 0.8)),
+        kind,
+        node: r.int(0, nodes - 1),
+        forMs,
+        delayMs: r.int(20, 200),
+      });
+    }
+  }
+  return faults.sort((a, b) => a.atMs - b.atMs);
+}
+
+export interface FaultTargets {
+  readonly daemon: Daemon;
+  readonly stack: DevStack;
+  /** The server of each node (several nodes may share one). */
+  readonly serverOf: (node: number) => number;
+  readonly proxies: readonly FaultProxy[];
+  readonly nodeUrls: readonly string[];
+  readonly log: (line: string) => void;
+}
+
+/** Runs the schedule; resolves once every fault has ended and every part it stopped is back. */
+export async function inject(
+  faults: readonly ScheduledFault[],
+  t: FaultTargets,
+  startedAt: number,
+  signal: AbortSignal,
+): Promise<void> {
+  // Restarts of the stack's parts run one at a time (`up` starts whatever is down).
+  let restarts = Promise.resolve();
+  const restart = (what: string) =>
+    (restarts = restarts.then(async () => {
+      t.log(`fault: restarting ${what}`);
+      await t.stack.up(() => undefined);
+    }));
+  const wait = (ms: number) => new Promise((r) => setTimeout(r, ms));
+  const running = faults.map(async (f) => {
+    await wait(Math.max(0, startedAt + f.atMs - Date.now()));
+    if (signal.aborted) return;
+    const node = `node ${f.node + 1}`;
+    t.log(
+      `fault: ${f.kind}${f.kind.startsWith('net') || f.kind === 'pg-crash' || f.kind === 'slow-target' ? ` on ${node}` : ''} for ${f.forMs} ms`,
+    );
+    switch (f.kind) {
+      case 'kill':
+        await t.daemon.kill();
+        await wait(f.forMs);
+        t.daemon.start();
+        return;
+      case 'freeze':
+        t.daemon.freeze();
+        await wait(f.forMs);
+        t.daemon.thaw();
+        return;
+      case 'kafka': {
+        const pid = t.stack.broker.pid();
+        if (pid !== undefined) process.kill(pid, 'SIGKILL');
+        await wait(f.forMs);
+        await restart('the Kafka broker');
+        return;
+      }
+      case 'pg-crash':
+        await restarts;
+        await t.stack.servers[t.serverOf(f.node)]!.crash();
+        await wait(f.forMs);
+        await restart(`the PostgreSQL server of ${node}`);
+        return;
+      case 'net-drop':
+        t.proxies[f.node]!.drop();
+        return;
+      case 'net-stall':
+        t.proxies[f.node]!.set({ kind: 'stall' });
+        await wait(f.forMs);
+        t.proxies[f.node]!.set({ kind: 'pass' });
+        return;
+      case 'net-delay':
+        t.proxies[f.node]!.set({ kind: 'delay', ms: f.delayMs });
+        await wait(f.forMs);
+        t.proxies[f.node]!.set({ kind: 'pass' });
+        return;
+      case 'slow-target':
+        await lockTable(t.nodeUrls[f.node]!, f.forMs).catch((error: unknown) =>
+          t.log(`fault: slow-target lock failed: ${String(error)}`),
+        );
+        return;
+      default:
+        return f.kind satisfies never;
+    }
+  });
+  await Promise.all(running);
+  await restarts;
+}
+
+async function lockTable(url: string, ms: number): Promise<void> {
+  await withSession(url, async (c) => {
+    await c.query('BEGIN');
+    await c.query('LOCK TABLE t_comp, child IN EXCLUSIVE MODE');
+    await c.query('SELECT pg_sleep($1)', [ms / 1000]);
+    await c.query('COMMIT');
+  });
+}

@@ -1,0 +1,260 @@
+/**
+ * `npm run torture -- [--seed N] [--duration S] [--nodes 2|3] [--faults list|all|none] [--workload list|all]`
+ * (scripts/torture.sh brings up a stack of its own and calls this). Random transactions on every node
+ * while faults hit the daemon, the broker, the nodes and the network; then a drain, and the independent
+ * checker (torture/checker.ts). Prints one summary line, writes bench/results/torture-<seed>.json, and
+ * exits 1 when any check failed. A failing seed reproduces its workload and fault schedule with the
+ * same --seed (the interleaving of the sessions is the machine's).
+ */
+import { execFile } from 'node:child_process';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { parseArgs, promisify } from 'node:util';
+import pg from 'pg';
+import { DevStack } from '../src/dev/stack.ts';
+import { type CheckNode, checkData, checkQuiet, type Finding } from './checker.ts';
+import { Daemon } from './daemon.ts';
+import { FAULT_KINDS, type FaultKind, inject, schedule } from './faults.ts';
+import { FaultProxy } from './proxy.ts';
+import { Random } from './random.ts';
+import { TABLES } from './schema.ts';
+import { History, runWorkload, WORKLOAD_KINDS, type WorkloadKind, withSession } from './workload.ts';
+
+const ROOT = resolve(import.meta.dirname, '..');
+const CLI = join(ROOT, 'bin', 'pgbisync.js');
+const exec = promisify(execFile);
+
+function list<T extends string>(value: string, all: readonly T[], what: string): T[] {
+  if (value === 'all') return [...all];
+  if (value === 'none') return [];
+  const items = value.split(',').map((s) => s.trim()) as T[];
+  for (const i of items)
+    if (!all.includes(i)) throw new Error(`--${what}: unknown ${i} (one of ${all.join(', ')})`);
+  return items;
+}
+
+async function main(): Promise<number> {
+  const { values } = parseArgs({
+    options: {
+      seed: { type: 'string', default: String(Date.now() % 1_000_000) },
+      duration: { type: 'string', default: '60' },
+      nodes: { type: 'string', default: '2' },
+      faults: { type: 'string', default: 'all' },
+      workload: { type: 'string', default: 'all' },
+      clients: { type: 'string', default: '3' },
+      'big-rows': { type: 'string', default: '20000' },
+      'drain-timeout': { type: 'string', default: '300' },
+      'quiet-ms': { type: 'string', default: '10000' },
+      'state-dir': { type: 'string', default: '.state/torture' },
+      keep: { type: 'boolean', default: false },
+    },
+  });
+  const seed = Number(values.seed);
+  const durationMs = Number(values.duration) * 1000;
+  const nodeCount = Number(values.nodes);
+  if (!Number.isInteger(seed) || seed < 0) throw new Error('--seed: a non-negative integer');
+  if (nodeCount !== 2 && nodeCount !== 3) throw new Error('--nodes: 2 or 3');
+  const faultKinds = list<FaultKind>(values.faults!, FAULT_KINDS, 'faults');
+  const workloadKinds = new Set(list<WorkloadKind>(values.workload!, WORKLOAD_KINDS, 'workload'));
+  workloadKinds.add('basic');
+  const stateDir = resolve(values['state-dir']!);
+  const stack = DevStack.fromStateDir(stateDir);
+  if (stack === undefined) throw new Error(`no stack in ${stateDir}: run scripts/torture.sh (it starts one)`);
+  const runDir = join(stateDir, 'runs', String(seed));
+  rmSync(runDir, { recursive: true, force: true });
+  mkdirSync(runDir, { recursive: true });
+  const started = Date.now();
+  const log = (line: string) =>
+    process.stderr.write(`[torture ${((Date.now() - started) / 1000).toFixed(1)}s] ${line}\n`);
+  const rnd = new Random(seed, 'torture');
+  const faults = schedule(rnd.fork('faults'), faultKinds, durationMs, nodeCount);
+  log(
+    `seed ${seed}, ${durationMs / 1000} s, ${nodeCount} nodes, workload ${[...workloadKinds].join(',')}, faults: ${faults.map((f) => `${f.kind}@${(f.atMs / 1000).toFixed(0)}s`).join(' ') || 'none'}`,
+  );
+
+  // Node i lives on server i % 2: a third node shares the first server (its origins, its WAL).
+  const serverOf = (i: number) => i % stack.servers.length;
+  const nodes: (CheckNode & { admin: string })[] = Array.from({ length: nodeCount }, (_, i) => {
+    const server = stack.servers[serverOf(i)]!;
+    const db = `torture_${seed}_${i + 1}`;
+    return { name: `n${i + 1}`, url: serverUrl(server.url, db), admin: serverUrl(server.url, 'postgres') };
+  });
+  for (const n of nodes) await recreateDatabase(n.admin, new URL(n.url).pathname.slice(1));
+  for (const n of nodes) await withSession(n.url, (c) => c.query(TABLES.map((t) => t.ddl).join(';\n')));
+
+  const proxies = await Promise.all(
+    nodes.map((_, i) => FaultProxy.start({ host: '127.0.0.1', port: stack.servers[serverOf(i)]!.spec.port })),
+  );
+  const topicPrefix = `torture${seed}x${started.toString(36)}`;
+  const configPath = join(runDir, 'pgbisync.yaml');
+  const config = {
+    kafka: { brokers: [`127.0.0.1:${stack.options.kafkaPort}`], topicPrefix },
+    nodes: nodes.map((n, i) => {
+      const u = new URL(n.url);
+      u.port = String(proxies[i]!.port);
+      return { name: n.name, url: u.toString() };
+    }),
+    tables: TABLES.map((t) => `public.${t.name}`),
+    apply: { maxWaitMs: 10 },
+    http: { port: 0 },
+  };
+  writeFileSync(
+    configPath,
+    `# written by npm run torture (seed ${seed})\n${JSON.stringify(config, null, 2)}\n`,
+  );
+  await exec(process.execPath, [CLI, 'setup', '-c', configPath], { cwd: ROOT });
+  const daemon = new Daemon(configPath, join(runDir, 'pgbisync.log'));
+  daemon.start();
+
+  const history = new History(join(runDir, 'history.jsonl'));
+  const stopWrites = new AbortController();
+  const stopFaults = new AbortController();
+  const workloads = nodes.map((n, i) =>
+    runWorkload({
+      node: n.name,
+      nodeIndex: i,
+      url: n.url,
+      clients: Number(values.clients),
+      kinds: workloadKinds,
+      bigRows: Number(values['big-rows']),
+      random: rnd.fork(`workload-${n.name}`),
+      history,
+      signal: stopWrites.signal,
+    }),
+  );
+  const injecting = inject(
+    faults,
+    { daemon, stack, serverOf, proxies, nodeUrls: nodes.map((n) => n.url), log },
+    started,
+    stopFaults.signal,
+  );
+  await new Promise((r) => setTimeout(r, durationMs));
+  stopWrites.abort();
+  await Promise.all(workloads);
+  log(`writes stopped: ${JSON.stringify(history.counts)}; waiting for the faults to end`);
+  await injecting;
+  for (const p of proxies) p.set({ kind: 'pass' });
+  daemon.thaw();
+  await stack.up(() => undefined);
+  if (!daemon.running) daemon.start();
+
+  const findings: Finding[] = [];
+  for (let i = 0; i < 60 && (await history.resolveInDoubt()) > 0; i++)
+    await new Promise((r) => setTimeout(r, 1000));
+  if (history.inDoubt.length > 0)
+    findings.push({
+      check: 'drain',
+      detail: `${history.inDoubt.length} in-doubt commits could not be resolved`,
+    });
+
+  const drainStarted = Date.now();
+  const drained = await drain(nodes, `${seed}-${started}`, Number(values['drain-timeout']) * 1000);
+  log(drained ? `drained in ${((Date.now() - drainStarted) / 1000).toFixed(1)} s` : 'did not drain');
+  if (!drained)
+    findings.push({
+      check: 'drain',
+      detail: `the nodes did not see each other's fence rows within ${values['drain-timeout']} s (see ${join(runDir, 'pgbisync.log')})`,
+    });
+  const data = await checkData(nodes, history.transactions);
+  findings.push(...data.findings);
+  if (drained)
+    findings.push(
+      ...(await checkQuiet(nodes, config.kafka.brokers, topicPrefix, Number(values['quiet-ms']))),
+    );
+  for (const exit of daemon.unexpectedExits) findings.push({ check: 'daemon', detail: exit });
+
+  await daemon.stop();
+  await exec(process.execPath, [CLI, 'teardown', '-c', configPath], { cwd: ROOT }).catch((error: unknown) =>
+    findings.push({ check: 'daemon', detail: `teardown failed: ${String(error)}` }),
+  );
+  await Promise.all(proxies.map((p) => p.close()));
+  if (!values.keep) for (const n of nodes) await dropDatabase(n.admin, new URL(n.url).pathname.slice(1));
+
+  const ok = findings.length === 0;
+  const result = {
+    seed,
+    ok,
+    durationS: durationMs / 1000,
+    nodes: nodeCount,
+    workload: [...workloadKinds],
+    faults,
+    counts: history.counts,
+    rows: data.rows,
+    daemonStarts: daemon.starts,
+    drainS: (Date.now() - drainStarted) / 1000,
+    findings,
+    runDir,
+  };
+  mkdirSync(join(ROOT, 'bench', 'results'), { recursive: true });
+  writeFileSync(
+    join(ROOT, 'bench', 'results', `torture-${seed}.json`),
+    `${JSON.stringify(result, null, 2)}\n`,
+  );
+  for (const f of findings.slice(0, 30)) {
+    log(`FAIL ${f.check}${f.table ? ` ${f.table}` : ''}${f.key ? ` ${f.key}` : ''}: ${f.detail}`);
+    for (const h of f.history ?? []) log(`    ${h}`);
+  }
+  console.log(
+    `torture seed ${seed}: ${ok ? 'PASS' : 'FAIL'} (${history.counts.committed} transactions, ${faults.length} faults, ${findings.length} findings; rerun: npm run torture -- --seed ${seed} --duration ${durationMs / 1000} --nodes ${nodeCount} --faults ${faultKinds.join(',') || 'none'} --workload ${[...workloadKinds].join(',')})`,
+  );
+  return ok ? 0 : 1;
+}
+
+function serverUrl(url: string, database: string): string {
+  const u = new URL(url);
+  u.pathname = `/${database}`;
+  return u.toString();
+}
+
+async function recreateDatabase(adminUrl: string, db: string): Promise<void> {
+  await dropDatabase(adminUrl, db);
+  await withSession(adminUrl, (c) => c.query(`CREATE DATABASE ${pg.escapeIdentifier(db)}`));
+}
+
+/** Drops a run's database and the slots pgbisync left in it (a slot keeps its database from being dropped). */
+async function dropDatabase(adminUrl: string, db: string): Promise<void> {
+  await withSession(adminUrl, async (c) => {
+    await c.query(
+      `SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE database = $1 AND active_pid IS NOT NULL`,
+      [db],
+    );
+    await c.query(
+      'SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = $1',
+      [db],
+    );
+    await c.query(`DROP DATABASE IF EXISTS ${pg.escapeIdentifier(db)} WITH (FORCE)`);
+  });
+}
+
+/** Each node writes a fence row; drained when every node holds every node's row. */
+async function drain(nodes: readonly CheckNode[], token: string, timeoutMs: number): Promise<boolean> {
+  for (const n of nodes)
+    await withSession(n.url, (c) =>
+      c.query('INSERT INTO fence VALUES ($1, $2) ON CONFLICT (node) DO UPDATE SET token = EXCLUDED.token', [
+        n.name,
+        token,
+      ]),
+    );
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    const seen = await Promise.all(
+      nodes.map((n) =>
+        withSession(
+          n.url,
+          async (c) => (await c.query('SELECT 1 FROM fence WHERE token = $1', [token])).rowCount ?? 0,
+        ).catch(() => 0),
+      ),
+    );
+    if (seen.every((s) => s === nodes.length)) return true;
+    await new Promise((r) => setTimeout(r, 1000));
+  }
+  return false;
+}
+
+main().then(
+  (code) => process.exit(code),
+  (error: unknown) => {
+    console.error(error);
+    process.exit(2);
+  },
+);
