@@ -5,6 +5,7 @@
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import type { z } from 'zod';
+import { checkPolicySettings } from '../conflicts/policy.ts';
 import { ErrorCode, FatalError } from '../runtime/errors.ts';
 import { type Config, configSchema } from './schema.ts';
 
@@ -88,16 +89,8 @@ function normalize(config: Config, source: string): Config {
   if (config.nodes.every((node) => node.debezium !== undefined)) {
     fail(source, 'nodes', 'every node is captured by Debezium: at least one must receive changes');
   }
-  const checkPriority = (path: string, policy: string, node: string | undefined) => {
-    if (policy === 'node-priority' && node === undefined)
-      fail(source, path, 'node-priority needs priorityNode');
-    if (node !== undefined && !names.has(node))
-      fail(source, path, `priorityNode '${node}' is not one of the nodes`);
-  };
-  checkPriority('conflicts.priorityNode', config.conflicts.policy, config.conflicts.priorityNode);
-  for (const [table, override] of Object.entries(config.conflicts.tables)) {
-    checkPriority(`conflicts.tables.${table}.priorityNode`, override.policy, override.priorityNode);
-  }
+  const conflicts = checkPolicySettings(config.conflicts, names);
+  if (conflicts !== undefined) fail(source, conflicts.path, conflicts.message);
   return config;
 }
 

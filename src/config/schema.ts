@@ -1,8 +1,10 @@
 /**
  * The one declarative config schema: types, defaults and docs come from here (README's config reference
- * mirrors it). Cross-field rules live in ./load.ts (normalize step).
+ * mirrors it). Cross-field rules live in ./load.ts (normalize step); the conflict policy's names and rule
+ * in ../conflicts/policy.ts.
  */
 import { z } from 'zod';
+import { CONFLICT_POLICY_NAMES } from '../conflicts/policy.ts';
 
 const NAME = /^[a-z][a-z0-9_]{0,39}$/;
 
@@ -84,7 +86,7 @@ export const tablesSchema = z.union([
   }),
 ]);
 
-export const conflictPolicySchema = z.enum(['last-writer-wins', 'source-wins', 'node-priority']);
+export const conflictPolicySchema = z.enum(CONFLICT_POLICY_NAMES);
 
 export const conflictsSchema = z
   .strictObject({

@@ -4,11 +4,11 @@
  */
 import pg from 'pg';
 import type { Config, NodeConfig } from '../config/schema.ts';
+import { type ConflictPolicy, policyResolver } from '../conflicts/policy.ts';
 import { splitTableName } from '../pg/sql-names.ts';
 import { matchTables, requireSyncableTable } from '../pg/table-catalog.ts';
 import { ErrorCode, FatalError } from '../runtime/errors.ts';
 import { classifyPgError } from '../runtime/pg-errors.ts';
-import type { ConflictPolicy } from '../sink/conflict-guard.ts';
 
 export interface Direction {
   readonly source: NodeConfig;
@@ -91,15 +91,7 @@ export async function resolveTables(config: Config): Promise<string[]> {
   return first?.tables ?? [];
 }
 
+/** The conflict policy of each table (its override in `conflicts.tables`, else `conflicts`). */
 export function policyFor(config: Config): (table: string) => ConflictPolicy {
-  const toPolicy = (p: { policy: ConflictPolicy['policy']; priorityNode?: string | undefined }) => {
-    if (p.policy === 'node-priority')
-      return { policy: p.policy, priorityNode: p.priorityNode ?? '' } as const;
-    return { policy: p.policy } as ConflictPolicy;
-  };
-  const fallback = toPolicy(config.conflicts);
-  return (table) => {
-    const override = config.conflicts.tables[table];
-    return override === undefined ? fallback : toPolicy(override);
-  };
+  return policyResolver(config.conflicts);
 }

@@ -1,7 +1,7 @@
 /**
  * `pgbisync verify --repair`: makes the differing rows found by verify equal on both nodes by copying the
- * winning version, decided the way the applier decides a conflict (by default last-writer-wins on
- * `pg_xact_commit_timestamp(xmin)`, ties broken by node name).
+ * winning version, decided by the conflict policy the applier uses (`beats` in ../conflicts/policy.ts; by
+ * default last-writer-wins on `pg_xact_commit_timestamp(xmin)`, ties broken by node name).
  *
  * - Row on both nodes: the later version is upserted onto the other node.
  * - Row on one node only: the other node's pgbisync.tombstones decides. A tombstone newer than the row
@@ -21,12 +21,12 @@
  */
 import type pg from 'pg';
 import type { Config } from '../config/schema.ts';
+import { beats, type ConflictPolicy, type RowVersion } from '../conflicts/policy.ts';
 import { ensurePgbisyncSchema } from '../pg/pgbisync-schema.ts';
 import { objectNames, quoteIdent, quoteLiteral, splitTableName } from '../pg/sql-names.ts';
 import { type CatalogTable, readTable } from '../pg/table-catalog.ts';
 import { ErrorCode, FatalError } from '../runtime/errors.ts';
 import { classifyPgError } from '../runtime/pg-errors.ts';
-import type { ConflictPolicy } from '../sink/conflict-guard.ts';
 import { TableStatements } from '../sink/statement-builder.ts';
 import { connectNode, policyFor } from './sync-plan.ts';
 import type { PairDifferences } from './verify.ts';
@@ -45,9 +45,8 @@ export interface PairRepair {
   readonly unresolved: number;
 }
 
-/** A row version: commit time (null = unknown/frozen, the oldest) and the node that wrote it. */
-interface Version {
-  readonly us: bigint | null;
+/** A row version as read from a node: commit time (null = unknown/frozen, the oldest) and writing node. */
+interface Version extends RowVersion {
   /** The commit time as timestamptz text ('-infinity' when unknown), for pg_replication_origin_xact_setup. */
   readonly ts: string;
   readonly node: string;
@@ -171,25 +170,6 @@ async function decide(
   return actions;
 }
 
-/**
- * Does `incoming` beat `existing`? The order of ../sink/conflict-guard.ts, made symmetric so exactly one
- * of two different versions wins (the guarded write then lets it through).
- */
-function beats(policy: ConflictPolicy, incoming: Version, existing: Version): boolean {
-  if (policy.policy === 'node-priority') {
-    const p = policy.priorityNode;
-    if (incoming.node === p && existing.node !== p) return true;
-    if (existing.node === p && incoming.node !== p) return false;
-  }
-  // last-writer-wins (source-wins has no source in a repair: the later version wins too).
-  if (incoming.us !== existing.us) {
-    if (incoming.us === null) return false;
-    if (existing.us === null) return true;
-    return incoming.us > existing.us;
-  }
-  return incoming.node > existing.node;
-}
-
 const VERSION_COLUMNS = (x: string, localParam: string) => `
   vt.v::text AS ts,
   CASE WHEN vt.v = '-infinity' THEN NULL ELSE (extract(epoch FROM vt.v) * 1000000)::bigint::text END AS us,
@@ -203,7 +183,7 @@ interface VersionRow {
 }
 
 const toVersion = (r: VersionRow): Version => ({
-  us: r.us === null ? null : BigInt(r.us),
+  commitUs: r.us === null ? null : BigInt(r.us),
   ts: r.ts,
   node: r.node,
 });

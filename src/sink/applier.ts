@@ -16,11 +16,12 @@
  *   per-table topics and transaction topic (./debezium-transactions.ts); its position is one offset per
  *   topic, stored with each applied transaction.
  */
+
+import type { ConflictPolicy } from '../conflicts/policy.ts';
 import type { ConsumerOptions, InRecord as KafkaInRecord, OutRecord } from '../kafka/client.ts';
 import { quoteIdent } from '../pg/sql-names.ts';
 import { BlockedError, ErrorCode, FatalError, PgbisyncError } from '../runtime/errors.ts';
 import type { ApplyTransaction, TopicPosition } from './apply-model.ts';
-import type { ConflictPolicy } from './conflict-guard.ts';
 import { DebeziumTransactionAssembler } from './debezium-transactions.ts';
 import { decodeChange } from './event-changes.ts';
 import { EventSchemas } from './event-schemas.ts';

@@ -8,10 +8,10 @@
  * $3 this (target) node, $4 table name 'schema.table'. Column values (or arrays) follow from $5.
  */
 
+import { type ConflictPolicy, incomingWinsSql } from '../conflicts/policy.ts';
 import { qualifiedName, quoteIdent, quoteLiteral } from '../pg/sql-names.ts';
 import type { CatalogTable } from '../pg/table-catalog.ts';
 import { BlockedError, ErrorCode } from '../runtime/errors.ts';
-import { type ConflictPolicy, incomingWins } from './conflict-guard.ts';
 
 const VERSION_TIME = (x: string) => `pgbisync.version_time(${x}.xmin)`;
 /**
@@ -144,7 +144,7 @@ export class TableStatements {
       nonKey.length === 0
         ? `${quoteIdent(this.table.primaryKey[0] ?? '')} = EXCLUDED.${quoteIdent(this.table.primaryKey[0] ?? '')}`
         : nonKey.map((c) => `${quoteIdent(c)} = EXCLUDED.${quoteIdent(c)}`).join(', ');
-    const wins = (time: string, node: string) => incomingWins(this.#policy, '$1', '$2', time, node);
+    const wins = (time: string, node: string) => incomingWinsSql(this.#policy, '$1', '$2', time, node);
     const returning = this.table.primaryKey.map((k) => `t.${quoteIdent(k)}`).join(', ');
     const policy = quoteLiteral(this.#policy.policy);
     /** The target's row at the key of `alias`, as the statement's snapshot shows it. */
@@ -190,7 +190,7 @@ export class TableStatements {
     const nonKey = columns.filter((c) => !this.table.primaryKey.includes(c));
     const set = nonKey.map((c) => `${quoteIdent(c)} = i.${quoteIdent(c)}`).join(', ');
     const returning = this.table.primaryKey.map((k) => `t.${quoteIdent(k)}`).join(', ');
-    const wins = incomingWins(this.#policy, '$1', '$2', VERSION_TIME('t'), VERSION_NODE('t'));
+    const wins = incomingWinsSql(this.#policy, '$1', '$2', VERSION_TIME('t'), VERSION_NODE('t'));
     const text = `WITH ${this.#inputCte(columns, one)}, ${this.#existingCte()},
       w AS (UPDATE ${this.#qualified} AS t SET ${set} FROM i WHERE ${this.#keyJoin('t', 'i')} AND ${wins} RETURNING ${returning})
       ${this.#conflictInsert('update_origin_differs', `(SELECT to_jsonb(r.*) FROM i r WHERE ${this.#keyJoin('r', 'e')})`, 'w')}`;
@@ -204,7 +204,7 @@ export class TableStatements {
     const cached = this.#cache.get(cacheKey);
     if (cached !== undefined) return cached;
     const returning = this.table.primaryKey.map((k) => `t.${quoteIdent(k)}`).join(', ');
-    const wins = (time: string, node: string) => incomingWins(this.#policy, '$1', '$2', time, node);
+    const wins = (time: string, node: string) => incomingWinsSql(this.#policy, '$1', '$2', time, node);
     const text = `WITH ${this.#inputCte(this.table.primaryKey, one)}, ${this.#existingCte()},
       d AS (DELETE FROM ${this.#qualified} AS t USING i WHERE ${this.#keyJoin('t', 'i')}
             AND ${wins(VERSION_TIME('t'), VERSION_NODE('t'))} RETURNING ${returning}),
@@ -234,7 +234,7 @@ export class TableStatements {
     ].join(', ');
     const set = columns.map((c) => `${quoteIdent(c)} = i.${quoteIdent(c)}`).join(', ');
     const oldJoin = pk.map((k) => `t.${quoteIdent(k)} = i.${quoteIdent(`old ${k}`)}`).join(' AND ');
-    const wins = incomingWins(this.#policy, '$1', '$2', VERSION_TIME('t'), VERSION_NODE('t'));
+    const wins = incomingWinsSql(this.#policy, '$1', '$2', VERSION_TIME('t'), VERSION_NODE('t'));
     const text = `WITH i AS (SELECT ${select} FROM unnest(${[...newSel, ...oldSel].join(', ')}) AS u(${alias}))
       UPDATE ${this.#qualified} AS t SET ${set} FROM i WHERE ${oldJoin} AND ${wins} AND $4::text IS NOT NULL`;
     this.#cache.set(cacheKey, text);

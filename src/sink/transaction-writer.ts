@@ -5,6 +5,7 @@
  * (exactly-once effect). Many transactions go out in one pipelined round trip.
  */
 import pg from 'pg';
+import type { ConflictPolicy } from '../conflicts/policy.ts';
 import { formatLsn, parseLsn } from '../pg/lsn.ts';
 import { objectNames, splitTableName } from '../pg/sql-names.ts';
 import { readTable } from '../pg/table-catalog.ts';
@@ -17,7 +18,6 @@ import {
   type TopicPosition,
   UNCHANGED,
 } from './apply-model.ts';
-import type { ConflictPolicy } from './conflict-guard.ts';
 import { TableStatements } from './statement-builder.ts';
 
 export interface AppliedPosition {
