@@ -10,13 +10,8 @@ import { objectNames, splitTableName } from '../pg/sql-names.ts';
 import { readTable } from '../pg/table-catalog.ts';
 import { BlockedError, ErrorCode } from '../runtime/errors.ts';
 import { classifyApplyError } from '../runtime/pg-errors.ts';
-import {
-  type ApplyTransaction,
-  type RowChange,
-  splitByCommitTime,
-  type TopicPosition,
-  UNCHANGED,
-} from './apply-model.ts';
+import type { ApplyTransaction, TopicPosition } from './apply-model.ts';
+import { groupRuns, isoFromMicros, type PlannedStatement, planRun, splitByCommitTime } from './apply-plan.ts';
 import type { ConflictPolicy } from './conflict-guard.ts';
 import { TableStatements } from './statement-builder.ts';
 
@@ -49,14 +44,6 @@ export interface TransactionWriterOptions {
    * superuser, or on PostgreSQL 15+ `GRANT SET ON PARAMETER session_replication_role TO <user>`.
    */
   readonly replicaRole?: boolean;
-}
-
-interface Run {
-  readonly kind: 'upsert' | 'update' | 'delete' | 'truncate' | 'rekey';
-  readonly op: RowChange['op'];
-  readonly table: string;
-  readonly columns: readonly string[];
-  readonly rows: Readonly<Record<string, unknown>>[];
 }
 
 export class TransactionWriter {
@@ -292,38 +279,11 @@ export class TransactionWriter {
       this.#position.partition,
       this.#position.nextOffset,
     ];
-    /** `conflicts`: the statement ends by recording conflicts (upsert, update, delete). */
-    const statements: { text: string; values: unknown[] | undefined; conflicts?: true }[] = [];
+    const statements: PlannedStatement[] = [];
     if (!duplicate) {
       for (const run of groupRuns(txn.changes)) {
         const table = await this.#table(run.table);
-        const common = [tsIso, txn.sourceNode, this.#o.targetNode, run.table];
-        if (run.kind === 'truncate') {
-          statements.push({ text: table.truncate(), values: undefined });
-          continue;
-        }
-        table.requireColumns(run.columns);
-        if (run.kind === 'rekey') {
-          // One row per run (a key change with unchanged TOAST values): new values, then the old key.
-          const row = run.rows[0]!;
-          const values = run.columns.map((c) => [(row[c] ?? null) as string | null]);
-          const oldKey = table.table.primaryKey.map((k) => [(row[OLD_KEY + k] ?? null) as string | null]);
-          statements.push({ text: table.rekey(run.columns), values: [...common, ...values, ...oldKey] });
-          continue;
-        }
-        const rows = lastVersionPerKey(run.rows, table.table.primaryKey);
-        // One row: a value per column; more: an array per column (see TableStatements' input).
-        const one = rows.length === 1;
-        const text =
-          run.kind === 'delete'
-            ? table.delete(one)
-            : run.kind === 'update'
-              ? table.update(run.columns, one)
-              : table.upsert(run.op as 'c' | 'u' | 'r', run.columns, one);
-        const values = run.columns.map((c) =>
-          one ? ((rows[0]![c] ?? null) as string | null) : rows.map((r) => (r[c] ?? null) as string | null),
-        );
-        statements.push({ text, values: [...common, ...values], conflicts: true });
+        statements.push(planRun(run, table, [tsIso, txn.sourceNode, this.#o.targetNode, run.table]));
       }
     }
     const positions = txn.topicPositions ?? [];
@@ -492,92 +452,3 @@ const POSITIONS_STATEMENT = `INSERT INTO pgbisync.apply_positions AS a (source_n
 
 /** The progress write alone (inside BEGIN ... COMMIT, or as the whole transaction of a duplicate). */
 const PROGRESS_STATEMENT = `WITH ${PROGRESS_CTE(3)} SELECT 1`;
-
-function isoFromMicros(us: bigint): string {
-  const ms = us / 1000n;
-  const micros = Number(us % 1000000n);
-  const base = new Date(Number(ms)).toISOString(); // 2024-01-02T03:04:05.123Z
-  return `${base.slice(0, 19)}.${String(micros).padStart(6, '0')}Z`;
-}
-
-/**
- * Splits a transaction's changes into runs of one statement each, keeping order: consecutive changes on
- * the same table with the same kind, op and column set. A key-changing update becomes delete(old key)
- * followed by an upsert of the new row.
- */
-/** Prefix of the old key's columns in a 'rekey' run's row (cannot collide with a column name). */
-const OLD_KEY = '\u0000old:';
-
-export function groupRuns(changes: readonly RowChange[]): Run[] {
-  const runs: Run[] = [];
-  let current: Run | undefined;
-  const push = (
-    kind: Run['kind'],
-    op: RowChange['op'],
-    table: string,
-    columns: readonly string[],
-    row?: object,
-  ) => {
-    const same =
-      current !== undefined &&
-      kind !== 'truncate' &&
-      current.kind === kind &&
-      current.op === op &&
-      current.table === table &&
-      current.columns.length === columns.length &&
-      current.columns.every((c, i) => c === columns[i]);
-    if (!same) {
-      current = { kind, op, table, columns, rows: [] };
-      runs.push(current);
-    }
-    if (row !== undefined) current?.rows.push(row as Readonly<Record<string, unknown>>);
-  };
-  for (const change of changes) {
-    const table = `${change.schema}.${change.table}`;
-    if (change.op === 't') {
-      push('truncate', 't', table, []);
-      continue;
-    }
-    const before = change.beforeKey;
-    if (change.op === 'd') {
-      if (before !== undefined) push('delete', 'd', table, Object.keys(before), before);
-      continue;
-    }
-    const after = change.after ?? {};
-    const columns = Object.keys(after).filter((c) => after[c] !== UNCHANGED);
-    const keyChanged =
-      change.op === 'u' && before !== undefined && Object.keys(before).some((k) => before[k] !== after[k]);
-    if (keyChanged && columns.length < Object.keys(after).length) {
-      // The new row lacks its unchanged TOAST values: move the old row to the new key in place.
-      const oldKey = Object.fromEntries(Object.entries(before).map(([k, v]) => [OLD_KEY + k, v]));
-      current = undefined;
-      push('rekey', 'u', table, columns, { ...after, ...oldKey });
-      current = undefined;
-      continue;
-    }
-    if (keyChanged) push('delete', 'd', table, Object.keys(before), before);
-    push(columns.length < Object.keys(after).length ? 'update' : 'upsert', change.op, table, columns, after);
-  }
-  return runs;
-}
-
-/** A key seen twice in one run keeps its last version (same transaction: the last one is the state). */
-function lastVersionPerKey(
-  rows: readonly Readonly<Record<string, unknown>>[],
-  keyColumns: readonly string[],
-): Readonly<Record<string, unknown>>[] {
-  if (rows.length < 2) return [...rows];
-  const index = new Map<string, number>();
-  const out: Readonly<Record<string, unknown>>[] = [];
-  for (const row of rows) {
-    const key = keyColumns.map((k) => String(row[k])).join('\u0000');
-    const at = index.get(key);
-    if (at === undefined) {
-      index.set(key, out.length);
-      out.push(row);
-    } else {
-      out[at] = row;
-    }
-  }
-  return out;
-}
