@@ -5,8 +5,10 @@
  */
 
 import type { ColumnValue } from '../events/change-event.ts';
+import type { TopicPosition } from '../offsets/apply-progress.ts';
 
 export { type ColumnValue, UNCHANGED } from '../events/change-event.ts';
+export type { TopicPosition } from '../offsets/apply-progress.ts';
 
 export interface RowChange {
   readonly op: 'c' | 'u' | 'd' | 'r' | 't';
@@ -40,10 +42,4 @@ export interface ApplyTransaction {
    * transaction in each topic it has records in, stored with it (pgbisync.apply_positions).
    */
   readonly topicPositions?: readonly TopicPosition[];
-}
-
-export interface TopicPosition {
-  readonly topic: string;
-  readonly partition: number;
-  readonly nextOffset: bigint;
 }

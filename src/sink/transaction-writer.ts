@@ -5,23 +5,22 @@
  * (exactly-once effect). Many transactions go out in one pipelined round trip.
  */
 import pg from 'pg';
-import { formatLsn, parseLsn } from '../pg/lsn.ts';
+import {
+  type AppliedPosition,
+  ApplyProgress,
+  PROGRESS_STATEMENT,
+  positionsWrite,
+  type TopicPosition,
+  withProgress,
+} from '../offsets/apply-progress.ts';
 import { objectNames, splitTableName } from '../pg/sql-names.ts';
 import { readTable } from '../pg/table-catalog.ts';
 import { BlockedError, ErrorCode } from '../runtime/errors.ts';
 import { classifyApplyError } from '../runtime/pg-errors.ts';
-import type { ApplyTransaction, TopicPosition } from './apply-model.ts';
+import type { ApplyTransaction } from './apply-model.ts';
 import { groupRuns, isoFromMicros, type PlannedStatement, planRun, splitByCommitTime } from './apply-plan.ts';
 import type { ConflictPolicy } from './conflict-guard.ts';
 import { TableStatements } from './statement-builder.ts';
-
-export interface AppliedPosition {
-  readonly topic: string;
-  readonly partition: number;
-  readonly nextOffset: bigint;
-  readonly commitLsn: bigint;
-  readonly commitTimeUs: bigint;
-}
 
 export interface AppliedCounts {
   /** Transactions written. */
@@ -50,17 +49,11 @@ export class TransactionWriter {
   readonly #o: TransactionWriterOptions;
   readonly #client: pg.Client;
   readonly #tables = new Map<string, TableStatements>();
+  readonly #progress: ApplyProgress;
   /** Statement text -> name of its prepared statement on this connection (parsed once, then reused). */
   readonly #prepared = new Map<string, string>();
   /** A run's statement text -> the same statement with the progress CTEs in front. */
   readonly #combined = new Map<string, string>();
-  #lastCommitLsn = 0n;
-  /**
-   * The Kafka position the stored progress row holds once every queued transaction committed; null
-   * fields when there is no row. Each transaction's progress write requires the row to hold exactly
-   * this (see PROGRESS_CTE).
-   */
-  #position: StoredPosition = NO_POSITION;
   /** Settles when the last submit() finished queueing. */
   #queueing: Promise<void> = Promise.resolve();
 
@@ -72,6 +65,7 @@ export class TransactionWriter {
       // biome-ignore lint/suspicious/noExplicitAny: pg's typings lack the pipeline flag
       ...({ pipeline: true } as any),
     });
+    this.#progress = new ApplyProgress(options.sourceNode);
   }
 
   /** Connects, binds the session to the source's replication origin and returns the stored progress. */
@@ -108,29 +102,7 @@ export class TransactionWriter {
       [origin],
     );
     await this.#client.query('SELECT pg_replication_origin_session_setup($1)', [origin]);
-    const r = await this.#client.query<{
-      topic: string;
-      kafka_partition: number;
-      next_offset: string;
-      commit_lsn: string;
-      us: string;
-    }>(
-      `SELECT topic, kafka_partition, next_offset::text, commit_lsn::text,
-              (extract(epoch FROM commit_time) * 1000000)::bigint::text AS us
-         FROM pgbisync.apply_progress WHERE source_node = $1`,
-      [this.#o.sourceNode],
-    );
-    const row = r.rows[0];
-    if (row === undefined) return undefined;
-    this.#position = { topic: row.topic, partition: row.kafka_partition, nextOffset: row.next_offset };
-    this.#lastCommitLsn = parseLsn(row.commit_lsn);
-    return {
-      topic: row.topic,
-      partition: row.kafka_partition,
-      nextOffset: BigInt(row.next_offset),
-      commitLsn: this.#lastCommitLsn,
-      commitTimeUs: BigInt(row.us),
-    };
+    return await this.#progress.read(this.#client);
   }
 
   /** The statements call functions of the pgbisync schema that `pgbisync setup` of an older version lacks. */
@@ -156,19 +128,7 @@ export class TransactionWriter {
    * empty when there are none (or the table predates them: `pgbisync setup` adds it).
    */
   async topicPositions(): Promise<TopicPosition[]> {
-    const exists = await this.#client.query(
-      "SELECT to_regclass('pgbisync.apply_positions') IS NOT NULL AS e",
-    );
-    if (exists.rows[0]?.e !== true) return [];
-    const r = await this.#client.query<{ topic: string; kafka_partition: number; next_offset: string }>(
-      'SELECT topic, kafka_partition, next_offset::text FROM pgbisync.apply_positions WHERE source_node = $1',
-      [this.#o.sourceNode],
-    );
-    return r.rows.map((row) => ({
-      topic: row.topic,
-      partition: row.kafka_partition,
-      nextOffset: BigInt(row.next_offset),
-    }));
+    return await this.#progress.readTopicPositions(this.#client);
   }
 
   async close(): Promise<void> {
@@ -177,7 +137,7 @@ export class TransactionWriter {
 
   /** Commit LSN of the last applied (non-snapshot) source transaction. */
   get lastCommitLsn(): bigint {
-    return this.#lastCommitLsn;
+    return this.#progress.lastCommitLsn;
   }
 
   /**
@@ -216,13 +176,13 @@ export class TransactionWriter {
     let flushedAt = 0;
     try {
       for (const txn of txns) {
-        const duplicate = txn.lsnOrdered && !txn.snapshot && txn.commitLsn <= this.#lastCommitLsn;
+        const duplicate = this.#progress.alreadyApplied(txn);
         if (duplicate) skipped++;
         else applied++;
         for (const part of splitByCommitTime(txn)) {
           pending.push(...(await this.#queue(part, duplicate, conflictResults)));
         }
-        if (txn.lsnOrdered && !txn.snapshot && !duplicate) this.#lastCommitLsn = txn.commitLsn;
+        if (!duplicate) this.#progress.queued(txn);
         if (pending.length - flushedAt >= FLUSH_EVERY_STATEMENTS) {
           flushedAt = pending.length;
           socket?.uncork?.();
@@ -270,15 +230,6 @@ export class TransactionWriter {
     conflictResults: Promise<unknown>[],
   ): Promise<Promise<unknown>[]> {
     const tsIso = isoFromMicros(txn.commitTimeUs);
-    const progress = [
-      txn.topic,
-      txn.partition,
-      String(txn.lastOffset + 1n),
-      formatLsn(txn.commitLsn),
-      this.#position.topic,
-      this.#position.partition,
-      this.#position.nextOffset,
-    ];
     const statements: PlannedStatement[] = [];
     if (!duplicate) {
       for (const run of groupRuns(txn.changes)) {
@@ -287,18 +238,8 @@ export class TransactionWriter {
       }
     }
     const positions = txn.topicPositions ?? [];
-    if (positions.length > 0) {
-      statements.push({
-        text: POSITIONS_STATEMENT,
-        values: [
-          txn.sourceNode,
-          positions.map((p) => p.topic),
-          positions.map((p) => p.partition),
-          positions.map((p) => String(p.nextOffset)),
-        ],
-      });
-    }
-    this.#position = { topic: txn.topic, partition: txn.partition, nextOffset: String(txn.lastOffset + 1n) };
+    if (positions.length > 0) statements.push(positionsWrite(txn.sourceNode, positions));
+    const progress = this.#progress.nextWrite(txn);
     const only = statements.length === 1 ? statements[0]! : undefined;
     if (only?.values !== undefined && only.text.startsWith('WITH ')) {
       const result = this.#query(this.#withProgress(only.text, only.values.length), [
@@ -339,7 +280,7 @@ export class TransactionWriter {
   #withProgress(text: string, params: number): string {
     let combined = this.#combined.get(text);
     if (combined === undefined) {
-      combined = `WITH ${PROGRESS_CTE(params + 1)},\n${text.slice('WITH '.length)}`;
+      combined = withProgress(text, params);
       this.#combined.set(text, combined);
     }
     return combined;
@@ -403,52 +344,3 @@ const FLUSH_EVERY_STATEMENTS = 64;
 interface PgInternals {
   readonly connection?: { readonly stream?: { cork?(): void; uncork?(): void } };
 }
-
-interface StoredPosition {
-  readonly topic: string | null;
-  readonly partition: number | null;
-  /** Decimal text (a bigint parameter). */
-  readonly nextOffset: string | null;
-}
-
-const NO_POSITION: StoredPosition = { topic: null, partition: null, nextOffset: null };
-
-/**
- * Leading CTEs of a transaction's statement: sets the replication origin's commit LSN and time for
- * this transaction, and writes the progress row. `$1` is the commit time, `$2` the source node; from
- * `$p`: topic, partition, next offset, commit LSN, then the position the row must hold now (null
- * fields: no row yet).
- *
- * That last condition chains the pipelined transactions: if one fails (rolled back), the next one
- * finds the row where the failed one should have moved it and fails too, and so does every later one,
- * so nothing commits after a failed transaction (commit order; no transaction skipped on restart). A
- * row changed by anything else stops the writer too. The error is a cast of an explanation to bigint
- * (plain SQL has no RAISE); it names the position found.
- */
-const PROGRESS_CTE = (p: number) => {
-  const [topic, partition, next, lsn, wasTopic, wasPartition, wasNext] = [0, 1, 2, 3, 4, 5, 6].map(
-    (i) => `$${p + i}`,
-  );
-  return `pgbisync_origin AS (SELECT pg_replication_origin_xact_setup(${lsn}::pg_lsn, $1::timestamptz)),
-  pgbisync_progress AS (INSERT INTO pgbisync.apply_progress AS a
-      (source_node, topic, kafka_partition, next_offset, commit_lsn, commit_time, applied_at)
-    SELECT $2::text, ${topic}::text, ${partition}::int, ${next}::bigint, ${lsn}::pg_lsn, $1::timestamptz, clock_timestamp()
-      FROM pgbisync_origin
-    ON CONFLICT (source_node) DO UPDATE SET topic = EXCLUDED.topic, kafka_partition = EXCLUDED.kafka_partition,
-      next_offset = CASE
-        WHEN (a.topic, a.kafka_partition, a.next_offset) IS NOT DISTINCT FROM (${wasTopic}::text, ${wasPartition}::int, ${wasNext}::bigint)
-        THEN EXCLUDED.next_offset
-        ELSE ('pgbisync: apply_progress of ' || a.source_node || ' is at ' || a.topic || '[' || a.kafka_partition || ']@'
-              || a.next_offset || ', not where this applier left it: an earlier transaction of the batch failed, or the row was changed by someone else')::bigint
-        END,
-      commit_lsn = greatest(a.commit_lsn, EXCLUDED.commit_lsn), commit_time = EXCLUDED.commit_time,
-      applied_at = EXCLUDED.applied_at)`;
-};
-
-/** Positions in the other topics of a multi-topic source: $1 source node, $2..$4 topic/partition/offset arrays. */
-const POSITIONS_STATEMENT = `INSERT INTO pgbisync.apply_positions AS a (source_node, topic, kafka_partition, next_offset)
-  SELECT $1::text, t, p, o FROM unnest($2::text[], $3::int[], $4::bigint[]) AS u(t, p, o)
-  ON CONFLICT (source_node, topic, kafka_partition) DO UPDATE SET next_offset = greatest(a.next_offset, EXCLUDED.next_offset)`;
-
-/** The progress write alone (inside BEGIN ... COMMIT, or as the whole transaction of a duplicate). */
-const PROGRESS_STATEMENT = `WITH ${PROGRESS_CTE(3)} SELECT 1`;
