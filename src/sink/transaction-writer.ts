@@ -2,7 +2,9 @@
  * Writes source transactions into the target node: each as exactly one target transaction, under the
  * source's replication origin with the source commit LSN and time (loop prevention + commit timestamps
  * for conflict resolution), with the applier's progress updated inside the same transaction
- * (exactly-once effect). Many transactions go out in one pipelined round trip.
+ * (exactly-once effect; ../offsets/apply-progress.ts). Many transactions go out in one pipelined round
+ * trip. This module queues and settles them; each transaction's statements are planned by
+ * ./apply-plan.ts from the tables of ./target-catalog.ts, and the session is set up by ./apply-session.ts.
  */
 import pg from 'pg';
 import {
@@ -13,14 +15,12 @@ import {
   type TopicPosition,
   withProgress,
 } from '../offsets/apply-progress.ts';
-import { objectNames, splitTableName } from '../pg/sql-names.ts';
-import { readTable } from '../pg/table-catalog.ts';
-import { BlockedError, ErrorCode } from '../runtime/errors.ts';
 import { classifyApplyError } from '../runtime/pg-errors.ts';
 import type { ApplyTransaction } from './apply-model.ts';
 import { groupRuns, isoFromMicros, type PlannedStatement, planRun, splitByCommitTime } from './apply-plan.ts';
+import { setUpApplySession } from './apply-session.ts';
 import type { ConflictPolicy } from './conflict-guard.ts';
-import { TableStatements } from './statement-builder.ts';
+import { TargetCatalog } from './target-catalog.ts';
 
 export interface AppliedCounts {
   /** Transactions written. */
@@ -48,7 +48,7 @@ export interface TransactionWriterOptions {
 export class TransactionWriter {
   readonly #o: TransactionWriterOptions;
   readonly #client: pg.Client;
-  readonly #tables = new Map<string, TableStatements>();
+  readonly #catalog: TargetCatalog;
   readonly #progress: ApplyProgress;
   /** Statement text -> name of its prepared statement on this connection (parsed once, then reused). */
   readonly #prepared = new Map<string, string>();
@@ -65,62 +65,15 @@ export class TransactionWriter {
       // biome-ignore lint/suspicious/noExplicitAny: pg's typings lack the pipeline flag
       ...({ pipeline: true } as any),
     });
+    this.#catalog = new TargetCatalog(options);
     this.#progress = new ApplyProgress(options.sourceNode);
   }
 
   /** Connects, binds the session to the source's replication origin and returns the stored progress. */
   async open(): Promise<AppliedPosition | undefined> {
     await this.#client.connect();
-    const origin = objectNames.origin(this.#o.sourceNode);
-    await this.#client.query('SET synchronous_commit = off');
-    await this.#requireSchemaFunctions();
-    if (this.#o.replicaRole === true) {
-      try {
-        await this.#client.query('SET session_replication_role = replica');
-      } catch (error) {
-        throw new BlockedError(
-          `applying ${this.#o.sourceNode} -> ${this.#o.targetNode}: cannot SET session_replication_role = replica (${error instanceof Error ? error.message : String(error)})`,
-          {
-            code: ErrorCode.PG_PREREQUISITE,
-            hint: `per-table topics apply with triggers and foreign keys off: on ${this.#o.targetNode} run GRANT SET ON PARAMETER session_replication_role TO <the node url's user> (PostgreSQL 15+), or use a superuser, or mode: transactional`,
-            cause: error,
-          },
-        );
-      }
-    }
-    // Every statement is prepared once per connection and then executed with a generic plan: the
-    // guarded upserts are CTEs whose planning costs several times their execution (measured: 0.65 ms
-    // of backend CPU per single-row upsert re-planned each time, 0.11 ms with a cached generic plan).
-    // Their shape (index lookups by key over the unnest of the parameter arrays) does not depend on the
-    // parameter values, so a custom plan per execution would buy nothing.
-    // enable_seqscan off: every statement finds rows by key, and a generic plan made while a table was
-    // tiny must not scan it whole once it is large (the statements are also written to prefer lookups).
-    await this.#client.query('SET plan_cache_mode = force_generic_plan');
-    await this.#client.query('SET enable_seqscan = off');
-    await this.#client.query(
-      'SELECT pg_replication_origin_create($1) WHERE NOT EXISTS (SELECT 1 FROM pg_replication_origin WHERE roname = $1)',
-      [origin],
-    );
-    await this.#client.query('SELECT pg_replication_origin_session_setup($1)', [origin]);
+    await setUpApplySession(this.#client, this.#o);
     return await this.#progress.read(this.#client);
-  }
-
-  /** The statements call functions of the pgbisync schema that `pgbisync setup` of an older version lacks. */
-  async #requireSchemaFunctions(): Promise<void> {
-    const r = await this.#client.query<{ missing: string | null }>(
-      `SELECT string_agg(f, ', ') AS missing FROM unnest($1::text[]) AS f WHERE to_regproc(f) IS NULL`,
-      [SCHEMA_FUNCTIONS],
-    );
-    const missing = r.rows[0]?.missing ?? null;
-    if (missing !== null) {
-      throw new BlockedError(
-        `applying ${this.#o.sourceNode} -> ${this.#o.targetNode}: ${this.#o.targetNode} lacks ${missing}: its pgbisync schema is missing or was set up by an older pgbisync`,
-        {
-          code: ErrorCode.PG_PREREQUISITE,
-          hint: 'run `pgbisync setup` with the same config: it brings the pgbisync schema of every node up to date and changes nothing else; the applier then resumes where it stopped',
-        },
-      );
-    }
   }
 
   /**
@@ -233,7 +186,7 @@ export class TransactionWriter {
     const statements: PlannedStatement[] = [];
     if (!duplicate) {
       for (const run of groupRuns(txn.changes)) {
-        const table = await this.#table(run.table);
+        const table = await this.#catalog.statements(run.table);
         statements.push(planRun(run, table, [tsIso, txn.sourceNode, this.#o.targetNode, run.table]));
       }
     }
@@ -296,46 +249,11 @@ export class TransactionWriter {
     return name;
   }
 
-  async #table(name: string): Promise<TableStatements> {
-    const cached = this.#tables.get(name);
-    if (cached !== undefined) return cached;
-    const { schema, table } = splitTableName(name);
-    const catalog = await readTableWith(this.#o.url, schema, table);
-    if (catalog === undefined) {
-      throw new BlockedError(`table ${name} does not exist on target node ${this.#o.targetNode}`, {
-        code: ErrorCode.SCHEMA_MISMATCH,
-        hint: `create ${name} on ${this.#o.targetNode}; the applier resumes from the same event`,
-      });
-    }
-    const statements = new TableStatements(catalog, this.#o.policyFor(name));
-    this.#tables.set(name, statements);
-    return statements;
-  }
-
   /** Forgets cached table definitions (after a schema mismatch, the operator may have fixed the table). */
   resetCatalog(): void {
-    this.#tables.clear();
+    this.#catalog.reset();
   }
 }
-
-async function readTableWith(url: string, schema: string, table: string) {
-  const client = new pg.Client({ connectionString: url });
-  await client.connect();
-  try {
-    return await readTable(client, schema, table);
-  } finally {
-    await client.end();
-  }
-}
-
-/** Functions of the pgbisync schema the statements call (see ../pg/pgbisync-schema.ts). */
-const SCHEMA_FUNCTIONS = [
-  'pgbisync.version_time',
-  'pgbisync.version_node',
-  'pgbisync.deleted_meanwhile',
-  'pgbisync.record_conflict',
-  'pgbisync.take_conflicts',
-];
 
 /** Statements queued between two socket writes (see apply). */
 const FLUSH_EVERY_STATEMENTS = 64;
