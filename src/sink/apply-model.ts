@@ -1,12 +1,14 @@
 /**
  * What the applier applies: source transactions made of row changes whose values are PostgreSQL text
  * literals (decoded from Debezium events; see ../events/). One ApplyTransaction becomes exactly one
- * target transaction.
+ * target transaction (a snapshot chunk one per commit time: see ./apply-plan.ts).
  */
 
 import type { ColumnValue } from '../events/change-event.ts';
+import type { TopicPosition } from '../offsets/apply-progress.ts';
 
 export { type ColumnValue, UNCHANGED } from '../events/change-event.ts';
+export type { TopicPosition } from '../offsets/apply-progress.ts';
 
 export interface RowChange {
   readonly op: 'c' | 'u' | 'd' | 'r' | 't';
@@ -40,29 +42,4 @@ export interface ApplyTransaction {
    * transaction in each topic it has records in, stored with it (pgbisync.apply_positions).
    */
   readonly topicPositions?: readonly TopicPosition[];
-}
-
-export interface TopicPosition {
-  readonly topic: string;
-  readonly partition: number;
-  readonly nextOffset: bigint;
-}
-
-/**
- * A snapshot chunk as target transactions of one commit time each: every row keeps its own source
- * commit time on the target, as a streamed change would, so conflict resolution compares the same
- * versions on every node. Streamed transactions are returned as they are.
- */
-export function splitByCommitTime(txn: ApplyTransaction): ApplyTransaction[] {
-  if (!txn.snapshot) return [txn];
-  const groups = new Map<bigint, RowChange[]>();
-  for (const change of txn.changes) {
-    const ts = change.commitTimeUs ?? txn.commitTimeUs;
-    const group = groups.get(ts);
-    if (group === undefined) groups.set(ts, [change]);
-    else group.push(change);
-  }
-  return [...groups.keys()]
-    .sort((a, b) => (a < b ? -1 : a > b ? 1 : 0))
-    .map((ts) => ({ ...txn, commitTimeUs: ts, changes: groups.get(ts)! }));
 }

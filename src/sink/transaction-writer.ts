@@ -2,31 +2,25 @@
  * Writes source transactions into the target node: each as exactly one target transaction, under the
  * source's replication origin with the source commit LSN and time (loop prevention + commit timestamps
  * for conflict resolution), with the applier's progress updated inside the same transaction
- * (exactly-once effect). Many transactions go out in one pipelined round trip.
+ * (exactly-once effect; ../offsets/apply-progress.ts). Many transactions go out in one pipelined round
+ * trip. This module queues and settles them; each transaction's statements are planned by
+ * ./apply-plan.ts from the tables of ./target-catalog.ts, and the session is set up by ./apply-session.ts.
  */
 import pg from 'pg';
 import type { ConflictPolicy } from '../conflicts/policy.ts';
-import { formatLsn, parseLsn } from '../pg/lsn.ts';
-import { objectNames, splitTableName } from '../pg/sql-names.ts';
-import { readTable } from '../pg/table-catalog.ts';
-import { BlockedError, ErrorCode } from '../runtime/errors.ts';
-import { classifyApplyError } from '../runtime/pg-errors.ts';
 import {
-  type ApplyTransaction,
-  type RowChange,
-  splitByCommitTime,
+  type AppliedPosition,
+  ApplyProgress,
+  PROGRESS_STATEMENT,
+  positionsWrite,
   type TopicPosition,
-  UNCHANGED,
-} from './apply-model.ts';
-import { TableStatements } from './statement-builder.ts';
-
-export interface AppliedPosition {
-  readonly topic: string;
-  readonly partition: number;
-  readonly nextOffset: bigint;
-  readonly commitLsn: bigint;
-  readonly commitTimeUs: bigint;
-}
+  withProgress,
+} from '../offsets/apply-progress.ts';
+import { classifyApplyError } from '../runtime/pg-errors.ts';
+import type { ApplyTransaction } from './apply-model.ts';
+import { groupRuns, isoFromMicros, type PlannedStatement, planRun, splitByCommitTime } from './apply-plan.ts';
+import { setUpApplySession } from './apply-session.ts';
+import { TargetCatalog } from './target-catalog.ts';
 
 export interface AppliedCounts {
   /** Transactions written. */
@@ -51,29 +45,15 @@ export interface TransactionWriterOptions {
   readonly replicaRole?: boolean;
 }
 
-interface Run {
-  readonly kind: 'upsert' | 'update' | 'delete' | 'truncate' | 'rekey';
-  readonly op: RowChange['op'];
-  readonly table: string;
-  readonly columns: readonly string[];
-  readonly rows: Readonly<Record<string, unknown>>[];
-}
-
 export class TransactionWriter {
   readonly #o: TransactionWriterOptions;
   readonly #client: pg.Client;
-  readonly #tables = new Map<string, TableStatements>();
+  readonly #catalog: TargetCatalog;
+  readonly #progress: ApplyProgress;
   /** Statement text -> name of its prepared statement on this connection (parsed once, then reused). */
   readonly #prepared = new Map<string, string>();
   /** A run's statement text -> the same statement with the progress CTEs in front. */
   readonly #combined = new Map<string, string>();
-  #lastCommitLsn = 0n;
-  /**
-   * The Kafka position the stored progress row holds once every queued transaction committed; null
-   * fields when there is no row. Each transaction's progress write requires the row to hold exactly
-   * this (see PROGRESS_CTE).
-   */
-  #position: StoredPosition = NO_POSITION;
   /** Settles when the last submit() finished queueing. */
   #queueing: Promise<void> = Promise.resolve();
 
@@ -85,83 +65,15 @@ export class TransactionWriter {
       // biome-ignore lint/suspicious/noExplicitAny: pg's typings lack the pipeline flag
       ...({ pipeline: true } as any),
     });
+    this.#catalog = new TargetCatalog(options);
+    this.#progress = new ApplyProgress(options.sourceNode);
   }
 
   /** Connects, binds the session to the source's replication origin and returns the stored progress. */
   async open(): Promise<AppliedPosition | undefined> {
     await this.#client.connect();
-    const origin = objectNames.origin(this.#o.sourceNode);
-    await this.#client.query('SET synchronous_commit = off');
-    await this.#requireSchemaFunctions();
-    if (this.#o.replicaRole === true) {
-      try {
-        await this.#client.query('SET session_replication_role = replica');
-      } catch (error) {
-        throw new BlockedError(
-          `applying ${this.#o.sourceNode} -> ${this.#o.targetNode}: cannot SET session_replication_role = replica (${error instanceof Error ? error.message : String(error)})`,
-          {
-            code: ErrorCode.PG_PREREQUISITE,
-            hint: `per-table topics apply with triggers and foreign keys off: on ${this.#o.targetNode} run GRANT SET ON PARAMETER session_replication_role TO <the node url's user> (PostgreSQL 15+), or use a superuser, or mode: transactional`,
-            cause: error,
-          },
-        );
-      }
-    }
-    // Every statement is prepared once per connection and then executed with a generic plan: the
-    // guarded upserts are CTEs whose planning costs several times their execution (measured: 0.65 ms
-    // of backend CPU per single-row upsert re-planned each time, 0.11 ms with a cached generic plan).
-    // Their shape (index lookups by key over the unnest of the parameter arrays) does not depend on the
-    // parameter values, so a custom plan per execution would buy nothing.
-    // enable_seqscan off: every statement finds rows by key, and a generic plan made while a table was
-    // tiny must not scan it whole once it is large (the statements are also written to prefer lookups).
-    await this.#client.query('SET plan_cache_mode = force_generic_plan');
-    await this.#client.query('SET enable_seqscan = off');
-    await this.#client.query(
-      'SELECT pg_replication_origin_create($1) WHERE NOT EXISTS (SELECT 1 FROM pg_replication_origin WHERE roname = $1)',
-      [origin],
-    );
-    await this.#client.query('SELECT pg_replication_origin_session_setup($1)', [origin]);
-    const r = await this.#client.query<{
-      topic: string;
-      kafka_partition: number;
-      next_offset: string;
-      commit_lsn: string;
-      us: string;
-    }>(
-      `SELECT topic, kafka_partition, next_offset::text, commit_lsn::text,
-              (extract(epoch FROM commit_time) * 1000000)::bigint::text AS us
-         FROM pgbisync.apply_progress WHERE source_node = $1`,
-      [this.#o.sourceNode],
-    );
-    const row = r.rows[0];
-    if (row === undefined) return undefined;
-    this.#position = { topic: row.topic, partition: row.kafka_partition, nextOffset: row.next_offset };
-    this.#lastCommitLsn = parseLsn(row.commit_lsn);
-    return {
-      topic: row.topic,
-      partition: row.kafka_partition,
-      nextOffset: BigInt(row.next_offset),
-      commitLsn: this.#lastCommitLsn,
-      commitTimeUs: BigInt(row.us),
-    };
-  }
-
-  /** The statements call functions of the pgbisync schema that `pgbisync setup` of an older version lacks. */
-  async #requireSchemaFunctions(): Promise<void> {
-    const r = await this.#client.query<{ missing: string | null }>(
-      `SELECT string_agg(f, ', ') AS missing FROM unnest($1::text[]) AS f WHERE to_regproc(f) IS NULL`,
-      [SCHEMA_FUNCTIONS],
-    );
-    const missing = r.rows[0]?.missing ?? null;
-    if (missing !== null) {
-      throw new BlockedError(
-        `applying ${this.#o.sourceNode} -> ${this.#o.targetNode}: ${this.#o.targetNode} lacks ${missing}: its pgbisync schema is missing or was set up by an older pgbisync`,
-        {
-          code: ErrorCode.PG_PREREQUISITE,
-          hint: 'run `pgbisync setup` with the same config: it brings the pgbisync schema of every node up to date and changes nothing else; the applier then resumes where it stopped',
-        },
-      );
-    }
+    await setUpApplySession(this.#client, this.#o);
+    return await this.#progress.read(this.#client);
   }
 
   /**
@@ -169,19 +81,7 @@ export class TransactionWriter {
    * empty when there are none (or the table predates them: `pgbisync setup` adds it).
    */
   async topicPositions(): Promise<TopicPosition[]> {
-    const exists = await this.#client.query(
-      "SELECT to_regclass('pgbisync.apply_positions') IS NOT NULL AS e",
-    );
-    if (exists.rows[0]?.e !== true) return [];
-    const r = await this.#client.query<{ topic: string; kafka_partition: number; next_offset: string }>(
-      'SELECT topic, kafka_partition, next_offset::text FROM pgbisync.apply_positions WHERE source_node = $1',
-      [this.#o.sourceNode],
-    );
-    return r.rows.map((row) => ({
-      topic: row.topic,
-      partition: row.kafka_partition,
-      nextOffset: BigInt(row.next_offset),
-    }));
+    return await this.#progress.readTopicPositions(this.#client);
   }
 
   async close(): Promise<void> {
@@ -190,7 +90,7 @@ export class TransactionWriter {
 
   /** Commit LSN of the last applied (non-snapshot) source transaction. */
   get lastCommitLsn(): bigint {
-    return this.#lastCommitLsn;
+    return this.#progress.lastCommitLsn;
   }
 
   /**
@@ -229,13 +129,13 @@ export class TransactionWriter {
     let flushedAt = 0;
     try {
       for (const txn of txns) {
-        const duplicate = txn.lsnOrdered && !txn.snapshot && txn.commitLsn <= this.#lastCommitLsn;
+        const duplicate = this.#progress.alreadyApplied(txn);
         if (duplicate) skipped++;
         else applied++;
         for (const part of splitByCommitTime(txn)) {
           pending.push(...(await this.#queue(part, duplicate, conflictResults)));
         }
-        if (txn.lsnOrdered && !txn.snapshot && !duplicate) this.#lastCommitLsn = txn.commitLsn;
+        if (!duplicate) this.#progress.queued(txn);
         if (pending.length - flushedAt >= FLUSH_EVERY_STATEMENTS) {
           flushedAt = pending.length;
           socket?.uncork?.();
@@ -283,62 +183,16 @@ export class TransactionWriter {
     conflictResults: Promise<unknown>[],
   ): Promise<Promise<unknown>[]> {
     const tsIso = isoFromMicros(txn.commitTimeUs);
-    const progress = [
-      txn.topic,
-      txn.partition,
-      String(txn.lastOffset + 1n),
-      formatLsn(txn.commitLsn),
-      this.#position.topic,
-      this.#position.partition,
-      this.#position.nextOffset,
-    ];
-    /** `conflicts`: the statement ends by recording conflicts (upsert, update, delete). */
-    const statements: { text: string; values: unknown[] | undefined; conflicts?: true }[] = [];
+    const statements: PlannedStatement[] = [];
     if (!duplicate) {
       for (const run of groupRuns(txn.changes)) {
-        const table = await this.#table(run.table);
-        const common = [tsIso, txn.sourceNode, this.#o.targetNode, run.table];
-        if (run.kind === 'truncate') {
-          statements.push({ text: table.truncate(), values: undefined });
-          continue;
-        }
-        table.requireColumns(run.columns);
-        if (run.kind === 'rekey') {
-          // One row per run (a key change with unchanged TOAST values): new values, then the old key.
-          const row = run.rows[0]!;
-          const values = run.columns.map((c) => [(row[c] ?? null) as string | null]);
-          const oldKey = table.table.primaryKey.map((k) => [(row[OLD_KEY + k] ?? null) as string | null]);
-          statements.push({ text: table.rekey(run.columns), values: [...common, ...values, ...oldKey] });
-          continue;
-        }
-        const rows = lastVersionPerKey(run.rows, table.table.primaryKey);
-        // One row: a value per column; more: an array per column (see TableStatements' input).
-        const one = rows.length === 1;
-        const text =
-          run.kind === 'delete'
-            ? table.delete(one)
-            : run.kind === 'update'
-              ? table.update(run.columns, one)
-              : table.upsert(run.op as 'c' | 'u' | 'r', run.columns, one);
-        const values = run.columns.map((c) =>
-          one ? ((rows[0]![c] ?? null) as string | null) : rows.map((r) => (r[c] ?? null) as string | null),
-        );
-        statements.push({ text, values: [...common, ...values], conflicts: true });
+        const table = await this.#catalog.statements(run.table);
+        statements.push(planRun(run, table, [tsIso, txn.sourceNode, this.#o.targetNode, run.table]));
       }
     }
     const positions = txn.topicPositions ?? [];
-    if (positions.length > 0) {
-      statements.push({
-        text: POSITIONS_STATEMENT,
-        values: [
-          txn.sourceNode,
-          positions.map((p) => p.topic),
-          positions.map((p) => p.partition),
-          positions.map((p) => String(p.nextOffset)),
-        ],
-      });
-    }
-    this.#position = { topic: txn.topic, partition: txn.partition, nextOffset: String(txn.lastOffset + 1n) };
+    if (positions.length > 0) statements.push(positionsWrite(txn.sourceNode, positions));
+    const progress = this.#progress.nextWrite(txn);
     const only = statements.length === 1 ? statements[0]! : undefined;
     if (only?.values !== undefined && only.text.startsWith('WITH ')) {
       const result = this.#query(this.#withProgress(only.text, only.values.length), [
@@ -379,7 +233,7 @@ export class TransactionWriter {
   #withProgress(text: string, params: number): string {
     let combined = this.#combined.get(text);
     if (combined === undefined) {
-      combined = `WITH ${PROGRESS_CTE(params + 1)},\n${text.slice('WITH '.length)}`;
+      combined = withProgress(text, params);
       this.#combined.set(text, combined);
     }
     return combined;
@@ -395,46 +249,11 @@ export class TransactionWriter {
     return name;
   }
 
-  async #table(name: string): Promise<TableStatements> {
-    const cached = this.#tables.get(name);
-    if (cached !== undefined) return cached;
-    const { schema, table } = splitTableName(name);
-    const catalog = await readTableWith(this.#o.url, schema, table);
-    if (catalog === undefined) {
-      throw new BlockedError(`table ${name} does not exist on target node ${this.#o.targetNode}`, {
-        code: ErrorCode.SCHEMA_MISMATCH,
-        hint: `create ${name} on ${this.#o.targetNode}; the applier resumes from the same event`,
-      });
-    }
-    const statements = new TableStatements(catalog, this.#o.policyFor(name));
-    this.#tables.set(name, statements);
-    return statements;
-  }
-
   /** Forgets cached table definitions (after a schema mismatch, the operator may have fixed the table). */
   resetCatalog(): void {
-    this.#tables.clear();
+    this.#catalog.reset();
   }
 }
-
-async function readTableWith(url: string, schema: string, table: string) {
-  const client = new pg.Client({ connectionString: url });
-  await client.connect();
-  try {
-    return await readTable(client, schema, table);
-  } finally {
-    await client.end();
-  }
-}
-
-/** Functions of the pgbisync schema the statements call (see ../pg/pgbisync-schema.ts). */
-const SCHEMA_FUNCTIONS = [
-  'pgbisync.version_time',
-  'pgbisync.version_node',
-  'pgbisync.deleted_meanwhile',
-  'pgbisync.record_conflict',
-  'pgbisync.take_conflicts',
-];
 
 /** Statements queued between two socket writes (see apply). */
 const FLUSH_EVERY_STATEMENTS = 64;
@@ -442,142 +261,4 @@ const FLUSH_EVERY_STATEMENTS = 64;
 /** pg's connection internals used to cork the socket (absent members are simply not used). */
 interface PgInternals {
   readonly connection?: { readonly stream?: { cork?(): void; uncork?(): void } };
-}
-
-interface StoredPosition {
-  readonly topic: string | null;
-  readonly partition: number | null;
-  /** Decimal text (a bigint parameter). */
-  readonly nextOffset: string | null;
-}
-
-const NO_POSITION: StoredPosition = { topic: null, partition: null, nextOffset: null };
-
-/**
- * Leading CTEs of a transaction's statement: sets the replication origin's commit LSN and time for
- * this transaction, and writes the progress row. `$1` is the commit time, `$2` the source node; from
- * `$p`: topic, partition, next offset, commit LSN, then the position the row must hold now (null
- * fields: no row yet).
- *
- * That last condition chains the pipelined transactions: if one fails (rolled back), the next one
- * finds the row where the failed one should have moved it and fails too, and so does every later one,
- * so nothing commits after a failed transaction (commit order; no transaction skipped on restart). A
- * row changed by anything else stops the writer too. The error is a cast of an explanation to bigint
- * (plain SQL has no RAISE); it names the position found.
- */
-const PROGRESS_CTE = (p: number) => {
-  const [topic, partition, next, lsn, wasTopic, wasPartition, wasNext] = [0, 1, 2, 3, 4, 5, 6].map(
-    (i) => `$${p + i}`,
-  );
-  return `pgbisync_origin AS (SELECT pg_replication_origin_xact_setup(${lsn}::pg_lsn, $1::timestamptz)),
-  pgbisync_progress AS (INSERT INTO pgbisync.apply_progress AS a
-      (source_node, topic, kafka_partition, next_offset, commit_lsn, commit_time, applied_at)
-    SELECT $2::text, ${topic}::text, ${partition}::int, ${next}::bigint, ${lsn}::pg_lsn, $1::timestamptz, clock_timestamp()
-      FROM pgbisync_origin
-    ON CONFLICT (source_node) DO UPDATE SET topic = EXCLUDED.topic, kafka_partition = EXCLUDED.kafka_partition,
-      next_offset = CASE
-        WHEN (a.topic, a.kafka_partition, a.next_offset) IS NOT DISTINCT FROM (${wasTopic}::text, ${wasPartition}::int, ${wasNext}::bigint)
-        THEN EXCLUDED.next_offset
-        ELSE ('pgbisync: apply_progress of ' || a.source_node || ' is at ' || a.topic || '[' || a.kafka_partition || ']@'
-              || a.next_offset || ', not where this applier left it: an earlier transaction of the batch failed, or the row was changed by someone else')::bigint
-        END,
-      commit_lsn = greatest(a.commit_lsn, EXCLUDED.commit_lsn), commit_time = EXCLUDED.commit_time,
-      applied_at = EXCLUDED.applied_at)`;
-};
-
-/** Positions in the other topics of a multi-topic source: $1 source node, $2..$4 topic/partition/offset arrays. */
-const POSITIONS_STATEMENT = `INSERT INTO pgbisync.apply_positions AS a (source_node, topic, kafka_partition, next_offset)
-  SELECT $1::text, t, p, o FROM unnest($2::text[], $3::int[], $4::bigint[]) AS u(t, p, o)
-  ON CONFLICT (source_node, topic, kafka_partition) DO UPDATE SET next_offset = greatest(a.next_offset, EXCLUDED.next_offset)`;
-
-/** The progress write alone (inside BEGIN ... COMMIT, or as the whole transaction of a duplicate). */
-const PROGRESS_STATEMENT = `WITH ${PROGRESS_CTE(3)} SELECT 1`;
-
-function isoFromMicros(us: bigint): string {
-  const ms = us / 1000n;
-  const micros = Number(us % 1000000n);
-  const base = new Date(Number(ms)).toISOString(); // 2024-01-02T03:04:05.123Z
-  return `${base.slice(0, 19)}.${String(micros).padStart(6, '0')}Z`;
-}
-
-/**
- * Splits a transaction's changes into runs of one statement each, keeping order: consecutive changes on
- * the same table with the same kind, op and column set. A key-changing update becomes delete(old key)
- * followed by an upsert of the new row.
- */
-/** Prefix of the old key's columns in a 'rekey' run's row (cannot collide with a column name). */
-const OLD_KEY = '\u0000old:';
-
-export function groupRuns(changes: readonly RowChange[]): Run[] {
-  const runs: Run[] = [];
-  let current: Run | undefined;
-  const push = (
-    kind: Run['kind'],
-    op: RowChange['op'],
-    table: string,
-    columns: readonly string[],
-    row?: object,
-  ) => {
-    const same =
-      current !== undefined &&
-      kind !== 'truncate' &&
-      current.kind === kind &&
-      current.op === op &&
-      current.table === table &&
-      current.columns.length === columns.length &&
-      current.columns.every((c, i) => c === columns[i]);
-    if (!same) {
-      current = { kind, op, table, columns, rows: [] };
-      runs.push(current);
-    }
-    if (row !== undefined) current?.rows.push(row as Readonly<Record<string, unknown>>);
-  };
-  for (const change of changes) {
-    const table = `${change.schema}.${change.table}`;
-    if (change.op === 't') {
-      push('truncate', 't', table, []);
-      continue;
-    }
-    const before = change.beforeKey;
-    if (change.op === 'd') {
-      if (before !== undefined) push('delete', 'd', table, Object.keys(before), before);
-      continue;
-    }
-    const after = change.after ?? {};
-    const columns = Object.keys(after).filter((c) => after[c] !== UNCHANGED);
-    const keyChanged =
-      change.op === 'u' && before !== undefined && Object.keys(before).some((k) => before[k] !== after[k]);
-    if (keyChanged && columns.length < Object.keys(after).length) {
-      // The new row lacks its unchanged TOAST values: move the old row to the new key in place.
-      const oldKey = Object.fromEntries(Object.entries(before).map(([k, v]) => [OLD_KEY + k, v]));
-      current = undefined;
-      push('rekey', 'u', table, columns, { ...after, ...oldKey });
-      current = undefined;
-      continue;
-    }
-    if (keyChanged) push('delete', 'd', table, Object.keys(before), before);
-    push(columns.length < Object.keys(after).length ? 'update' : 'upsert', change.op, table, columns, after);
-  }
-  return runs;
-}
-
-/** A key seen twice in one run keeps its last version (same transaction: the last one is the state). */
-function lastVersionPerKey(
-  rows: readonly Readonly<Record<string, unknown>>[],
-  keyColumns: readonly string[],
-): Readonly<Record<string, unknown>>[] {
-  if (rows.length < 2) return [...rows];
-  const index = new Map<string, number>();
-  const out: Readonly<Record<string, unknown>>[] = [];
-  for (const row of rows) {
-    const key = keyColumns.map((k) => String(row[k])).join('\u0000');
-    const at = index.get(key);
-    if (at === undefined) {
-      index.set(key, out.length);
-      out.push(row);
-    } else {
-      out[at] = row;
-    }
-  }
-  return out;
 }

@@ -1,0 +1,120 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import type { Queryable } from '../pg/table-catalog.ts';
+import {
+  ApplyProgress,
+  PROGRESS_STATEMENT,
+  type ProgressOf,
+  positionsWrite,
+  withProgress,
+} from './apply-progress.ts';
+
+const txn = (commitLsn: bigint, lastOffset: bigint, more: Partial<ProgressOf> = {}): ProgressOf => ({
+  topic: 'pgbisync.a',
+  partition: 0,
+  lastOffset,
+  commitLsn,
+  lsnOrdered: true,
+  snapshot: false,
+  ...more,
+});
+
+/** A target whose apply_progress row of source `a` is at offset 10, commit LSN 0/100. */
+const storedAt100 = {
+  query: async () => ({
+    rows: [{ topic: 'pgbisync.a', kafka_partition: 0, next_offset: '10', commit_lsn: '0/100', us: '7' }],
+  }),
+} as unknown as Queryable;
+
+describe('ApplyProgress', () => {
+  it('continues from the stored row', async () => {
+    const progress = new ApplyProgress('a');
+    assert.deepEqual(await progress.read(storedAt100), {
+      topic: 'pgbisync.a',
+      partition: 0,
+      nextOffset: 10n,
+      commitLsn: 0x100n,
+      commitTimeUs: 7n,
+    });
+    assert.equal(progress.lastCommitLsn, 0x100n);
+    // The first write requires the row to hold the stored position.
+    assert.deepEqual(progress.nextWrite(txn(0x101n, 12n)), [
+      'pgbisync.a',
+      0,
+      '13',
+      '0/101',
+      'pgbisync.a',
+      0,
+      '10',
+    ]);
+  });
+
+  const skipCases: { name: string; txn: ProgressOf; skipped: boolean }[] = [
+    { name: 'a re-published transaction (same commit LSN) is skipped', txn: txn(0x100n, 11n), skipped: true },
+    { name: 'an earlier commit LSN is skipped', txn: txn(0xffn, 11n), skipped: true },
+    { name: 'a later commit LSN is applied', txn: txn(0x101n, 11n), skipped: false },
+    {
+      name: 'snapshot chunks share one LSN: never skipped by it',
+      txn: txn(0x100n, 11n, { snapshot: true }),
+      skipped: false,
+    },
+    {
+      name: "foreign topics' LSNs do not order transactions: never skipped by them",
+      txn: txn(0x100n, 11n, { lsnOrdered: false }),
+      skipped: false,
+    },
+  ];
+  for (const c of skipCases) {
+    it(c.name, async () => {
+      const progress = new ApplyProgress('a');
+      await progress.read(storedAt100);
+      assert.equal(progress.alreadyApplied(c.txn), c.skipped);
+    });
+  }
+
+  it('a queued transaction makes later ones up to its commit LSN duplicates; snapshots do not', () => {
+    const progress = new ApplyProgress('a');
+    assert.equal(progress.alreadyApplied(txn(0x200n, 1n)), false, 'no row: nothing was applied');
+    progress.queued(txn(0x200n, 1n));
+    assert.equal(progress.alreadyApplied(txn(0x200n, 2n)), true);
+    assert.equal(progress.alreadyApplied(txn(0x201n, 2n)), false);
+    progress.queued(txn(0x300n, 3n, { snapshot: true }));
+    assert.equal(progress.lastCommitLsn, 0x200n);
+  });
+
+  it('each write requires the position the previous one leaves; the first one, no row', () => {
+    const progress = new ApplyProgress('a');
+    assert.deepEqual(progress.nextWrite(txn(0x10n, 4n)), ['pgbisync.a', 0, '5', '0/10', null, null, null]);
+    assert.deepEqual(progress.nextWrite(txn(0x20n, 9n, { topic: 'pgbisync.b', partition: 2 })), [
+      'pgbisync.b',
+      2,
+      '10',
+      '0/20',
+      'pgbisync.a',
+      0,
+      '5',
+    ]);
+  });
+});
+
+describe('progress statements', () => {
+  it("the progress write follows a statement's own parameters", () => {
+    const text = withProgress('WITH i AS (SELECT $1, $2, $3, $4, $5) SELECT 1', 5);
+    assert.match(
+      text,
+      /^WITH pgbisync_origin AS \(SELECT pg_replication_origin_xact_setup\(\$9::pg_lsn, \$1/,
+    );
+    assert.match(text, /\$12::bigint\)\s+THEN EXCLUDED\.next_offset/);
+    assert.match(text, /,\ni AS \(SELECT \$1, \$2, \$3, \$4, \$5\) SELECT 1$/);
+    assert.match(PROGRESS_STATEMENT, /pg_replication_origin_xact_setup\(\$6::pg_lsn, \$1::timestamptz\)/);
+  });
+
+  it('the positions of other topics are arrays, offsets as decimal text', () => {
+    const write = positionsWrite('a', [
+      { topic: 'x', partition: 0, nextOffset: 5n },
+      { topic: 'y', partition: 1, nextOffset: 9_007_199_254_740_993n },
+    ]);
+    assert.deepEqual(write.values, ['a', ['x', 'y'], [0, 1], ['5', '9007199254740993']]);
+    assert.match(write.text, /greatest\(a\.next_offset, EXCLUDED\.next_offset\)/);
+  });
+});

@@ -1,0 +1,227 @@
+/**
+ * The apply side's "where are we", in one place (the capture side's is ./ack-tracker.ts): the row of
+ * pgbisync.apply_progress a target node keeps per source node (Kafka topic, partition and next offset,
+ * source commit LSN and time), and for a source spread over several topics its rows of
+ * pgbisync.apply_positions (see ../pg/pgbisync-schema.ts).
+ *
+ * Ordering contract:
+ * - The Kafka position after a source transaction is written INSIDE the target transaction that applies
+ *   it, together with the replication origin's commit LSN and time (the leading CTEs of its single
+ *   statement, or its first statement after BEGIN). The changes and the position commit or roll back
+ *   together, so the stored position is exactly what the target holds. Kafka consumer-group offsets are
+ *   not a position.
+ * - Each write requires the row to hold the position the previously queued transaction leaves (no row:
+ *   null fields). Transactions are pipelined: when one fails, every later one finds the row where the
+ *   failed one should have moved it and fails too, so nothing commits after a failed transaction and
+ *   none is skipped when the applier resumes. A row changed by anything else stops the writer too.
+ * - On restart the applier consumes from the stored next offset: what committed is not read again.
+ *   What is read again and skipped: a transaction whose commit LSN is not after the stored one, which a
+ *   restarted capture re-published (the capture is at-least-once). Its changes are not written; only the
+ *   position moves past it. Only LSN-ordered transactions (our capture's header) outside the snapshot
+ *   are skipped so: snapshot chunks share one LSN, and foreign topics' LSNs do not order transactions.
+ * - The stored commit LSN and the other topics' offsets only grow (`greatest`).
+ */
+import { formatLsn, parseLsn } from '../pg/lsn.ts';
+import type { Queryable } from '../pg/table-catalog.ts';
+
+/** The stored progress of one source node on a target node. */
+export interface AppliedPosition {
+  readonly topic: string;
+  readonly partition: number;
+  readonly nextOffset: bigint;
+  readonly commitLsn: bigint;
+  readonly commitTimeUs: bigint;
+}
+
+/** Where to resume in one topic partition. */
+export interface TopicPosition {
+  readonly topic: string;
+  readonly partition: number;
+  readonly nextOffset: bigint;
+}
+
+/** What the progress of a source transaction depends on (an ApplyTransaction fits). */
+export interface ProgressOf {
+  readonly topic: string;
+  readonly partition: number;
+  /** Offset of the transaction's last record: the applier resumes after it. */
+  readonly lastOffset: bigint;
+  readonly commitLsn: bigint;
+  /** True when commitLsn orders transactions (our capture's header). */
+  readonly lsnOrdered: boolean;
+  /** Rows of the initial snapshot (chunks share one LSN). */
+  readonly snapshot: boolean;
+}
+
+/**
+ * The progress of one source node on the target, as this applier's queued transactions leave it. Not
+ * safe for concurrent use: call {@link alreadyApplied}, {@link nextWrite} and {@link queued} in the
+ * order the transactions are queued on the connection.
+ */
+export class ApplyProgress {
+  readonly #sourceNode: string;
+  #lastCommitLsn = 0n;
+  /**
+   * The Kafka position the stored row holds once every queued transaction committed; null fields when
+   * there is no row. Each transaction's progress write requires the row to hold exactly this.
+   */
+  #position: StoredPosition = NO_POSITION;
+
+  constructor(sourceNode: string) {
+    this.#sourceNode = sourceNode;
+  }
+
+  /** Reads the stored progress (undefined: none yet) and continues from it. */
+  async read(db: Queryable): Promise<AppliedPosition | undefined> {
+    const r = await db.query<{
+      topic: string;
+      kafka_partition: number;
+      next_offset: string;
+      commit_lsn: string;
+      us: string;
+    }>(
+      `SELECT topic, kafka_partition, next_offset::text, commit_lsn::text,
+              (extract(epoch FROM commit_time) * 1000000)::bigint::text AS us
+         FROM pgbisync.apply_progress WHERE source_node = $1`,
+      [this.#sourceNode],
+    );
+    const row = r.rows[0];
+    if (row === undefined) return undefined;
+    this.#position = { topic: row.topic, partition: row.kafka_partition, nextOffset: row.next_offset };
+    this.#lastCommitLsn = parseLsn(row.commit_lsn);
+    return {
+      topic: row.topic,
+      partition: row.kafka_partition,
+      nextOffset: BigInt(row.next_offset),
+      commitLsn: this.#lastCommitLsn,
+      commitTimeUs: BigInt(row.us),
+    };
+  }
+
+  /**
+   * The stored positions of a source spread over several topics (see ApplyTransaction.topicPositions);
+   * empty when there are none (or the table predates them: `pgbisync setup` adds it).
+   */
+  async readTopicPositions(db: Queryable): Promise<TopicPosition[]> {
+    const exists = await db.query<{ e: boolean }>(
+      "SELECT to_regclass('pgbisync.apply_positions') IS NOT NULL AS e",
+    );
+    if (exists.rows[0]?.e !== true) return [];
+    const r = await db.query<{ topic: string; kafka_partition: number; next_offset: string }>(
+      'SELECT topic, kafka_partition, next_offset::text FROM pgbisync.apply_positions WHERE source_node = $1',
+      [this.#sourceNode],
+    );
+    return r.rows.map((row) => ({
+      topic: row.topic,
+      partition: row.kafka_partition,
+      nextOffset: BigInt(row.next_offset),
+    }));
+  }
+
+  /** Commit LSN of the last applied (non-snapshot) source transaction. */
+  get lastCommitLsn(): bigint {
+    return this.#lastCommitLsn;
+  }
+
+  /** `txn` was applied before (a restarted capture re-published it): only its position is to be written. */
+  alreadyApplied(txn: ProgressOf): boolean {
+    return txn.lsnOrdered && !txn.snapshot && txn.commitLsn <= this.#lastCommitLsn;
+  }
+
+  /** `txn`, not {@link alreadyApplied}, is queued: later transactions up to its commit LSN are duplicates. */
+  queued(txn: ProgressOf): void {
+    if (txn.lsnOrdered && !txn.snapshot) this.#lastCommitLsn = txn.commitLsn;
+  }
+
+  /**
+   * The parameters of the progress write of one target transaction applying `txn` (see
+   * {@link PROGRESS_STATEMENT}): from now on, the next write requires the row to hold `txn`'s position.
+   */
+  nextWrite(txn: ProgressOf): unknown[] {
+    const nextOffset = String(txn.lastOffset + 1n);
+    const was = this.#position;
+    this.#position = { topic: txn.topic, partition: txn.partition, nextOffset };
+    return [
+      txn.topic,
+      txn.partition,
+      nextOffset,
+      formatLsn(txn.commitLsn),
+      was.topic,
+      was.partition,
+      was.nextOffset,
+    ];
+  }
+}
+
+interface StoredPosition {
+  readonly topic: string | null;
+  readonly partition: number | null;
+  /** Decimal text (a bigint parameter). */
+  readonly nextOffset: string | null;
+}
+
+const NO_POSITION: StoredPosition = { topic: null, partition: null, nextOffset: null };
+
+/**
+ * Leading CTEs of a transaction's statement: sets the replication origin's commit LSN and time for
+ * this transaction, and writes the progress row. `$1` is the commit time, `$2` the source node; from
+ * `$p`: the parameters of {@link ApplyProgress.nextWrite} (topic, partition, next offset, commit LSN,
+ * then the position the row must hold now; null fields: no row yet).
+ *
+ * That last condition chains the pipelined transactions (see the ordering contract above). The error is
+ * a cast of an explanation to bigint (plain SQL has no RAISE); it names the position found.
+ */
+const PROGRESS_CTE = (p: number) => {
+  const [topic, partition, next, lsn, wasTopic, wasPartition, wasNext] = [0, 1, 2, 3, 4, 5, 6].map(
+    (i) => `$${p + i}`,
+  );
+  return `pgbisync_origin AS (SELECT pg_replication_origin_xact_setup(${lsn}::pg_lsn, $1::timestamptz)),
+  pgbisync_progress AS (INSERT INTO pgbisync.apply_progress AS a
+      (source_node, topic, kafka_partition, next_offset, commit_lsn, commit_time, applied_at)
+    SELECT $2::text, ${topic}::text, ${partition}::int, ${next}::bigint, ${lsn}::pg_lsn, $1::timestamptz, clock_timestamp()
+      FROM pgbisync_origin
+    ON CONFLICT (source_node) DO UPDATE SET topic = EXCLUDED.topic, kafka_partition = EXCLUDED.kafka_partition,
+      next_offset = CASE
+        WHEN (a.topic, a.kafka_partition, a.next_offset) IS NOT DISTINCT FROM (${wasTopic}::text, ${wasPartition}::int, ${wasNext}::bigint)
+        THEN EXCLUDED.next_offset
+        ELSE ('pgbisync: apply_progress of ' || a.source_node || ' is at ' || a.topic || '[' || a.kafka_partition || ']@'
+              || a.next_offset || ', not where this applier left it: an earlier transaction of the batch failed, or the row was changed by someone else')::bigint
+        END,
+      commit_lsn = greatest(a.commit_lsn, EXCLUDED.commit_lsn), commit_time = EXCLUDED.commit_time,
+      applied_at = EXCLUDED.applied_at)`;
+};
+
+/**
+ * `text`, a WITH statement taking `params` parameters whose `$1` is the commit time and `$2` the source
+ * node, with the progress CTEs in front: the progress write's parameters follow the statement's own.
+ */
+export function withProgress(text: string, params: number): string {
+  return `WITH ${PROGRESS_CTE(params + 1)},\n${text.slice('WITH '.length)}`;
+}
+
+/**
+ * The progress write alone (inside BEGIN ... COMMIT, or as the whole transaction of a duplicate): `$1`
+ * commit time, `$2` source node, then the parameters of {@link ApplyProgress.nextWrite}.
+ */
+export const PROGRESS_STATEMENT = `WITH ${PROGRESS_CTE(3)} SELECT 1`;
+
+/** Positions in the other topics of a multi-topic source: $1 source node, $2..$4 topic/partition/offset arrays. */
+const POSITIONS_STATEMENT = `INSERT INTO pgbisync.apply_positions AS a (source_node, topic, kafka_partition, next_offset)
+  SELECT $1::text, t, p, o FROM unnest($2::text[], $3::int[], $4::bigint[]) AS u(t, p, o)
+  ON CONFLICT (source_node, topic, kafka_partition) DO UPDATE SET next_offset = greatest(a.next_offset, EXCLUDED.next_offset)`;
+
+/** The write of a multi-topic source's positions after a transaction, in the same target transaction. */
+export function positionsWrite(
+  sourceNode: string,
+  positions: readonly TopicPosition[],
+): { readonly text: string; readonly values: unknown[] } {
+  return {
+    text: POSITIONS_STATEMENT,
+    values: [
+      sourceNode,
+      positions.map((p) => p.topic),
+      positions.map((p) => p.partition),
+      positions.map((p) => String(p.nextOffset)),
+    ],
+  };
+}
