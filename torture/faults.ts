@@ -95,12 +95,23 @@ export async function inject(
 ): Promise<void> {
   // Restarts of the stack's parts run one at a time (`up` starts whatever is down).
   let restarts = Promise.resolve();
-  const restart = (what: string) =>
-    (restarts = restarts.then(async () => {
-      t.log(`fault: restarting ${what}`);
-      await t.stack.up(() => undefined);
-    }));
   const wait = (ms: number) => new Promise((r) => setTimeout(r, ms));
+  // `up` also waits for the broker to answer: a restart that overlaps a Kafka kill fails and is tried again.
+  const restart = (what: string) => {
+    restarts = restarts.then(async () => {
+      t.log(`fault: restarting ${what}`);
+      for (let attempt = 1; attempt <= 5; attempt++) {
+        try {
+          await t.stack.up(() => undefined);
+          return;
+        } catch (error) {
+          t.log(`fault: restarting ${what} failed (attempt ${attempt}): ${String(error)}`);
+          await wait(2000);
+        }
+      }
+    });
+    return restarts;
+  };
   const running = faults.map(async (f) => {
     await wait(Math.max(0, startedAt + f.atMs - Date.now()));
     if (signal.aborted) return;
