@@ -172,14 +172,16 @@ async function runClient(o: WorkloadOptions, index: number, rnd: Random, uuids: 
       });
       if (started) bigDone = true;
     } catch (error) {
-      const code = (error as { code?: string }).code;
-      if (code !== undefined && RETRYABLE.has(code)) {
+      const code = (error as { code?: unknown }).code;
+      const sqlstate = typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code) ? code : undefined;
+      if (sqlstate !== undefined && RETRYABLE.has(sqlstate)) {
         o.history.counts.retried++;
         await c.query('ROLLBACK').catch(() => undefined);
         continue;
       }
-      if (code !== undefined && !code.startsWith('08') && !code.startsWith('57') && code !== '53300')
-        throw error;
+      // SQL the server refused is the workload's bug; anything else (no SQLSTATE: ECONNRESET, a closed
+      // connection; classes 08 and 57, too many connections) is the connection going away.
+      if (sqlstate !== undefined && !/^(08|57|53)/.test(sqlstate)) throw error;
       // The connection is gone: a COMMIT in flight may or may not have happened.
       o.history.counts.connectionErrors++;
       if (committing && xid !== undefined) {
