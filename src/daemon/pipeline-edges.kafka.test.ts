@@ -5,8 +5,8 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { KafkaProducer } from '../kafka/client.ts';
 import { kafkaOptions } from '../kafka/kafka-options.ts';
+import { KafkaProducer } from '../kafka/producer.ts';
 import { deadLetterTopic, serverName } from '../kafka/topics.ts';
 import { setup, teardown } from '../operate/setup.ts';
 import { EVERY_TYPE_ROWS as ROWS, EVERY_TYPE_DDL as TYPES } from '../testing/every-type.ts';

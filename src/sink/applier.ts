@@ -16,7 +16,7 @@
  *   per-table topics and transaction topic (./debezium-transactions.ts); its position is one offset per
  *   topic, stored with each applied transaction.
  */
-import type { ConsumerOptions, InRecord as KafkaInRecord, OutRecord } from '../kafka/client.ts';
+import type { InRecord, RecordConsumer, RecordProducer, StartOffset } from '../kafka/records.ts';
 import { quoteIdent } from '../pg/sql-names.ts';
 import { BlockedError, ErrorCode, FatalError, PgbisyncError } from '../runtime/errors.ts';
 import type { ApplyTransaction, TopicPosition } from './apply-model.ts';
@@ -26,19 +26,8 @@ import { decodeChange } from './event-changes.ts';
 import { EventSchemas } from './event-schemas.ts';
 import { describeRejected, findRejectedValue, sourceType } from './rejected-value.ts';
 import { MissingColumnError } from './statement-builder.ts';
-import { type InRecord, recordPosition, TransactionGrouper } from './transaction-grouper.ts';
+import { recordPosition, TransactionGrouper } from './transaction-grouper.ts';
 import { TransactionWriter } from './transaction-writer.ts';
-
-/** The Kafka consumer the applier needs: yields arrays of records in offset order per partition. */
-export interface RecordSource {
-  batches(signal: AbortSignal): AsyncGenerator<KafkaInRecord[]>;
-  close(): Promise<void>;
-}
-
-/** Where malformed records go. `send` resolves once the broker acknowledged them. */
-export interface DeadLetterSink {
-  send(records: readonly OutRecord[]): Promise<void>;
-}
 
 export interface ApplierOptions {
   readonly sourceNode: string;
@@ -48,8 +37,10 @@ export interface ApplierOptions {
   readonly sourceUrl?: string;
   /** Topics holding the source's events (transactional mode: the one node topic). */
   readonly topics: readonly string[];
-  readonly openConsumer: (startOffsets: ConsumerOptions['startOffsets']) => RecordSource;
-  readonly deadLetter: { readonly topic: string; readonly sink: DeadLetterSink } | undefined;
+  /** A consumer of `topics` from these positions (one per stored topic/partition; others: earliest). */
+  readonly openConsumer: (startOffsets: readonly StartOffset[]) => RecordConsumer;
+  /** Where malformed records go: each is acknowledged before any later transaction commits. */
+  readonly deadLetter: { readonly topic: string; readonly sink: RecordProducer } | undefined;
   readonly policyFor: (table: string) => ConflictPolicy;
   readonly maxBatchTransactions: number;
   readonly maxBatchRows: number;
@@ -107,7 +98,7 @@ export class Applier {
       // Transactions split by table: rows of different tables do not arrive in source order.
       replicaRole: o.debezium !== undefined && o.debezium.transactionTopic === undefined,
     });
-    let consumer: RecordSource | undefined;
+    let consumer: RecordConsumer | undefined;
     /** The group queued before the newest one: settles once it committed and was reported. */
     let inFlight: Promise<void> | undefined;
     // A group that fails while no more records arrive must still stop the applier at once.
@@ -271,11 +262,8 @@ function rowsByTable(txns: readonly ApplyTransaction[]): Map<string, number> {
 }
 
 /** One start offset per stored topic/partition of `topics` (the furthest, if stored twice). */
-function startOffsets(
-  stored: readonly TopicPosition[],
-  topics: readonly string[],
-): ConsumerOptions['startOffsets'] {
-  const out = new Map<string, { topic: string; partition: number; offset: bigint }>();
+function startOffsets(stored: readonly TopicPosition[], topics: readonly string[]): StartOffset[] {
+  const out = new Map<string, StartOffset>();
   for (const p of stored) {
     if (!topics.includes(p.topic)) continue;
     const key = `${p.topic}\u0000${p.partition}`;

@@ -6,8 +6,9 @@
  */
 import { SCHEMA_HEADER } from '../events/envelope.ts';
 import { copyEventSchemas, readEventSchemas } from '../events/schema-store.ts';
+import type { InRecord } from '../kafka/records.ts';
 import { BlockedError, ErrorCode, MalformedInputError } from '../runtime/errors.ts';
-import { type InRecord, recordPosition } from './transaction-grouper.ts';
+import { recordPosition } from './transaction-grouper.ts';
 
 export interface EventSchemasOptions {
   readonly sourceNode: string;

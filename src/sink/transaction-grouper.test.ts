@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { type DecodedChange, type InRecord, TransactionGrouper } from './transaction-grouper.ts';
+import type { InRecord } from '../kafka/records.ts';
+import { type DecodedChange, TransactionGrouper } from './transaction-grouper.ts';
 
 const NO_HEADERS: ReadonlyMap<string, string> = new Map();
 
@@ -19,6 +20,7 @@ function record(offset: number, txId: string, last?: string): InRecord {
             ['pgbisync.last', '1'],
             ['pgbisync.commit_lsn', last],
           ]),
+    timestampMs: 0,
   };
 }
 

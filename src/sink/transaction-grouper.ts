@@ -11,17 +11,9 @@
  * Records that are not valid events are handed to `onMalformed` (dead-letter) and never applied; their
  * offsets still count, so the applier moves past them.
  */
+import type { InRecord } from '../kafka/records.ts';
 import { parseLsn } from '../pg/lsn.ts';
 import type { ApplyTransaction, RowChange } from './apply-model.ts';
-
-export interface InRecord {
-  readonly topic: string;
-  readonly partition: number;
-  readonly offset: bigint;
-  readonly key: Buffer | null;
-  readonly value: Buffer | null;
-  readonly headers: ReadonlyMap<string, string>;
-}
 
 /** `topic[partition]@offset`: names a record in messages. */
 export function recordPosition(record: Pick<InRecord, 'topic' | 'partition' | 'offset'>): string {

@@ -9,6 +9,7 @@
 import pg from 'pg';
 import type { EventSchema } from '../events/envelope.ts';
 import { storeSourceSchemas } from '../events/schema-store.ts';
+import type { OutRecord, RecordProducer } from '../kafka/records.ts';
 import { AckTracker } from '../offsets/ack-tracker.ts';
 import { formatLsn, parseLsn } from '../pg/lsn.ts';
 import { ReplicationConnection } from '../pg/replication/replication-connection.ts';
@@ -16,12 +17,7 @@ import { objectNames } from '../pg/sql-names.ts';
 import type { ChangeEncoder } from './change-encoder.ts';
 import { createSlotWithSnapshot, readSlot } from './slot-setup.ts';
 import { runSnapshot, type SnapshotProgress } from './snapshot.ts';
-import { type OutRecord, TransactionAssembler } from './transaction-assembler.ts';
-
-/** The Kafka side of capture. send() resolves once the broker acknowledged every record (acks=all). */
-export interface RecordProducer {
-  send(records: readonly OutRecord[]): Promise<void>;
-}
+import { TransactionAssembler } from './transaction-assembler.ts';
 
 /**
  * Record bytes (keys and values) sent but not yet acknowledged, above which capture stops reading the
@@ -30,7 +26,7 @@ export interface RecordProducer {
  * Checked after every item, not only between the connection's batches: one batch may hold thousands of
  * changes (~3 KB of record each with schemas), which overshot the bound by ~60 MB (heap snapshot).
  * 2 MiB (was 16, then 4) still queues about four 450 kB produce requests. With the consumer's smaller
- * bounds (kafka/client.ts) the bench's one-way peak RSS fell ~60 MiB (16 -> 4), then from ~330 to
+ * bounds (kafka/consumer.ts) the bench's one-way peak RSS fell ~60 MiB (16 -> 4), then from ~330 to
  * 313-319 MiB (4 -> 2, two runs each); throughput stayed within run-to-run noise.
  */
 const MAX_UNACKED_BYTES = 2 * 1024 * 1024;

@@ -7,12 +7,11 @@
  */
 import pg from 'pg';
 import { type EventSchema, SCHEMA_HEADER } from '../events/envelope.ts';
+import type { OutRecord, RecordProducer } from '../kafka/records.ts';
 import { formatLsn } from '../pg/lsn.ts';
 import type { RelationMessage, Tuple, TupleValue } from '../pg/pgoutput/messages.ts';
 import { qualifiedName, quoteIdent, quoteLiteral, splitTableName } from '../pg/sql-names.ts';
-import type { RecordProducer } from './capture.ts';
 import type { ChangeEncoder, SourcePosition } from './change-encoder.ts';
-import type { OutRecord } from './transaction-assembler.ts';
 
 export interface SnapshotProgress {
   readonly table: string;

@@ -15,6 +15,7 @@
  */
 
 import { type EventSchema, SCHEMA_HEADER } from '../events/envelope.ts';
+import type { OutRecord } from '../kafka/records.ts';
 import { formatLsn } from '../pg/lsn.ts';
 import type { BeginMessage, RelationMessage, TypeMessage } from '../pg/pgoutput/messages.ts';
 import type { ReplicationItem } from '../pg/replication/replication-connection.ts';
@@ -26,14 +27,6 @@ import type {
   SourcePosition,
   TransactionPosition,
 } from './change-encoder.ts';
-
-export interface OutRecord {
-  readonly topic: string;
-  readonly partition?: number;
-  readonly key: Buffer | null;
-  readonly value: Buffer | null;
-  readonly headers?: Record<string, string>;
-}
 
 export interface AssemblerOutput {
   record(record: OutRecord): void;
