@@ -27,6 +27,7 @@ import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { parseArgs } from 'node:util';
 import type { OutRecord } from '../src/kafka/records.ts';
+import { LAST_HEADER, LAST_VALUE } from '../src/kafka/wire-headers.ts';
 
 // Clients are imported inside each case, so a child's RSS holds only the client it measures.
 const platformatic = () => import('@platformatic/kafka');
@@ -62,7 +63,7 @@ function makeRecords(w: Workload, topic: string): OutRecord[] {
     topic,
     key: Buffer.from(`k${i}`),
     value: pool[i % VALUE_POOL_SIZE]!,
-    ...(i % 10 === 9 ? { headers: { 'pgbisync.last': '1' } } : {}),
+    ...(i % 10 === 9 ? { headers: { [LAST_HEADER]: LAST_VALUE } } : {}),
   }));
 }
 

@@ -8,6 +8,7 @@ import { test } from 'node:test';
 import { kafkaOptions } from '../kafka/kafka-options.ts';
 import { KafkaProducer } from '../kafka/producer.ts';
 import { deadLetterTopic, serverName } from '../kafka/topics.ts';
+import { DEAD_LETTER_HEADERS, LAST_HEADER, LAST_VALUE } from '../kafka/wire-headers.ts';
 import { setup, teardown } from '../operate/setup.ts';
 import { EVERY_TYPE_ROWS as ROWS, EVERY_TYPE_DDL as TYPES } from '../testing/every-type.ts';
 import { readTopic, startSync, syncConfig, tableRows, waitFor } from '../testing/sync-fixture.ts';
@@ -58,7 +59,7 @@ test('a poison record goes to the dead-letter topic and the applier carries on',
           topic: serverName(config, a),
           key: Buffer.from('k'),
           value: Buffer.from('{"not": "an event"'),
-          headers: { 'pgbisync.last': '1' },
+          headers: { [LAST_HEADER]: LAST_VALUE },
         },
       ]);
     } finally {
@@ -73,10 +74,10 @@ test('a poison record goes to the dead-letter topic and the applier carries on',
         : { value: first.value?.toString() ?? '', headers: new Map(first.headers) };
     assert.ok(dead !== undefined, 'the poison record must be in the dead-letter topic');
     assert.equal(dead.value, '{"not": "an event"');
-    assert.equal(dead.headers.get('pgbisync.dlq.topic'), serverName(config, a));
-    assert.equal(dead.headers.get('pgbisync.dlq.code'), 'PGB3101');
-    assert.equal(dead.headers.get('pgbisync.last'), '1', 'the record keeps its own headers');
-    assert.match(dead.headers.get('pgbisync.dlq.error') ?? '', /./);
+    assert.equal(dead.headers.get(DEAD_LETTER_HEADERS.topic), serverName(config, a));
+    assert.equal(dead.headers.get(DEAD_LETTER_HEADERS.code), 'PGB3101');
+    assert.equal(dead.headers.get(LAST_HEADER), LAST_VALUE, 'the record keeps its own headers');
+    assert.match(dead.headers.get(DEAD_LETTER_HEADERS.error) ?? '', /./);
     const counted = (await sync.metrics.deadLetters.get()).values.reduce((n, v) => n + v.value, 0);
     assert.equal(counted, 1);
     await sync.stop();

@@ -15,6 +15,7 @@ import {
 } from '../testing/kafka-fixture.ts';
 import { KafkaProducer } from './producer.ts';
 import type { InRecord, OutRecord } from './records.ts';
+import { LAST_HEADER, LAST_VALUE } from './wire-headers.ts';
 
 describe('kafka producer on a real broker', () => {
   test('keys, tombstones, headers and timestamps come back as sent, in order', async () => {
@@ -25,7 +26,7 @@ describe('kafka producer on a real broker', () => {
         topic,
         key: Buffer.from('k1'),
         value: Buffer.from('{"v":1}'),
-        headers: { 'pgbisync.last': '1', ünï: 'çødé' },
+        headers: { [LAST_HEADER]: LAST_VALUE, ünï: 'çødé' },
       },
       { topic, key: Buffer.from('k2'), value: null },
       { topic, key: null, value: Buffer.from('no key') },

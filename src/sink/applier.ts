@@ -17,6 +17,7 @@
  *   topic, stored with each applied transaction.
  */
 import type { InRecord, RecordConsumer, RecordProducer, StartOffset } from '../kafka/records.ts';
+import { deadLetterHeaders } from '../kafka/wire-headers.ts';
 import { quoteIdent } from '../pg/sql-names.ts';
 import { BlockedError, ErrorCode, FatalError, PgbisyncError } from '../runtime/errors.ts';
 import type { ApplyTransaction, TopicPosition } from './apply-model.ts';
@@ -233,14 +234,11 @@ export class Applier {
         value: record.value,
         // The record's own headers stay (a schemaless record's pgbisync.schema, the transaction's
         // pgbisync.last and commit LSN): what it takes to read or replay it later.
-        headers: {
-          ...Object.fromEntries(record.headers),
-          'pgbisync.dlq.topic': record.topic,
-          'pgbisync.dlq.partition': String(record.partition),
-          'pgbisync.dlq.offset': String(record.offset),
-          'pgbisync.dlq.error': describe(error),
-          'pgbisync.dlq.code': error instanceof PgbisyncError ? error.code : ErrorCode.EVENT_MALFORMED,
-        },
+        headers: deadLetterHeaders(
+          record,
+          describe(error),
+          error instanceof PgbisyncError ? error.code : ErrorCode.EVENT_MALFORMED,
+        ),
       })),
     );
     for (const item of items) {

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { InRecord } from '../kafka/records.ts';
+import { SCHEMA_HEADER } from '../kafka/wire-headers.ts';
 import { BlockedError, MalformedInputError } from '../runtime/errors.ts';
 import { decodeChange } from './event-changes.ts';
 import { EventSchemas } from './event-schemas.ts';
@@ -19,7 +20,7 @@ const record = (headers: [string, string][]): InRecord => ({
 
 test('a schema no node holds blocks the stream at its record, named; decoding it is refused', async () => {
   const schemas = new EventSchemas({ sourceNode: 'db1' });
-  const named = record([['pgbisync.schema', 'abc123']]);
+  const named = record([[SCHEMA_HEADER, 'abc123']]);
   await schemas.load([record([])]); // nothing named: nothing to read
   await assert.rejects(schemas.load([named]), (error: unknown) => {
     assert.ok(error instanceof BlockedError);

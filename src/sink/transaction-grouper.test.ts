@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { InRecord } from '../kafka/records.ts';
+import { COMMIT_LSN_HEADER, LAST_HEADER, LAST_VALUE } from '../kafka/wire-headers.ts';
 import { type DecodedChange, TransactionGrouper } from './transaction-grouper.ts';
 
 const NO_HEADERS: ReadonlyMap<string, string> = new Map();
@@ -17,8 +18,8 @@ function record(offset: number, txId: string, last?: string): InRecord {
       last === undefined
         ? NO_HEADERS
         : new Map([
-            ['pgbisync.last', '1'],
-            ['pgbisync.commit_lsn', last],
+            [LAST_HEADER, LAST_VALUE],
+            [COMMIT_LSN_HEADER, last],
           ]),
     timestampMs: 0,
   };

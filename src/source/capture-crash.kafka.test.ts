@@ -13,6 +13,7 @@ import { KafkaAdmin } from '../kafka/admin.ts';
 import { KafkaConsumer } from '../kafka/consumer.ts';
 import { kafkaOptions } from '../kafka/kafka-options.ts';
 import { serverName } from '../kafka/topics.ts';
+import { commitLsnOf as commitLsnHeader } from '../kafka/wire-headers.ts';
 import { setup, teardown } from '../operate/setup.ts';
 import { parseLsn } from '../pg/lsn.ts';
 import { killHard, startRun, writeRunConfig } from '../testing/run-process.ts';
@@ -123,8 +124,8 @@ test(`${ROWS} committed changes with ${KILLS} SIGKILLs all reach Kafka, in commi
             streamedSet.add(id);
             streamed.push(id);
           }
-          const lsn = r.headers.get('pgbisync.commit_lsn');
-          if (lsn !== undefined) commitLsnOf.set(id, parseLsn(lsn));
+          const lsn = commitLsnHeader(r.headers);
+          if (lsn !== undefined) commitLsnOf.set(id, lsn);
         }
         if ((batch.at(-1)?.offset ?? -1n) >= endOffset - 1n) break;
       }

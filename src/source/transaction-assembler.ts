@@ -6,17 +6,17 @@
  *   dropped whole (loop prevention) and counted; its commit still advances the ack position.
  *   The Origin message follows Begin and may repeat; it marks the whole transaction.
  * - The last record of every transaction carries the headers `pgbisync.last=1` and
- *   `pgbisync.commit_lsn=<commit LSN>`, so an applier knows the transaction is complete without waiting
- *   for the next one. To know which record is last, one record is held back until the next record or
+ *   `pgbisync.commit_lsn=<commit LSN>` (../kafka/wire-headers.ts), so an applier knows the transaction
+ *   is complete without waiting for the next one. To know which record is last, one record is held back until the next record or
  *   the Commit.
  * - A delete is followed by a tombstone (same key, null value), as Debezium does.
  *
  * Pure: no I/O. The capture loop feeds items and forwards the output.
  */
 
-import { type EventSchema, SCHEMA_HEADER } from '../events/envelope.ts';
+import type { EventSchema } from '../events/envelope.ts';
 import type { OutRecord } from '../kafka/records.ts';
-import { formatLsn } from '../pg/lsn.ts';
+import { SCHEMA_HEADER, transactionEndHeaders } from '../kafka/wire-headers.ts';
 import type { BeginMessage, RelationMessage, TypeMessage } from '../pg/pgoutput/messages.ts';
 import type { ReplicationItem } from '../pg/replication/replication-connection.ts';
 import { ErrorCode, MalformedInputError } from '../runtime/errors.ts';
@@ -186,11 +186,7 @@ export class TransactionAssembler {
           this.#held = undefined;
           this.#out.record({
             ...last,
-            headers: {
-              ...last.headers,
-              'pgbisync.last': '1',
-              'pgbisync.commit_lsn': formatLsn(msg.commitLsn),
-            },
+            headers: { ...last.headers, ...transactionEndHeaders(msg.commitLsn) },
           });
         }
         this.#out.commit(msg.endLsn);
