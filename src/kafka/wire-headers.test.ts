@@ -13,12 +13,16 @@ import {
   SCHEMA_HEADER,
   SNAPSHOT_HEADER,
   transactionEndHeaders,
+  WIRE_HEADER,
+  WIRE_VERSION,
+  wireVersionOf,
 } from './wire-headers.ts';
 
 // The names as they are on the wire, written out here on purpose: records already in topics and
 // appliers of other versions depend on them, so renaming a constant must fail this test.
 test('header names are the wire contract', () => {
   const cases: [string, string][] = [
+    [WIRE_HEADER, 'pgbisync.wire'],
     [LAST_HEADER, 'pgbisync.last'],
     [LAST_VALUE, '1'],
     [COMMIT_LSN_HEADER, 'pgbisync.commit_lsn'],
@@ -37,10 +41,12 @@ test('a transaction end carries the marker and the commit LSN; a snapshot chunk 
   assert.deepEqual(transactionEndHeaders(0x16_b374_d848n), {
     'pgbisync.last': '1',
     'pgbisync.commit_lsn': '16/B374D848',
+    'pgbisync.wire': '1',
   });
   assert.deepEqual(transactionEndHeaders(0x1a0n, true), {
     'pgbisync.last': '1',
     'pgbisync.commit_lsn': '0/1A0',
+    'pgbisync.wire': '1',
     'pgbisync.snapshot': '1',
   });
 });
@@ -61,6 +67,28 @@ test('readers: the end marker, our records, the commit LSN', () => {
   assert.equal(endsTransaction(other), false);
   assert.equal(hasTransactionMarker(other), true);
   assert.throws(() => commitLsnOf(new Map([['pgbisync.commit_lsn', 'not an lsn']])));
+});
+
+test('the wire version: absent is 1, a number is itself, anything else is unreadable (NaN)', () => {
+  assert.equal(WIRE_VERSION, 1);
+  const cases: [string | undefined, number][] = [
+    [undefined, 1],
+    ['1', 1],
+    ['2', 2],
+    ['17', 17],
+    ['0', Number.NaN],
+    ['01', Number.NaN],
+    ['-1', Number.NaN],
+    ['1.5', Number.NaN],
+    ['', Number.NaN],
+    [' 1', Number.NaN],
+    ['v2', Number.NaN],
+    ['99999999999', Number.NaN],
+  ];
+  for (const [text, version] of cases) {
+    const headers = new Map(text === undefined ? [] : [['pgbisync.wire', text]]);
+    assert.equal(wireVersionOf(headers), version, `header ${JSON.stringify(text)}`);
+  }
 });
 
 test("a dead letter keeps the record's own headers and adds where it was and why", () => {

@@ -3,6 +3,8 @@
  * headers of pgbisync's records, what each means, who writes and who reads it. Every `pgbisync.*` header
  * name is here and nowhere else.
  *
+ * - `pgbisync.wire`: the wire version, {@link WIRE_VERSION}. Capture writes it with `pgbisync.last`;
+ *   the applier reads it on every record that has it and stops at a version newer than its own.
  * - `pgbisync.last`, `pgbisync.commit_lsn`: capture writes them on the last record of each transaction
  *   and of each snapshot chunk; the applier (src/sink/transaction-grouper.ts) closes the transaction on
  *   them and stores its commit LSN.
@@ -19,6 +21,29 @@
  */
 import { formatLsn, parseLsn } from '../pg/lsn.ts';
 import type { InRecord } from './records.ts';
+
+/**
+ * The version of this contract (headers and envelope together) that this pgbisync writes and the
+ * highest it reads. Raise it when a change would make an older applier misread newer records (a header
+ * whose meaning changes, a new one it must not ignore, another envelope); an applier stops, blocked, at
+ * a record of a version it does not know instead of applying it by older rules.
+ *
+ * History: 1, the headers listed above; records without `pgbisync.wire` (written before it existed)
+ * are version 1 too.
+ */
+export const WIRE_VERSION = 1;
+
+/**
+ * The wire version a record was written with, as decimal text. Capture writes it next to
+ * {@link LAST_HEADER} on the last record of each transaction and snapshot chunk, not on every record (a
+ * header costs every record bytes and the consumer a retained Map). In transactional mode an applier has
+ * read that record before it applies anything of the transaction; in per-table mode, before anything
+ * after it on that table's topic. The applier checks every record that carries it, so a future version
+ * whose other records an older applier must not even decode puts it on those records too. Absent:
+ * version 1.
+ */
+export const WIRE_HEADER = 'pgbisync.wire';
+const CURRENT_WIRE_VALUE = String(WIRE_VERSION);
 
 /**
  * On the last record of a source transaction (and of a snapshot chunk), value {@link LAST_VALUE}: the
@@ -73,9 +98,20 @@ export function transactionEndHeaders(commitLsn: bigint, snapshot = false): Reco
   const headers: Record<string, string> = {
     [LAST_HEADER]: LAST_VALUE,
     [COMMIT_LSN_HEADER]: formatLsn(commitLsn),
+    [WIRE_HEADER]: CURRENT_WIRE_VALUE,
   };
   if (snapshot) headers[SNAPSHOT_HEADER] = '1';
   return headers;
+}
+
+/**
+ * The wire version of a record: its {@link WIRE_HEADER}, 1 without one, NaN when the header is not a
+ * positive decimal integer (then no applier of any version can tell what it is reading).
+ */
+export function wireVersionOf(headers: ReadonlyMap<string, string>): number {
+  const text = headers.get(WIRE_HEADER);
+  if (text === undefined) return 1;
+  return /^[1-9][0-9]{0,8}$/.test(text) ? Number(text) : Number.NaN;
 }
 
 /** Whether the record is the last of a transaction (or snapshot chunk) written by pgbisync's capture. */

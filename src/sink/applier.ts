@@ -5,6 +5,8 @@
  * Ordering and progress (DESIGN.md §2):
  * - The position to resume from is read from the target (pgbisync.apply_progress, written inside each
  *   applied transaction), never from Kafka's group offsets: an applied transaction is applied once.
+ * - A record written by a newer pgbisync (wire version above ../kafka/wire-headers.ts WIRE_VERSION)
+ *   blocks the direction before anything of its fetched batch is decoded or applied.
  * - A record that is not a valid change event goes to the dead-letter topic (with the reason in its
  *   headers) before any later transaction commits; it is never dropped silently. Without a dead-letter
  *   producer the applier stops with the record's position.
@@ -17,7 +19,7 @@
  *   topic, stored with each applied transaction.
  */
 import type { InRecord, RecordConsumer, RecordProducer, StartOffset } from '../kafka/records.ts';
-import { deadLetterHeaders } from '../kafka/wire-headers.ts';
+import { deadLetterHeaders, WIRE_HEADER, WIRE_VERSION, wireVersionOf } from '../kafka/wire-headers.ts';
 import { quoteIdent } from '../pg/sql-names.ts';
 import { BlockedError, ErrorCode, FatalError, PgbisyncError } from '../runtime/errors.ts';
 import type { ApplyTransaction, TopicPosition } from './apply-model.ts';
@@ -134,6 +136,7 @@ export class Applier {
               schemas,
             });
       for await (const records of consumer.batches(AbortSignal.any([signal, failed.signal]))) {
+        checkWireVersion(records, o.sourceNode, o.targetNode);
         await schemas.load(records);
         const txns = grouper.add(records);
         if (malformed.length > 0) {
@@ -245,6 +248,23 @@ export class Applier {
       this.#deadLetters++;
       o.onProgress?.({ kind: 'dead-letter', record: item.record, error: item.error });
     }
+  }
+}
+
+/**
+ * Throws a BlockedError at the first record of a wire version this applier does not know: read by the
+ * rules of an older version it could be applied wrongly, or set aside as malformed when it is not.
+ */
+export function checkWireVersion(records: readonly InRecord[], sourceNode: string, targetNode: string): void {
+  for (const record of records) {
+    if (wireVersionOf(record.headers) <= WIRE_VERSION) continue; // NaN (unreadable) is not
+    throw new BlockedError(
+      `applying ${sourceNode} -> ${targetNode}: record ${recordPosition(record)} has wire version '${record.headers.get(WIRE_HEADER)}' (header ${WIRE_HEADER}); this pgbisync reads versions up to ${WIRE_VERSION}`,
+      {
+        code: ErrorCode.WIRE_VERSION_UNSUPPORTED,
+        hint: `run a pgbisync for this direction at least as new as the one capturing ${sourceNode}; the direction resumes from the same record`,
+      },
+    );
   }
 }
 
