@@ -70,11 +70,11 @@ export interface RecordProducer {
  * - Ordering: `batches` yields arrays of whatever arrived, each in offset order per partition; each
  *   record is yielded once per consumer. A new consumer from the same start offsets yields the same
  *   records again (reads repeat; the topic is not changed by reading).
- * - Durability: only acknowledged (acks=all) records are ever yielded, so a record read is never taken
- *   back.
- * - Lifecycle: `batches` is called once per consumer and ends when `signal` aborts (also while still
- *   connecting); a broker failure makes it throw (RetryableError, or FatalError as above). `close` is
- *   called once, after `batches` ended. One caller at a time.
+ * - Durability: only records every in-sync replica holds (below the high watermark) are yielded, so a
+ *   record read is never taken back.
+ * - Lifecycle: `batches` ends when `signal` aborts (also while still connecting); a broker failure makes
+ *   it throw (RetryableError, or FatalError as above). `close` is called once, after `batches` ended.
+ *   One caller at a time.
  */
 export interface RecordConsumer {
   batches(signal: AbortSignal): AsyncGenerator<InRecord[]>;

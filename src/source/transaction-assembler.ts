@@ -5,9 +5,9 @@
  * - A transaction carrying a replication origin named `pgbisync_*` was applied by our own applier: it is
  *   dropped whole (loop prevention) and counted; its commit still advances the ack position.
  *   The Origin message follows Begin and may repeat; it marks the whole transaction.
- * - The last record of every transaction carries the headers `pgbisync.last=1` and
- *   `pgbisync.commit_lsn=<commit LSN>` (../kafka/wire-headers.ts), so an applier knows the transaction
- *   is complete without waiting for the next one. To know which record is last, one record is held back until the next record or
+ * - The last record of every transaction carries the headers `pgbisync.last=1`,
+ *   `pgbisync.commit_lsn=<commit LSN>` and the wire version (../kafka/wire-headers.ts), so an applier
+ *   knows the transaction is complete without waiting for the next one. To know which record is last, one record is held back until the next record or
  *   the Commit.
  * - A delete is followed by a tombstone (same key, null value), as Debezium does.
  *
