@@ -29,7 +29,7 @@ import {
   POSTGRES_CONNECTOR_CLASS,
 } from '../src/dev/kafka-connect.ts';
 import { isProcessAlive } from '../src/dev/process-tools.ts';
-import { KafkaAdmin } from '../src/kafka/client.ts';
+import { KafkaAdmin } from '../src/kafka/admin.ts';
 import { connect, sleep } from './db.ts';
 import { ProcessGroup } from './proc-stats.ts';
 import type { CpuBreakdown, ReplicationFigures, ReplicationUnderTest } from './replication.ts';

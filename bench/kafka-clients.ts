@@ -1,6 +1,6 @@
 /**
- * Kafka client benchmark on a real broker: @platformatic/kafka (raw and through pgbisync's wrapper in
- * src/kafka/client.ts) against kafkajs, same workload, each case in its own child process so that peak
+ * Kafka client benchmark on a real broker: @platformatic/kafka (raw and through pgbisync's wrappers in
+ * src/kafka/producer.ts and consumer.ts) against kafkajs, same workload, each case in its own child process so that peak
  * RSS belongs to one client.
  *
  *   node bench/kafka-clients.ts --brokers 127.0.0.1:59092 [--records 200000] [--value-bytes 200]
@@ -26,11 +26,14 @@
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { parseArgs } from 'node:util';
-import type { OutRecord } from '../src/kafka/client.ts';
+import type { OutRecord } from '../src/kafka/records.ts';
+import { LAST_HEADER, LAST_VALUE } from '../src/kafka/wire-headers.ts';
 
 // Clients are imported inside each case, so a child's RSS holds only the client it measures.
 const platformatic = () => import('@platformatic/kafka');
-const wrapper = () => import('../src/kafka/client.ts');
+const producerWrapper = () => import('../src/kafka/producer.ts');
+const consumerWrapper = () => import('../src/kafka/consumer.ts');
+const adminWrapper = () => import('../src/kafka/admin.ts');
 const kafkajs = async () => (await import('kafkajs')).default;
 
 interface Workload {
@@ -60,7 +63,7 @@ function makeRecords(w: Workload, topic: string): OutRecord[] {
     topic,
     key: Buffer.from(`k${i}`),
     value: pool[i % VALUE_POOL_SIZE]!,
-    ...(i % 10 === 9 ? { headers: { 'pgbisync.last': '1' } } : {}),
+    ...(i % 10 === 9 ? { headers: { [LAST_HEADER]: LAST_VALUE } } : {}),
   }));
 }
 
@@ -203,7 +206,7 @@ const cases: Record<string, CaseRunner> = {
   },
 
   async 'consume platformatic wrapper'(w, topic) {
-    const { KafkaConsumer } = await wrapper();
+    const { KafkaConsumer } = await consumerWrapper();
     const t0 = process.hrtime.bigint();
     const consumer = new KafkaConsumer({
       brokers: w.brokers,
@@ -313,7 +316,7 @@ async function produceWithWrapper(
   compression: 'none' | 'lz4',
 ): Promise<CaseResult> {
   const records = makeRecords(w, topic);
-  const { KafkaProducer } = await wrapper();
+  const { KafkaProducer } = await producerWrapper();
   const producer = new KafkaProducer({ brokers: w.brokers, clientId: 'bench-plt-wrapper', compression });
   const t0 = process.hrtime.bigint();
   await producer.send([{ topic, key: null, value: Buffer.from('warmup') }]);
@@ -388,7 +391,8 @@ function child(args: string[]): Promise<CaseResult> {
 async function runParent(argv: ReturnType<typeof parse>): Promise<void> {
   const w = workload(argv);
   const suffix = randomBytes(4).toString('hex');
-  const { KafkaAdmin, KafkaProducer } = await wrapper();
+  const { KafkaAdmin } = await adminWrapper();
+  const { KafkaProducer } = await producerWrapper();
   const admin = new KafkaAdmin({ brokers: w.brokers, clientId: 'bench-admin' });
   const topics: string[] = [];
   let topicCount = 0;

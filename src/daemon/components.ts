@@ -7,8 +7,9 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { Config } from '../config/schema.ts';
-import { KafkaConsumer, KafkaProducer } from '../kafka/client.ts';
+import { KafkaConsumer } from '../kafka/consumer.ts';
 import { kafkaOptions } from '../kafka/kafka-options.ts';
+import { KafkaProducer } from '../kafka/producer.ts';
 import { deadLetterTopic, eventTopics, serverName, topicFor, transactionTopic } from '../kafka/topics.ts';
 import { directions, policyFor } from '../operate/sync-plan.ts';
 import { ErrorCode, FatalError } from '../runtime/errors.ts';

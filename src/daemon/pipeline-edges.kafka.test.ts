@@ -1,13 +1,21 @@
 /**
  * Edges of the pipeline on real PostgreSQL + Kafka: every common type crosses intact, a poison record on
- * a topic goes to the dead-letter topic without stopping the applier, and the slot keeps advancing while
- * the synced tables are idle but the database is busy (no unbounded WAL retention).
+ * a topic goes to the dead-letter topic without stopping the applier, a record of a newer wire version
+ * blocks its direction, and the slot keeps advancing while the synced tables are idle but the database
+ * is busy (no unbounded WAL retention).
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { KafkaProducer } from '../kafka/client.ts';
 import { kafkaOptions } from '../kafka/kafka-options.ts';
+import { KafkaProducer } from '../kafka/producer.ts';
 import { deadLetterTopic, serverName } from '../kafka/topics.ts';
+import {
+  DEAD_LETTER_HEADERS,
+  LAST_HEADER,
+  LAST_VALUE,
+  transactionEndHeaders,
+  WIRE_HEADER,
+} from '../kafka/wire-headers.ts';
 import { setup, teardown } from '../operate/setup.ts';
 import { EVERY_TYPE_ROWS as ROWS, EVERY_TYPE_DDL as TYPES } from '../testing/every-type.ts';
 import { readTopic, startSync, syncConfig, tableRows, waitFor } from '../testing/sync-fixture.ts';
@@ -58,7 +66,7 @@ test('a poison record goes to the dead-letter topic and the applier carries on',
           topic: serverName(config, a),
           key: Buffer.from('k'),
           value: Buffer.from('{"not": "an event"'),
-          headers: { 'pgbisync.last': '1' },
+          headers: { [LAST_HEADER]: LAST_VALUE },
         },
       ]);
     } finally {
@@ -73,12 +81,62 @@ test('a poison record goes to the dead-letter topic and the applier carries on',
         : { value: first.value?.toString() ?? '', headers: new Map(first.headers) };
     assert.ok(dead !== undefined, 'the poison record must be in the dead-letter topic');
     assert.equal(dead.value, '{"not": "an event"');
-    assert.equal(dead.headers.get('pgbisync.dlq.topic'), serverName(config, a));
-    assert.equal(dead.headers.get('pgbisync.dlq.code'), 'PGB3101');
-    assert.equal(dead.headers.get('pgbisync.last'), '1', 'the record keeps its own headers');
-    assert.match(dead.headers.get('pgbisync.dlq.error') ?? '', /./);
+    assert.equal(dead.headers.get(DEAD_LETTER_HEADERS.topic), serverName(config, a));
+    assert.equal(dead.headers.get(DEAD_LETTER_HEADERS.code), 'PGB3101');
+    assert.equal(dead.headers.get(LAST_HEADER), LAST_VALUE, 'the record keeps its own headers');
+    assert.match(dead.headers.get(DEAD_LETTER_HEADERS.error) ?? '', /./);
     const counted = (await sync.metrics.deadLetters.get()).values.reduce((n, v) => n + v.value, 0);
     assert.equal(counted, 1);
+    await sync.stop();
+  }
+  await teardown(config, { keepTopics: false });
+});
+
+test('a record of a newer wire version blocks its direction before anything after it is applied', async () => {
+  await using dbs = await createTestDatabases();
+  const ddl = 'CREATE TABLE public.t (id int PRIMARY KEY, v text)';
+  await dbs.sql1(ddl);
+  await dbs.sql2(ddl);
+  const config = syncConfig(dbs, ['public.t']);
+  const [a, b] = config.nodes.map((n) => n.name) as [string, string];
+  await setup(config);
+  {
+    await using sync = await startSync(config);
+    const toB = () => sync.runner.states.get(`apply ${a}->${b}`)!;
+    await dbs.sql1(`INSERT INTO t VALUES (1, 'before')`);
+    await waitFor('row 1 on b', async () => (await dbs.sql2('SELECT 1 FROM t')).rowCount === 1);
+    // What a later capture could write: a transaction whose end says it follows wire version 2.
+    const [written] = await readTopic(config, serverName(config, a), (rs) => rs.length >= 1);
+    assert.ok(written !== undefined);
+    const producer = new KafkaProducer(kafkaOptions(config, 'future'));
+    try {
+      await producer.send([
+        {
+          topic: serverName(config, a),
+          key: written.key,
+          value: written.value,
+          headers: { ...transactionEndHeaders(0xffff_ffffn), [WIRE_HEADER]: '2' },
+        },
+      ]);
+    } finally {
+      await producer.close();
+    }
+    await dbs.sql1(`INSERT INTO t VALUES (2, 'after')`);
+    await waitFor('a->b blocked', async () => toB().state === 'blocked');
+    assert.match(
+      toB().lastError ?? '',
+      /has wire version '2' \(header pgbisync\.wire\); this pgbisync reads versions up to 1/,
+    );
+    assert.match(toB().fix ?? '', /at least as new as the one capturing/);
+    // The other direction runs on; nothing after the record crossed, nothing was set aside.
+    await dbs.sql2(`INSERT INTO t VALUES (100, 'from b')`);
+    await waitFor(
+      'row 100 on a',
+      async () => (await dbs.sql1('SELECT 1 FROM t WHERE id = 100')).rowCount === 1,
+    );
+    assert.equal(toB().state, 'blocked');
+    assert.deepEqual((await dbs.sql2('SELECT id FROM t ORDER BY id')).rows, [{ id: 1 }, { id: 100 }]);
+    assert.deepEqual(await readTopic(config, deadLetterTopic(config, a), (rs) => rs.length >= 1, 2_000), []);
     await sync.stop();
   }
   await teardown(config, { keepTopics: false });

@@ -7,6 +7,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { serverName } from '../kafka/topics.ts';
+import { SCHEMA_HEADER } from '../kafka/wire-headers.ts';
 import { setup, teardown } from '../operate/setup.ts';
 import { type TailEvent, tail } from '../operate/tail.ts';
 import { EVERY_TYPE_ROWS as ROWS, EVERY_TYPE_DDL as TYPES } from '../testing/every-type.ts';
@@ -43,7 +44,7 @@ test('schemaless events carry every type both ways, across an ALTER TABLE', asyn
   for (const r of records.filter((r) => r.value !== null)) {
     const value = JSON.parse(r.value!.toString('utf8')) as Record<string, unknown>;
     assert.ok(!('schema' in value) && 'after' in value, `record ${r.offset} is schemaless`);
-    const id = r.headers.get('pgbisync.schema');
+    const id = r.headers.get(SCHEMA_HEADER);
     assert.match(id ?? '', /^[0-9a-f]{32}$/, `record ${r.offset} names its schema`);
     ids.add(id!);
   }

@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { KafkaAdmin } from '../kafka/client.ts';
+import { KafkaAdmin } from '../kafka/admin.ts';
 import { kafkaOptions } from '../kafka/kafka-options.ts';
 import { serverName } from '../kafka/topics.ts';
 import { setup, teardown } from '../operate/setup.ts';

@@ -83,16 +83,14 @@ export class EventEncoder {
 
 /**
  * The value schema a schemaless record was encoded with: `json` is the envelope schema JsonConverter
- * would have written, `id` a digest of it (the record header {@link SCHEMA_HEADER}). Capture stores
+ * would have written, `id` a digest of it (named by the record header `pgbisync.schema`, see
+ * src/kafka/wire-headers.ts). Capture stores
  * `json` by `id` in the source's pgbisync.event_schemas; an applier reads it from there.
  */
 export interface EventSchema {
   readonly id: string;
   readonly json: string;
 }
-
-/** Header naming the {@link EventSchema} of a schemaless record. */
-export const SCHEMA_HEADER = 'pgbisync.schema';
 
 /** The id of a value schema: 16 bytes of its SHA-256, hex. */
 export function eventSchemaId(json: string): string {

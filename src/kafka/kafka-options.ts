@@ -1,5 +1,5 @@
 import type { Config } from '../config/schema.ts';
-import type { KafkaConnectionOptions } from './client.ts';
+import type { KafkaConnectionOptions } from './connection.ts';
 
 /** Kafka connection settings from the config; `role` tags the client id (visible in broker logs). */
 export function kafkaOptions(config: Config, role: string): KafkaConnectionOptions {

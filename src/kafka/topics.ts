@@ -8,7 +8,7 @@
  *   `<debezium.topicPrefix>.<schema>.<table>`, and its transaction metadata topic when it has one.
  */
 import type { Config } from '../config/schema.ts';
-import type { TopicSpec } from './client.ts';
+import type { TopicSpec } from './records.ts';
 
 export function serverName(config: Config, node: string): string {
   return `${config.kafka.topicPrefix}.${node}`;

@@ -12,7 +12,7 @@
  */
 import pg from 'pg';
 import type { Config, NodeConfig } from '../config/schema.ts';
-import { KafkaAdmin } from '../kafka/client.ts';
+import { KafkaAdmin } from '../kafka/admin.ts';
 import { kafkaOptions } from '../kafka/kafka-options.ts';
 import { eventTopics } from '../kafka/topics.ts';
 import { objectNames, quoteIdent } from '../pg/sql-names.ts';

@@ -11,7 +11,7 @@
  * reports every slot it removed.
  */
 import type { Config } from '../config/schema.ts';
-import { KafkaAdmin } from '../kafka/client.ts';
+import { KafkaAdmin } from '../kafka/admin.ts';
 import { kafkaOptions } from '../kafka/kafka-options.ts';
 import { deadLetterTopic, serverName, topicSpecs } from '../kafka/topics.ts';
 import { ensurePgbisyncSchema } from '../pg/pgbisync-schema.ts';

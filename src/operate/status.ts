@@ -4,7 +4,7 @@
  * Read from the nodes and Kafka (not from a running process), so it works while `run` is down too.
  */
 import type { Config } from '../config/schema.ts';
-import { KafkaAdmin } from '../kafka/client.ts';
+import { KafkaAdmin } from '../kafka/admin.ts';
 import { kafkaOptions } from '../kafka/kafka-options.ts';
 import { eventTopics, serverName } from '../kafka/topics.ts';
 import { objectNames } from '../pg/sql-names.ts';

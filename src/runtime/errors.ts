@@ -39,6 +39,8 @@ export const ErrorCode = {
   KAFKA: 'PGB3001',
   /** A message on a topic is not a valid change event. */
   EVENT_MALFORMED: 'PGB3101',
+  /** A record was written by a newer pgbisync: its wire version is one this applier does not read. */
+  WIRE_VERSION_UNSUPPORTED: 'PGB3102',
   /** The target table or column does not match the event. */
   SCHEMA_MISMATCH: 'PGB4001',
   /** The target rejected a value or a constraint failed (type, length, NOT NULL, unique). */

@@ -1,6 +1,9 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { chunks } from './applier.ts';
+import type { InRecord } from '../kafka/records.ts';
+import { transactionEndHeaders } from '../kafka/wire-headers.ts';
+import { BlockedError } from '../runtime/errors.ts';
+import { checkWireVersion, chunks } from './applier.ts';
 import type { ApplyTransaction } from './apply-model.ts';
 
 const txn = (rows: number): ApplyTransaction => ({
@@ -22,4 +25,37 @@ test('chunks bound transactions and rows, never splitting a transaction', () => 
   assert.deepEqual(sizes([txn(3), txn(3), txn(3)], 10, 6), [[3, 3], [3]]);
   assert.deepEqual(sizes([txn(50), txn(1)], 10, 10), [[50], [1]]);
   assert.deepEqual(sizes([], 10, 10), []);
+});
+
+test('a record of a newer or unreadable wire version blocks the direction, naming it; older ones pass', () => {
+  const record = (offset: bigint, headers: [string, string][]): InRecord => ({
+    topic: 'pgbisync.a',
+    partition: 0,
+    offset,
+    key: null,
+    value: Buffer.from('{}'),
+    headers: new Map(headers),
+    timestampMs: 0,
+  });
+  const current = [
+    record(1n, []), // a capture from before the header: version 1
+    record(2n, Object.entries(transactionEndHeaders(0x10n))),
+    record(3n, [['pgbisync.wire', '1']]),
+  ];
+  checkWireVersion(current, 'a', 'b');
+  for (const value of ['2', 'two', '']) {
+    assert.throws(
+      () => checkWireVersion([...current, record(4n, [['pgbisync.wire', value]]), record(5n, [])], 'a', 'b'),
+      (error: unknown) => {
+        assert.ok(error instanceof BlockedError, `wire '${value}'`);
+        assert.equal(error.code, 'PGB3102');
+        assert.equal(
+          error.message,
+          `applying a -> b: record pgbisync.a[0]@4 has wire version '${value}' (header pgbisync.wire); this pgbisync reads versions up to 1`,
+        );
+        assert.match(error.hint ?? '', /resumes from the same record/);
+        return true;
+      },
+    );
+  }
 });

@@ -5,6 +5,8 @@
  * Ordering and progress (DESIGN.md §2):
  * - The position to resume from is read from the target (pgbisync.apply_progress, written inside each
  *   applied transaction), never from Kafka's group offsets: an applied transaction is applied once.
+ * - A record written by a newer pgbisync (wire version above ../kafka/wire-headers.ts WIRE_VERSION)
+ *   blocks the direction before anything of its fetched batch is decoded or applied.
  * - A record that is not a valid change event goes to the dead-letter topic (with the reason in its
  *   headers) before any later transaction commits; it is never dropped silently. Without a dead-letter
  *   producer the applier stops with the record's position.
@@ -16,9 +18,9 @@
  *   per-table topics and transaction topic (./debezium-transactions.ts); its position is one offset per
  *   topic, stored with each applied transaction.
  */
-
 import type { ConflictPolicy } from '../conflicts/policy.ts';
-import type { ConsumerOptions, InRecord as KafkaInRecord, OutRecord } from '../kafka/client.ts';
+import type { InRecord, RecordConsumer, RecordProducer, StartOffset } from '../kafka/records.ts';
+import { deadLetterHeaders, WIRE_HEADER, WIRE_VERSION, wireVersionOf } from '../kafka/wire-headers.ts';
 import { quoteIdent } from '../pg/sql-names.ts';
 import { BlockedError, ErrorCode, FatalError, PgbisyncError } from '../runtime/errors.ts';
 import type { ApplyTransaction, TopicPosition } from './apply-model.ts';
@@ -27,19 +29,8 @@ import { decodeChange } from './event-changes.ts';
 import { EventSchemas } from './event-schemas.ts';
 import { describeRejected, findRejectedValue, sourceType } from './rejected-value.ts';
 import { MissingColumnError } from './statement-builder.ts';
-import { type InRecord, recordPosition, TransactionGrouper } from './transaction-grouper.ts';
+import { recordPosition, TransactionGrouper } from './transaction-grouper.ts';
 import { TransactionWriter } from './transaction-writer.ts';
-
-/** The Kafka consumer the applier needs: yields arrays of records in offset order per partition. */
-export interface RecordSource {
-  batches(signal: AbortSignal): AsyncGenerator<KafkaInRecord[]>;
-  close(): Promise<void>;
-}
-
-/** Where malformed records go. `send` resolves once the broker acknowledged them. */
-export interface DeadLetterSink {
-  send(records: readonly OutRecord[]): Promise<void>;
-}
 
 export interface ApplierOptions {
   readonly sourceNode: string;
@@ -49,8 +40,10 @@ export interface ApplierOptions {
   readonly sourceUrl?: string;
   /** Topics holding the source's events (transactional mode: the one node topic). */
   readonly topics: readonly string[];
-  readonly openConsumer: (startOffsets: ConsumerOptions['startOffsets']) => RecordSource;
-  readonly deadLetter: { readonly topic: string; readonly sink: DeadLetterSink } | undefined;
+  /** A consumer of `topics` from these positions (one per stored topic/partition; others: earliest). */
+  readonly openConsumer: (startOffsets: readonly StartOffset[]) => RecordConsumer;
+  /** Where malformed records go: each is acknowledged before any later transaction commits. */
+  readonly deadLetter: { readonly topic: string; readonly sink: RecordProducer } | undefined;
   readonly policyFor: (table: string) => ConflictPolicy;
   readonly maxBatchTransactions: number;
   readonly maxBatchRows: number;
@@ -108,7 +101,7 @@ export class Applier {
       // Transactions split by table: rows of different tables do not arrive in source order.
       replicaRole: o.debezium !== undefined && o.debezium.transactionTopic === undefined,
     });
-    let consumer: RecordSource | undefined;
+    let consumer: RecordConsumer | undefined;
     /** The group queued before the newest one: settles once it committed and was reported. */
     let inFlight: Promise<void> | undefined;
     // A group that fails while no more records arrive must still stop the applier at once.
@@ -143,6 +136,7 @@ export class Applier {
               schemas,
             });
       for await (const records of consumer.batches(AbortSignal.any([signal, failed.signal]))) {
+        checkWireVersion(records, o.sourceNode, o.targetNode);
         await schemas.load(records);
         const txns = grouper.add(records);
         if (malformed.length > 0) {
@@ -243,20 +237,34 @@ export class Applier {
         value: record.value,
         // The record's own headers stay (a schemaless record's pgbisync.schema, the transaction's
         // pgbisync.last and commit LSN): what it takes to read or replay it later.
-        headers: {
-          ...Object.fromEntries(record.headers),
-          'pgbisync.dlq.topic': record.topic,
-          'pgbisync.dlq.partition': String(record.partition),
-          'pgbisync.dlq.offset': String(record.offset),
-          'pgbisync.dlq.error': describe(error),
-          'pgbisync.dlq.code': error instanceof PgbisyncError ? error.code : ErrorCode.EVENT_MALFORMED,
-        },
+        headers: deadLetterHeaders(
+          record,
+          describe(error),
+          error instanceof PgbisyncError ? error.code : ErrorCode.EVENT_MALFORMED,
+        ),
       })),
     );
     for (const item of items) {
       this.#deadLetters++;
       o.onProgress?.({ kind: 'dead-letter', record: item.record, error: item.error });
     }
+  }
+}
+
+/**
+ * Throws a BlockedError at the first record of a wire version this applier does not know: read by the
+ * rules of an older version it could be applied wrongly, or set aside as malformed when it is not.
+ */
+export function checkWireVersion(records: readonly InRecord[], sourceNode: string, targetNode: string): void {
+  for (const record of records) {
+    if (wireVersionOf(record.headers) <= WIRE_VERSION) continue; // NaN (unreadable) is not
+    throw new BlockedError(
+      `applying ${sourceNode} -> ${targetNode}: record ${recordPosition(record)} has wire version '${record.headers.get(WIRE_HEADER)}' (header ${WIRE_HEADER}); this pgbisync reads versions up to ${WIRE_VERSION}`,
+      {
+        code: ErrorCode.WIRE_VERSION_UNSUPPORTED,
+        hint: `run a pgbisync for this direction at least as new as the one capturing ${sourceNode}; the direction resumes from the same record`,
+      },
+    );
   }
 }
 
@@ -272,11 +280,8 @@ function rowsByTable(txns: readonly ApplyTransaction[]): Map<string, number> {
 }
 
 /** One start offset per stored topic/partition of `topics` (the furthest, if stored twice). */
-function startOffsets(
-  stored: readonly TopicPosition[],
-  topics: readonly string[],
-): ConsumerOptions['startOffsets'] {
-  const out = new Map<string, { topic: string; partition: number; offset: bigint }>();
+function startOffsets(stored: readonly TopicPosition[], topics: readonly string[]): StartOffset[] {
+  const out = new Map<string, StartOffset>();
   for (const p of stored) {
     if (!topics.includes(p.topic)) continue;
     const key = `${p.topic}\u0000${p.partition}`;

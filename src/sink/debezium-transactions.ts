@@ -29,11 +29,12 @@
  * applied again: upserts of the same row versions.
  */
 import { decodeRecord } from '../events/decode.ts';
+import type { InRecord } from '../kafka/records.ts';
 import { ErrorCode, MalformedInputError } from '../runtime/errors.ts';
 import type { ApplyTransaction, RowChange, TopicPosition } from './apply-model.ts';
 import { toDecodedChange } from './event-changes.ts';
 import type { EventSchemas } from './event-schemas.ts';
-import { type DecodedChange, type InRecord, recordPosition } from './transaction-grouper.ts';
+import { type DecodedChange, recordPosition } from './transaction-grouper.ts';
 
 export interface DebeziumTopicsOptions {
   readonly sourceNode: string;

@@ -4,10 +4,11 @@
  */
 import type { ChangeEvent, ColumnValue } from '../events/change-event.ts';
 import { decodeRecord } from '../events/decode.ts';
+import type { InRecord } from '../kafka/records.ts';
 import { ErrorCode, MalformedInputError } from '../runtime/errors.ts';
 import type { RowChange } from './apply-model.ts';
 import type { EventSchemas } from './event-schemas.ts';
-import { type DecodedChange, type InRecord, recordPosition } from './transaction-grouper.ts';
+import { type DecodedChange, recordPosition } from './transaction-grouper.ts';
 
 /**
  * Decodes one record with a value (the grouper skips tombstones). Throws MalformedInputError for

@@ -1,9 +1,10 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import type { InRecord } from '../kafka/records.ts';
+import { SCHEMA_HEADER } from '../kafka/wire-headers.ts';
 import { BlockedError, MalformedInputError } from '../runtime/errors.ts';
 import { decodeChange } from './event-changes.ts';
 import { EventSchemas } from './event-schemas.ts';
-import type { InRecord } from './transaction-grouper.ts';
 
 const record = (headers: [string, string][]): InRecord => ({
   topic: 'pgbisync.db1',
@@ -14,11 +15,12 @@ const record = (headers: [string, string][]): InRecord => ({
     '{"before":null,"after":{"id":1},"source":{"schema":"public","table":"t","ts_us":1,"lsn":1,"txId":1,"snapshot":"false"},"op":"c","ts_ms":1}',
   ),
   headers: new Map(headers),
+  timestampMs: 0,
 });
 
 test('a schema no node holds blocks the stream at its record, named; decoding it is refused', async () => {
   const schemas = new EventSchemas({ sourceNode: 'db1' });
-  const named = record([['pgbisync.schema', 'abc123']]);
+  const named = record([[SCHEMA_HEADER, 'abc123']]);
   await schemas.load([record([])]); // nothing named: nothing to read
   await assert.rejects(schemas.load([named]), (error: unknown) => {
     assert.ok(error instanceof BlockedError);

@@ -4,10 +4,11 @@
  * Looked up in the target's pgbisync.event_schemas first, then in the source's; what the source gave is
  * copied to the target, so an applier restarted while its source is down still reads its backlog.
  */
-import { SCHEMA_HEADER } from '../events/envelope.ts';
 import { copyEventSchemas, readEventSchemas } from '../events/schema-store.ts';
+import type { InRecord } from '../kafka/records.ts';
+import { SCHEMA_HEADER } from '../kafka/wire-headers.ts';
 import { BlockedError, ErrorCode, MalformedInputError } from '../runtime/errors.ts';
-import { type InRecord, recordPosition } from './transaction-grouper.ts';
+import { recordPosition } from './transaction-grouper.ts';
 
 export interface EventSchemasOptions {
   readonly sourceNode: string;

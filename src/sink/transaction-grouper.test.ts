@@ -1,6 +1,11 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { type DecodedChange, type InRecord, TransactionGrouper } from './transaction-grouper.ts';
+import type { InRecord, OutRecord, RecordConsumer } from '../kafka/records.ts';
+import { COMMIT_LSN_HEADER, LAST_HEADER, LAST_VALUE, transactionEndHeaders } from '../kafka/wire-headers.ts';
+import { RetryableError } from '../runtime/errors.ts';
+import { FaultyConsumer, MemoryKafka } from '../testing/memory-kafka.ts';
+import type { ApplyTransaction } from './apply-model.ts';
+import { type DecodedChange, TransactionGrouper } from './transaction-grouper.ts';
 
 const NO_HEADERS: ReadonlyMap<string, string> = new Map();
 
@@ -16,9 +21,10 @@ function record(offset: number, txId: string, last?: string): InRecord {
       last === undefined
         ? NO_HEADERS
         : new Map([
-            ['pgbisync.last', '1'],
-            ['pgbisync.commit_lsn', last],
+            [LAST_HEADER, LAST_VALUE],
+            [COMMIT_LSN_HEADER, last],
           ]),
+    timestampMs: 0,
   };
 }
 
@@ -67,4 +73,66 @@ test('records without our markers are grouped by source transaction id', () => {
   const done = grouper.add([record(4, '7')]);
   assert.deepEqual(ids(done), [['3']]);
   assert.equal(done[0]?.lsnOrdered, false, 'without our commit LSN a transaction is never skipped by LSN');
+});
+
+test('read from kafka in any fetch sizes, with a failed fetch and a restart after the last whole transaction, each transaction arrives whole and once', async () => {
+  const kafka = new MemoryKafka();
+  kafka.createTopic('pgbisync.a');
+  /** Source transaction `txId` of rows `rows`, ended as our capture ends it. */
+  const txn = (txId: string, commitLsn: bigint, rows: readonly number[]): OutRecord[] =>
+    rows.map((row, i) => ({
+      topic: 'pgbisync.a',
+      partition: 0,
+      key: Buffer.from(String(row)),
+      value: Buffer.from(txId),
+      ...(i === rows.length - 1 ? { headers: transactionEndHeaders(commitLsn) } : {}),
+    }));
+  const producer = kafka.producer();
+  await producer.send([...txn('7', 0x100n, [1, 2, 3]), ...txn('8', 0x200n, [4, 5, 6])]);
+  await producer.send(txn('9', 0x300n, [7]));
+
+  const rowsOf = (r: InRecord): DecodedChange => ({
+    change: { op: 'c', schema: 'public', table: 't', after: { id: r.key!.toString() } },
+    lsn: r.offset,
+    txId: r.value!.toString(),
+    commitTimeUs: 1n,
+    snapshot: false,
+  });
+  const applied: ApplyTransaction[] = [];
+  /** Reads until the topic's end, as an applier does; returns the position after the last whole transaction. */
+  const apply = async (consumer: RecordConsumer): Promise<bigint> => {
+    const grouper = new TransactionGrouper('a', rowsOf, () => assert.fail('nothing is malformed'));
+    try {
+      for await (const batch of consumer.batches(AbortSignal.timeout(5_000))) {
+        applied.push(...grouper.add(batch));
+        if (batch.at(-1)!.offset === 6n) break;
+      }
+    } catch (error) {
+      assert.ok(error instanceof RetryableError, 'the injected fetch failure');
+    } finally {
+      await consumer.close();
+    }
+    return (applied.at(-1)?.lastOffset ?? -1n) + 1n;
+  };
+  // Fetches of 2 records: the second completes transaction 7 and starts 8; the third fails.
+  const resumeAt = await apply(
+    new FaultyConsumer(kafka.consumer({ topics: ['pgbisync.a'], maxBatchRecords: 2 }), 3),
+  );
+  assert.equal(resumeAt, 3n, 'after transaction 7: the part of 8 already read is read again');
+  await apply(
+    kafka.consumer({
+      topics: ['pgbisync.a'],
+      startOffsets: [{ topic: 'pgbisync.a', partition: 0, offset: resumeAt }],
+      maxBatchRecords: 1,
+    }),
+  );
+  assert.deepEqual(ids(applied), [['1', '2', '3'], ['4', '5', '6'], ['7']]);
+  assert.deepEqual(
+    applied.map((t) => [t.commitLsn, t.lastOffset]),
+    [
+      [0x100n, 2n],
+      [0x200n, 5n],
+      [0x300n, 6n],
+    ],
+  );
 });

@@ -11,17 +11,9 @@
  * Records that are not valid events are handed to `onMalformed` (dead-letter) and never applied; their
  * offsets still count, so the applier moves past them.
  */
-import { parseLsn } from '../pg/lsn.ts';
+import type { InRecord } from '../kafka/records.ts';
+import { commitLsnOf, endsTransaction, hasTransactionMarker } from '../kafka/wire-headers.ts';
 import type { ApplyTransaction, RowChange } from './apply-model.ts';
-
-export interface InRecord {
-  readonly topic: string;
-  readonly partition: number;
-  readonly offset: bigint;
-  readonly key: Buffer | null;
-  readonly value: Buffer | null;
-  readonly headers: ReadonlyMap<string, string>;
-}
 
 /** `topic[partition]@offset`: names a record in messages. */
 export function recordPosition(record: Pick<InRecord, 'topic' | 'partition' | 'offset'>): string {
@@ -63,8 +55,8 @@ export class TransactionGrouper {
   add(records: readonly InRecord[]): ApplyTransaction[] {
     const done: ApplyTransaction[] = [];
     for (const record of records) {
-      const last = record.headers.get('pgbisync.last') === '1';
-      const ours = record.headers.has('pgbisync.last');
+      const last = endsTransaction(record.headers);
+      const ours = hasTransactionMarker(record.headers);
       if (record.value !== null) {
         let decoded: DecodedChange | undefined;
         try {
@@ -83,14 +75,14 @@ export class TransactionGrouper {
       }
       this.#lastRecord = record;
       if (last) {
-        const closed = this.#close(record.headers.get('pgbisync.commit_lsn'));
+        const closed = this.#close(commitLsnOf(record.headers));
         if (closed !== undefined) done.push(closed);
       }
     }
     return done;
   }
 
-  #close(commitLsnText: string | undefined): ApplyTransaction | undefined {
+  #close(commitLsn: bigint | undefined): ApplyTransaction | undefined {
     const record = this.#lastRecord;
     const last = this.#last;
     const changes = this.#changes;
@@ -99,9 +91,9 @@ export class TransactionGrouper {
     if (record === undefined) return undefined;
     return {
       sourceNode: this.#sourceNode,
-      commitLsn: commitLsnText !== undefined ? parseLsn(commitLsnText) : (last?.lsn ?? 0n),
+      commitLsn: commitLsn ?? last?.lsn ?? 0n,
       // Without our commit LSN the position cannot order transactions: never skip by LSN then.
-      lsnOrdered: commitLsnText !== undefined,
+      lsnOrdered: commitLsn !== undefined,
       commitTimeUs: last?.commitTimeUs ?? BigInt(Date.now()) * 1000n,
       snapshot: last?.snapshot ?? false,
       changes,

@@ -9,9 +9,11 @@ import { dirname, join } from 'node:path';
 import { test } from 'node:test';
 import pg from 'pg';
 import { decodeRecord } from '../events/decode.ts';
-import { KafkaAdmin, KafkaConsumer } from '../kafka/client.ts';
+import { KafkaAdmin } from '../kafka/admin.ts';
+import { KafkaConsumer } from '../kafka/consumer.ts';
 import { kafkaOptions } from '../kafka/kafka-options.ts';
 import { serverName } from '../kafka/topics.ts';
+import { commitLsnOf as commitLsnHeader } from '../kafka/wire-headers.ts';
 import { setup, teardown } from '../operate/setup.ts';
 import { parseLsn } from '../pg/lsn.ts';
 import { killHard, startRun, writeRunConfig } from '../testing/run-process.ts';
@@ -122,8 +124,8 @@ test(`${ROWS} committed changes with ${KILLS} SIGKILLs all reach Kafka, in commi
             streamedSet.add(id);
             streamed.push(id);
           }
-          const lsn = r.headers.get('pgbisync.commit_lsn');
-          if (lsn !== undefined) commitLsnOf.set(id, parseLsn(lsn));
+          const lsn = commitLsnHeader(r.headers);
+          if (lsn !== undefined) commitLsnOf.set(id, lsn);
         }
         if ((batch.at(-1)?.offset ?? -1n) >= endOffset - 1n) break;
       }

@@ -1,6 +1,7 @@
 /**
  * Capture for one node: slot + publication -> (initial snapshot) -> pgoutput stream -> Debezium events ->
- * Kafka, with the slot's flush LSN advanced only behind Kafka's acknowledgements (see AckTracker).
+ * Kafka, with the slot's flush LSN advanced only behind Kafka's acknowledgements (./capture-sender.ts,
+ * AckTracker).
  *
  * Batching is adaptive: every array of items the replication connection hands over (whatever arrived
  * since the last read) is encoded and sent as one or a few producer calls; sends are pipelined and
@@ -9,19 +10,15 @@
 import pg from 'pg';
 import type { EventSchema } from '../events/envelope.ts';
 import { storeSourceSchemas } from '../events/schema-store.ts';
-import { AckTracker } from '../offsets/ack-tracker.ts';
+import type { RecordProducer } from '../kafka/records.ts';
 import { formatLsn, parseLsn } from '../pg/lsn.ts';
 import { ReplicationConnection } from '../pg/replication/replication-connection.ts';
 import { objectNames } from '../pg/sql-names.ts';
+import { CaptureSender, type SentBatch } from './capture-sender.ts';
 import type { ChangeEncoder } from './change-encoder.ts';
 import { createSlotWithSnapshot, readSlot } from './slot-setup.ts';
 import { runSnapshot, type SnapshotProgress } from './snapshot.ts';
-import { type OutRecord, TransactionAssembler } from './transaction-assembler.ts';
-
-/** The Kafka side of capture. send() resolves once the broker acknowledged every record (acks=all). */
-export interface RecordProducer {
-  send(records: readonly OutRecord[]): Promise<void>;
-}
+import { TransactionAssembler } from './transaction-assembler.ts';
 
 /**
  * Record bytes (keys and values) sent but not yet acknowledged, above which capture stops reading the
@@ -30,7 +27,7 @@ export interface RecordProducer {
  * Checked after every item, not only between the connection's batches: one batch may hold thousands of
  * changes (~3 KB of record each with schemas), which overshot the bound by ~60 MB (heap snapshot).
  * 2 MiB (was 16, then 4) still queues about four 450 kB produce requests. With the consumer's smaller
- * bounds (kafka/client.ts) the bench's one-way peak RSS fell ~60 MiB (16 -> 4), then from ~330 to
+ * bounds (kafka/consumer.ts) the bench's one-way peak RSS fell ~60 MiB (16 -> 4), then from ~330 to
  * 313-319 MiB (4 -> 2, two runs each); throughput stayed within run-to-run noise.
  */
 const MAX_UNACKED_BYTES = 2 * 1024 * 1024;
@@ -62,14 +59,7 @@ export interface CaptureOptions {
 export type CaptureProgressEvent =
   | { readonly kind: 'snapshot'; readonly progress: SnapshotProgress }
   | { readonly kind: 'confirmed'; readonly lsn: bigint }
-  | {
-      readonly kind: 'sent';
-      /** Change events (tombstones not counted), in all and by table ('schema.table'). */
-      readonly events: number;
-      readonly byTable: ReadonlyMap<string, number>;
-      /** Kafka records, tombstones included. */
-      readonly records: number;
-    }
+  | ({ readonly kind: 'sent' } & SentBatch)
   | { readonly kind: 'loop-dropped'; readonly origin: string };
 
 export class Capture {
@@ -199,58 +189,18 @@ export class Capture {
     signal: AbortSignal,
   ): Promise<void> {
     const o = this.#options;
-    const tracker = new AckTracker(0n, (lsn) => {
-      conn.confirm(lsn);
-      o.onProgress?.({ kind: 'confirmed', lsn });
+    const sender = new CaptureSender({
+      producer: o.producer,
+      onConfirm: (lsn) => {
+        conn.confirm(lsn);
+        o.onProgress?.({ kind: 'confirmed', lsn });
+      },
+      maxBatchEvents: o.maxBatchEvents,
+      maxUnackedBytes: MAX_UNACKED_BYTES,
+      onSent: (sent) => o.onProgress?.({ kind: 'sent', ...sent }),
     });
-    let batch: OutRecord[] = [];
-    let batchBytes = 0;
-    let byTable = new Map<string, number>();
-    let events = 0;
-    let commits: bigint[] = [];
-    let chain: Promise<unknown> = Promise.resolve();
     /** Schemas of relations just compiled, to store before any of their records is sent. */
     const newSchemas: EventSchema[] = [];
-    /** Sends not yet acknowledged, oldest first, with their record bytes. */
-    const unacked: { readonly sent: Promise<unknown>; readonly bytes: number; done: boolean }[] = [];
-    let unackedBytes = 0;
-    const flush = () => {
-      if (batch.length === 0 && commits.length === 0) return;
-      const records = batch;
-      const sent = records.length === 0 ? Promise.resolve() : o.producer.send(records);
-      // A transaction is acknowledged when its own send and every earlier one are.
-      chain = Promise.all([chain, sent]);
-      chain.catch(() => undefined);
-      // Every transaction of this flush is acknowledged by the same promise: tracking the last one is
-      // the same as tracking each (confirmation only ever moves forward), and keeps the tracker short.
-      const lastCommit = commits.at(-1);
-      if (lastCommit !== undefined) tracker.track(lastCommit, chain);
-      if (records.length > 0) {
-        const entry = { sent: chain, bytes: batchBytes, done: false };
-        const settle = () => {
-          entry.done = true;
-        };
-        chain.then(settle, settle);
-        unacked.push(entry);
-        unackedBytes += batchBytes;
-      }
-      o.onProgress?.({ kind: 'sent', events, byTable, records: records.length });
-      batch = [];
-      batchBytes = 0;
-      byTable = new Map();
-      events = 0;
-      commits = [];
-    };
-    /** Waits (reading nothing more from the slot) until at most MAX_UNACKED_BYTES are unacknowledged. */
-    const backpressure = async () => {
-      while (unacked[0]?.done === true) unackedBytes -= unacked.shift()!.bytes;
-      while (unackedBytes > MAX_UNACKED_BYTES && !signal.aborted) {
-        const oldest = unacked.shift()!;
-        await oldest.sent.catch(() => undefined);
-        unackedBytes -= oldest.bytes;
-        if (tracker.failure !== undefined) throw tracker.failure;
-      }
-    };
     const assembler = new TransactionAssembler(
       {
         encoder: o.encoder,
@@ -260,21 +210,11 @@ export class Capture {
         onLoopDropped: (origin) => o.onProgress?.({ kind: 'loop-dropped', origin }),
       },
       {
-        record: (record) => {
-          batch.push(record);
-          batchBytes += (record.key?.length ?? 0) + (record.value?.length ?? 0);
-          if (batch.length >= o.maxBatchEvents) flush();
-        },
-        event: (table) => {
-          events++;
-          byTable.set(table, (byTable.get(table) ?? 0) + 1);
-        },
-        commit: (endLsn) => commits.push(endLsn),
+        record: (record) => sender.record(record),
+        event: (table) => sender.event(table),
+        commit: (endLsn) => sender.commit(endLsn),
         schema: (schema) => newSchemas.push(schema),
-        keepalive: (walEnd) => {
-          flush();
-          tracker.idle(walEnd);
-        },
+        keepalive: (walEnd) => sender.keepalive(walEnd),
       },
     );
     this.#assembler = assembler;
@@ -288,19 +228,18 @@ export class Capture {
       for (const item of items) {
         assembler.handle(item);
         if (newSchemas.length > 0) await this.#storeSchemas(newSchemas.splice(0));
-        if (unackedBytes + batchBytes > MAX_UNACKED_BYTES) {
-          flush();
-          await backpressure();
+        if (sender.overBound) {
+          sender.flush();
+          await sender.backpressure(signal);
         }
       }
-      if (tracker.failure !== undefined) throw tracker.failure;
-      flush();
-      await backpressure();
+      if (sender.failure !== undefined) throw sender.failure;
+      sender.flush();
+      await sender.backpressure(signal);
     }
-    flush();
     // Graceful stop: wait for what was sent so the final status update confirms it.
-    await chain.catch(() => undefined);
-    if (tracker.failure !== undefined && !signal.aborted) throw tracker.failure;
+    await sender.drain();
+    if (sender.failure !== undefined && !signal.aborted) throw sender.failure;
   }
 }
 

@@ -10,8 +10,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { CONNECTOR_VERSION } from '../daemon/components.ts';
-import { KafkaProducer } from '../kafka/client.ts';
 import { kafkaOptions } from '../kafka/kafka-options.ts';
+import { KafkaProducer } from '../kafka/producer.ts';
 import { serverName, topicFor } from '../kafka/topics.ts';
 import { setup, teardown } from '../operate/setup.ts';
 import { databaseParts, startConnector } from '../testing/connectors.ts';

@@ -6,13 +6,12 @@
  * transaction's last, so an applier applies chunks as transactions of bounded size.
  */
 import pg from 'pg';
-import { type EventSchema, SCHEMA_HEADER } from '../events/envelope.ts';
-import { formatLsn } from '../pg/lsn.ts';
+import type { EventSchema } from '../events/envelope.ts';
+import type { OutRecord, RecordProducer } from '../kafka/records.ts';
+import { SCHEMA_HEADER, transactionEndHeaders } from '../kafka/wire-headers.ts';
 import type { RelationMessage, Tuple, TupleValue } from '../pg/pgoutput/messages.ts';
 import { qualifiedName, quoteIdent, quoteLiteral, splitTableName } from '../pg/sql-names.ts';
-import type { RecordProducer } from './capture.ts';
 import type { ChangeEncoder, SourcePosition } from './change-encoder.ts';
-import type { OutRecord } from './transaction-assembler.ts';
 
 export interface SnapshotProgress {
   readonly table: string;
@@ -140,12 +139,7 @@ export async function runSnapshot(o: SnapshotOptions): Promise<number> {
               ? {
                   topic,
                   ...encoded,
-                  headers: {
-                    ...schemaHeader,
-                    'pgbisync.last': '1',
-                    'pgbisync.commit_lsn': formatLsn(o.consistentPoint),
-                    'pgbisync.snapshot': '1',
-                  },
+                  headers: { ...schemaHeader, ...transactionEndHeaders(o.consistentPoint, true) },
                 }
               : encoder.schema === undefined
                 ? { topic, ...encoded }

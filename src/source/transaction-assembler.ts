@@ -5,17 +5,18 @@
  * - A transaction carrying a replication origin named `pgbisync_*` was applied by our own applier: it is
  *   dropped whole (loop prevention) and counted; its commit still advances the ack position.
  *   The Origin message follows Begin and may repeat; it marks the whole transaction.
- * - The last record of every transaction carries the headers `pgbisync.last=1` and
- *   `pgbisync.commit_lsn=<commit LSN>`, so an applier knows the transaction is complete without waiting
- *   for the next one. To know which record is last, one record is held back until the next record or
+ * - The last record of every transaction carries the headers `pgbisync.last=1`,
+ *   `pgbisync.commit_lsn=<commit LSN>` and the wire version (../kafka/wire-headers.ts), so an applier
+ *   knows the transaction is complete without waiting for the next one. To know which record is last, one record is held back until the next record or
  *   the Commit.
  * - A delete is followed by a tombstone (same key, null value), as Debezium does.
  *
  * Pure: no I/O. The capture loop feeds items and forwards the output.
  */
 
-import { type EventSchema, SCHEMA_HEADER } from '../events/envelope.ts';
-import { formatLsn } from '../pg/lsn.ts';
+import type { EventSchema } from '../events/envelope.ts';
+import type { OutRecord } from '../kafka/records.ts';
+import { SCHEMA_HEADER, transactionEndHeaders } from '../kafka/wire-headers.ts';
 import type { BeginMessage, RelationMessage, TypeMessage } from '../pg/pgoutput/messages.ts';
 import type { ReplicationItem } from '../pg/replication/replication-connection.ts';
 import { ErrorCode, MalformedInputError } from '../runtime/errors.ts';
@@ -26,14 +27,6 @@ import type {
   SourcePosition,
   TransactionPosition,
 } from './change-encoder.ts';
-
-export interface OutRecord {
-  readonly topic: string;
-  readonly partition?: number;
-  readonly key: Buffer | null;
-  readonly value: Buffer | null;
-  readonly headers?: Record<string, string>;
-}
 
 export interface AssemblerOutput {
   record(record: OutRecord): void;
@@ -193,11 +186,7 @@ export class TransactionAssembler {
           this.#held = undefined;
           this.#out.record({
             ...last,
-            headers: {
-              ...last.headers,
-              'pgbisync.last': '1',
-              'pgbisync.commit_lsn': formatLsn(msg.commitLsn),
-            },
+            headers: { ...last.headers, ...transactionEndHeaders(msg.commitLsn) },
           });
         }
         this.#out.commit(msg.endLsn);

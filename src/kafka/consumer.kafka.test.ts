@@ -1,0 +1,101 @@
+/**
+ * The consumer against a real broker: explicit start offsets (resume after close, out-of-range refused)
+ * and a prompt stop on abort.
+ */
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { describe, test } from 'node:test';
+import { FatalError } from '../runtime/errors.ts';
+import {
+  assertSequence,
+  consumerFor,
+  kafkaConnection,
+  oneTopic,
+  readRecords,
+  sequenceRecords,
+} from '../testing/kafka-fixture.ts';
+import { KafkaConsumer } from './consumer.ts';
+import { KafkaProducer } from './producer.ts';
+import type { InRecord } from './records.ts';
+
+describe('kafka consumer on a real broker', () => {
+  test('a consumer resumes from an explicit offset after close, without gap or duplicate', async () => {
+    await using ctx = await oneTopic();
+    const [topic] = ctx.names as [string];
+    const producer = new KafkaProducer({ ...kafkaConnection(), compression: 'lz4' });
+    try {
+      await producer.send(sequenceRecords(topic, 0, 1_000));
+      const groupId = `pgbisync-test-${randomBytes(6).toString('hex')}`;
+      const first = consumerFor(topic, [{ topic, partition: 0, offset: 0n }], groupId);
+      let read: InRecord[];
+      try {
+        read = (await readRecords(first, 400)).slice(0, 400);
+      } finally {
+        await first.close();
+      }
+      assertSequence(read, 0, 400);
+      // Records written while no consumer runs are read too.
+      await producer.send(sequenceRecords(topic, 1_000, 500));
+      const startedAt = Date.now();
+      const second = consumerFor(topic, [{ topic, partition: 0, offset: read.at(-1)!.offset + 1n }], groupId);
+      try {
+        assertSequence(await readRecords(second, 1_100), 400, 1_100);
+      } finally {
+        await second.close();
+      }
+      // Static membership: the same group rejoins at once, not after the old member's session timeout.
+      assert.ok(Date.now() - startedAt < 10_000, `second consumer took ${Date.now() - startedAt} ms`);
+    } finally {
+      await producer.close();
+    }
+  });
+
+  test('a start offset beyond the end of the partition is refused, not silently rewound', async () => {
+    await using ctx = await oneTopic();
+    const [topic] = ctx.names as [string];
+    const producer = new KafkaProducer(kafkaConnection());
+    try {
+      await producer.send(sequenceRecords(topic, 0, 10));
+    } finally {
+      await producer.close();
+    }
+    const consumer = consumerFor(topic, [{ topic, partition: 0, offset: 500n }]);
+    try {
+      await assert.rejects(readRecords(consumer, 1, 10_000), FatalError);
+    } finally {
+      await consumer.close();
+    }
+  });
+
+  test('the consumer stops promptly on abort, while waiting for records and before it started', async () => {
+    await using ctx = await oneTopic();
+    const [topic] = ctx.names as [string];
+    const consumer = new KafkaConsumer({
+      ...kafkaConnection(),
+      groupId: `pgbisync-test-${randomBytes(6).toString('hex')}`,
+      topics: [topic],
+      startOffsets: [],
+      maxWaitMs: 10_000,
+    });
+    try {
+      const controller = new AbortController();
+      setTimeout(() => controller.abort(), 1_500);
+      let abortedAt = 0;
+      controller.signal.addEventListener('abort', () => {
+        abortedAt = Date.now();
+      });
+      let batches = 0;
+      for await (const _ of consumer.batches(controller.signal)) batches++;
+      const lagMs = Date.now() - abortedAt;
+      assert.equal(batches, 0);
+      assert.ok(lagMs < 1_000, `the consumer stopped ${lagMs} ms after the abort`);
+
+      const started = Date.now();
+      for await (const _ of consumer.batches(AbortSignal.abort())) batches++;
+      assert.equal(batches, 0);
+      assert.ok(Date.now() - started < 1_000);
+    } finally {
+      await consumer.close();
+    }
+  });
+});

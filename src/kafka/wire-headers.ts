@@ -1,0 +1,143 @@
+/**
+ * The wire contract between capture and apply, besides the event envelope itself (src/events/): the
+ * headers of pgbisync's records, what each means, who writes and who reads it. Every `pgbisync.*` header
+ * name is here and nowhere else.
+ *
+ * - `pgbisync.wire`: the wire version, {@link WIRE_VERSION}. Capture writes it with `pgbisync.last`;
+ *   the applier reads it on every record that has it and stops at a version newer than its own.
+ * - `pgbisync.last`, `pgbisync.commit_lsn`: capture writes them on the last record of each transaction
+ *   and of each snapshot chunk; the applier (src/sink/transaction-grouper.ts) closes the transaction on
+ *   them and stores its commit LSN.
+ * - `pgbisync.schema`: capture writes it on every record with a value when records are schemaless; the
+ *   applier and `pgbisync tail` read it (src/sink/event-schemas.ts).
+ * - `pgbisync.snapshot`: capture writes it with `pgbisync.last` on snapshot chunks; informational, read
+ *   by nobody in pgbisync (see {@link SNAPSHOT_HEADER}).
+ * - `pgbisync.dlq.*`: the applier writes them on the records it sets aside; read by operators.
+ *
+ * Records of a Debezium connector carry none of these; the applier then groups by the envelope's
+ * transaction id (src/sink/transaction-grouper.ts, debezium-transactions.ts). So does it for pgbisync's
+ * own per-table topics (`mode: per-table`), where a transaction's last record is on one table's topic
+ * only.
+ */
+import { formatLsn, parseLsn } from '../pg/lsn.ts';
+import type { InRecord } from './records.ts';
+
+/**
+ * The version of this contract (headers and envelope together) that this pgbisync writes and the
+ * highest it reads. Raise it when a change would make an older applier misread newer records (a header
+ * whose meaning changes, a new one it must not ignore, another envelope); an applier stops, blocked, at
+ * a record of a version it does not know instead of applying it by older rules.
+ *
+ * History: 1, the headers listed above; records without `pgbisync.wire` (written before it existed)
+ * are version 1 too.
+ */
+export const WIRE_VERSION = 1;
+
+/**
+ * The wire version a record was written with, as decimal text. Capture writes it next to
+ * {@link LAST_HEADER} on the last record of each transaction and snapshot chunk, not on every record (a
+ * header costs every record bytes and the consumer a retained Map). In transactional mode an applier has
+ * read that record before it applies anything of the transaction; in per-table mode, before anything
+ * after it on that table's topic. The applier checks every record that carries it, so a future version
+ * whose other records an older applier must not even decode puts it on those records too. Absent:
+ * version 1.
+ */
+export const WIRE_HEADER = 'pgbisync.wire';
+const CURRENT_WIRE_VALUE = String(WIRE_VERSION);
+
+/**
+ * On the last record of a source transaction (and of a snapshot chunk), value {@link LAST_VALUE}: the
+ * applier closes the transaction on it as soon as it arrives, never before (a fetched batch may end in
+ * the middle of a transaction). Only pgbisync's capture writes it, so its presence also tells
+ * pgbisync's records from a Debezium connector's.
+ */
+export const LAST_HEADER = 'pgbisync.last';
+export const LAST_VALUE = '1';
+
+/**
+ * With {@link LAST_HEADER}: the source transaction's commit LSN as PostgreSQL writes it (`16/B374D848`);
+ * for a snapshot chunk, the slot's consistent point. The applier stores it with the applied transaction
+ * and recognises by it a transaction a restarted capture published again (at-least-once).
+ */
+export const COMMIT_LSN_HEADER = 'pgbisync.commit_lsn';
+
+/**
+ * On every record with a value when `capture.schemasEnabled` is false: the id of the envelope schema
+ * the value was encoded with (src/events/envelope.ts `EventSchema`), kept in the source's
+ * pgbisync.event_schemas. Read by the applier and by `pgbisync tail` (src/sink/event-schemas.ts).
+ */
+export const SCHEMA_HEADER = 'pgbisync.schema';
+
+/**
+ * With {@link LAST_HEADER} on the last record of each snapshot chunk, value `1`. Informational: pgbisync
+ * does not read it. The applier learns that a change is a snapshot row from the envelope's
+ * `source.snapshot`, which every record carries (the header is on a chunk's last record only, so it could
+ * not classify the others). It is kept for people and tools that read headers without decoding values
+ * (`kcat -f '%h'`): it tells a snapshot chunk's end from a streamed transaction's end.
+ */
+export const SNAPSHOT_HEADER = 'pgbisync.snapshot';
+
+/**
+ * Added by the applier to a record it sets aside on the dead-letter topic (not a valid change event,
+ * PGB3101), next to the record's own headers: where the record was and why it was refused. Read by
+ * operators; pgbisync does not consume the dead-letter topic.
+ */
+export const DEAD_LETTER_HEADERS = {
+  /** The record's topic, partition and offset. */
+  topic: 'pgbisync.dlq.topic',
+  partition: 'pgbisync.dlq.partition',
+  offset: 'pgbisync.dlq.offset',
+  /** The decoding error's message. */
+  error: 'pgbisync.dlq.error',
+  /** Its error code (docs/errors.md). */
+  code: 'pgbisync.dlq.code',
+} as const;
+
+/** The headers that end a transaction (or, with `snapshot`, a snapshot chunk) at `commitLsn`. */
+export function transactionEndHeaders(commitLsn: bigint, snapshot = false): Record<string, string> {
+  const headers: Record<string, string> = {
+    [LAST_HEADER]: LAST_VALUE,
+    [COMMIT_LSN_HEADER]: formatLsn(commitLsn),
+    [WIRE_HEADER]: CURRENT_WIRE_VALUE,
+  };
+  if (snapshot) headers[SNAPSHOT_HEADER] = '1';
+  return headers;
+}
+
+/**
+ * The wire version of a record: its {@link WIRE_HEADER}, 1 without one, NaN when the header is not a
+ * positive decimal integer (then no applier of any version can tell what it is reading).
+ */
+export function wireVersionOf(headers: ReadonlyMap<string, string>): number {
+  const text = headers.get(WIRE_HEADER);
+  if (text === undefined) return 1;
+  return /^[1-9][0-9]{0,8}$/.test(text) ? Number(text) : Number.NaN;
+}
+
+/** Whether the record is the last of a transaction (or snapshot chunk) written by pgbisync's capture. */
+export function endsTransaction(headers: ReadonlyMap<string, string>): boolean {
+  return headers.get(LAST_HEADER) === LAST_VALUE;
+}
+
+/** Whether the record carries pgbisync's transaction marker (of any value): written by our capture. */
+export function hasTransactionMarker(headers: ReadonlyMap<string, string>): boolean {
+  return headers.has(LAST_HEADER);
+}
+
+/** The commit LSN of the transaction the record ends, when it carries one (throws on a malformed one). */
+export function commitLsnOf(headers: ReadonlyMap<string, string>): bigint | undefined {
+  const text = headers.get(COMMIT_LSN_HEADER);
+  return text === undefined ? undefined : parseLsn(text);
+}
+
+/** A dead letter's headers: the record's own, then where it was and why it was refused. */
+export function deadLetterHeaders(record: InRecord, error: string, code: string): Record<string, string> {
+  return {
+    ...Object.fromEntries(record.headers),
+    [DEAD_LETTER_HEADERS.topic]: record.topic,
+    [DEAD_LETTER_HEADERS.partition]: String(record.partition),
+    [DEAD_LETTER_HEADERS.offset]: String(record.offset),
+    [DEAD_LETTER_HEADERS.error]: error,
+    [DEAD_LETTER_HEADERS.code]: code,
+  };
+}
