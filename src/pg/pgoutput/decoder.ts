@@ -10,10 +10,9 @@
  */
 import { isUtf8 } from 'node:buffer';
 import { ErrorCode, MalformedInputError } from '../../runtime/errors.ts';
+import { pgTimestampToUnixUs } from '../pg-time.ts';
 import type { PgoutputMessage, RelationColumn, ReplicaIdentity, Tuple, TupleValue } from './messages.ts';
 
-/** Microseconds between the Unix epoch and PostgreSQL's epoch (2000-01-01). */
-const PG_EPOCH_OFFSET_US = 946_684_800_000_000n;
 const NULL_VALUE: TupleValue = Object.freeze({ kind: 'null' });
 const TOAST_VALUE: TupleValue = Object.freeze({ kind: 'unchanged-toast' });
 
@@ -89,7 +88,7 @@ class Reader {
     this.need(8, field);
     const v = this.buf.readBigInt64BE(this.pos);
     this.pos += 8;
-    return v + PG_EPOCH_OFFSET_US;
+    return pgTimestampToUnixUs(v);
   }
 
   cstring(field: string): string {

@@ -15,11 +15,11 @@
 import pg from 'pg';
 import { ErrorCode, MalformedInputError, RetryableError } from '../../runtime/errors.ts';
 import { formatLsn } from '../lsn.ts';
+import { unixMsToPgTimestamp } from '../pg-time.ts';
 import { decodePgoutput } from '../pgoutput/decoder.ts';
 import type { PgoutputMessage } from '../pgoutput/messages.ts';
+import { quoteIdent, quoteLiteral } from '../sql-names.ts';
 
-/** Microseconds between the Unix epoch and PostgreSQL's epoch (2000-01-01). */
-const PG_EPOCH_OFFSET_US = 946_684_800_000_000n;
 const STATUS_INTERVAL_MS = 5_000;
 /**
  * Decoded items held before the socket is paused. Each holds its row's strings: 5,000 steady-bench
@@ -121,16 +121,12 @@ export class ReplicationConnection {
   start(options: StartReplicationOptions): void {
     if (this.#streaming) throw new Error('replication connection: start() was already called');
     // publication_names is a list of identifiers (SplitIdentifierString): unquoted names are folded to
-    // lower case, so each is double-quoted, then the list is escaped as a string literal.
-    const pubs = options.publications
-      .map((p) => `"${p.replaceAll('"', '""')}"`)
-      .join(',')
-      .replaceAll("'", "''");
-    const parts = [`proto_version '${options.protoVersion ?? 1}'`, `publication_names '${pubs}'`];
+    // lower case, so each is double-quoted, then the list is passed as a string literal.
+    const pubs = quoteLiteral(options.publications.map(quoteIdent).join(','));
+    const parts = [`proto_version '${options.protoVersion ?? 1}'`, `publication_names ${pubs}`];
     if (options.messages !== false) parts.push(`messages 'true'`);
     if (options.originNone === true) parts.push(`origin 'none'`);
-    const slot = `"${options.slot.replaceAll('"', '""')}"`;
-    const sql = `START_REPLICATION SLOT ${slot} LOGICAL ${formatLsn(options.startLsn)} (${parts.join(', ')})`;
+    const sql = `START_REPLICATION SLOT ${quoteIdent(options.slot)} LOGICAL ${formatLsn(options.startLsn)} (${parts.join(', ')})`;
     this.#flushLsn = options.startLsn;
     this.#connection.on('copyData', (msg) => this.#onCopyData(msg.chunk));
     this.#streaming = true;
@@ -280,7 +276,7 @@ export class ReplicationConnection {
     buf.writeBigUInt64BE(this.#receivedLsn > this.#flushLsn ? this.#receivedLsn : this.#flushLsn, 1);
     buf.writeBigUInt64BE(this.#flushLsn, 9);
     buf.writeBigUInt64BE(this.#flushLsn, 17);
-    buf.writeBigInt64BE(BigInt(Date.now()) * 1000n - PG_EPOCH_OFFSET_US, 25);
+    buf.writeBigInt64BE(unixMsToPgTimestamp(Date.now()), 25);
     buf[33] = 0; // we never ask the server to reply
     try {
       this.#connection.sendCopyFromChunk(buf);
