@@ -43,7 +43,6 @@ export interface ComponentState {
   events?: number;
   transactions?: number;
   lastLsn?: string;
-  lastCommitTime?: string;
 }
 
 export class SyncRunner {

@@ -10,8 +10,8 @@
  * Debezium semantics kept here: `before` is null for an insert and for an update without old values
  * (REPLICA IDENTITY DEFAULT, key unchanged); unchanged TOASTed values become the
  * `__debezium_unavailable_value` placeholder; a truncate has a null key; a delete is followed by a
- * tombstone (key, null value) when the caller emits one; a key change is a delete (+ tombstone) of the
- * old key and a create of the new one, with `__debezium.newkey` / `__debezium.oldkey` headers.
+ * tombstone (key, null value) when the caller emits one. A key change is one update whose `before`
+ * holds the old key, not Debezium's delete + tombstone + create (see ../source/debezium-encoder.ts).
  */
 import { createHash } from 'node:crypto';
 import type { RelationMessage, Tuple, TupleValue } from '../pg/pgoutput/messages.ts';
@@ -57,7 +57,6 @@ export interface TransactionBlock {
 export interface KafkaRecord {
   readonly key: Buffer | null;
   readonly value: Buffer | null;
-  readonly headers?: ReadonlyMap<string, Buffer>;
 }
 
 export interface CompileOptions {
@@ -195,35 +194,6 @@ export class RelationEncoder {
     };
   }
 
-  /** True when an update's old key tuple carries a key different from the new tuple's. */
-  keyChanged(oldKey: Tuple | undefined, after: Tuple): boolean {
-    if (oldKey === undefined) return false;
-    for (const i of this.#keyIndexes) if (!sameValue(oldKey[i], after[i])) return true;
-    return false;
-  }
-
-  /**
-   * An update that changed the key, the way Debezium emits it: delete of the old key (header
-   * `__debezium.newkey`), its tombstone unless `tombstone` is false, and a create of the new key
-   * (header `__debezium.oldkey`). Header values are the key payload JSON.
-   */
-  keyChange(
-    before: Tuple,
-    after: Tuple,
-    deleteCtx: EventContext,
-    createCtx: EventContext,
-    tombstone = true,
-  ): KafkaRecord[] {
-    const oldKey = Buffer.from(this.#key(before) ?? 'null', 'utf8');
-    const newKey = Buffer.from(this.#key(after) ?? 'null', 'utf8');
-    const deleted = this.delete(before, deleteCtx);
-    const created = this.create(after, createCtx);
-    const records: KafkaRecord[] = [{ ...deleted, headers: new Map([['__debezium.newkey', newKey]]) }];
-    if (tombstone) records.push(this.tombstone(before));
-    records.push({ ...created, headers: new Map([['__debezium.oldkey', oldKey]]) });
-    return records;
-  }
-
   #record(keyPayload: string | null, valuePayload: string | null): KafkaRecord {
     return {
       key: keyPayload === null ? null : splice(this.#keyPrefix, keyPayload, this.#suffix),
@@ -318,10 +288,4 @@ function splice(prefix: Buffer, payload: string, suffix: Buffer): Buffer {
  */
 function nanosJson(us: number): string {
   return us === 0 ? '0' : `${us}000`;
-}
-
-function sameValue(a: TupleValue | undefined, b: TupleValue | undefined): boolean {
-  if (a === undefined || b === undefined) return a === b;
-  if (a.kind === 'text' && b.kind === 'text') return a.text === b.text;
-  return a.kind === b.kind;
 }

@@ -77,7 +77,6 @@ export class Capture {
   readonly #options: CaptureOptions;
   readonly slot: string;
   readonly publication: string;
-  #assembler: TransactionAssembler | undefined;
   /** Ids of the event schemas known to be stored on the source (schemaless records only). */
   readonly #storedSchemas = new Set<string>();
 
@@ -85,14 +84,6 @@ export class Capture {
     this.#options = options;
     this.slot = objectNames.slot(options.node);
     this.publication = objectNames.publication(options.node);
-  }
-
-  get eventsEmitted(): number {
-    return this.#assembler?.eventsEmitted ?? 0;
-  }
-
-  get transactionsDropped(): number {
-    return this.#assembler?.transactionsDropped ?? 0;
   }
 
   /** Runs until `signal` aborts (resolves) or the stream fails (rejects). */
@@ -278,7 +269,6 @@ export class Capture {
         },
       },
     );
-    this.#assembler = assembler;
     conn.start({
       slot: this.slot,
       publications: [this.publication],

@@ -3,7 +3,6 @@
  * Creating the slot exports a snapshot that stays valid until the next command on the same replication
  * connection; the initial copy must be read inside it (see ./snapshot.ts).
  */
-import type pg from 'pg';
 import { parseLsn } from '../pg/lsn.ts';
 import type { ReplicationConnection } from '../pg/replication/replication-connection.ts';
 import { qualifiedName, quoteIdent, splitTableName } from '../pg/sql-names.ts';
@@ -63,12 +62,4 @@ export async function createSlotWithSnapshot(
   const row = r.rows[0];
   if (row === undefined) throw new Error(`CREATE_REPLICATION_SLOT ${slot} returned no row`);
   return { consistentPoint: parseLsn(row.consistent_point), snapshotName: row.snapshot_name };
-}
-
-export async function dropSlot(db: Queryable, slot: string): Promise<boolean> {
-  const r = await db.query<pg.QueryResultRow>(
-    'SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1',
-    [slot],
-  );
-  return (r.rowCount ?? 0) > 0;
 }

@@ -89,17 +89,10 @@ export class TransactionAssembler {
   readonly #types = new Map<number, TypeMessage>();
   #txn: OpenTransaction | undefined;
   #held: OutRecord | undefined;
-  /** Events emitted (not counting tombstones) and transactions dropped as loops, for metrics. */
-  eventsEmitted = 0;
-  transactionsDropped = 0;
 
   constructor(options: AssemblerOptions, out: AssemblerOutput) {
     this.#options = options;
     this.#out = out;
-  }
-
-  get inTransaction(): boolean {
-    return this.#txn !== undefined;
   }
 
   handle(item: ReplicationItem): void {
@@ -118,7 +111,6 @@ export class TransactionAssembler {
           const txn = this.#requireTxn('Origin');
           if (!txn.dropped) {
             txn.dropped = true;
-            this.transactionsDropped++;
             this.#options.onLoopDropped?.(msg.name);
           }
         }
@@ -204,7 +196,7 @@ export class TransactionAssembler {
         return;
       }
       case 'message':
-        return; // heartbeats and other logical messages carry no row changes
+        return; // logical messages carry no row changes
       default:
         msg satisfies never;
     }
@@ -274,7 +266,6 @@ export class TransactionAssembler {
   }
 
   #emit(rel: CachedRelation, encoded: EncodedRecord): void {
-    this.eventsEmitted++;
     this.#out.event?.(rel.tableKey);
     this.#push(this.#record(rel, encoded));
   }
