@@ -2,7 +2,7 @@
  * The applier for one direction (source node -> target node): consumes the source's change events from
  * Kafka and writes them into the target, one target transaction per source transaction.
  *
- * Ordering and progress (DESIGN.md §2):
+ * Ordering and progress (docs/architecture.md, "Exactly-once effect (apply side)"):
  * - The position to resume from is read from the target (pgbisync.apply_progress, written inside each
  *   applied transaction), never from Kafka's group offsets: an applied transaction is applied once.
  * - A record that is not a valid change event goes to the dead-letter topic (with the reason in its

@@ -60,7 +60,7 @@ export interface StartReplicationOptions {
   readonly protoVersion?: number;
   /** Ask the server (PG 16+) to send only changes that have no replication origin. */
   readonly originNone?: boolean;
-  /** Also decode logical messages (heartbeats). */
+  /** Also decode logical messages (pg_logical_emit_message); default true. */
   readonly messages?: boolean;
 }
 
