@@ -21,7 +21,7 @@
  * schema has no PostgreSQL mapping throws FatalError TYPE_UNSUPPORTED (an operator must reconfigure
  * the producer or exclude the column; see docs/type-mapping.md).
  */
-import { MalformedInputError } from '../runtime/errors.ts';
+import type { MalformedInputError } from '../runtime/errors.ts';
 import type {
   ChangeEvent,
   ChangeOp,
@@ -294,9 +294,8 @@ function toText(convert: (value: JsonValue) => string, value: JsonValue, path: s
   try {
     return convert(value);
   } catch (cause) {
-    // Decoder errors are fragments designed to follow the path ('expected ..., got ...').
-    const message = cause instanceof MalformedInputError ? cause.message : 'cannot convert the value';
-    throw malformed(`${path}${fieldPath(name)}`, message, cause);
+    // The decoder's error says what is wrong with the value ('expected ..., got ...'); this one where.
+    throw malformed(`${path}${fieldPath(name)}`, 'cannot convert the value', cause);
   }
 }
 

@@ -227,10 +227,7 @@ export class RelationEncoder {
         try {
           return this.#codecs[i]!.toJson(value.text);
         } catch (cause) {
-          throw this.#error(
-            `column ${this.#names[i]}: ${cause instanceof Error ? cause.message : String(cause)}`,
-            cause,
-          );
+          throw this.#error(`column ${this.#names[i]}: cannot encode the value`, cause);
         }
       case 'null':
         return 'null';

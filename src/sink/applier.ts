@@ -18,7 +18,7 @@
  */
 import type { ConsumerOptions, InRecord as KafkaInRecord, OutRecord } from '../kafka/client.ts';
 import { quoteIdent } from '../pg/sql-names.ts';
-import { BlockedError, ErrorCode, FatalError, PgbisyncError } from '../runtime/errors.ts';
+import { BlockedError, describeError, ErrorCode, FatalError, PgbisyncError } from '../runtime/errors.ts';
 import type { ApplyTransaction, TopicPosition } from './apply-model.ts';
 import type { ConflictPolicy } from './conflict-guard.ts';
 import { DebeziumTransactionAssembler } from './debezium-transactions.ts';
@@ -206,8 +206,9 @@ export class Applier {
         },
       );
     }
-    const sqlstate =
-      error instanceof BlockedError ? (error.cause as { code?: unknown } | undefined)?.code : undefined;
+    // PostgreSQL's error for the failed statement, which the writer's BlockedError wraps.
+    const statementError = error instanceof BlockedError ? error.cause : undefined;
+    const sqlstate = (statementError as { code?: unknown } | undefined)?.code;
     if (typeof sqlstate !== 'string' || !sqlstate.startsWith('22')) return error;
     const rejected = await findRejectedValue(o.targetUrl, o.sourceUrl, chunk).catch(() => undefined);
     if (rejected === undefined) return error;
@@ -215,11 +216,17 @@ export class Applier {
       rejected.sourceType === undefined
         ? `ALTER TABLE ${rejected.table} ALTER COLUMN ${rejected.column} TYPE ...`
         : `ALTER TABLE ${rejected.table} ALTER COLUMN ${rejected.column} TYPE ${rejected.sourceType}`;
-    return new BlockedError(`applying ${o.sourceNode} -> ${o.targetNode}: ${describeRejected(rejected)}`, {
-      code: ErrorCode.SCHEMA_MISMATCH,
-      hint: `make the column take the source's values on ${o.targetNode} (${fix}) or fix the row on ${o.sourceNode}; the stream resumes from the same event`,
-      cause: error,
-    });
+    // Replaces the writer's error, naming the column and value: PostgreSQL's error becomes the cause, and
+    // the probe's own reason is shown only when it is not the same words.
+    const sameReason = statementError instanceof Error && statementError.message === rejected.reason;
+    return new BlockedError(
+      `applying ${o.sourceNode} -> ${o.targetNode}: ${describeRejected(rejected, !sameReason)}`,
+      {
+        code: ErrorCode.SCHEMA_MISMATCH,
+        hint: `make the column take the source's values on ${o.targetNode} (${fix}) or fix the row on ${o.sourceNode}; the stream resumes from the same event`,
+        cause: statementError,
+      },
+    );
   }
 
   async #deadLetter(items: readonly { record: InRecord; error: unknown }[]): Promise<void> {
@@ -227,7 +234,7 @@ export class Applier {
     const first = items[0]!;
     if (o.deadLetter === undefined) {
       throw new FatalError(
-        `record ${recordPosition(first.record)} is not a valid change event: ${describe(first.error)}`,
+        `applying ${o.sourceNode} -> ${o.targetNode}: record ${recordPosition(first.record)} is not a valid change event`,
         {
           code: ErrorCode.EVENT_MALFORMED,
           hint: 'configure apply.deadLetterTopic to set such records aside, or remove the record from the topic',
@@ -247,7 +254,7 @@ export class Applier {
           'pgbisync.dlq.topic': record.topic,
           'pgbisync.dlq.partition': String(record.partition),
           'pgbisync.dlq.offset': String(record.offset),
-          'pgbisync.dlq.error': describe(error),
+          'pgbisync.dlq.error': describeError(error),
           'pgbisync.dlq.code': error instanceof PgbisyncError ? error.code : ErrorCode.EVENT_MALFORMED,
         },
       })),
@@ -285,10 +292,6 @@ function startOffsets(
     }
   }
   return [...out.values()];
-}
-
-function describe(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }
 
 /** Cuts transactions into pipelined groups bounded by count and rows (a big transaction stays whole). */

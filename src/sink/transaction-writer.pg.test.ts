@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import pg from 'pg';
 import { ensurePgbisyncSchema } from '../pg/pgbisync-schema.ts';
-import { BlockedError, ErrorCode, RetryableError } from '../runtime/errors.ts';
+import { BlockedError, describeError, ErrorCode, RetryableError } from '../runtime/errors.ts';
 import { waitFor } from '../testing/sync-fixture.ts';
 import { createTestDatabases } from '../testing/test-databases.ts';
 import type { ApplyTransaction, RowChange } from './apply-model.ts';
@@ -179,7 +179,7 @@ test('an upsert racing a local delete of its row is refused for a retry, which k
     await assert.rejects(applying, (error: unknown) => {
       assert.ok(error instanceof RetryableError, String(error));
       assert.equal(error.code, ErrorCode.APPLY_CONCURRENT);
-      assert.match(error.message, /public\.items \{"id": 1\} was deleted by a concurrent transaction/);
+      assert.match(describeError(error), /public\.items \{"id": 1\} was deleted by a concurrent transaction/);
       return true;
     });
   } finally {

@@ -91,9 +91,12 @@ export class ReplicationConnection {
   #lastStatusSentAt = 0;
   /** True once START_REPLICATION was sent: only then may CopyData status updates go to the server. */
   #streaming = false;
+  /** What this connection does, for its errors: its application name, then the slot it streams. */
+  #doing: string;
 
-  private constructor(client: pg.Client) {
+  private constructor(client: pg.Client, applicationName: string) {
     this.#client = client;
+    this.#doing = `replication connection ${applicationName}`;
     this.#connection = (client as unknown as { connection: PgConnectionInternals }).connection;
     // From the first moment: pg emits 'error' on a lost connection, and an 'error' without a listener
     // would crash the process (e.g. while slot setup commands run, before start()).
@@ -109,7 +112,7 @@ export class ReplicationConnection {
       ...({ replication: 'database' } as any),
     });
     await client.connect();
-    return new ReplicationConnection(client);
+    return new ReplicationConnection(client, applicationName);
   }
 
   /** Runs a replication command (IDENTIFY_SYSTEM, CREATE_REPLICATION_SLOT, ...) before streaming. */
@@ -128,6 +131,7 @@ export class ReplicationConnection {
     if (options.originNone === true) parts.push(`origin 'none'`);
     const sql = `START_REPLICATION SLOT ${quoteIdent(options.slot)} LOGICAL ${formatLsn(options.startLsn)} (${parts.join(', ')})`;
     this.#flushLsn = options.startLsn;
+    this.#doing = `streaming from replication slot ${options.slot}`;
     this.#connection.on('copyData', (msg) => this.#onCopyData(msg.chunk));
     this.#streaming = true;
     this.#streamEnded = this.#client.query(sql).then(
@@ -292,7 +296,7 @@ export class ReplicationConnection {
     this.#failure =
       error instanceof MalformedInputError
         ? error
-        : new RetryableError('replication connection failed', {
+        : new RetryableError(`${this.#doing} failed`, {
             code: ErrorCode.PG_CONNECTION,
             cause: error,
           });
