@@ -47,6 +47,8 @@ export const ErrorCode = {
   APPLY_REJECTED: 'PGB4002',
   /** A local transaction on the same rows made the target abort the applier's (deadlock, serialization). */
   APPLY_CONCURRENT: 'PGB4003',
+  /** A capture or applier ended without being asked to (its stream ended, its worker thread exited). */
+  COMPONENT_ENDED: 'PGB5001',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 

@@ -18,7 +18,7 @@ import { type EventSchema, SCHEMA_HEADER } from '../events/envelope.ts';
 import { formatLsn } from '../pg/lsn.ts';
 import type { BeginMessage, RelationMessage, TypeMessage } from '../pg/pgoutput/messages.ts';
 import type { ReplicationItem } from '../pg/replication/replication-connection.ts';
-import { ErrorCode, MalformedInputError } from '../runtime/errors.ts';
+import { ErrorCode, FatalError, MalformedInputError } from '../runtime/errors.ts';
 import type {
   ChangeEncoder,
   EncodedRecord,
@@ -121,7 +121,13 @@ export class TransactionAssembler {
         if (rel.encoder.schema !== undefined) {
           // Records naming a schema nobody stored could never be read: refuse rather than send them.
           if (this.#out.schema === undefined) {
-            throw new Error(`${rel.tableKey}: schemaless records, but no output stores their schema`);
+            throw new FatalError(
+              `capturing ${rel.tableKey}: its records are schemaless, but this capture has no store for their schema`,
+              {
+                code: ErrorCode.CONFIG_INVALID,
+                hint: 'set capture.schemasEnabled: true, or run the capture through pgbisync run (which stores the schemas on the source)',
+              },
+            );
           }
           this.#out.schema(rel.encoder.schema);
         }
