@@ -59,11 +59,6 @@ export interface KafkaRecord {
   readonly value: Buffer | null;
 }
 
-export interface CompileOptions {
-  /** Primary-key column names. Default: the relation's key flags (with REPLICA IDENTITY FULL: all). */
-  readonly keyColumns?: readonly string[];
-}
-
 /** Encodes change events for any number of relations; holds the per-connector constants. */
 export class EventEncoder {
   readonly #options: EncoderOptions;
@@ -74,9 +69,9 @@ export class EventEncoder {
     this.#sourcePrefix = `{"version":${JSON.stringify(options.connectorVersion)},"connector":"postgresql","name":${JSON.stringify(options.serverName)},"ts_ms":`;
   }
 
-  /** Prepares a relation (once per Relation message). Throws when a key column does not exist. */
-  compile(relation: RelationMessage, options: CompileOptions = {}): RelationEncoder {
-    return new RelationEncoder(relation, this.#options, this.#sourcePrefix, options);
+  /** Prepares a relation (once per Relation message); its key is the columns flagged as key. */
+  compile(relation: RelationMessage): RelationEncoder {
+    return new RelationEncoder(relation, this.#options, this.#sourcePrefix);
   }
 }
 
@@ -118,25 +113,13 @@ export class RelationEncoder {
   readonly #dbJson: string;
   readonly #clockUs: () => number;
 
-  constructor(
-    relation: RelationMessage,
-    options: EncoderOptions,
-    sourcePrefix: string,
-    compile: CompileOptions,
-  ) {
+  constructor(relation: RelationMessage, options: EncoderOptions, sourcePrefix: string) {
     this.relation = relation;
     this.topic = `${options.serverName}.${relation.schema}.${relation.table}`;
     this.#codecs = relation.columns.map((c) => codecForColumn(c, options));
     this.#names = relation.columns.map((c) => c.name);
     this.#fieldPrefixes = relation.columns.map((c, i) => `${i === 0 ? '' : ','}${JSON.stringify(c.name)}:`);
-    const keyIndexes =
-      compile.keyColumns === undefined
-        ? relation.columns.flatMap((c, i) => (c.isKey ? [i] : []))
-        : compile.keyColumns.map((name) => {
-            const i = relation.columns.findIndex((c) => c.name === name);
-            if (i < 0) throw this.#error(`key column ${name} is not in the relation`);
-            return i;
-          });
+    const keyIndexes = relation.columns.flatMap((c, i) => (c.isKey ? [i] : []));
     this.#keyIndexes = keyIndexes;
     const columns = relation.columns.map((c, i) => ({ name: c.name, schema: this.#codecs[i]!.schema }));
     const schemas = options.schemas ?? true;

@@ -81,19 +81,9 @@ export type ApplierProgressEvent =
 
 export class Applier {
   readonly #o: ApplierOptions;
-  #applied = 0;
-  #deadLetters = 0;
 
   constructor(options: ApplierOptions) {
     this.#o = options;
-  }
-
-  get transactionsApplied(): number {
-    return this.#applied;
-  }
-
-  get deadLetters(): number {
-    return this.#deadLetters;
   }
 
   /** Runs until `signal` aborts (resolves) or applying fails (rejects). */
@@ -155,7 +145,6 @@ export class Applier {
           });
           const reported = committed.then(
             ({ applied, skipped, conflicts }) => {
-              this.#applied += applied;
               o.onProgress?.({
                 kind: 'applied',
                 transactions: applied,
@@ -259,10 +248,7 @@ export class Applier {
         },
       })),
     );
-    for (const item of items) {
-      this.#deadLetters++;
-      o.onProgress?.({ kind: 'dead-letter', record: item.record, error: item.error });
-    }
+    for (const item of items) o.onProgress?.({ kind: 'dead-letter', record: item.record, error: item.error });
   }
 }
 

@@ -56,12 +56,8 @@ export interface StartReplicationOptions {
   readonly publications: readonly string[];
   /** Where to start; 0 means the slot's confirmed_flush_lsn. */
   readonly startLsn: bigint;
-  /** pgoutput proto_version (1 is enough: no streaming of in-progress transactions). */
-  readonly protoVersion?: number;
   /** Ask the server (PG 16+) to send only changes that have no replication origin. */
   readonly originNone?: boolean;
-  /** Also decode logical messages (pg_logical_emit_message); default true. */
-  readonly messages?: boolean;
 }
 
 interface PgConnectionInternals {
@@ -126,8 +122,9 @@ export class ReplicationConnection {
     // publication_names is a list of identifiers (SplitIdentifierString): unquoted names are folded to
     // lower case, so each is double-quoted, then the list is passed as a string literal.
     const pubs = quoteLiteral(options.publications.map(quoteIdent).join(','));
-    const parts = [`proto_version '${options.protoVersion ?? 1}'`, `publication_names ${pubs}`];
-    if (options.messages !== false) parts.push(`messages 'true'`);
+    // proto_version 1, the one the decoder reads: no streaming of in-progress transactions. Logical
+    // messages (pg_logical_emit_message) are decoded too; capture skips them.
+    const parts = [`proto_version '1'`, `publication_names ${pubs}`, `messages 'true'`];
     if (options.originNone === true) parts.push(`origin 'none'`);
     const sql = `START_REPLICATION SLOT ${quoteIdent(options.slot)} LOGICAL ${formatLsn(options.startLsn)} (${parts.join(', ')})`;
     this.#flushLsn = options.startLsn;
