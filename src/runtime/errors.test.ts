@@ -83,3 +83,15 @@ test("a classified PostgreSQL error names what was done; PostgreSQL's words are 
     assert.equal(describeError(error), `${error.message}: ${cause.message}`);
   }
 });
+
+test('a system error code is not shown as a SQLSTATE (its message holds it already)', () => {
+  const refused = Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:1'), { code: 'ECONNREFUSED' });
+  assert.equal(classifyPgError(refused, 'connecting to node b').message, 'connecting to node b: failed');
+  const shutdown = Object.assign(new Error('terminating connection due to administrator command'), {
+    code: '57P01',
+  });
+  assert.equal(
+    classifyPgError(shutdown, 'connecting to node b').message,
+    'connecting to node b: failed (SQLSTATE 57P01)',
+  );
+});

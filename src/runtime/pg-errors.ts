@@ -8,9 +8,12 @@ interface PgLikeError {
   code?: string;
 }
 
-/** ` (SQLSTATE xxxxx)` when the error carries one: PostgreSQL's message (the cause) does not show it. */
+/**
+ * ` (SQLSTATE xxxxx)` when the code is one: PostgreSQL's message (the cause) does not show it. A system
+ * error's code (ECONNREFUSED) is already in its message.
+ */
 function sqlstateNote(sqlstate: string): string {
-  return sqlstate === '' ? '' : ` (SQLSTATE ${sqlstate})`;
+  return /^[0-9A-Z]{5}$/.test(sqlstate) ? ` (SQLSTATE ${sqlstate})` : '';
 }
 
 /**
