@@ -17,9 +17,10 @@
  * field such as ts_ns never does).
  *
  * Everything that is not a well-formed change event throws {@link MalformedInputError} whose message
- * starts with the offending field's path (`value.payload.after.price: expected ...`). A column whose
- * schema has no PostgreSQL mapping throws FatalError TYPE_UNSUPPORTED (an operator must reconfigure
- * the producer or exclude the column; see docs/type-mapping.md).
+ * starts with the offending field's path (`value.payload.after.price: cannot convert the value`, the
+ * column decoder's `expected ..., got ...` as its cause). A column whose schema has no PostgreSQL
+ * mapping throws FatalError TYPE_UNSUPPORTED (an operator must reconfigure the producer or exclude the
+ * column; see docs/type-mapping.md).
  */
 import type { MalformedInputError } from '../runtime/errors.ts';
 import type {
