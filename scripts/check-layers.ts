@@ -1,5 +1,5 @@
 /**
- * Fails when the source tree breaks its layering (docs/architecture.md, "Layers"):
+ * Fails when the source tree breaks its layering (the LAYERS list below, bottom first):
  * - an import from a folder to one of a higher layer, or between two folders of one layer;
  * - a circle of imports between files (type-only imports count: they tie the files just the same);
  * - a source file over MAX_LINES lines.

@@ -1,6 +1,7 @@
 /**
- * Bad configuration through the real CLI: each case is one clear line naming the culprit, a fix where
- * one exists, and a non-zero exit code.
+ * Bad configuration through the real CLI: each case is one clear line naming the culprit, the driver's
+ * own words once (on a `caused by:` line, never pasted into the first), a fix where one exists, and a
+ * non-zero exit code.
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -38,7 +39,7 @@ test('bad configs fail with one line naming the culprit and a non-zero exit', as
     `DO $$ BEGIN CREATE ROLE ${PASSWORD_ROLE} LOGIN PASSWORD 'right'; EXCEPTION WHEN duplicate_object THEN NULL; END $$`,
   );
   const wrongPassword = `${url2.protocol}//${PASSWORD_ROLE}:wrong@${url2.host}${url2.pathname}`;
-  const cases: { name: string; yaml: string; first: RegExp; fix?: RegExp }[] = [
+  const cases: { name: string; yaml: string; first: RegExp; cause?: RegExp; fix?: RegExp }[] = [
     {
       name: 'unknown field',
       yaml: `${base(good)}colour: red\n`,
@@ -54,7 +55,8 @@ test('bad configs fail with one line naming the culprit and a non-zero exit', as
       yaml: base(
         `  - { name: a, url: "${dbs.db1}" }\n  - { name: b, url: "postgres://postgres@127.0.0.1:1/x" }`,
       ),
-      first: /^error: node b: .*ECONNREFUSED/,
+      first: /^error: connecting to node b: failed$/,
+      cause: /^caused by: .*ECONNREFUSED/,
       fix: /fix: check that the server is running/,
     },
     {
@@ -62,14 +64,15 @@ test('bad configs fail with one line naming the culprit and a non-zero exit', as
       yaml: base(
         `  - { name: a, url: "${dbs.db1}" }\n  - { name: b, url: "${url2.protocol}//${url2.username}@${url2.host}/no_such_db" }`,
       ),
-      first: /^error: node b: database "no_such_db" does not exist$/,
+      first: /^error: connecting to node b: the database named in the node url does not exist$/,
+      cause: /^caused by: database "no_such_db" does not exist$/,
       fix: /fix: create the database/,
     },
     {
       name: 'wrong password',
       yaml: base(`  - { name: a, url: "${dbs.db1}" }\n  - { name: b, url: "${wrongPassword}" }`),
-      first:
-        /^error: node b: authentication failed \(password authentication failed for user "pgbisync_password_check"\)$/,
+      first: /^error: connecting to node b: authentication failed \(SQLSTATE 28P01\)$/,
+      cause: /^caused by: password authentication failed for user "pgbisync_password_check"$/,
       fix: /fix: check the user and password in the node url/,
     },
     {
@@ -84,6 +87,11 @@ test('bad configs fail with one line naming the culprit and a non-zero exit', as
     assert.equal(r.code, 1, `${c.name}: exit code (stderr: ${r.stderr})`);
     const lines = r.stderr.trim().split('\n');
     assert.match(lines[0] ?? '', c.first, `${c.name}: ${r.stderr}`);
+    if (c.cause !== undefined) {
+      const causes = lines.filter((l) => l.startsWith('caused by: '));
+      assert.equal(causes.length, 1, `${c.name}: one cause line: ${r.stderr}`);
+      assert.match(causes[0] ?? '', c.cause, c.name);
+    }
     if (c.fix !== undefined) assert.match(r.stderr, c.fix, c.name);
     assert.ok(!r.stderr.includes(':wrong@'), `${c.name}: a password leaked into the output`);
   }

@@ -15,6 +15,7 @@
 import { Worker } from 'node:worker_threads';
 import type { Config } from '../config/schema.ts';
 import { fromTransferable, type TransferredError } from '../runtime/error-transfer.ts';
+import { ErrorCode, RetryableError } from '../runtime/errors.ts';
 import { type CaptureSpec, type ComponentReport, componentName } from './components.ts';
 
 export interface ComponentWorkerData {
@@ -69,7 +70,12 @@ export class ComponentThread {
       };
       const onError = (error: Error) => done(error);
       const onExit = (code: number) =>
-        done(new Error(`the worker thread running ${name} exited (code ${code})`));
+        done(
+          new RetryableError(`the worker thread running ${name} exited (code ${code})`, {
+            code: ErrorCode.COMPONENT_ENDED,
+            hint: 'nothing if it runs again (a new worker thread starts); if it keeps exiting, look for a crash or an out-of-memory report before this one',
+          }),
+        );
       const onAbort = () => worker.postMessage({ type: 'stop', name } satisfies ToWorker);
       worker.on('message', onMessage).on('error', onError).on('exit', onExit);
       signal.addEventListener('abort', onAbort, { once: true });

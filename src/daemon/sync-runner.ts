@@ -11,7 +11,7 @@ import type { Config } from '../config/schema.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import { formatLsn } from '../pg/lsn.ts';
-import { isConcurrentApplyFailure } from '../runtime/errors.ts';
+import { describeError, isConcurrentApplyFailure } from '../runtime/errors.ts';
 import { type Component, supervise } from '../runtime/supervisor.ts';
 import type { ApplierProgressEvent } from '../sink/applier.ts';
 import type { CaptureProgressEvent } from '../source/capture.ts';
@@ -37,13 +37,13 @@ export interface ComponentState {
   name: string;
   /** blocked: waits for an operator to fix the target (lastError, fix); retried until fixed. */
   state: 'starting' | 'running' | 'restarting' | 'blocked' | 'stopped';
+  /** The last failure with its causes, on one line. */
   lastError?: string;
   /** What the operator must do, while blocked. */
   fix?: string;
   events?: number;
   transactions?: number;
   lastLsn?: string;
-  lastCommitTime?: string;
 }
 
 export class SyncRunner {
@@ -81,13 +81,13 @@ export class SyncRunner {
         const state = this.states.get(name);
         if (state !== undefined) {
           state.state = 'restarting';
-          state.lastError = error instanceof Error ? error.message : String(error);
+          state.lastError = describeError(error);
         }
         this.#o.metrics.restarts.inc({ component: name });
         if (isConcurrentApplyFailure(error)) {
           // Expected when local writes and the applier meet on the same rows: no stack, no warning.
           log.info(
-            { component: name, code: error.code, reason: error.message, delayMs },
+            { component: name, code: error.code, reason: describeError(error), delayMs },
             'transaction raced a local write on the same rows; applying it again',
           );
           return;
@@ -97,15 +97,16 @@ export class SyncRunner {
       onBlocked: (name, error, delayMs) => {
         const state = this.states.get(name);
         if (state !== undefined) {
+          const reason = describeError(error);
           // Logged when the reason changes, not at every retry.
-          if (state.state !== 'blocked' || state.lastError !== error.message) {
+          if (state.state !== 'blocked' || state.lastError !== reason) {
             log.error(
               { component: name, err: error, fix: error.hint },
               'stream blocked until the target is fixed',
             );
           }
           state.state = 'blocked';
-          state.lastError = error.message;
+          state.lastError = reason;
           if (error.hint !== undefined) state.fix = error.hint;
         }
         this.#o.metrics.restarts.inc({ component: name });

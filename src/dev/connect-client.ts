@@ -33,8 +33,7 @@ export class ConnectClient {
         signal: AbortSignal.timeout(30_000),
       });
     } catch (error) {
-      const cause = error instanceof Error ? (error.cause ?? error) : error;
-      throw new Error(`Kafka Connect did not answer ${method} ${this.url}${path}: ${String(cause)}`);
+      throw new Error(`Kafka Connect did not answer ${method} ${this.url}${path}`, { cause: error });
     }
   }
 

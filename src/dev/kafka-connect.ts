@@ -182,10 +182,13 @@ export class KafkaConnect {
   async waitHealthy(timeoutMs: number): Promise<ConnectHealth> {
     const deadline = Date.now() + timeoutMs;
     let last = 'no answer yet';
+    /** The last failure of the REST API, while the worker runs. */
+    let lastError: unknown;
     while (Date.now() < deadline) {
       const pid = this.pid();
       if (pid === undefined) {
         last = 'the worker process exited';
+        lastError = undefined;
         break;
       }
       try {
@@ -201,13 +204,15 @@ export class KafkaConnect {
         });
       } catch (error) {
         if (error instanceof FatalError) throw error;
-        last = error instanceof Error ? error.message : String(error);
+        last = 'its REST API failed';
+        lastError = error;
       }
       await sleep(250);
     }
     throw new FatalError(`Kafka Connect did not pass its health check on ${this.url} (${last})`, {
       code: ErrorCode.SERVER_START_FAILED,
       hint: `its log ${this.logFile} ends with:\n${tailFile(this.logFile, 20)}`,
+      cause: lastError,
     });
   }
 

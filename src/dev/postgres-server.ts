@@ -11,6 +11,7 @@ import { chownSync, cpSync, existsSync, mkdirSync, readFileSync, writeFileSync }
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import pg from 'pg';
+import { quoteIdent } from '../pg/sql-names.ts';
 import { ErrorCode, FatalError } from '../runtime/errors.ts';
 import { cacheDir } from './paths.ts';
 import { run, tailFile, waitFor } from './process-tools.ts';
@@ -268,8 +269,7 @@ export class PostgresServer {
     await client.connect();
     try {
       const found = await client.query('SELECT 1 FROM pg_database WHERE datname = $1', [this.spec.database]);
-      if (found.rowCount === 0)
-        await client.query(`CREATE DATABASE "${this.spec.database.replaceAll('"', '""')}"`);
+      if (found.rowCount === 0) await client.query(`CREATE DATABASE ${quoteIdent(this.spec.database)}`);
     } finally {
       await client.end();
     }

@@ -27,8 +27,10 @@ export function run(
       },
       (error, stdout, stderr) => {
         if (error) {
-          const detail = `${stderr}${stdout}`.trim().split('\n').slice(-20).join('\n');
-          reject(new Error(`${file} ${args.join(' ')} failed: ${detail || error.message}`, { cause: error }));
+          // The cause's message holds the command and its stderr; stdout (where Maven reports) only this.
+          const output = stdout.trim().split('\n').slice(-20).join('\n');
+          const shown = output === '' ? '' : `; its output ends with:\n${output}`;
+          reject(new Error(`${file} ${args.join(' ')} failed${shown}`, { cause: error }));
         } else {
           resolvePromise({ stdout, stderr });
         }

@@ -87,7 +87,7 @@ export function compileStruct(schema: ConnectSchema, path: string): CompiledStru
         return { name: f.field, decoder: decoderForSchema(f) };
       } catch (cause) {
         if (cause instanceof FatalError) {
-          throw new FatalError(`${path}.fields[${i}] (column ${f.field}): ${cause.message}`, {
+          throw new FatalError(`${path}.fields[${i}] (column ${f.field}): cannot read this column's values`, {
             code: cause.code,
             ...(cause.hint === undefined ? {} : { hint: cause.hint }),
             cause,
@@ -95,7 +95,7 @@ export function compileStruct(schema: ConnectSchema, path: string): CompiledStru
         }
         // A schema the decoder rejects (e.g. a Decimal whose scale is not an integer) is malformed input.
         if (cause instanceof MalformedInputError) {
-          throw malformed(`${path}.fields[${i}] (column ${f.field})`, cause.message, cause);
+          throw malformed(`${path}.fields[${i}] (column ${f.field})`, 'not a valid column schema', cause);
         }
         throw cause;
       }

@@ -17,11 +17,12 @@
  * field such as ts_ns never does).
  *
  * Everything that is not a well-formed change event throws {@link MalformedInputError} whose message
- * starts with the offending field's path (`value.payload.after.price: expected ...`). A column whose
- * schema has no PostgreSQL mapping throws FatalError TYPE_UNSUPPORTED (an operator must reconfigure
- * the producer or exclude the column; see docs/type-mapping.md).
+ * starts with the offending field's path (`value.payload.after.price: cannot convert the value`, the
+ * column decoder's `expected ..., got ...` as its cause). A column whose schema has no PostgreSQL
+ * mapping throws FatalError TYPE_UNSUPPORTED (an operator must reconfigure the producer or exclude the
+ * column; see docs/type-mapping.md).
  */
-import { MalformedInputError } from '../runtime/errors.ts';
+import type { MalformedInputError } from '../runtime/errors.ts';
 import type {
   ChangeEvent,
   ChangeOp,
@@ -294,9 +295,8 @@ function toText(convert: (value: JsonValue) => string, value: JsonValue, path: s
   try {
     return convert(value);
   } catch (cause) {
-    // Decoder errors are fragments designed to follow the path ('expected ..., got ...').
-    const message = cause instanceof MalformedInputError ? cause.message : 'cannot convert the value';
-    throw malformed(`${path}${fieldPath(name)}`, message, cause);
+    // The decoder's error says what is wrong with the value ('expected ..., got ...'); this one where.
+    throw malformed(`${path}${fieldPath(name)}`, 'cannot convert the value', cause);
   }
 }
 

@@ -10,8 +10,8 @@
  * Debezium semantics kept here: `before` is null for an insert and for an update without old values
  * (REPLICA IDENTITY DEFAULT, key unchanged); unchanged TOASTed values become the
  * `__debezium_unavailable_value` placeholder; a truncate has a null key; a delete is followed by a
- * tombstone (key, null value) when the caller emits one; a key change is a delete (+ tombstone) of the
- * old key and a create of the new one, with `__debezium.newkey` / `__debezium.oldkey` headers.
+ * tombstone (key, null value) when the caller emits one. A key change is one update whose `before`
+ * holds the old key, not Debezium's delete + tombstone + create (see ../source/debezium-encoder.ts).
  */
 import { createHash } from 'node:crypto';
 import type { RelationMessage, Tuple, TupleValue } from '../pg/pgoutput/messages.ts';
@@ -57,12 +57,6 @@ export interface TransactionBlock {
 export interface KafkaRecord {
   readonly key: Buffer | null;
   readonly value: Buffer | null;
-  readonly headers?: ReadonlyMap<string, Buffer>;
-}
-
-export interface CompileOptions {
-  /** Primary-key column names. Default: the relation's key flags (with REPLICA IDENTITY FULL: all). */
-  readonly keyColumns?: readonly string[];
 }
 
 /** Encodes change events for any number of relations; holds the per-connector constants. */
@@ -75,9 +69,9 @@ export class EventEncoder {
     this.#sourcePrefix = `{"version":${JSON.stringify(options.connectorVersion)},"connector":"postgresql","name":${JSON.stringify(options.serverName)},"ts_ms":`;
   }
 
-  /** Prepares a relation (once per Relation message). Throws when a key column does not exist. */
-  compile(relation: RelationMessage, options: CompileOptions = {}): RelationEncoder {
-    return new RelationEncoder(relation, this.#options, this.#sourcePrefix, options);
+  /** Prepares a relation (once per Relation message); its key is the columns flagged as key. */
+  compile(relation: RelationMessage): RelationEncoder {
+    return new RelationEncoder(relation, this.#options, this.#sourcePrefix);
   }
 }
 
@@ -117,25 +111,13 @@ export class RelationEncoder {
   readonly #dbJson: string;
   readonly #clockUs: () => number;
 
-  constructor(
-    relation: RelationMessage,
-    options: EncoderOptions,
-    sourcePrefix: string,
-    compile: CompileOptions,
-  ) {
+  constructor(relation: RelationMessage, options: EncoderOptions, sourcePrefix: string) {
     this.relation = relation;
     this.topic = `${options.serverName}.${relation.schema}.${relation.table}`;
     this.#codecs = relation.columns.map((c) => codecForColumn(c, options));
     this.#names = relation.columns.map((c) => c.name);
     this.#fieldPrefixes = relation.columns.map((c, i) => `${i === 0 ? '' : ','}${JSON.stringify(c.name)}:`);
-    const keyIndexes =
-      compile.keyColumns === undefined
-        ? relation.columns.flatMap((c, i) => (c.isKey ? [i] : []))
-        : compile.keyColumns.map((name) => {
-            const i = relation.columns.findIndex((c) => c.name === name);
-            if (i < 0) throw this.#error(`key column ${name} is not in the relation`);
-            return i;
-          });
+    const keyIndexes = relation.columns.flatMap((c, i) => (c.isKey ? [i] : []));
     this.#keyIndexes = keyIndexes;
     const columns = relation.columns.map((c, i) => ({ name: c.name, schema: this.#codecs[i]!.schema }));
     const schemas = options.schemas ?? true;
@@ -193,35 +175,6 @@ export class RelationEncoder {
     };
   }
 
-  /** True when an update's old key tuple carries a key different from the new tuple's. */
-  keyChanged(oldKey: Tuple | undefined, after: Tuple): boolean {
-    if (oldKey === undefined) return false;
-    for (const i of this.#keyIndexes) if (!sameValue(oldKey[i], after[i])) return true;
-    return false;
-  }
-
-  /**
-   * An update that changed the key, the way Debezium emits it: delete of the old key (header
-   * `__debezium.newkey`), its tombstone unless `tombstone` is false, and a create of the new key
-   * (header `__debezium.oldkey`). Header values are the key payload JSON.
-   */
-  keyChange(
-    before: Tuple,
-    after: Tuple,
-    deleteCtx: EventContext,
-    createCtx: EventContext,
-    tombstone = true,
-  ): KafkaRecord[] {
-    const oldKey = Buffer.from(this.#key(before) ?? 'null', 'utf8');
-    const newKey = Buffer.from(this.#key(after) ?? 'null', 'utf8');
-    const deleted = this.delete(before, deleteCtx);
-    const created = this.create(after, createCtx);
-    const records: KafkaRecord[] = [{ ...deleted, headers: new Map([['__debezium.newkey', newKey]]) }];
-    if (tombstone) records.push(this.tombstone(before));
-    records.push({ ...created, headers: new Map([['__debezium.oldkey', oldKey]]) });
-    return records;
-  }
-
   #record(keyPayload: string | null, valuePayload: string | null): KafkaRecord {
     return {
       key: keyPayload === null ? null : splice(this.#keyPrefix, keyPayload, this.#suffix),
@@ -255,10 +208,7 @@ export class RelationEncoder {
         try {
           return this.#codecs[i]!.toJson(value.text);
         } catch (cause) {
-          throw this.#error(
-            `column ${this.#names[i]}: ${cause instanceof Error ? cause.message : String(cause)}`,
-            cause,
-          );
+          throw this.#error(`column ${this.#names[i]}: cannot encode the value`, cause);
         }
       case 'null':
         return 'null';
@@ -316,10 +266,4 @@ function splice(prefix: Buffer, payload: string, suffix: Buffer): Buffer {
  */
 function nanosJson(us: number): string {
   return us === 0 ? '0' : `${us}000`;
-}
-
-function sameValue(a: TupleValue | undefined, b: TupleValue | undefined): boolean {
-  if (a === undefined || b === undefined) return a === b;
-  if (a.kind === 'text' && b.kind === 'text') return a.text === b.text;
-  return a.kind === b.kind;
 }

@@ -129,24 +129,6 @@ export class TypeRegistry {
     this.#types.set(type.oid, type);
   }
 
-  /**
-   * Records a pgoutput Type message. It names the type but not its kind, so the type stays on the
-   * string fallback unless {@link define} classified it already.
-   */
-  noteTypeMessage(message: {
-    readonly typeOid: number;
-    readonly schema: string;
-    readonly name: string;
-  }): void {
-    if (!this.#types.has(message.typeOid)) {
-      this.#types.set(message.typeOid, {
-        kind: 'other',
-        oid: message.typeOid,
-        name: `${message.schema}.${message.name}`,
-      });
-    }
-  }
-
   get(oid: number): CustomType | undefined {
     return this.#types.get(oid);
   }

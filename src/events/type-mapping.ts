@@ -230,8 +230,3 @@ export function decoderForSchema(schema: ConnectSchema): FieldDecoder {
     hint: 'configure the source connector to emit this column in a supported representation, or exclude the column',
   });
 }
-
-/** The decoder matching {@link codecForColumn}'s output for a column type (schemaless events). */
-export function decoderForColumn(column: ColumnType, options: TypeMappingOptions = {}): FieldDecoder {
-  return decoderForSchema(codecForColumn(column, options).schema);
-}

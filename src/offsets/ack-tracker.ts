@@ -28,11 +28,6 @@ export class AckTracker {
     return this.#confirmed;
   }
 
-  /** Number of tracked positions not yet confirmable. */
-  get pendingCount(): number {
-    return this.#pending.length;
-  }
-
   get failure(): unknown {
     return this.#failed;
   }

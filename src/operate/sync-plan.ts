@@ -34,7 +34,7 @@ export async function connectNode(node: NodeConfig, purpose: string): Promise<pg
     await client.connect();
   } catch (error) {
     await client.end().catch(() => undefined);
-    throw classifyPgError(error, `node ${node.name}`);
+    throw classifyPgError(error, `connecting to node ${node.name}`);
   }
   return client;
 }

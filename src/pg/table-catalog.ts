@@ -5,6 +5,7 @@
  */
 import type pg from 'pg';
 import { ErrorCode, FatalError } from '../runtime/errors.ts';
+import type { ReplicaIdentity } from './pgoutput/messages.ts';
 
 export interface CatalogColumn {
   readonly name: string;
@@ -28,7 +29,7 @@ export interface CatalogTable {
   readonly columns: readonly CatalogColumn[];
   /** Primary key column names in key order; empty when there is none. */
   readonly primaryKey: readonly string[];
-  readonly replicaIdentity: 'default' | 'nothing' | 'full' | 'index';
+  readonly replicaIdentity: ReplicaIdentity;
 }
 
 /** Minimal client surface used here (pg.Client or pg.Pool). */
@@ -36,12 +37,47 @@ export interface Queryable {
   query<R extends pg.QueryResultRow>(text: string, values?: unknown[]): Promise<pg.QueryResult<R>>;
 }
 
-const IDENTITY: Record<string, CatalogTable['replicaIdentity']> = {
-  d: 'default',
+/**
+ * pg_class.relreplident, the letter pgoutput's Relation message also sends as its replica identity byte.
+ * https://www.postgresql.org/docs/current/catalog-pg-class.html
+ */
+const REPLICA_IDENTITIES: Readonly<Record<string, ReplicaIdentity>> = {
+  d: 'default', // the primary key
   n: 'nothing',
-  f: 'full',
-  i: 'index',
+  f: 'full', // every column
+  i: 'index', // the columns of the index named by REPLICA IDENTITY USING INDEX
 };
+
+/** The replica identity a relreplident letter stands for; undefined for a letter PostgreSQL does not use. */
+export function replicaIdentityOf(relreplident: string): ReplicaIdentity | undefined {
+  return Object.hasOwn(REPLICA_IDENTITIES, relreplident) ? REPLICA_IDENTITIES[relreplident] : undefined;
+}
+
+/**
+ * The primary-key columns, in key order, of each table (empty for a table without one, or that does not
+ * exist), in the order `tables` names them. The project's one reader of the primary key: the catalog view
+ * below (setup, doctor, verify, the applier), the capture's record keys and the snapshot's key flags all
+ * come from here. Returns text only, so it also works on a client that parses no types (the snapshot's).
+ */
+export async function readPrimaryKeys(
+  db: Queryable,
+  tables: readonly { readonly schema: string; readonly table: string }[],
+): Promise<string[][]> {
+  const r = await db.query<{ ord: string; name: string }>(
+    `SELECT t.ord::text AS ord, a.attname AS name
+       FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS t(schema_name, table_name, ord)
+       JOIN pg_namespace n ON n.nspname = t.schema_name
+       JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = t.table_name
+       JOIN pg_index i ON i.indrelid = c.oid AND i.indisprimary
+       JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord) ON true
+       JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+      ORDER BY t.ord, k.ord`,
+    [tables.map((t) => t.schema), tables.map((t) => t.table)],
+  );
+  const keys = tables.map((): string[] => []);
+  for (const row of r.rows) keys[Number(row.ord) - 1]?.push(row.name);
+  return keys;
+}
 
 /** Reads one table; undefined when it does not exist. */
 export async function readTable(
@@ -74,13 +110,7 @@ export async function readTable(
       ORDER BY a.attnum`,
     [row.oid],
   );
-  const pk = await db.query<{ name: string }>(
-    `SELECT a.attname AS name FROM pg_index i
-       JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord) ON true
-       JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
-      WHERE i.indrelid = $1 AND i.indisprimary ORDER BY k.ord`,
-    [row.oid],
-  );
+  const [primaryKey = []] = await readPrimaryKeys(db, [{ schema, table }]);
   return {
     schema,
     table,
@@ -92,8 +122,8 @@ export async function readTable(
       notNull: c.notnull,
       sequenceBacked: c.seq,
     })),
-    primaryKey: pk.rows.map((r) => r.name),
-    replicaIdentity: IDENTITY[row.relreplident] ?? 'default',
+    primaryKey,
+    replicaIdentity: replicaIdentityOf(row.relreplident) ?? 'default',
   };
 }
 

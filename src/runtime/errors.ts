@@ -9,7 +9,9 @@
  *   and handled by policy (dead-letter, stop), never silently dropped.
  *
  * Every error carries a stable code from {@link ErrorCode} (documented in docs/errors.md) and an optional
- * operator hint. Always pass `{ cause }` when wrapping.
+ * operator hint. Always pass `{ cause }` when wrapping, and let the message say only what the wrapper
+ * adds (what was being done, on which node, table or topic): whatever shows an error shows its causes
+ * too ({@link errorChain}), so a pasted cause would be read twice.
  */
 
 export const ErrorCode = {
@@ -47,6 +49,8 @@ export const ErrorCode = {
   APPLY_REJECTED: 'PGB4002',
   /** A local transaction on the same rows made the target abort the applier's (deadlock, serialization). */
   APPLY_CONCURRENT: 'PGB4003',
+  /** A capture or applier ended without being asked to (its stream ended, its worker thread exited). */
+  COMPONENT_ENDED: 'PGB5001',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 
@@ -92,4 +96,44 @@ export class BlockedError extends PgbisyncError {
 /** Input that cannot be decoded; names the offending field or bytes. */
 export class MalformedInputError extends PgbisyncError {
   override readonly name = 'MalformedInputError';
+}
+
+/** Levels of a chain that are shown (the error and four causes): a cause cycle must not hang a report. */
+const MAX_SHOWN_LEVELS = 5;
+
+/** One level of an error's cause chain, as an operator reads it. */
+export interface ErrorLink {
+  readonly message: string;
+  readonly hint: string | undefined;
+}
+
+/**
+ * The error and its causes, outermost first. A wrapper's message says only what it adds, so a message
+ * alone tells part of the story: the fatal report, /status and /healthz, dead-letter headers and
+ * `tail` show this chain; in the logs pino's `err` serializer joins the same messages.
+ */
+export function errorChain(error: unknown): ErrorLink[] {
+  const links: ErrorLink[] = [];
+  let current: unknown = error;
+  while (current !== undefined && links.length < MAX_SHOWN_LEVELS) {
+    if (!(current instanceof Error)) {
+      links.push({ message: String(current), hint: undefined });
+      break;
+    }
+    const hint = (current as { hint?: unknown }).hint;
+    links.push({
+      message: current.message,
+      hint: typeof hint === 'string' && hint.length > 0 ? hint : undefined,
+    });
+    current = current.cause;
+  }
+  return links;
+}
+
+/** The chain's messages on one line, joined by ': ' as pino's `err` serializer joins them in the logs. */
+export function describeError(error: unknown): string {
+  return errorChain(error)
+    .map((link) => link.message)
+    .filter((message) => message.length > 0)
+    .join(': ');
 }

@@ -6,33 +6,46 @@ import { BlockedError, ErrorCode, FatalError, PgbisyncError, RetryableError } fr
 
 interface PgLikeError {
   code?: string;
-  message?: string;
 }
 
+/**
+ * ` (SQLSTATE xxxxx)` when the code is one: PostgreSQL's message (the cause) does not show it. A system
+ * error's code (ECONNREFUSED) is already in its message.
+ */
+function sqlstateNote(sqlstate: string): string {
+  return /^[0-9A-Z]{5}$/.test(sqlstate) ? ` (SQLSTATE ${sqlstate})` : '';
+}
+
+/**
+ * `where` says what was being done, on which node (`connecting to node db1`, `applying db1 -> db2`); the
+ * new error's message adds only the classification, and PostgreSQL's own message stays in the cause.
+ */
 export function classifyPgError(error: unknown, where: string): PgbisyncError {
   if (error instanceof PgbisyncError) return error;
   const e = (error ?? {}) as PgLikeError;
   const sqlstate = typeof e.code === 'string' ? e.code : '';
-  const message = e.message ?? String(error);
   if (sqlstate.startsWith('28')) {
-    return new FatalError(`${where}: authentication failed (${message})`, {
+    return new FatalError(`${where}: authentication failed${sqlstateNote(sqlstate)}`, {
       code: ErrorCode.PG_AUTH,
       hint: 'check the user and password in the node url (or the env var it references)',
       cause: error,
     });
   }
   if (sqlstate === '3D000') {
-    return new FatalError(`${where}: ${message}`, {
+    return new FatalError(`${where}: the database named in the node url does not exist`, {
       code: ErrorCode.PG_CONNECTION,
       hint: 'create the database or fix the database name in the node url',
       cause: error,
     });
   }
   if (sqlstate.startsWith('42') || sqlstate.startsWith('55') || sqlstate.startsWith('22')) {
-    return new FatalError(`${where}: ${message}`, { code: ErrorCode.PG_PREREQUISITE, cause: error });
+    return new FatalError(`${where}: the server refused the statement${sqlstateNote(sqlstate)}`, {
+      code: ErrorCode.PG_PREREQUISITE,
+      cause: error,
+    });
   }
   // Connection refused / reset, admin shutdown (57P01), too many connections (53300): try again later.
-  return new RetryableError(`${where}: ${message}`, {
+  return new RetryableError(`${where}: failed${sqlstateNote(sqlstate)}`, {
     code: ErrorCode.PG_CONNECTION,
     hint: 'check that the server is running and reachable at the node url',
     cause: error,
@@ -52,22 +65,22 @@ export function classifyApplyError(error: unknown, where: string): PgbisyncError
   if (klass === '40') {
     // Deadlock (40P01) or serialization failure (40001, also raised by the upsert when a local delete
     // raced it): the transaction rolled back whole and succeeds when applied again.
-    return new RetryableError(`${where}: ${e.message ?? String(error)} (SQLSTATE ${sqlstate})`, {
-      code: ErrorCode.APPLY_CONCURRENT,
-      hint: 'a local transaction wrote the same rows at the same moment; the applier applies the transaction again',
-      cause: error,
-    });
-  }
-  if (klass === '22' || klass === '23' || klass === '42') {
-    const missing = sqlstate === '42P01' || sqlstate === '42703';
-    return new BlockedError(
-      `${where}: the target rejected it: ${e.message ?? String(error)} (SQLSTATE ${sqlstate})`,
+    return new RetryableError(
+      `${where}: a local transaction on the same rows aborted it${sqlstateNote(sqlstate)}`,
       {
-        code: missing ? ErrorCode.SCHEMA_MISMATCH : ErrorCode.APPLY_REJECTED,
-        hint: 'make the target table accept the change (or fix the source row); the stream retries and resumes from the same event',
+        code: ErrorCode.APPLY_CONCURRENT,
+        hint: 'a local transaction wrote the same rows at the same moment; the applier applies the transaction again',
         cause: error,
       },
     );
+  }
+  if (klass === '22' || klass === '23' || klass === '42') {
+    const missing = sqlstate === '42P01' || sqlstate === '42703';
+    return new BlockedError(`${where}: the target rejected the transaction${sqlstateNote(sqlstate)}`, {
+      code: missing ? ErrorCode.SCHEMA_MISMATCH : ErrorCode.APPLY_REJECTED,
+      hint: 'make the target table accept the change (or fix the source row); the stream retries and resumes from the same event',
+      cause: error,
+    });
   }
   return classifyPgError(error, where);
 }

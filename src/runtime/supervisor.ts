@@ -5,7 +5,14 @@
  * the other components run on. A FatalError (an operator must act) or a MalformedInputError that reached
  * here stops everything: the whole run rejects with it, after every component has stopped.
  */
-import { BlockedError, FatalError, isConcurrentApplyFailure, MalformedInputError } from './errors.ts';
+import {
+  BlockedError,
+  ErrorCode,
+  FatalError,
+  isConcurrentApplyFailure,
+  MalformedInputError,
+  RetryableError,
+} from './errors.ts';
 import { sleep } from './sleep.ts';
 
 export interface Component {
@@ -50,7 +57,10 @@ export async function supervise(
         await component.run(inner.signal);
         if (inner.signal.aborted) break;
         // A component that returns on its own without being asked to stop is restarted like a failure.
-        throw new Error(`${component.name} stopped unexpectedly`);
+        throw new RetryableError(`${component.name} stopped without being asked to`, {
+          code: ErrorCode.COMPONENT_ENDED,
+          hint: 'nothing if it runs again; if it keeps stopping, the warnings before this one say why',
+        });
       } catch (error) {
         if (inner.signal.aborted) break;
         if (error instanceof FatalError || error instanceof MalformedInputError) {

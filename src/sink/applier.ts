@@ -2,7 +2,7 @@
  * The applier for one direction (source node -> target node): consumes the source's change events from
  * Kafka and writes them into the target, one target transaction per source transaction.
  *
- * Ordering and progress (DESIGN.md §2):
+ * Ordering and progress (docs/architecture.md, "Exactly-once effect (apply side)"):
  * - The position to resume from is read from the target (pgbisync.apply_progress, written inside each
  *   applied transaction), never from Kafka's group offsets: an applied transaction is applied once.
  * - A record written by a newer pgbisync (wire version above ../kafka/wire-headers.ts WIRE_VERSION)
@@ -22,7 +22,7 @@ import type { ConflictPolicy } from '../conflicts/policy.ts';
 import type { InRecord, RecordConsumer, RecordProducer, StartOffset } from '../kafka/records.ts';
 import { deadLetterHeaders, WIRE_HEADER, WIRE_VERSION, wireVersionOf } from '../kafka/wire-headers.ts';
 import { quoteIdent } from '../pg/sql-names.ts';
-import { BlockedError, ErrorCode, FatalError, PgbisyncError } from '../runtime/errors.ts';
+import { BlockedError, describeError, ErrorCode, FatalError, PgbisyncError } from '../runtime/errors.ts';
 import type { ApplyTransaction, TopicPosition } from './apply-model.ts';
 import { DebeziumTransactionAssembler } from './debezium-transactions.ts';
 import { decodeChange } from './event-changes.ts';
@@ -75,19 +75,9 @@ export type ApplierProgressEvent =
 
 export class Applier {
   readonly #o: ApplierOptions;
-  #applied = 0;
-  #deadLetters = 0;
 
   constructor(options: ApplierOptions) {
     this.#o = options;
-  }
-
-  get transactionsApplied(): number {
-    return this.#applied;
-  }
-
-  get deadLetters(): number {
-    return this.#deadLetters;
   }
 
   /** Runs until `signal` aborts (resolves) or applying fails (rejects). */
@@ -150,7 +140,6 @@ export class Applier {
           });
           const reported = committed.then(
             ({ applied, skipped, conflicts }) => {
-              this.#applied += applied;
               o.onProgress?.({
                 kind: 'applied',
                 transactions: applied,
@@ -201,8 +190,9 @@ export class Applier {
         },
       );
     }
-    const sqlstate =
-      error instanceof BlockedError ? (error.cause as { code?: unknown } | undefined)?.code : undefined;
+    // PostgreSQL's error for the failed statement, which the writer's BlockedError wraps.
+    const statementError = error instanceof BlockedError ? error.cause : undefined;
+    const sqlstate = (statementError as { code?: unknown } | undefined)?.code;
     if (typeof sqlstate !== 'string' || !sqlstate.startsWith('22')) return error;
     const rejected = await findRejectedValue(o.targetUrl, o.sourceUrl, chunk).catch(() => undefined);
     if (rejected === undefined) return error;
@@ -210,11 +200,17 @@ export class Applier {
       rejected.sourceType === undefined
         ? `ALTER TABLE ${rejected.table} ALTER COLUMN ${rejected.column} TYPE ...`
         : `ALTER TABLE ${rejected.table} ALTER COLUMN ${rejected.column} TYPE ${rejected.sourceType}`;
-    return new BlockedError(`applying ${o.sourceNode} -> ${o.targetNode}: ${describeRejected(rejected)}`, {
-      code: ErrorCode.SCHEMA_MISMATCH,
-      hint: `make the column take the source's values on ${o.targetNode} (${fix}) or fix the row on ${o.sourceNode}; the stream resumes from the same event`,
-      cause: error,
-    });
+    // Replaces the writer's error, naming the column and value: PostgreSQL's error becomes the cause, and
+    // the probe's own reason is shown only when it is not the same words.
+    const sameReason = statementError instanceof Error && statementError.message === rejected.reason;
+    return new BlockedError(
+      `applying ${o.sourceNode} -> ${o.targetNode}: ${describeRejected(rejected, !sameReason)}`,
+      {
+        code: ErrorCode.SCHEMA_MISMATCH,
+        hint: `make the column take the source's values on ${o.targetNode} (${fix}) or fix the row on ${o.sourceNode}; the stream resumes from the same event`,
+        cause: statementError,
+      },
+    );
   }
 
   async #deadLetter(items: readonly { record: InRecord; error: unknown }[]): Promise<void> {
@@ -222,7 +218,7 @@ export class Applier {
     const first = items[0]!;
     if (o.deadLetter === undefined) {
       throw new FatalError(
-        `record ${recordPosition(first.record)} is not a valid change event: ${describe(first.error)}`,
+        `applying ${o.sourceNode} -> ${o.targetNode}: record ${recordPosition(first.record)} is not a valid change event`,
         {
           code: ErrorCode.EVENT_MALFORMED,
           hint: 'configure apply.deadLetterTopic to set such records aside, or remove the record from the topic',
@@ -239,15 +235,12 @@ export class Applier {
         // pgbisync.last and commit LSN): what it takes to read or replay it later.
         headers: deadLetterHeaders(
           record,
-          describe(error),
+          describeError(error),
           error instanceof PgbisyncError ? error.code : ErrorCode.EVENT_MALFORMED,
         ),
       })),
     );
-    for (const item of items) {
-      this.#deadLetters++;
-      o.onProgress?.({ kind: 'dead-letter', record: item.record, error: item.error });
-    }
+    for (const item of items) o.onProgress?.({ kind: 'dead-letter', record: item.record, error: item.error });
   }
 }
 
@@ -291,10 +284,6 @@ function startOffsets(stored: readonly TopicPosition[], topics: readonly string[
     }
   }
   return [...out.values()];
-}
-
-function describe(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }
 
 /** Cuts transactions into pipelined groups bounded by count and rows (a big transaction stays whole). */

@@ -87,11 +87,15 @@ export async function findRejectedValue(
   }
 }
 
-/** Describes a rejected value for an error message: table, column, both types, the value. */
-export function describeRejected(r: RejectedValue): string {
+/**
+ * Describes a rejected value for an error message: table, column, both types, the value, and (unless
+ * the error's cause already says it) PostgreSQL's reason.
+ */
+export function describeRejected(r: RejectedValue, withReason = true): string {
   const shown = r.value.length > 60 ? `${r.value.slice(0, 57)}...` : r.value;
   const source = r.sourceType === undefined ? 'source type unknown' : `source type ${r.sourceType}`;
-  return `column ${r.table}.${r.column} (target type ${r.targetType}, ${source}) rejects the value '${shown}': ${r.reason}`;
+  const described = `column ${r.table}.${r.column} (target type ${r.targetType}, ${source}) rejects the value '${shown}'`;
+  return withReason ? `${described}: ${r.reason}` : described;
 }
 
 function valuesByColumn(txns: readonly ApplyTransaction[]): Map<string, Map<string, string[]>> {

@@ -13,7 +13,8 @@ import { storeSourceSchemas } from '../events/schema-store.ts';
 import type { RecordProducer } from '../kafka/records.ts';
 import { formatLsn, parseLsn } from '../pg/lsn.ts';
 import { ReplicationConnection } from '../pg/replication/replication-connection.ts';
-import { objectNames } from '../pg/sql-names.ts';
+import { objectNames, splitTableName } from '../pg/sql-names.ts';
+import { readPrimaryKeys } from '../pg/table-catalog.ts';
 import { CaptureSender, type SentBatch } from './capture-sender.ts';
 import type { ChangeEncoder } from './change-encoder.ts';
 import { createSlotWithSnapshot, readSlot } from './slot-setup.ts';
@@ -66,7 +67,6 @@ export class Capture {
   readonly #options: CaptureOptions;
   readonly slot: string;
   readonly publication: string;
-  #assembler: TransactionAssembler | undefined;
   /** Ids of the event schemas known to be stored on the source (schemaless records only). */
   readonly #storedSchemas = new Set<string>();
 
@@ -74,14 +74,6 @@ export class Capture {
     this.#options = options;
     this.slot = objectNames.slot(options.node);
     this.publication = objectNames.publication(options.node);
-  }
-
-  get eventsEmitted(): number {
-    return this.#assembler?.eventsEmitted ?? 0;
-  }
-
-  get transactionsDropped(): number {
-    return this.#assembler?.transactionsDropped ?? 0;
   }
 
   /** Runs until `signal` aborts (resolves) or the stream fails (rejects). */
@@ -96,7 +88,7 @@ export class Capture {
         (await admin.query<{ v: string }>("SELECT current_setting('server_version_num') AS v")).rows[0]?.v ??
           0,
       );
-      const primaryKeys = await readPrimaryKeys(admin, o.tables);
+      const primaryKeys = await primaryKeysByTable(admin, o.tables);
       await admin.end();
       await this.#stream(conn, major >= 160000, primaryKeys, signal);
     } finally {
@@ -217,7 +209,6 @@ export class Capture {
         keepalive: (walEnd) => sender.keepalive(walEnd),
       },
     );
-    this.#assembler = assembler;
     conn.start({
       slot: this.slot,
       publications: [this.publication],
@@ -248,18 +239,15 @@ export class Capture {
  * replica identity's columns as the key, which under REPLICA IDENTITY FULL is every column; the record
  * key must still be the primary key (as Debezium keys it, and as the snapshot does).
  */
-async function readPrimaryKeys(
+async function primaryKeysByTable(
   db: pg.Client,
   tables: readonly string[],
 ): Promise<Map<string, readonly string[]>> {
-  const r = await db.query<{ t: string; k: string[] }>(
-    `SELECT n.nspname || '.' || c.relname AS t, array_agg(a.attname::text ORDER BY k.ord) AS k
-       FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid JOIN pg_namespace n ON n.oid = c.relnamespace
-       JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord) ON true
-       JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
-      WHERE i.indisprimary AND n.nspname || '.' || c.relname = ANY($1::text[])
-      GROUP BY 1`,
-    [tables],
-  );
-  return new Map(r.rows.map((row) => [row.t, row.k]));
+  const keys = await readPrimaryKeys(db, tables.map(splitTableName));
+  const byTable = new Map<string, readonly string[]>();
+  for (const [i, table] of tables.entries()) {
+    const key = keys[i] ?? [];
+    if (key.length > 0) byTable.set(table, key);
+  }
+  return byTable;
 }

@@ -1,6 +1,7 @@
 /**
  * The port between capture and the event format: turns decoded pgoutput changes into Kafka record
- * key/value bytes. The Debezium implementation lives in ../events/; tests may use a trivial one.
+ * key/value bytes. The Debezium implementation is ./debezium-encoder.ts (on ../events/envelope.ts); tests
+ * may use a trivial one.
  */
 import type { EventSchema } from '../events/envelope.ts';
 import type { RelationMessage, Tuple, TypeMessage } from '../pg/pgoutput/messages.ts';

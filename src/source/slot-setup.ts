@@ -3,11 +3,11 @@
  * Creating the slot exports a snapshot that stays valid until the next command on the same replication
  * connection; the initial copy must be read inside it (see ./snapshot.ts).
  */
-import type pg from 'pg';
 import { parseLsn } from '../pg/lsn.ts';
 import type { ReplicationConnection } from '../pg/replication/replication-connection.ts';
 import { qualifiedName, quoteIdent, splitTableName } from '../pg/sql-names.ts';
 import type { Queryable } from '../pg/table-catalog.ts';
+import { ErrorCode, RetryableError } from '../runtime/errors.ts';
 
 export interface SlotInfo {
   readonly slot: string;
@@ -61,14 +61,15 @@ export async function createSlotWithSnapshot(
     `CREATE_REPLICATION_SLOT ${quoteIdent(slot)} LOGICAL pgoutput EXPORT_SNAPSHOT`,
   );
   const row = r.rows[0];
-  if (row === undefined) throw new Error(`CREATE_REPLICATION_SLOT ${slot} returned no row`);
+  if (row === undefined) {
+    // Retried: a next attempt that finds the slot created copies the tables in a snapshot of its own.
+    throw new RetryableError(
+      `creating replication slot ${slot}: the server answered without the slot's row`,
+      {
+        code: ErrorCode.PG_CONNECTION,
+        hint: 'check that the node url points at PostgreSQL itself, not at a connection pooler',
+      },
+    );
+  }
   return { consistentPoint: parseLsn(row.consistent_point), snapshotName: row.snapshot_name };
-}
-
-export async function dropSlot(db: Queryable, slot: string): Promise<boolean> {
-  const r = await db.query<pg.QueryResultRow>(
-    'SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1',
-    [slot],
-  );
-  return (r.rowCount ?? 0) > 0;
 }

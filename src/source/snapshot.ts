@@ -11,6 +11,7 @@ import type { OutRecord, RecordProducer } from '../kafka/records.ts';
 import { SCHEMA_HEADER, transactionEndHeaders } from '../kafka/wire-headers.ts';
 import type { RelationMessage, Tuple, TupleValue } from '../pg/pgoutput/messages.ts';
 import { qualifiedName, quoteIdent, quoteLiteral, splitTableName } from '../pg/sql-names.ts';
+import { readPrimaryKeys, replicaIdentityOf } from '../pg/table-catalog.ts';
 import type { ChangeEncoder, SourcePosition } from './change-encoder.ts';
 
 export interface SnapshotProgress {
@@ -44,34 +45,27 @@ async function describe(
   table: string,
   relationId: number,
 ): Promise<RelationMessage> {
-  const r = await client.query<{
-    name: string;
-    typeoid: string;
-    typmod: string;
-    iskey: string | boolean;
-    ident: string;
-  }>(
-    `SELECT a.attname AS name, a.atttypid::int AS typeoid, a.atttypmod AS typmod,
-            coalesce(a.attnum = ANY (i.indkey), false) AS iskey, c.relreplident AS ident
+  const r = await client.query<{ name: string; typeoid: string; typmod: string; ident: string }>(
+    `SELECT a.attname AS name, a.atttypid::int AS typeoid, a.atttypmod AS typmod, c.relreplident AS ident
        FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
-       LEFT JOIN pg_index i ON i.indrelid = c.oid AND i.indisprimary
-      WHERE c.oid = ${quoteLiteral(`${quoteIdent(schema)}.${quoteIdent(table)}`)}::regclass
+      WHERE c.oid = ${quoteLiteral(qualifiedName(schema, table))}::regclass
         AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
       ORDER BY a.attnum`,
   );
+  const [primaryKey = []] = await readPrimaryKeys(client, [{ schema, table }]);
   const ident = r.rows[0]?.ident;
   return {
     tag: 'relation',
     relationId,
     schema,
     table,
-    replicaIdentity: ident === 'f' ? 'full' : ident === 'n' ? 'nothing' : ident === 'i' ? 'index' : 'default',
-    // This client parses nothing (rawText): every value is its text form ('23', '-1', 't'/'f').
+    replicaIdentity: (ident === undefined ? undefined : replicaIdentityOf(ident)) ?? 'default',
+    // This client parses nothing (rawText): every value is its text form ('23', '-1').
     columns: r.rows.map((c) => ({
       name: c.name,
       typeOid: Number(c.typeoid),
       typeMod: Number(c.typmod),
-      isKey: String(c.iskey) === 't' || c.iskey === true,
+      isKey: primaryKey.includes(c.name),
     })),
   };
 }

@@ -19,7 +19,7 @@ import type { OutRecord } from '../kafka/records.ts';
 import { SCHEMA_HEADER, transactionEndHeaders } from '../kafka/wire-headers.ts';
 import type { BeginMessage, RelationMessage, TypeMessage } from '../pg/pgoutput/messages.ts';
 import type { ReplicationItem } from '../pg/replication/replication-connection.ts';
-import { ErrorCode, MalformedInputError } from '../runtime/errors.ts';
+import { ErrorCode, FatalError, MalformedInputError } from '../runtime/errors.ts';
 import type {
   ChangeEncoder,
   EncodedRecord,
@@ -82,17 +82,10 @@ export class TransactionAssembler {
   readonly #types = new Map<number, TypeMessage>();
   #txn: OpenTransaction | undefined;
   #held: OutRecord | undefined;
-  /** Events emitted (not counting tombstones) and transactions dropped as loops, for metrics. */
-  eventsEmitted = 0;
-  transactionsDropped = 0;
 
   constructor(options: AssemblerOptions, out: AssemblerOutput) {
     this.#options = options;
     this.#out = out;
-  }
-
-  get inTransaction(): boolean {
-    return this.#txn !== undefined;
   }
 
   handle(item: ReplicationItem): void {
@@ -111,7 +104,6 @@ export class TransactionAssembler {
           const txn = this.#requireTxn('Origin');
           if (!txn.dropped) {
             txn.dropped = true;
-            this.transactionsDropped++;
             this.#options.onLoopDropped?.(msg.name);
           }
         }
@@ -122,7 +114,13 @@ export class TransactionAssembler {
         if (rel.encoder.schema !== undefined) {
           // Records naming a schema nobody stored could never be read: refuse rather than send them.
           if (this.#out.schema === undefined) {
-            throw new Error(`${rel.tableKey}: schemaless records, but no output stores their schema`);
+            throw new FatalError(
+              `capturing ${rel.tableKey}: its records are schemaless, but this capture has no store for their schema`,
+              {
+                code: ErrorCode.CONFIG_INVALID,
+                hint: 'set capture.schemasEnabled: true, or run the capture through pgbisync run (which stores the schemas on the source)',
+              },
+            );
           }
           this.#out.schema(rel.encoder.schema);
         }
@@ -193,7 +191,7 @@ export class TransactionAssembler {
         return;
       }
       case 'message':
-        return; // heartbeats and other logical messages carry no row changes
+        return; // logical messages carry no row changes
       default:
         msg satisfies never;
     }
@@ -263,7 +261,6 @@ export class TransactionAssembler {
   }
 
   #emit(rel: CachedRelation, encoded: EncodedRecord): void {
-    this.eventsEmitted++;
     this.#out.event?.(rel.tableKey);
     this.#push(this.#record(rel, encoded));
   }

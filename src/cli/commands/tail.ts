@@ -3,7 +3,7 @@ import type { Command } from 'commander';
 import { loadConfigFile } from '../../config/load.ts';
 import { resolveTables } from '../../operate/sync-plan.ts';
 import { formatTailEvent, tail } from '../../operate/tail.ts';
-import { ErrorCode, FatalError } from '../../runtime/errors.ts';
+import { describeError, ErrorCode, FatalError } from '../../runtime/errors.ts';
 import { parseIntegerOption } from '../options.ts';
 import { CONFIG_OPTION } from './sync.ts';
 
@@ -44,9 +44,7 @@ export function registerTailCommand(program: Command): void {
           onEvent: (event) =>
             process.stdout.write(`${flags.json === true ? JSON.stringify(event) : formatTailEvent(event)}\n`),
           onMalformed: (where, error) =>
-            process.stderr.write(
-              `pgbisync tail: ${where} is not a change event: ${error instanceof Error ? error.message : String(error)}\n`,
-            ),
+            process.stderr.write(`pgbisync tail: ${where} is not a change event: ${describeError(error)}\n`),
         });
         process.removeListener('SIGINT', stop);
         process.removeListener('SIGTERM', stop);

@@ -11,7 +11,6 @@ import { decodePgoutput } from './decoder.ts';
 import type { PgoutputMessage } from './messages.ts';
 
 // --- wire builders (big-endian, as the protocol is) ---
-const PG_EPOCH_OFFSET_US = 946_684_800_000_000n;
 const u8 = (v: number): Buffer => Buffer.from([v]);
 const i16 = (v: number): Buffer => {
   const b = Buffer.alloc(2);
@@ -33,10 +32,12 @@ const u64 = (v: bigint): Buffer => {
   b.writeBigUInt64BE(v);
   return b;
 };
+/** PostgreSQL's epoch in µs since the Unix epoch, computed here rather than taken from pg-time.ts. */
+const PG_EPOCH_US = BigInt(Date.UTC(2000, 0, 1)) * 1000n;
 /** A TimestampTz on the wire (µs since 2000-01-01) for a time given in µs since the Unix epoch. */
 const ts = (unixUs: bigint): Buffer => {
   const b = Buffer.alloc(8);
-  b.writeBigInt64BE(unixUs - PG_EPOCH_OFFSET_US);
+  b.writeBigInt64BE(unixUs - PG_EPOCH_US);
   return b;
 };
 /** A protocol String: UTF-8 bytes and a terminating zero byte. */

@@ -10,10 +10,10 @@
  */
 import { isUtf8 } from 'node:buffer';
 import { ErrorCode, MalformedInputError } from '../../runtime/errors.ts';
-import type { PgoutputMessage, RelationColumn, ReplicaIdentity, Tuple, TupleValue } from './messages.ts';
+import { pgTimestampToUnixUs } from '../pg-time.ts';
+import { replicaIdentityOf } from '../table-catalog.ts';
+import type { PgoutputMessage, RelationColumn, Tuple, TupleValue } from './messages.ts';
 
-/** Microseconds between the Unix epoch and PostgreSQL's epoch (2000-01-01). */
-const PG_EPOCH_OFFSET_US = 946_684_800_000_000n;
 const NULL_VALUE: TupleValue = Object.freeze({ kind: 'null' });
 const TOAST_VALUE: TupleValue = Object.freeze({ kind: 'unchanged-toast' });
 
@@ -89,7 +89,7 @@ class Reader {
     this.need(8, field);
     const v = this.buf.readBigInt64BE(this.pos);
     this.pos += 8;
-    return v + PG_EPOCH_OFFSET_US;
+    return pgTimestampToUnixUs(v);
   }
 
   cstring(field: string): string {
@@ -141,13 +141,6 @@ class Reader {
   }
 }
 
-const IDENTITIES: Record<number, ReplicaIdentity> = {
-  100: 'default',
-  110: 'nothing',
-  102: 'full',
-  105: 'index',
-};
-
 /** ` ('X')` for a printable ASCII byte, so an error names the tag the way the protocol docs do. */
 function printable(byte: number): string {
   return byte >= 0x20 && byte < 0x7f ? ` ('${String.fromCharCode(byte)}')` : '';
@@ -167,7 +160,8 @@ export function decodePgoutput(buf: Buffer): PgoutputMessage {
       { code: ErrorCode.PGOUTPUT_MALFORMED },
     );
   }
-  const r = new Reader(buf, name);
+  // Typed explicitly: only then does a call of r.fail() (returns never) narrow the types after it.
+  const r: Reader = new Reader(buf, name);
   let msg: PgoutputMessage;
   switch (type) {
     case 0x42:
@@ -195,7 +189,8 @@ export function decodePgoutput(buf: Buffer): PgoutputMessage {
       const schema = r.cstring('namespace');
       const table = r.cstring('relation name');
       const identByte = r.u8('replica identity');
-      const replicaIdentity = IDENTITIES[identByte];
+      // The table's relreplident letter.
+      const replicaIdentity = replicaIdentityOf(String.fromCharCode(identByte));
       if (replicaIdentity === undefined) {
         r.pos--;
         r.fail('replica identity', `is unknown (0x${identByte.toString(16)})`);

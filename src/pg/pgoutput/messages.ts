@@ -105,7 +105,7 @@ export interface TruncateMessage {
   readonly relationIds: readonly number[];
 }
 
-/** A logical decoding message (pg_logical_emit_message), used for heartbeats. */
+/** A logical decoding message (pg_logical_emit_message): pgbisync writes none and capture skips them. */
 export interface LogicalMessage {
   readonly tag: 'message';
   readonly transactional: boolean;

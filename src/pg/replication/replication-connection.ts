@@ -15,11 +15,11 @@
 import pg from 'pg';
 import { ErrorCode, MalformedInputError, RetryableError } from '../../runtime/errors.ts';
 import { formatLsn } from '../lsn.ts';
+import { unixMsToPgTimestamp } from '../pg-time.ts';
 import { decodePgoutput } from '../pgoutput/decoder.ts';
 import type { PgoutputMessage } from '../pgoutput/messages.ts';
+import { quoteIdent, quoteLiteral } from '../sql-names.ts';
 
-/** Microseconds between the Unix epoch and PostgreSQL's epoch (2000-01-01). */
-const PG_EPOCH_OFFSET_US = 946_684_800_000_000n;
 const STATUS_INTERVAL_MS = 5_000;
 /**
  * Decoded items held before the socket is paused. Each holds its row's strings: 5,000 steady-bench
@@ -56,12 +56,8 @@ export interface StartReplicationOptions {
   readonly publications: readonly string[];
   /** Where to start; 0 means the slot's confirmed_flush_lsn. */
   readonly startLsn: bigint;
-  /** pgoutput proto_version (1 is enough: no streaming of in-progress transactions). */
-  readonly protoVersion?: number;
   /** Ask the server (PG 16+) to send only changes that have no replication origin. */
   readonly originNone?: boolean;
-  /** Also decode logical messages (heartbeats). */
-  readonly messages?: boolean;
 }
 
 interface PgConnectionInternals {
@@ -91,9 +87,12 @@ export class ReplicationConnection {
   #lastStatusSentAt = 0;
   /** True once START_REPLICATION was sent: only then may CopyData status updates go to the server. */
   #streaming = false;
+  /** What this connection does, for its errors: its application name, then the slot it streams. */
+  #doing: string;
 
-  private constructor(client: pg.Client) {
+  private constructor(client: pg.Client, applicationName: string) {
     this.#client = client;
+    this.#doing = `replication connection ${applicationName}`;
     this.#connection = (client as unknown as { connection: PgConnectionInternals }).connection;
     // From the first moment: pg emits 'error' on a lost connection, and an 'error' without a listener
     // would crash the process (e.g. while slot setup commands run, before start()).
@@ -109,7 +108,7 @@ export class ReplicationConnection {
       ...({ replication: 'database' } as any),
     });
     await client.connect();
-    return new ReplicationConnection(client);
+    return new ReplicationConnection(client, applicationName);
   }
 
   /** Runs a replication command (IDENTIFY_SYSTEM, CREATE_REPLICATION_SLOT, ...) before streaming. */
@@ -121,17 +120,15 @@ export class ReplicationConnection {
   start(options: StartReplicationOptions): void {
     if (this.#streaming) throw new Error('replication connection: start() was already called');
     // publication_names is a list of identifiers (SplitIdentifierString): unquoted names are folded to
-    // lower case, so each is double-quoted, then the list is escaped as a string literal.
-    const pubs = options.publications
-      .map((p) => `"${p.replaceAll('"', '""')}"`)
-      .join(',')
-      .replaceAll("'", "''");
-    const parts = [`proto_version '${options.protoVersion ?? 1}'`, `publication_names '${pubs}'`];
-    if (options.messages !== false) parts.push(`messages 'true'`);
+    // lower case, so each is double-quoted, then the list is passed as a string literal.
+    const pubs = quoteLiteral(options.publications.map(quoteIdent).join(','));
+    // proto_version 1, the one the decoder reads: no streaming of in-progress transactions. Logical
+    // messages (pg_logical_emit_message) are decoded too; capture skips them.
+    const parts = [`proto_version '1'`, `publication_names ${pubs}`, `messages 'true'`];
     if (options.originNone === true) parts.push(`origin 'none'`);
-    const slot = `"${options.slot.replaceAll('"', '""')}"`;
-    const sql = `START_REPLICATION SLOT ${slot} LOGICAL ${formatLsn(options.startLsn)} (${parts.join(', ')})`;
+    const sql = `START_REPLICATION SLOT ${quoteIdent(options.slot)} LOGICAL ${formatLsn(options.startLsn)} (${parts.join(', ')})`;
     this.#flushLsn = options.startLsn;
+    this.#doing = `streaming from replication slot ${options.slot}`;
     this.#connection.on('copyData', (msg) => this.#onCopyData(msg.chunk));
     this.#streaming = true;
     this.#streamEnded = this.#client.query(sql).then(
@@ -280,7 +277,7 @@ export class ReplicationConnection {
     buf.writeBigUInt64BE(this.#receivedLsn > this.#flushLsn ? this.#receivedLsn : this.#flushLsn, 1);
     buf.writeBigUInt64BE(this.#flushLsn, 9);
     buf.writeBigUInt64BE(this.#flushLsn, 17);
-    buf.writeBigInt64BE(BigInt(Date.now()) * 1000n - PG_EPOCH_OFFSET_US, 25);
+    buf.writeBigInt64BE(unixMsToPgTimestamp(Date.now()), 25);
     buf[33] = 0; // we never ask the server to reply
     try {
       this.#connection.sendCopyFromChunk(buf);
@@ -296,7 +293,7 @@ export class ReplicationConnection {
     this.#failure =
       error instanceof MalformedInputError
         ? error
-        : new RetryableError('replication connection failed', {
+        : new RetryableError(`${this.#doing} failed`, {
             code: ErrorCode.PG_CONNECTION,
             cause: error,
           });
