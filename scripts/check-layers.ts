@@ -2,7 +2,8 @@
  * Fails when the source tree breaks its layering (the LAYERS list below, bottom first):
  * - an import from a folder to one of a higher layer, or between two folders of one layer;
  * - a circle of imports between files (type-only imports count: they tie the files just the same);
- * - a source file over MAX_LINES lines.
+ * - a source file over MAX_LINES lines;
+ * - a pg.Client constructed anywhere but src/pg/client.ts.
  * Run: `node scripts/check-layers.ts` (part of `npm run lint`). Tests (*.test.ts) are not checked: a test
  * may import any layer.
  */
@@ -27,6 +28,8 @@ const LAYERS: readonly (readonly string[])[] = [
   ['testing'], // test fixtures
 ];
 const MAX_LINES = 420;
+/** The one place that constructs pg clients (each gets an 'error' listener). */
+const PG_CLIENT_HOME = 'pg/client.ts';
 
 const root = resolve(dirname(new URL(import.meta.url).pathname), '..', 'src');
 const layerOf = new Map<string, number>();
@@ -53,6 +56,10 @@ for (const file of files) {
   const text = readFileSync(file, 'utf8');
   const lines = text.split('\n').length;
   if (lines > MAX_LINES) problems.push(`${rel}: ${lines} lines (at most ${MAX_LINES}): split it by job`);
+  if (rel !== PG_CLIENT_HOME && text.includes('new pg.Client('))
+    problems.push(
+      `${rel}: opens a pg.Client itself: use newPgClient from src/${PG_CLIENT_HOME} (an idle client without an 'error' listener ends the process when its server restarts)`,
+    );
   const folder = rel.split('/')[0]!;
   const from = layerOf.get(folder);
   if (from === undefined) {

@@ -6,7 +6,7 @@
  */
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import pg from 'pg';
+import type pg from 'pg';
 import { parseConfig } from '../config/load.ts';
 import type { Config } from '../config/schema.ts';
 import { SyncRunner } from '../daemon/sync-runner.ts';
@@ -14,6 +14,7 @@ import { createLogger } from '../observability/logger.ts';
 import { Metrics } from '../observability/metrics.ts';
 import { setup, teardown } from '../operate/setup.ts';
 import { resolveTables } from '../operate/sync-plan.ts';
+import { newPgClient } from '../pg/client.ts';
 import { sleep } from '../runtime/sleep.ts';
 import type { StackStatus } from './stack.ts';
 
@@ -59,7 +60,7 @@ function demoUrl(serverUrl: string): string {
 async function onServer(serverUrl: string, sql: string): Promise<number> {
   const admin = new URL(serverUrl);
   admin.pathname = '/postgres';
-  const client = new pg.Client({ connectionString: admin.toString() });
+  const client = newPgClient({ connectionString: admin.toString() });
   await client.connect();
   try {
     return (await client.query(sql)).rowCount ?? 0;
@@ -79,7 +80,7 @@ async function recreateDemo(stack: StackStatus, config: Config, out: (line: stri
   for (const [i, node] of stack.nodes.entries()) {
     await onServer(node.url, `DROP DATABASE IF EXISTS ${DEMO_DATABASE} WITH (FORCE)`);
     await onServer(node.url, `CREATE DATABASE ${DEMO_DATABASE}`);
-    const client = new pg.Client({ connectionString: demoUrl(node.url) });
+    const client = newPgClient({ connectionString: demoUrl(node.url) });
     await client.connect();
     try {
       await client.query(SCHEMA(i + 1));
@@ -128,7 +129,7 @@ http: { port: 0 }
   });
   const clients = await Promise.all(
     stack.nodes.map(async (n) => {
-      const c = new pg.Client({ connectionString: demoUrl(n.url) });
+      const c = newPgClient({ connectionString: demoUrl(n.url) });
       await c.connect();
       return c;
     }),

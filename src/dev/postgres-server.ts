@@ -10,7 +10,7 @@ import { spawnSync } from 'node:child_process';
 import { chownSync, cpSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
-import pg from 'pg';
+import { newPgClient } from '../pg/client.ts';
 import { quoteIdent } from '../pg/sql-names.ts';
 import { ErrorCode, FatalError } from '../runtime/errors.ts';
 import { cacheDir } from './paths.ts';
@@ -242,7 +242,7 @@ export class PostgresServer {
 
   /** True when the server is up and answers a query (on its maintenance database). */
   async isReady(): Promise<boolean> {
-    const client = new pg.Client({
+    const client = newPgClient({
       host: '127.0.0.1',
       port: this.spec.port,
       user: 'postgres',
@@ -260,7 +260,7 @@ export class PostgresServer {
   }
 
   async #ensureDatabase(): Promise<void> {
-    const client = new pg.Client({
+    const client = newPgClient({
       host: '127.0.0.1',
       port: this.spec.port,
       user: 'postgres',
@@ -277,7 +277,7 @@ export class PostgresServer {
 
   /** Server version string (e.g. "18.4"), or undefined when not reachable. */
   async version(): Promise<string | undefined> {
-    const client = new pg.Client({
+    const client = newPgClient({
       host: '127.0.0.1',
       port: this.spec.port,
       user: 'postgres',

@@ -10,7 +10,8 @@
  * records written before it. An id is a digest of the schema text, so the same id always names the
  * same schema, on every node.
  */
-import pg from 'pg';
+import type pg from 'pg';
+import { newPgClient } from '../pg/client.ts';
 import { BlockedError, ErrorCode } from '../runtime/errors.ts';
 import type { EventSchema } from './envelope.ts';
 
@@ -33,7 +34,7 @@ function missingTable(node: string, cause: unknown): BlockedError {
  * table fails with the fix (`pgbisync setup`).
  */
 async function withClient<T>(url: string, node: string, fn: (db: pg.Client) => Promise<T>): Promise<T> {
-  const db = new pg.Client({
+  const db = newPgClient({
     connectionString: url,
     application_name: 'pgbisync-event-schemas',
     connectionTimeoutMillis: CONNECT_TIMEOUT_MS,

@@ -10,11 +10,12 @@
  * first node, sequence-filled columns (inserts on two nodes collide unless interleaved). Kafka: brokers
  * reachable; existing event topics have one partition in transactional mode (commit order).
  */
-import pg from 'pg';
+import type pg from 'pg';
 import type { Config, NodeConfig } from '../config/schema.ts';
 import { KafkaAdmin } from '../kafka/admin.ts';
 import { kafkaOptions } from '../kafka/kafka-options.ts';
 import { eventTopics } from '../kafka/topics.ts';
+import { newPgClient } from '../pg/client.ts';
 import { objectNames, quoteIdent } from '../pg/sql-names.ts';
 import { type CatalogTable, matchTables } from '../pg/table-catalog.ts';
 import type { CheckStatus, DoctorCheck, DoctorReport, Emit } from './doctor-report.ts';
@@ -70,7 +71,7 @@ async function connect(node: NodeConfig, index: number, emit: Emit): Promise<pg.
   const where = `${url.hostname}:${url.port || '5432'}`;
   const user = decodeURIComponent(url.username) || process.env.PGUSER || 'the OS user';
   const database = decodeURIComponent(url.pathname.slice(1)) || user;
-  const client = new pg.Client({
+  const client = newPgClient({
     connectionString: node.url,
     application_name: 'pgbisync-doctor',
     connectionTimeoutMillis: CONNECT_TIMEOUT_MS,

@@ -2,9 +2,10 @@
  * What a config means on the live nodes: the resolved table list (same on every node), the conflict
  * policy per table, and the directions (every ordered pair of nodes: a mesh).
  */
-import pg from 'pg';
+import type pg from 'pg';
 import type { Config, NodeConfig } from '../config/schema.ts';
 import { type ConflictPolicy, policyResolver } from '../conflicts/policy.ts';
+import { newPgClient } from '../pg/client.ts';
 import { splitTableName } from '../pg/sql-names.ts';
 import { matchTables, requireSyncableTable } from '../pg/table-catalog.ts';
 import { ErrorCode, FatalError } from '../runtime/errors.ts';
@@ -29,7 +30,7 @@ export function directions(config: Config): Direction[] {
 
 /** Connects to a node, naming the node in connection errors (wrong password, unreachable...). */
 export async function connectNode(node: NodeConfig, purpose: string): Promise<pg.Client> {
-  const client = new pg.Client({ connectionString: node.url, application_name: `pgbisync-${purpose}` });
+  const client = newPgClient({ connectionString: node.url, application_name: `pgbisync-${purpose}` });
   try {
     await client.connect();
   } catch (error) {

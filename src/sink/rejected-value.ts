@@ -5,7 +5,7 @@
  * with the target column's exact type (typmod included), one column at a time, in a session of its
  * own. Error path only: it costs a round trip per changed column.
  */
-import pg from 'pg';
+import { newPgClient } from '../pg/client.ts';
 import { qualifiedName, quoteIdent, splitTableName } from '../pg/sql-names.ts';
 import { readTable } from '../pg/table-catalog.ts';
 import type { ApplyTransaction } from './apply-model.ts';
@@ -50,7 +50,7 @@ export async function findRejectedValue(
 ): Promise<RejectedValue | undefined> {
   const values = valuesByColumn(txns);
   if (values.size === 0) return undefined;
-  const client = new pg.Client({ connectionString: targetUrl, application_name: 'pgbisync-diagnose' });
+  const client = newPgClient({ connectionString: targetUrl, application_name: 'pgbisync-diagnose' });
   await client.connect();
   try {
     await client.query(PROBE_FUNCTION);
@@ -126,7 +126,7 @@ export async function sourceType(
   column: string,
 ): Promise<string | undefined> {
   if (url === undefined) return undefined;
-  const client = new pg.Client({ connectionString: url, application_name: 'pgbisync-diagnose' });
+  const client = newPgClient({ connectionString: url, application_name: 'pgbisync-diagnose' });
   try {
     await client.connect();
     const info = await readTable(client, schema, table);

@@ -4,8 +4,8 @@
  * catalog is read over a connection of its own, opened for the read: the writer's connection is
  * pipelined, and a read queued there would wait for every transaction queued before it.
  */
-import pg from 'pg';
 import type { ConflictPolicy } from '../conflicts/policy.ts';
+import { newPgClient } from '../pg/client.ts';
 import { splitTableName } from '../pg/sql-names.ts';
 import { readTable } from '../pg/table-catalog.ts';
 import { BlockedError, ErrorCode } from '../runtime/errors.ts';
@@ -49,7 +49,7 @@ export class TargetCatalog {
 }
 
 async function readTableWith(url: string, schema: string, table: string) {
-  const client = new pg.Client({ connectionString: url });
+  const client = newPgClient({ connectionString: url });
   await client.connect();
   try {
     return await readTable(client, schema, table);

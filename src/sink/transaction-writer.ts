@@ -6,7 +6,7 @@
  * trip. This module queues and settles them; each transaction's statements are planned by
  * ./apply-plan.ts from the tables of ./target-catalog.ts, and the session is set up by ./apply-session.ts.
  */
-import pg from 'pg';
+import type pg from 'pg';
 import type { ConflictPolicy } from '../conflicts/policy.ts';
 import {
   type AppliedPosition,
@@ -16,6 +16,7 @@ import {
   type TopicPosition,
   withProgress,
 } from '../offsets/apply-progress.ts';
+import { newPgClient } from '../pg/client.ts';
 import { classifyApplyError } from '../runtime/pg-errors.ts';
 import type { ApplyTransaction } from './apply-model.ts';
 import { groupRuns, isoFromMicros, type PlannedStatement, planRun, splitByCommitTime } from './apply-plan.ts';
@@ -59,7 +60,7 @@ export class TransactionWriter {
 
   constructor(options: TransactionWriterOptions) {
     this.#o = options;
-    this.#client = new pg.Client({
+    this.#client = newPgClient({
       connectionString: options.url,
       application_name: `pgbisync-apply-${options.sourceNode}`,
       // biome-ignore lint/suspicious/noExplicitAny: pg's typings lack the pipeline flag

@@ -7,10 +7,11 @@
  * since the last read) is encoded and sent as one or a few producer calls; sends are pipelined and
  * land in call order.
  */
-import pg from 'pg';
+import type pg from 'pg';
 import type { EventSchema } from '../events/envelope.ts';
 import { storeSourceSchemas } from '../events/schema-store.ts';
 import type { RecordProducer } from '../kafka/records.ts';
+import { newPgClient } from '../pg/client.ts';
 import { formatLsn, parseLsn } from '../pg/lsn.ts';
 import { ReplicationConnection } from '../pg/replication/replication-connection.ts';
 import { objectNames, splitTableName } from '../pg/sql-names.ts';
@@ -79,7 +80,7 @@ export class Capture {
   /** Runs until `signal` aborts (resolves) or the stream fails (rejects). */
   async run(signal: AbortSignal): Promise<void> {
     const o = this.#options;
-    const admin = new pg.Client({ connectionString: o.url, application_name: `pgbisync-capture-${o.node}` });
+    const admin = newPgClient({ connectionString: o.url, application_name: `pgbisync-capture-${o.node}` });
     await admin.connect();
     const conn = await ReplicationConnection.connect(o.url, `pgbisync-capture-${o.node}`);
     try {
@@ -123,7 +124,7 @@ export class Capture {
       // since the slot's start after it. Replayed changes are older than the snapshot's rows, which
       // carry their own commit times, so last-writer-wins keeps the newer rows (and a replayed delete
       // still removes a row the interrupted snapshot had published).
-      const reader = new pg.Client({
+      const reader = newPgClient({
         connectionString: o.url,
         application_name: `pgbisync-capture-${o.node}`,
       });

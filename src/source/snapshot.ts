@@ -5,10 +5,11 @@
  * uses, so snapshot and stream values are identical). Each chunk ends with a record marked as a
  * transaction's last, so an applier applies chunks as transactions of bounded size.
  */
-import pg from 'pg';
+import type pg from 'pg';
 import type { EventSchema } from '../events/envelope.ts';
 import type { OutRecord, RecordProducer } from '../kafka/records.ts';
 import { SCHEMA_HEADER, transactionEndHeaders } from '../kafka/wire-headers.ts';
+import { newPgClient } from '../pg/client.ts';
 import type { RelationMessage, Tuple, TupleValue } from '../pg/pgoutput/messages.ts';
 import { qualifiedName, quoteIdent, quoteLiteral, splitTableName } from '../pg/sql-names.ts';
 import { readPrimaryKeys, replicaIdentityOf } from '../pg/table-catalog.ts';
@@ -71,7 +72,7 @@ async function describe(
 }
 
 export async function runSnapshot(o: SnapshotOptions): Promise<number> {
-  const client = new pg.Client({
+  const client = newPgClient({
     connectionString: o.url,
     types: rawText,
     application_name: 'pgbisync-snapshot',

@@ -3,7 +3,8 @@
  * everything in it (slots and origins included) when the context is disposed.
  */
 import { randomUUID } from 'node:crypto';
-import pg from 'pg';
+import type pg from 'pg';
+import { newPgClient } from '../pg/client.ts';
 import { testEnv } from './test-env.ts';
 
 export interface TestDatabases extends AsyncDisposable {
@@ -27,7 +28,7 @@ export async function query(
   text: string,
   params: readonly unknown[] = [],
 ): Promise<pg.QueryResult> {
-  const client = new pg.Client({ connectionString: url });
+  const client = newPgClient({ connectionString: url });
   await client.connect();
   try {
     return await client.query(text, [...params]);

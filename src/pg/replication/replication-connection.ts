@@ -12,8 +12,9 @@
  * Invariant (no loss): the flush LSN sent to the server is only what {@link ReplicationConnection.confirm}
  * was given; receiving or decoding a message never advances it.
  */
-import pg from 'pg';
+import type pg from 'pg';
 import { ErrorCode, MalformedInputError, RetryableError } from '../../runtime/errors.ts';
+import { newPgClient } from '../client.ts';
 import { formatLsn } from '../lsn.ts';
 import { unixMsToPgTimestamp } from '../pg-time.ts';
 import { decodePgoutput } from '../pgoutput/decoder.ts';
@@ -101,7 +102,7 @@ export class ReplicationConnection {
 
   /** Opens a replication connection (`replication=database`) to the node at `url`. */
   static async connect(url: string, applicationName: string): Promise<ReplicationConnection> {
-    const client = new pg.Client({
+    const client = newPgClient({
       connectionString: url,
       application_name: applicationName,
       // biome-ignore lint/suspicious/noExplicitAny: pg's typings lack the replication flag
