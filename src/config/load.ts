@@ -29,7 +29,7 @@ export function parseConfig(text: string, source: string, env: NodeJS.ProcessEnv
     raw = parseYaml(substituteEnv(text, source, env));
   } catch (error) {
     if (error instanceof FatalError) throw error;
-    throw new FatalError(`${source}: not valid YAML: ${(error as Error).message.split('\n')[0]}`, {
+    throw new FatalError(`${source}: not valid YAML`, {
       code: ErrorCode.CONFIG_INVALID,
       cause: error,
     });
@@ -68,10 +68,12 @@ function configError(source: string, error: z.ZodError): FatalError {
   let message = issue?.message ?? 'invalid';
   if (issue?.code === 'unrecognized_keys')
     message = `unknown field ${issue.keys.map((k) => `'${k}'`).join(', ')}`;
-  const more = error.issues.length > 1 ? ` (and ${error.issues.length - 1} more problem(s))` : '';
-  return new FatalError(`${source}: ${path}: ${message}${more}`, {
+  // The other problems go in the hint, one line each; zod's own message (every issue as JSON) would only
+  // repeat them, so it is not attached as a cause.
+  const others = error.issues.slice(1).map((i) => `also ${formatPath(i.path)}: ${i.message}`);
+  return new FatalError(`${source}: ${path}: ${message}`, {
     code: ErrorCode.CONFIG_INVALID,
-    cause: error,
+    ...(others.length > 0 ? { hint: others.join('\n') } : {}),
   });
 }
 

@@ -177,4 +177,3 @@ export const configSchema = z.strictObject({
 
 export type Config = z.output<typeof configSchema>;
 export type NodeConfig = Config['nodes'][number];
-export type KafkaConfig = Config['kafka'];

@@ -36,7 +36,7 @@ export async function setUpApplySession(db: Queryable, o: ApplySessionOptions): 
       await db.query('SET session_replication_role = replica');
     } catch (error) {
       throw new BlockedError(
-        `applying ${o.sourceNode} -> ${o.targetNode}: cannot SET session_replication_role = replica (${error instanceof Error ? error.message : String(error)})`,
+        `applying ${o.sourceNode} -> ${o.targetNode}: cannot SET session_replication_role = replica`,
         {
           code: ErrorCode.PG_PREREQUISITE,
           hint: `per-table topics apply with triggers and foreign keys off: on ${o.targetNode} run GRANT SET ON PARAMETER session_replication_role TO <the node url's user> (PostgreSQL 15+), or use a superuser, or mode: transactional`,

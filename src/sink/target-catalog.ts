@@ -41,11 +41,6 @@ export class TargetCatalog {
     this.#tables.set(name, statements);
     return statements;
   }
-
-  /** Forgets cached table definitions (after a schema mismatch, the operator may have fixed the table). */
-  reset(): void {
-    this.#tables.clear();
-  }
 }
 
 async function readTableWith(url: string, schema: string, table: string) {

@@ -89,11 +89,6 @@ export class TransactionWriter {
     await this.#client.end().catch(() => undefined);
   }
 
-  /** Commit LSN of the last applied (non-snapshot) source transaction. */
-  get lastCommitLsn(): bigint {
-    return this.#progress.lastCommitLsn;
-  }
-
   /**
    * Applies `txns` in order, each as one target transaction, pipelined. Transactions already applied
    * (commit LSN not after the last applied one; re-published by a restarted capture) only move the
@@ -248,11 +243,6 @@ export class TransactionWriter {
       this.#prepared.set(text, name);
     }
     return name;
-  }
-
-  /** Forgets cached table definitions (after a schema mismatch, the operator may have fixed the table). */
-  resetCatalog(): void {
-    this.#catalog.reset();
   }
 }
 
