@@ -137,12 +137,14 @@ export async function inject(
         await restart('the Kafka broker');
         return;
       }
-      case 'pg-crash':
-        await restarts;
-        await t.stack.servers[t.serverOf(f.node)]!.crash();
+      case 'pg-crash': {
+        const server = t.stack.servers[t.serverOf(f.node)]!;
+        await server.crash();
         await wait(f.forMs);
-        await restart(`the PostgreSQL server of ${node}`);
+        t.log(`fault: restarting the PostgreSQL server of ${node}`);
+        await server.start();
         return;
+      }
       case 'net-drop':
         t.proxies[f.node]!.drop();
         return;

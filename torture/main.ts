@@ -7,7 +7,7 @@
  * same --seed (the interleaving of the sessions is the machine's).
  */
 import { execFile } from 'node:child_process';
-import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs, promisify } from 'node:util';
 import pg from 'pg';
@@ -60,6 +60,7 @@ async function main(): Promise<number> {
   const stateDir = resolve(values['state-dir']!);
   const stack = DevStack.fromStateDir(stateDir);
   if (stack === undefined) throw new Error(`no stack in ${stateDir}: run scripts/torture.sh (it starts one)`);
+  takeLock(stateDir);
   const runDir = join(stateDir, 'runs', String(seed));
   rmSync(runDir, { recursive: true, force: true });
   mkdirSync(runDir, { recursive: true });
@@ -79,6 +80,15 @@ async function main(): Promise<number> {
     const db = `torture_${seed}_${i + 1}`;
     return { name: `n${i + 1}`, url: serverUrl(server.url, db), admin: serverUrl(server.url, 'postgres') };
   });
+  // The dev stack trades durability for speed (synchronous_commit = off): a crashed server would lose
+  // transactions the workload saw commit, which is no fault of the sync. Commits here are durable
+  // against a server crash (the WAL reaches the kernel before COMMIT returns; fsync stays off, so an OS
+  // crash is not covered, and none is injected).
+  for (const n of nodes)
+    await withSession(n.admin, async (c) => {
+      await c.query('ALTER SYSTEM SET synchronous_commit = on');
+      await c.query('SELECT pg_reload_conf()');
+    });
   for (const n of nodes) await recreateDatabase(n.admin, new URL(n.url).pathname.slice(1));
   for (const n of nodes) await withSession(n.url, (c) => c.query(TABLES.map((t) => t.ddl).join(';\n')));
 
@@ -105,6 +115,11 @@ async function main(): Promise<number> {
   await exec(process.execPath, [CLI, 'setup', '-c', configPath], { cwd: ROOT });
   const daemon = new Daemon(configPath, join(runDir, 'pgbisync.log'));
   daemon.start();
+  // Interrupted (Ctrl-C, a CI timeout): the daemon must not outlive the run.
+  for (const signal of ['SIGINT', 'SIGTERM'] as const)
+    process.once(signal, () => {
+      void daemon.kill().finally(() => process.exit(130));
+    });
 
   const history = new History(join(runDir, 'history.jsonl'));
   const stopWrites = new AbortController();
@@ -198,6 +213,22 @@ async function main(): Promise<number> {
     `torture seed ${seed}: ${ok ? 'PASS' : 'FAIL'} (${history.counts.committed} transactions, ${faults.length} faults, ${findings.length} findings; rerun: npm run torture -- --seed ${seed} --duration ${durationMs / 1000} --nodes ${nodeCount} --faults ${faultKinds.join(',') || 'none'} --workload ${[...workloadKinds].join(',')})`,
   );
   return ok ? 0 : 1;
+}
+
+/** One run per state folder at a time: two runs would write the same databases and topics. */
+function takeLock(stateDir: string): void {
+  const lock = join(stateDir, 'torture.pid');
+  if (existsSync(lock)) {
+    const pid = Number(readFileSync(lock, 'utf8'));
+    let alive = false;
+    try {
+      process.kill(pid, 0);
+      alive = true;
+    } catch {}
+    if (alive && pid !== process.pid) throw new Error(`another torture run (pid ${pid}) uses ${stateDir}`);
+  }
+  writeFileSync(lock, String(process.pid));
+  process.once('exit', () => rmSync(lock, { force: true }));
 }
 
 function serverUrl(url: string, database: string): string {
