@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs pgbisync's test suites. Usage: scripts/test.sh [unit|pg|kafka|connect|all] (default all).
+# Runs pgbisync's test suites. Usage: scripts/test.sh [unit|pg|kafka|connect|torture|all] (default all).
 #   unit   pure tests (*.test.ts without .pg/.kafka)
 #   pg     tests that need real PostgreSQL (*.pg.test.ts) and kafka: real Kafka too (*.kafka.test.ts);
 #          both run once per PostgreSQL major (18 from npm, 15 from the machine) on a stack that this script
@@ -7,6 +7,9 @@
 #   connect interop with the real Debezium connectors (*.connect.test.ts) on a stack started with
 #          `dev up --connect` (Kafka Connect too), on one PostgreSQL major: PGBISYNC_TEST_CONNECT_PG_MAJOR
 #          (default 15).
+#   torture the randomized fault-injecting torture test (torture/, scripts/torture.sh) on a stack of its own:
+#          seeds PGBISYNC_TEST_TORTURE_SEEDS (default "1 2 3"), PGBISYNC_TEST_TORTURE_SECONDS each (default 60),
+#          every fault kind, the workload kinds of PGBISYNC_TEST_TORTURE_WORKLOAD; each seed counts as a test.
 # Ends with one line "tests: N passed, N failed" summed over every run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -97,7 +100,25 @@ if [ "$suite" = connect ] || [ "$suite" = all ]; then
   ./bin/pgbisync.js dev down --state-dir "$state" --destroy >/dev/null 2>&1 || status=1
 fi
 
-passed=0; failed=0; todo=0
+torture_passed=0; torture_failed=0
+if [ "$suite" = torture ] || [ "$suite" = all ]; then
+  echo "=== torture: seeds ${PGBISYNC_TEST_TORTURE_SEEDS:-1 2 3}"
+  out="$results/torture.out"
+  TORTURE_PORT_BASE=$((port_base + 300)) TORTURE_STATE_DIR="$PWD/.state/test-torture" \
+    bash scripts/torture.sh --seeds "${PGBISYNC_TEST_TORTURE_SEEDS:-1 2 3}" \
+    --duration "${PGBISYNC_TEST_TORTURE_SECONDS:-60}" --faults all \
+    --workload "${PGBISYNC_TEST_TORTURE_WORKLOAD:-basic}" 2>"$results/torture.err" | tee "$out" || status=1
+  line="$(grep -E '^torture: [0-9]+ passed, [0-9]+ failed' "$out" | tail -1)"
+  if [ -z "$line" ]; then
+    echo "torture: no result line; its log ends:"; tail -40 "$results/torture.err"; torture_failed=1; status=1
+  else
+    torture_passed=$(echo "$line" | awk '{print $2}'); torture_failed=$(echo "$line" | awk '{print $4}')
+    [ "$torture_failed" -eq 0 ] || { grep -E 'FAIL|fault:' "$results/torture.err" | head -60; status=1; }
+  fi
+  ./bin/pgbisync.js dev down --state-dir "$PWD/.state/test-torture" --destroy >/dev/null 2>&1 || true
+fi
+
+passed=$torture_passed; failed=$torture_failed; todo=0
 for tap in "$results"/*.tap; do
   [ -f "$tap" ] || continue
   p=$(grep -E '^# pass ' "$tap" | tail -1 | awk '{print $3}'); f=$(grep -E '^# fail ' "$tap" | tail -1 | awk '{print $3}')
