@@ -46,6 +46,8 @@ export interface ProgressOf {
   readonly partition: number;
   /** Offset of the transaction's last record: the applier resumes after it. */
   readonly lastOffset: bigint;
+  /** Offset of its first record: where a part of it that is not the last leaves the position. */
+  readonly firstOffset?: bigint;
   readonly commitLsn: bigint;
   /** True when commitLsn orders transactions (our capture's header). */
   readonly lsnOrdered: boolean;
@@ -138,14 +140,32 @@ export class ApplyProgress {
    * {@link PROGRESS_STATEMENT}): from now on, the next write requires the row to hold `txn`'s position.
    */
   nextWrite(txn: ProgressOf): unknown[] {
-    const nextOffset = String(txn.lastOffset + 1n);
+    return this.#write(txn, String(txn.lastOffset + 1n));
+  }
+
+  /**
+   * Like {@link nextWrite}, for a target transaction that applies only a part of `txn` and not its last
+   * (a snapshot chunk is applied as one target transaction per commit time): the position stays where
+   * it is, or, with none stored yet, is set to `txn`'s first record — if a later part fails, the applier
+   * reads the whole of `txn` again (its upserts are idempotent) instead of resuming after it.
+   */
+  holdWrite(txn: ProgressOf): unknown[] {
+    const held = this.#position;
+    if (held.nextOffset === null) return this.#write(txn, String(txn.firstOffset ?? 0n));
+    return this.#write({ ...txn, topic: held.topic!, partition: held.partition! }, held.nextOffset);
+  }
+
+  #write(txn: ProgressOf, nextOffset: string): unknown[] {
     const was = this.#position;
     this.#position = { topic: txn.topic, partition: txn.partition, nextOffset };
     return [
       txn.topic,
       txn.partition,
       nextOffset,
-      formatLsn(txn.commitLsn),
+      // Snapshot rows do not move the watermark of re-published transactions: their chunks share the
+      // LSN of the slot's consistent point, which a snapshot read again after an interruption takes
+      // anew; stored, it would make the streamed transactions below it look applied already.
+      formatLsn(txn.snapshot ? this.#lastCommitLsn : txn.commitLsn),
       was.topic,
       was.partition,
       was.nextOffset,

@@ -38,6 +38,11 @@ export interface ApplyTransaction {
   readonly partition: number;
   readonly lastOffset: bigint;
   /**
+   * Offset of the transaction's first record, where a stored position may point while only a part of
+   * the transaction committed (a snapshot chunk split by commit time); absent: not known.
+   */
+  readonly firstOffset?: bigint;
+  /**
    * Sources spread over several topics (Debezium's per-table topics): the position after this
    * transaction in each topic it has records in, stored with it (pgbisync.apply_positions).
    */

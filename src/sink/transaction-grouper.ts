@@ -40,6 +40,8 @@ export class TransactionGrouper {
   #changes: RowChange[] = [];
   #last: DecodedChange | undefined;
   #lastRecord: InRecord | undefined;
+  /** Offset of the open transaction's first record. */
+  #firstOffset: bigint | undefined;
 
   constructor(
     sourceNode: string,
@@ -73,6 +75,7 @@ export class TransactionGrouper {
           this.#changes.push(decoded.change);
         }
       }
+      this.#firstOffset ??= record.offset;
       this.#lastRecord = record;
       if (last) {
         const closed = this.#close(commitLsnOf(record.headers));
@@ -86,8 +89,10 @@ export class TransactionGrouper {
     const record = this.#lastRecord;
     const last = this.#last;
     const changes = this.#changes;
+    const firstOffset = this.#firstOffset;
     this.#changes = [];
     this.#last = undefined;
+    this.#firstOffset = undefined;
     if (record === undefined) return undefined;
     return {
       sourceNode: this.#sourceNode,
@@ -100,6 +105,7 @@ export class TransactionGrouper {
       topic: record.topic,
       partition: record.partition,
       lastOffset: record.offset,
+      ...(firstOffset === undefined ? {} : { firstOffset }),
     };
   }
 }

@@ -431,3 +431,58 @@ test('a source transaction that writes a key twice is no conflict with itself', 
   assert.deepEqual((await dbs.sql2('SELECT id::int, n FROM items ORDER BY id')).rows, [{ id: 1, n: 2 }]);
   assert.deepEqual((await dbs.sql2('SELECT count(*)::int AS n FROM pgbisync.conflicts')).rows, [{ n: 0 }]);
 });
+
+test('a snapshot chunk split by commit time moves the position only with its last part', async () => {
+  await using dbs = await createTestDatabases('writer');
+  const writer = await setup(dbs.db2, (t) => dbs.sql2(t));
+  /** A chunk of offsets 20..30 whose rows carry two commit times: two target transactions. */
+  const chunk = (second: string): ApplyTransaction => ({
+    ...txn(3, [
+      { ...insert('10', '10'), op: 'r', commitTimeUs: T0_US + 50n },
+      { ...insert('11', second), op: 'r', commitTimeUs: T0_US + 60n },
+    ]),
+    snapshot: true,
+    firstOffset: 20n,
+    lastOffset: 30n,
+  });
+  const position = async () =>
+    (await dbs.sql2('SELECT next_offset::int AS next FROM pgbisync.apply_progress')).rows.map((r) => r.next);
+  try {
+    await writer.open();
+    // First of all, before any position is stored: a failed second part leaves none past the chunk.
+    await assert.rejects(writer.apply([chunk('not a number')]), failsWith(/invalid input syntax/));
+    assert.ok(
+      (await position()).every((next) => next <= 20),
+      `stored ${await position()}`,
+    );
+  } finally {
+    await writer.close();
+  }
+  const again = writerFor(dbs.db2);
+  try {
+    await again.open();
+    await again.apply([txn(1, [insert('1', '1')])]);
+    assert.deepEqual(await position(), [11]);
+    // The first part (row 10) commits, the second fails: the applier must read the chunk again.
+    await assert.rejects(again.apply([chunk('not a number')]), failsWith(/invalid input syntax/));
+    assert.deepEqual(await position(), [11]);
+    // Snapshot rows leave the watermark of re-published transactions where streamed ones put it.
+    const lsn = await dbs.sql2('SELECT commit_lsn::text AS lsn FROM pgbisync.apply_progress');
+    assert.equal(lsn.rows[0]?.lsn, '0/1001');
+  } finally {
+    await again.close();
+  }
+  const third = writerFor(dbs.db2);
+  try {
+    assert.equal((await third.open())?.nextOffset, 11n);
+    await third.apply([chunk('11')]);
+    assert.deepEqual(await position(), [31]);
+  } finally {
+    await third.close();
+  }
+  const rows = await dbs.sql2('SELECT id::int FROM items ORDER BY id');
+  assert.deepEqual(
+    rows.rows.map((r) => r.id),
+    [1, 10, 11],
+  );
+});

@@ -128,8 +128,10 @@ export class TransactionWriter {
         const duplicate = this.#progress.alreadyApplied(txn);
         if (duplicate) skipped++;
         else applied++;
-        for (const part of splitByCommitTime(txn)) {
-          pending.push(...(await this.#queue(part, duplicate, conflictResults)));
+        // Only the last part of a split snapshot chunk moves the position (see ApplyProgress.holdWrite).
+        const parts = splitByCommitTime(txn);
+        for (const [i, part] of parts.entries()) {
+          pending.push(...(await this.#queue(part, duplicate, conflictResults, i === parts.length - 1)));
         }
         if (!duplicate) this.#progress.queued(txn);
         if (pending.length - flushedAt >= FLUSH_EVERY_STATEMENTS) {
@@ -177,6 +179,7 @@ export class TransactionWriter {
     txn: ApplyTransaction,
     duplicate: boolean,
     conflictResults: Promise<unknown>[],
+    last: boolean,
   ): Promise<Promise<unknown>[]> {
     const tsIso = isoFromMicros(txn.commitTimeUs);
     const statements: PlannedStatement[] = [];
@@ -188,7 +191,7 @@ export class TransactionWriter {
     }
     const positions = txn.topicPositions ?? [];
     if (positions.length > 0) statements.push(positionsWrite(txn.sourceNode, positions));
-    const progress = this.#progress.nextWrite(txn);
+    const progress = last ? this.#progress.nextWrite(txn) : this.#progress.holdWrite(txn);
     const only = statements.length === 1 ? statements[0]! : undefined;
     if (only?.values !== undefined && only.text.startsWith('WITH ')) {
       const result = this.#query(this.#withProgress(only.text, only.values.length), [
