@@ -8,7 +8,7 @@
  * A version is (commit time, writing node). The commit time of a row version is
  * pg_xact_commit_timestamp(xmin) — for rows applied by pgbisync that is the SOURCE commit time, because
  * the applier sets it with pg_replication_origin_xact_setup — and the writing node comes from the
- * transaction's replication origin (`pgbisync_<node>`; no origin = this node). Unknown/frozen times count
+ * transaction's replication origin (`pgbisync_<node>@<target>`, read by pgbisync.origin_node; no origin = this node). Unknown/frozen times count
  * as oldest (pgbisync.version_time gives '-infinity'; the TypeScript form, null). Comparing (time, node)
  * as a row value gives a total order that every node evaluates the same way, so all nodes keep the same
  * winner (convergence).

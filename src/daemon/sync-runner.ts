@@ -2,7 +2,7 @@
  * `pgbisync run`: a capture per node and an applier per direction, in one process, supervised.
  *
  * Capture on node N publishes to N's topics; the applier N -> M consumes them and writes into M under
- * the origin `pgbisync_N`, so M's capture drops what it applied (no loops). Each component owns its
+ * the origin `pgbisync_N@M`, so M's capture drops what it applied (no loops). Each component owns its
  * connections and Kafka clients; a retryable failure restarts only that component. With `threads: true`
  * the captures run on a worker thread (component-thread.ts) and the appliers here; metrics, logs and the
  * state behind /status stay here either way, fed by the components' reports.

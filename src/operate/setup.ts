@@ -44,7 +44,7 @@ export async function setup(config: Config, log: (line: string) => void = () => 
       const origins: string[] = [];
       for (const other of config.nodes) {
         if (other.name === node.name) continue;
-        const origin = objectNames.origin(other.name);
+        const origin = objectNames.origin(other.name, node.name);
         await db.query(
           'SELECT pg_replication_origin_create($1) WHERE NOT EXISTS (SELECT 1 FROM pg_replication_origin WHERE roname = $1)',
           [origin],
@@ -136,7 +136,7 @@ export async function teardown(
       await db.query('DROP SCHEMA IF EXISTS pgbisync CASCADE');
       const origins = await db.query<{ roname: string }>(
         'SELECT roname FROM pg_replication_origin WHERE roname = ANY($1::text[])',
-        [names.map(objectNames.origin)],
+        [names.flatMap((n) => [objectNames.origin(n, node.name), objectNames.legacyOrigin(n)])],
       );
       for (const o of origins.rows) {
         // An applier session may still hold it; pg_replication_origin_drop waits for it (PG 15+: nowait=false).

@@ -9,7 +9,7 @@
  *   tombstone the existing row wins and is copied.
  *
  * Every repair write is one target transaction in a session bound to the replication origin
- * `pgbisync_<winning node>`, with `pg_replication_origin_xact_setup` giving it the winner's commit time:
+ * `pgbisync_<winning node>@<target>`, with `pg_replication_origin_xact_setup` giving it the winner's commit time:
  * the target's capture drops it (no loop, nothing re-published), and the copy carries the same version
  * (time and node) as the original, so later conflicts resolve the same way on every node. Writes go
  * through the applier's guarded statements (../sink/statement-builder.ts): a change committed on the
@@ -284,9 +284,9 @@ async function rowValues(
   return columns.map((_, c) => r.rows.map((row) => row.v[c] ?? null));
 }
 
-/** Binds the session to `pgbisync_<node>` (created when missing), switching from another origin. */
+/** Binds the session to the origin of `node` on this side (created when missing), switching from another. */
 async function bindOrigin(side: Side, node: string): Promise<void> {
-  const origin = objectNames.origin(node);
+  const origin = objectNames.origin(node, side.node);
   const session = side.session;
   if (session.origin === origin) return;
   try {

@@ -125,14 +125,14 @@ test('out-of-band writes are listed by key; --repair copies the winner and verif
   const [a6, b6] = [await row(dbs.sql1, 6), await row(dbs.sql2, 6)];
   assert.equal(a6.name, 'changed on b');
   assert.equal(a6.ts, b6.ts, 'the copy carries the winner commit time');
-  assert.equal(a6.origin, `pgbisync_${b}`);
+  assert.equal(a6.origin, `pgbisync_${b}@${a}`);
   assert.equal(b6.origin, null);
   const b10 = await row(dbs.sql2, 10);
   assert.equal(b10.name, 'item 10');
   assert.equal(b10.ts, (await row(dbs.sql1, 10)).ts);
-  assert.equal(b10.origin, `pgbisync_${a}`);
+  assert.equal(b10.origin, `pgbisync_${a}@${b}`);
   assert.equal((await row(dbs.sql2, 100)).price, '0.00');
-  assert.equal((await row(dbs.sql1, 1001)).origin, `pgbisync_${b}`);
+  assert.equal((await row(dbs.sql1, 1001)).origin, `pgbisync_${b}@${a}`);
 
   // Local-only changes since the probe slots: the out-of-band writes, none of the repair writes. The
   // slot functions decode WAL up to the flushed position only, and the test servers commit
@@ -182,7 +182,7 @@ test('a newer tombstone makes the delete win', async () => {
               WHERE o.roident = (pg_xact_commit_timestamp_origin(b.xmin)).roident) AS origin
        FROM pgbisync.tombstones b WHERE table_name = 'public.t'`,
   );
-  assert.equal(tomb.rows[0]?.origin, `pgbisync_${dbs.name}_b`);
+  assert.equal(tomb.rows[0]?.origin, `pgbisync_${dbs.name}_b@${dbs.name}_a`);
   assert.equal((await verify(config, { chunkRows: 8 })).report.identical, true);
 });
 

@@ -127,10 +127,15 @@ END $$;
 CREATE OR REPLACE FUNCTION pgbisync.version_time(x xid) RETURNS timestamptz LANGUAGE sql STABLE AS $$
   SELECT coalesce(pg_xact_commit_timestamp(x), '-infinity'::timestamptz)
 $$;
+-- The source node of a pgbisync origin: pgbisync_<source>@<target>, or pgbisync_<source> as earlier
+-- versions named it; NULL for any other origin.
+CREATE OR REPLACE FUNCTION pgbisync.origin_node(roname text) RETURNS text LANGUAGE sql IMMUTABLE AS $$
+  SELECT CASE WHEN roname LIKE 'pgbisync\\_%' THEN split_part(substr(roname, 10), '@', 1) END
+$$;
 CREATE OR REPLACE FUNCTION pgbisync.version_node(x xid, local_node text) RETURNS text LANGUAGE sql STABLE AS $$
   SELECT coalesce(
-    (SELECT substr(o.roname, 10) FROM pg_replication_origin o
-      WHERE o.roident = (pg_xact_commit_timestamp_origin(x)).roident AND o.roname LIKE 'pgbisync\\_%'),
+    (SELECT pgbisync.origin_node(o.roname) FROM pg_replication_origin o
+      WHERE o.roident = (pg_xact_commit_timestamp_origin(x)).roident),
     local_node)
 $$;
 `;

@@ -23,8 +23,15 @@ export function splitTableName(name: string): { schema: string; table: string } 
 export const objectNames = {
   slot: (node: string) => `pgbisync_${node}`,
   publication: (node: string) => `pgbisync_${node}`,
-  /** The replication origin of transactions applied on behalf of a source node. */
-  origin: (sourceNode: string) => `pgbisync_${sourceNode}`,
+  /**
+   * The replication origin of transactions applied on `targetNode` on behalf of `sourceNode`. Origins
+   * belong to the server, not to a database, and a session holds one at a time: two nodes that are
+   * databases of one server each need their own. `@` cannot occur in a node name, so the source node is
+   * read back unambiguously (pgbisync.origin_node).
+   */
+  origin: (sourceNode: string, targetNode: string) => `pgbisync_${sourceNode}@${targetNode}`,
+  /** The origin name of earlier versions (one per source node, shared by the databases of a server). */
+  legacyOrigin: (sourceNode: string) => `pgbisync_${sourceNode}`,
   originPrefix: 'pgbisync_',
   schema: 'pgbisync',
 };

@@ -18,6 +18,7 @@ export interface ApplySessionOptions {
 const SCHEMA_FUNCTIONS = [
   'pgbisync.version_time',
   'pgbisync.version_node',
+  'pgbisync.origin_node',
   'pgbisync.deleted_meanwhile',
   'pgbisync.record_conflict',
   'pgbisync.take_conflicts',
@@ -28,7 +29,7 @@ const SCHEMA_FUNCTIONS = [
  * the fix, when the target lacks what the statements need.
  */
 export async function setUpApplySession(db: Queryable, o: ApplySessionOptions): Promise<void> {
-  const origin = objectNames.origin(o.sourceNode);
+  const origin = objectNames.origin(o.sourceNode, o.targetNode);
   await db.query('SET synchronous_commit = off');
   await requireSchemaFunctions(db, o);
   if (o.replicaRole === true) {

@@ -116,7 +116,7 @@ test('a failed transaction stops every later one of the pipelined batch; the app
     [2, 3, 4, 5, 6],
   );
   const origin = await dbs.sql2(
-    "SELECT remote_lsn::text AS lsn FROM pg_replication_origin_status s JOIN pg_replication_origin o ON o.roident = s.local_id WHERE o.roname = 'pgbisync_src'",
+    "SELECT remote_lsn::text AS lsn FROM pg_replication_origin_status s JOIN pg_replication_origin o ON o.roident = s.local_id WHERE o.roname = 'pgbisync_src@dst'",
   );
   assert.equal(origin.rows[0]?.lsn, '0/1005');
 });
