@@ -485,6 +485,7 @@ test('a snapshot chunk split by commit time moves the position only with its las
     rows.rows.map((r) => r.id),
     [1, 10, 11],
   );
+});
 
 test('a transaction that fails while later ones are still being queued is no unhandled rejection', async (t) => {
   // The last transaction's table is read from the catalog first (a round trip), after the writer sent
