@@ -3,7 +3,9 @@
  * ordinary trigger or rule fires where the application wrote and never again where pgbisync applies the
  * row (the applier writes with session_replication_role = replica, as PostgreSQL's own apply worker
  * does), so a trigger that stamps rows leaves the same stamp on every node; a trigger the user set to
- * ENABLE ALWAYS or ENABLE REPLICA does fire on applied rows. Checked with plain SQL on the nodes.
+ * ENABLE ALWAYS or ENABLE REPLICA does fire on applied rows. Foreign keys, whose checks are triggers
+ * too, still hold on both nodes; a rule the applier's statements refuse blocks only its direction.
+ * Checked with plain SQL on the nodes.
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
@@ -177,6 +179,38 @@ test('foreign keys, unchecked on applied rows, still hold on both nodes: commit 
   for (const sql of [dbs.sql1, dbs.sql2]) {
     await sql(`ALTER TABLE child DROP CONSTRAINT child_parent_id_fkey;
       ALTER TABLE child ADD CONSTRAINT child_parent_id_fkey FOREIGN KEY (parent_id) REFERENCES parent (id)`);
+  }
+  await teardown(config, { keepTopics: false });
+});
+
+test('an ON UPDATE rule on the target blocks only that direction with the cause, which resumes once it is gone', async () => {
+  await using dbs = await createTestDatabases();
+  await both(dbs, 'CREATE TABLE public.items (id int PRIMARY KEY, v int)');
+  // INSERT ... ON CONFLICT refuses a table with an UPDATE rule, whether or not the rule would fire.
+  await dbs.sql2(`CREATE TABLE public.log (id int);
+    CREATE RULE logged AS ON UPDATE TO public.items DO ALSO INSERT INTO public.log VALUES (NEW.id)`);
+  const config = syncConfig(dbs, ['public.items']);
+  const [a, b] = config.nodes.map((n) => n.name) as [string, string];
+  await setup(config);
+  {
+    await using sync = await startSync(config);
+    const toB = () => sync.runner.states.get(`apply ${a}->${b}`)!;
+    await dbs.sql1('INSERT INTO items VALUES (1, 1)');
+    await waitFor('a->b blocked', async () => toB().state === 'blocked');
+    assert.match(toB().lastError ?? '', /does not support a statement the applier uses \(SQLSTATE 0A000\)/);
+    assert.match(toB().fix ?? '', /a rule on the target table is the usual cause/);
+    await dbs.sql2('INSERT INTO items VALUES (2, 2)');
+    await waitFor(
+      'b row on a',
+      async () => (await dbs.sql1('SELECT 1 FROM items WHERE id = 2')).rowCount === 1,
+    );
+    await dbs.sql2('DROP RULE logged ON public.items');
+    await waitFor(
+      'row 1 on b once the rule is gone',
+      async () => (await dbs.sql2('SELECT 1 FROM items WHERE id = 1')).rowCount === 1,
+      60_000,
+    );
+    await sync.stop();
   }
   await teardown(config, { keepTopics: false });
 });
