@@ -50,6 +50,7 @@ test('a good setup passes, sequence-filled keys only warn', async () => {
     'wal_senders',
     'replication_role',
     'create_publication',
+    'session_replication_role',
     'table public.t',
     'columns public.t',
     'broker',
@@ -220,14 +221,82 @@ test('a user without REPLICATION, origin functions, CREATE or table ownership ge
     );
     assert.equal(fixOf('create_publication'), `GRANT CREATE ON DATABASE "${dbs.name}" TO "${role}";`);
     assert.equal(fixOf('table public.t'), `ALTER TABLE "public"."t" OWNER TO "${role}";`);
-    assert.equal(fixOf('session_replication_role'), undefined, 'checked only in per-table mode');
+    // Appliers write with session_replication_role = replica in every mode.
+    const grant = `GRANT SET ON PARAMETER session_replication_role TO "${role}";`;
+    assert.equal(fixOf('session_replication_role'), grant);
     const perTable = await runDoctor(parseConfig(`${yaml}\nmode: per-table\n`, 'test'));
     assert.equal(
       fails(perTable).find((c) => c.node === `${dbs.name}_a` && c.check === 'session_replication_role')?.fix,
-      `GRANT SET ON PARAMETER session_replication_role TO "${role}";  (or use mode: transactional)`,
+      grant,
+    );
+    await dbs.sql1(grant);
+    const granted = await runDoctor(parseConfig(yaml, 'test'));
+    assert.equal(
+      granted.checks.find((c) => c.node === `${dbs.name}_a` && c.check === 'session_replication_role')
+        ?.status,
+      'ok',
     );
   } finally {
-    await dbs.sql1(`DROP ROLE IF EXISTS ${role}`).catch(() => undefined);
+    await dbs.sql1(`DROP OWNED BY ${role}; DROP ROLE IF EXISTS ${role}`).catch(() => undefined);
     await dbs.sql2(`DROP ROLE IF EXISTS ${role}`).catch(() => undefined);
   }
+});
+
+test('user triggers that skip applied rows warn with ENABLE ALWAYS; rules that break applying fail', async () => {
+  await using dbs = await createTestDatabases();
+  await both(
+    dbs,
+    `CREATE TABLE public.t (id int PRIMARY KEY, v int, updated_at timestamptz);
+     CREATE TABLE public.u (id int PRIMARY KEY, v int);
+     CREATE TABLE public.plain (id int PRIMARY KEY);
+     CREATE TABLE public.audit (id int);
+     CREATE FUNCTION public.stamp() RETURNS trigger LANGUAGE plpgsql AS
+       $$ BEGIN NEW.updated_at := clock_timestamp(); RETURN NEW; END $$;
+     CREATE TRIGGER stamp BEFORE INSERT OR UPDATE ON public.t FOR EACH ROW EXECUTE FUNCTION public.stamp();
+     CREATE TRIGGER always_stamp BEFORE INSERT ON public.t FOR EACH ROW EXECUTE FUNCTION public.stamp();
+     ALTER TABLE public.t ENABLE ALWAYS TRIGGER always_stamp;
+     CREATE RULE audited AS ON INSERT TO public.t DO ALSO INSERT INTO public.audit VALUES (NEW.id);
+     CREATE RULE on_update AS ON UPDATE TO public.u DO ALSO INSERT INTO public.audit VALUES (NEW.id)`,
+  );
+  const config = syncConfig(dbs, ['public.t', 'public.u', 'public.plain']);
+  const report = await runDoctor(config);
+  const a = report.checks.filter((c) => c.node === `${dbs.name}_a`);
+  const t = a.filter((c) => c.check === 'triggers public.t');
+  assert.deepEqual(
+    t.map((c) => c.status),
+    ['warn', 'warn'],
+    formatDoctor(report),
+  );
+  assert.match(t[0]!.detail, /^rule\(s\) audited on public\.t do not fire on rows pgbisync applies/);
+  assert.match(t[1]!.detail, /^trigger\(s\) stamp on public\.t do not fire on rows pgbisync applies/);
+  assert.match(
+    t[1]!.fix ?? '',
+    /^only if one must run on applied rows too: ALTER TABLE "public"\."t" ENABLE ALWAYS TRIGGER "stamp";/,
+  );
+  const u = a.filter((c) => c.check === 'triggers public.u');
+  assert.deepEqual(
+    u.map((c) => [c.status, c.fix]),
+    [
+      [
+        'FAIL',
+        'DROP RULE "on_update" ON "public"."u";  (do its work in a trigger instead; ALTER TABLE ... ENABLE ALWAYS TRIGGER runs that on applied rows too)',
+      ],
+    ],
+  );
+  assert.equal(
+    a.filter((c) => c.check === 'triggers public.plain').length,
+    0,
+    'no line for a table without any',
+  );
+  assert.equal(report.ok, false);
+  // The statement doctor gives makes the trigger fire on applied rows: it warns no more.
+  await dbs.sql1(t[1]!.fix!.replace(/^only if one must run on applied rows too: /, '').replace(/;.*$/, ';'));
+  await dbs.sql1('DROP RULE audited ON public.t');
+  const after = await runDoctor(config);
+  assert.deepEqual(
+    after.checks
+      .filter((c) => c.node === `${dbs.name}_a` && c.check === 'triggers public.t')
+      .map((c) => [c.status, c.detail]),
+    [['ok', 'trigger(s) always_stamp, stamp fire on applied rows (ENABLE ALWAYS / REPLICA)']],
+  );
 });

@@ -5,9 +5,11 @@
  * Checks per node: connection (reachable, authenticated, database exists), server version (15+),
  * wal_level, track_commit_timestamp, room for pgbisync's slot and walsender beyond those in use,
  * REPLICATION (or superuser), EXECUTE on the replication-origin functions, CREATE on the database
- * (publication, pgbisync schema); per table: exists, primary key, replica identity, owned by the user
- * (CREATE PUBLICATION ... FOR TABLE and the delete trigger need ownership), same columns and key as on the
- * first node, sequence-filled columns (inserts on two nodes collide unless interleaved). Kafka: brokers
+ * (publication, pgbisync schema), SET session_replication_role (appliers write with it); per table:
+ * exists, primary key, replica identity, owned by the user (CREATE PUBLICATION ... FOR TABLE and the
+ * delete trigger need ownership), same columns and key as on the first node, sequence-filled columns
+ * (inserts on two nodes collide unless interleaved), user triggers and rules (which do not fire on
+ * applied rows, or break applying: ./doctor-triggers.ts). Kafka: brokers
  * reachable; existing event topics have one partition in transactional mode (commit order).
  */
 import type pg from 'pg';
@@ -20,6 +22,7 @@ import { objectNames, quoteIdent } from '../pg/sql-names.ts';
 import { type CatalogTable, matchTables } from '../pg/table-catalog.ts';
 import type { CheckStatus, DoctorCheck, DoctorReport, Emit } from './doctor-report.ts';
 import { checkSequences, checkTable, compareTables } from './doctor-tables.ts';
+import { checkReplicaRole, checkTriggers } from './doctor-triggers.ts';
 
 const MIN_SERVER_VERSION_NUM = 150000;
 const CONNECT_TIMEOUT_MS = 10_000;
@@ -40,7 +43,7 @@ export async function runDoctor(config: Config): Promise<DoctorReport> {
     if (db === undefined) continue;
     try {
       await checkServer(db, node, emit);
-      if (config.mode === 'per-table') await checkReplicaRole(db, emit);
+      await checkReplicaRole(db, emit);
       const names = Array.isArray(config.tables)
         ? [...config.tables]
         : await matchTables(db, config.tables.include, config.tables.exclude);
@@ -54,6 +57,7 @@ export async function runDoctor(config: Config): Promise<DoctorReport> {
         if (found !== undefined) tables.set(name, found);
       }
       await checkSequences(db, config, [...tables.values()], index, emit);
+      await checkTriggers(db, [...tables.keys()], emit);
       const first = catalogs[0];
       if (first !== undefined) compareTables(first, { node: node.name, tables }, emit);
       catalogs.push({ node: node.name, tables });
@@ -227,25 +231,6 @@ async function checkServer(db: pg.Client, node: NodeConfig, emit: Emit): Promise
       'FAIL',
       `${s.usr} lacks CREATE on database ${s.db} (publication, pgbisync schema)`,
       `GRANT CREATE ON DATABASE ${quoteIdent(s.db)} TO ${role};`,
-    );
-}
-
-/** Per-table mode applies with session_replication_role = replica: superuser or a SET grant (15+). */
-async function checkReplicaRole(db: pg.Client, emit: Emit): Promise<void> {
-  const r = await db.query<{ usr: string; allowed: boolean }>(
-    `SELECT current_user AS usr,
-            (SELECT rolsuper FROM pg_roles WHERE rolname = current_user)
-              OR has_parameter_privilege('session_replication_role', 'SET') AS allowed`,
-  );
-  const { usr, allowed } = r.rows[0]!;
-  if (allowed)
-    emit('session_replication_role', 'ok', `${usr} may SET session_replication_role (mode: per-table)`);
-  else
-    emit(
-      'session_replication_role',
-      'FAIL',
-      `${usr} may not SET session_replication_role, which mode: per-table applies with`,
-      `GRANT SET ON PARAMETER session_replication_role TO ${quoteIdent(usr)};  (or use mode: transactional)`,
     );
 }
 

@@ -90,16 +90,28 @@ export async function requireSyncSettings(db: import('pg').Client, node: string)
   }
 }
 
+/**
+ * The trigger that records local deletes (and key changes) in pgbisync.tombstones. It is an ordinary
+ * trigger (ENABLE, fires on origin), not ENABLE ALWAYS: the applier writes with
+ * session_replication_role = replica, so it does not fire on applied rows, and must not. The applier
+ * records an applied delete's (and key change's) tombstone itself, only where the incoming change beats
+ * the tombstone already there (../sink/statement-builder.ts); the trigger's unguarded write would
+ * re-date a newer tombstone (one a third node's later delete left) to the older incoming change, and
+ * write each applied tombstone twice. Re-running setup puts the trigger back to ordinary when someone
+ * changed it (CREATE OR REPLACE resets it too; the ALTER says so on purpose).
+ */
 async function installTombstoneTrigger(db: import('pg').Client, name: string): Promise<void> {
   const { schema, table } = splitTableName(name);
   const catalog = await readTable(db, schema, table);
   const key = catalog?.primaryKey ?? [];
   if (key.length === 0) return;
+  const qualified = qualifiedName(schema, table);
   await db.query(
     `CREATE OR REPLACE TRIGGER ${quoteIdent(TOMBSTONE_TRIGGER)}
-       AFTER DELETE OR UPDATE OF ${key.map(quoteIdent).join(', ')} ON ${qualifiedName(schema, table)}
+       AFTER DELETE OR UPDATE OF ${key.map(quoteIdent).join(', ')} ON ${qualified}
        FOR EACH ROW EXECUTE FUNCTION pgbisync.record_tombstone(${key.map(quoteLiteral).join(', ')})`,
   );
+  await db.query(`ALTER TABLE ${qualified} ENABLE TRIGGER ${quoteIdent(TOMBSTONE_TRIGGER)}`);
 }
 
 export interface TeardownReport {

@@ -13,7 +13,9 @@
  * the target's capture drops it (no loop, nothing re-published), and the copy carries the same version
  * (time and node) as the original, so later conflicts resolve the same way on every node. Writes go
  * through the applier's guarded statements (../sink/statement-builder.ts): a change committed on the
- * target after verify read it is not overwritten by an older version.
+ * target after verify read it is not overwritten by an older version. Like the applier's, the session
+ * writes with session_replication_role = replica (../sink/apply-session.ts): the node's ordinary
+ * triggers and rules do not fire on the copies.
  *
  * The applier of `pgbisync run` holds these origins while it runs (an origin is bound to one session at a
  * time): stop `run` during a repair. Rows sharing a version are written in one transaction; each other
@@ -27,6 +29,7 @@ import { objectNames, quoteIdent, quoteLiteral, splitTableName } from '../pg/sql
 import { type CatalogTable, readTable } from '../pg/table-catalog.ts';
 import { ErrorCode, FatalError } from '../runtime/errors.ts';
 import { classifyPgError } from '../runtime/pg-errors.ts';
+import { setReplicaRole } from '../sink/apply-session.ts';
 import { TableStatements } from '../sink/statement-builder.ts';
 import { connectNode, policyFor } from './sync-plan.ts';
 import type { PairDifferences } from './verify.ts';
@@ -89,6 +92,9 @@ export async function repair(config: Config, differences: readonly PairDifferenc
     await prepareComparableSession(db);
     // Idempotent (as in setup): the guard functions, tombstones and conflict log the writes use.
     await ensurePgbisyncSchema(db);
+    // A copy is an applied row: the node's ordinary triggers must not fire on it (a trigger stamping
+    // rows would make the copy differ from the original), as for the applier's writes.
+    await setReplicaRole(db, `repairing ${node}`, node);
     return created;
   };
   try {

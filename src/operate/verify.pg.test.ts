@@ -186,6 +186,31 @@ test('a newer tombstone makes the delete win', async () => {
   assert.equal((await verify(config, { chunkRows: 8 })).report.identical, true);
 });
 
+test('a trigger stamping rows on both nodes does not re-stamp the copies repair writes', async () => {
+  await using dbs = await createTestDatabases();
+  await both(
+    dbs,
+    `CREATE TABLE public.stamped (id int PRIMARY KEY, v int NOT NULL, updated_at timestamptz);
+     CREATE FUNCTION public.stamp() RETURNS trigger LANGUAGE plpgsql AS
+       $$ BEGIN NEW.updated_at := clock_timestamp(); RETURN NEW; END $$;
+     CREATE TRIGGER stamp BEFORE INSERT OR UPDATE ON public.stamped FOR EACH ROW EXECUTE FUNCTION public.stamp()`,
+  );
+  await dbs.sql1('INSERT INTO public.stamped SELECT i, i FROM generate_series(1, 5) i');
+  await dbs.sql2('INSERT INTO public.stamped SELECT i, i FROM generate_series(1, 5) i');
+  await dbs.sql2('UPDATE public.stamped SET v = 0 WHERE id = 3');
+  const config = syncConfig(dbs, ['public.stamped']);
+  const first = await verify(config, { chunkRows: 10 });
+  // Stamped on each node by its own clock: every row differs, b's are the later versions.
+  assert.equal(diffs(byTable(first.report, 'public.stamped')).length, 5);
+  const [r] = await repair(config, first.differences);
+  assert.equal(r?.copiedToReference, 5);
+  assert.equal(
+    (await verify(config, { chunkRows: 10 })).report.identical,
+    true,
+    'the copies kept the stamps of b',
+  );
+});
+
 test('a composite primary key, through the CLI: exit 1 listing keys, --repair exits 0', async () => {
   await using dbs = await createTestDatabases();
   await both(

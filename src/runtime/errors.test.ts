@@ -69,6 +69,17 @@ test("a classified PostgreSQL error names what was done; PostgreSQL's words are 
       ErrorCode.APPLY_REJECTED,
     ],
     [
+      classifyApplyError(
+        pgError(
+          '0A000',
+          'INSERT with ON CONFLICT clause cannot be used with table that has INSERT or UPDATE rules',
+        ),
+        'applying a -> b',
+      ),
+      BlockedError,
+      ErrorCode.APPLY_REJECTED,
+    ],
+    [
       classifyApplyError(pgError('42P01', 'relation "t" does not exist'), 'applying a -> b'),
       BlockedError,
       ErrorCode.SCHEMA_MISMATCH,

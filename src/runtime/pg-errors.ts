@@ -54,7 +54,8 @@ export function classifyPgError(error: unknown, where: string): PgbisyncError {
 
 /**
  * Like {@link classifyPgError}, for a transaction the applier wrote: SQL the target rejects (a value it
- * cannot take, a constraint, a missing object or privilege: classes 22, 23, 42) blocks that stream until
+ * cannot take, a constraint, a missing object or privilege, a rule the statement does not support:
+ * classes 22, 23, 42, 0A) blocks that stream until
  * an operator fixes the target; it would fail the same way on every retry, but the other streams go on.
  */
 export function classifyApplyError(error: unknown, where: string): PgbisyncError {
@@ -81,6 +82,19 @@ export function classifyApplyError(error: unknown, where: string): PgbisyncError
       hint: 'make the target table accept the change (or fix the source row); the stream retries and resumes from the same event',
       cause: error,
     });
+  }
+  if (klass === '0A') {
+    // Feature not supported: in practice a rule on the target table, which INSERT ... ON CONFLICT and
+    // data-modifying WITH queries refuse (an ON UPDATE rule, or one set to fire on replicas). Retrying
+    // cannot help, and it is not the connection.
+    return new BlockedError(
+      `${where}: the target does not support a statement the applier uses${sqlstateNote(sqlstate)}`,
+      {
+        code: ErrorCode.APPLY_REJECTED,
+        hint: 'a rule on the target table is the usual cause (`pgbisync doctor` names it): do its work in a trigger instead and drop the rule; the stream retries and resumes from the same event',
+        cause: error,
+      },
+    );
   }
   return classifyPgError(error, where);
 }

@@ -88,8 +88,6 @@ export class Applier {
       targetNode: o.targetNode,
       sourceNode: o.sourceNode,
       policyFor: o.policyFor,
-      // Transactions split by table: rows of different tables do not arrive in source order.
-      replicaRole: o.debezium !== undefined && o.debezium.transactionTopic === undefined,
     });
     let consumer: RecordConsumer | undefined;
     /** The group queued before the newest one: settles once it committed and was reported. */

@@ -2,16 +2,25 @@
  * The applier's session on the target node: the checks that the node can take the writer's statements,
  * the settings those statements rely on, and the binding to the source's replication origin (every
  * transaction of the session is then marked with it, so the target's capture drops it: no loops).
+ *
+ * The session writes with `session_replication_role = replica`, as PostgreSQL's own apply worker does
+ * (https://www.postgresql.org/docs/current/runtime-config-client.html#GUC-SESSION-REPLICATION-ROLE):
+ * ordinary triggers and rules, foreign-key checks and actions included, fire where the application wrote
+ * and not again on the rows applied here. A trigger that stamps `updated_at` with the local clock would
+ * otherwise stamp the applied row anew and the nodes would differ; one that the user set to
+ * `ENABLE ALWAYS` or `ENABLE REPLICA TRIGGER` still fires. pgbisync's own tombstone trigger stays
+ * ordinary: the applier records an applied delete's tombstone itself, guarded (./statement-builder.ts).
+ * Foreign keys hold without their checks because the source checked them and transactional mode
+ * applies whole source transactions in commit order. (Per-table topics apply each table in its own
+ * order: there the setting is also what lets a child row arrive before its parent.)
  */
-import { objectNames } from '../pg/sql-names.ts';
+import { objectNames, quoteIdent } from '../pg/sql-names.ts';
 import type { Queryable } from '../pg/table-catalog.ts';
 import { BlockedError, ErrorCode } from '../runtime/errors.ts';
 
 export interface ApplySessionOptions {
   readonly sourceNode: string;
   readonly targetNode: string;
-  /** Run with `session_replication_role = replica` (see TransactionWriterOptions.replicaRole). */
-  readonly replicaRole?: boolean;
 }
 
 /** Functions of the pgbisync schema the statements call (see ../pg/pgbisync-schema.ts). */
@@ -32,20 +41,7 @@ export async function setUpApplySession(db: Queryable, o: ApplySessionOptions): 
   const origin = objectNames.origin(o.sourceNode, o.targetNode);
   await db.query('SET synchronous_commit = off');
   await requireSchemaFunctions(db, o);
-  if (o.replicaRole === true) {
-    try {
-      await db.query('SET session_replication_role = replica');
-    } catch (error) {
-      throw new BlockedError(
-        `applying ${o.sourceNode} -> ${o.targetNode}: cannot SET session_replication_role = replica`,
-        {
-          code: ErrorCode.PG_PREREQUISITE,
-          hint: `per-table topics apply with triggers and foreign keys off: on ${o.targetNode} run GRANT SET ON PARAMETER session_replication_role TO <the node url's user> (PostgreSQL 15+), or use a superuser, or mode: transactional`,
-          cause: error,
-        },
-      );
-    }
-  }
+  await setReplicaRole(db, `applying ${o.sourceNode} -> ${o.targetNode}`, o.targetNode);
   // Every statement is prepared once per connection and then executed with a generic plan: the
   // guarded upserts are CTEs whose planning costs several times their execution (measured: 0.65 ms
   // of backend CPU per single-row upsert re-planned each time, 0.11 ms with a cached generic plan).
@@ -60,6 +56,30 @@ export async function setUpApplySession(db: Queryable, o: ApplySessionOptions): 
     [origin],
   );
   await db.query('SELECT pg_replication_origin_session_setup($1)', [origin]);
+}
+
+/**
+ * Puts the session in session_replication_role = replica, for writes that copy rows from another node
+ * (the applier's, and `verify --repair`'s). That needs a superuser or, on PostgreSQL 15+,
+ * `GRANT SET ON PARAMETER`: without it this throws a BlockedError with that grant for the session's own
+ * user (`doing` names the work, e.g. `applying a -> b`).
+ */
+export async function setReplicaRole(db: Queryable, doing: string, node: string): Promise<void> {
+  try {
+    await db.query('SET session_replication_role = replica');
+  } catch (error) {
+    const user = (await db.query<{ usr: string }>('SELECT current_user AS usr')).rows[0]?.usr ?? '<user>';
+    throw new BlockedError(`${doing}: cannot SET session_replication_role = replica`, {
+      code: ErrorCode.PG_PREREQUISITE,
+      hint: `pgbisync writes rows from other nodes with the target's triggers and rules off (as PostgreSQL's own apply worker does): on ${node} run ${replicaRoleGrant(user)}  (PostgreSQL 15+), or connect as a superuser`,
+      cause: error,
+    });
+  }
+}
+
+/** The statement that lets `user` set session_replication_role (doctor gives the same). */
+export function replicaRoleGrant(user: string): string {
+  return `GRANT SET ON PARAMETER session_replication_role TO ${quoteIdent(user)};`;
 }
 
 /** The statements call functions of the pgbisync schema that `pgbisync setup` of an older version lacks. */

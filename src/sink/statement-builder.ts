@@ -217,8 +217,10 @@ export class TableStatements {
 
   /**
    * A key change whose new row lacks unchanged TOAST values: moves the row at the old key to the new
-   * key in place, guarded like an update. Parameters after the common ones: one single-element array
-   * per column in `columns`, then one per primary-key column with the old key.
+   * key in place, guarded like an update, and records the old key's tombstone as a delete of it does
+   * (the tombstone trigger does not fire on applied rows: ./apply-session.ts). Parameters after the
+   * common ones: one single-element array per column in `columns`, then one per primary-key column with
+   * the old key.
    */
   rekey(columns: readonly string[]): string {
     const cacheKey = `rekey:${columns.join(',')}`;
@@ -234,9 +236,12 @@ export class TableStatements {
     ].join(', ');
     const set = columns.map((c) => `${quoteIdent(c)} = i.${quoteIdent(c)}`).join(', ');
     const oldJoin = pk.map((k) => `t.${quoteIdent(k)} = i.${quoteIdent(`old ${k}`)}`).join(' AND ');
-    const wins = incomingWinsSql(this.#policy, '$1', '$2', VERSION_TIME('t'), VERSION_NODE('t'));
-    const text = `WITH i AS (SELECT ${select} FROM unnest(${[...newSel, ...oldSel].join(', ')}) AS u(${alias}))
-      UPDATE ${this.#qualified} AS t SET ${set} FROM i WHERE ${oldJoin} AND ${wins} AND $4::text IS NOT NULL`;
+    const wins = (time: string, node: string) => incomingWinsSql(this.#policy, '$1', '$2', time, node);
+    const oldKey = `jsonb_build_object(${pk.map((k) => `${quoteLiteral(k)}, i.${quoteIdent(`old ${k}`)}`).join(', ')})`;
+    const text = `WITH i AS (SELECT ${select} FROM unnest(${[...newSel, ...oldSel].join(', ')}) AS u(${alias})),
+      w AS (UPDATE ${this.#qualified} AS t SET ${set} FROM i WHERE ${oldJoin} AND ${wins(VERSION_TIME('t'), VERSION_NODE('t'))})
+      INSERT INTO pgbisync.tombstones AS b (table_name, key) SELECT $4::text, ${oldKey} FROM i
+        ON CONFLICT (table_name, key) DO UPDATE SET key = EXCLUDED.key WHERE ${wins(VERSION_TIME('b'), VERSION_NODE('b'))}`;
     this.#cache.set(cacheKey, text);
     return text;
   }

@@ -10,7 +10,7 @@ import { ensurePgbisyncSchema } from '../pg/pgbisync-schema.ts';
 import { BlockedError, describeError, ErrorCode, RetryableError } from '../runtime/errors.ts';
 import { waitFor } from '../testing/sync-fixture.ts';
 import { createTestDatabases } from '../testing/test-databases.ts';
-import type { ApplyTransaction, RowChange } from './apply-model.ts';
+import { type ApplyTransaction, type RowChange, UNCHANGED } from './apply-model.ts';
 import { TransactionWriter } from './transaction-writer.ts';
 
 const TOPIC = 'pgbisync.src';
@@ -524,5 +524,79 @@ test('a transaction that fails while later ones are still being queued is no unh
       assert.deepEqual((await dbs.sql2('SELECT id::int FROM items')).rows, [{ id: 1 }]);
       assert.deepEqual((await dbs.sql2('SELECT id::int FROM other')).rows, []);
     });
+  }
+});
+
+test('a key change applied in place records the old key as deleted, dated by its source commit', async () => {
+  await using dbs = await createTestDatabases('writer');
+  const writer = await setup(dbs.db2, (t) => dbs.sql2(t));
+  // The tombstone trigger is in place, as setup leaves it; it does not fire on applied rows.
+  await dbs.sql2(TOMBSTONE_TRIGGER.replace('AFTER DELETE', 'AFTER DELETE OR UPDATE OF id'));
+  // The new row lacks its unchanged (TOASTed) value: the row moves to the new key in place.
+  const move: RowChange = {
+    op: 'u',
+    schema: 'public',
+    table: 'items',
+    beforeKey: { id: '1' },
+    after: { id: '10', n: UNCHANGED },
+  };
+  try {
+    await writer.open();
+    await writer.apply([txn(1, [insert('1', '7')])]);
+    await writer.apply([txn(2, [move])]);
+  } finally {
+    await writer.close();
+  }
+  assert.deepEqual((await dbs.sql2('SELECT id::int, n FROM items')).rows, [{ id: 10, n: 7 }]);
+  const tomb = await dbs.sql2(
+    `SELECT key::text, (extract(epoch FROM pg_xact_commit_timestamp(xmin)) * 1000000)::bigint::text AS us
+       FROM pgbisync.tombstones`,
+  );
+  assert.deepEqual(tomb.rows, [{ key: '{"id": 1}', us: String(T0_US + 2n) }]);
+});
+
+test('a user that may not SET session_replication_role blocks the writer with the grant that fixes it', async () => {
+  await using dbs = await createTestDatabases('writer');
+  await setup(dbs.db2, (t) => dbs.sql2(t));
+  const role = `${dbs.name}_applier`;
+  const url = new URL(dbs.db2);
+  url.username = role;
+  // Everything else the applier needs, granted: only the parameter is missing.
+  await dbs.sql2(`CREATE ROLE ${role} LOGIN;
+    GRANT USAGE ON SCHEMA pgbisync TO ${role};
+    GRANT ALL ON ALL TABLES IN SCHEMA pgbisync TO ${role};
+    GRANT ALL ON items TO ${role};
+    DO $$ DECLARE f regprocedure; BEGIN
+      FOR f IN SELECT oid::regprocedure FROM pg_proc WHERE proname LIKE 'pg\\_replication\\_origin\\_%' LOOP
+        EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO ${role}', f);
+      END LOOP;
+    END $$`);
+  try {
+    const denied = writerFor(url.toString());
+    try {
+      await assert.rejects(denied.open(), (error: unknown) => {
+        assert.ok(error instanceof BlockedError, String(error));
+        assert.equal(error.code, ErrorCode.PG_PREREQUISITE);
+        assert.match(error.message, /cannot SET session_replication_role = replica/);
+        assert.match(
+          error.hint ?? '',
+          new RegExp(`on dst run GRANT SET ON PARAMETER session_replication_role TO "${role}";`),
+        );
+        return true;
+      });
+    } finally {
+      await denied.close();
+    }
+    await dbs.sql2(`GRANT SET ON PARAMETER session_replication_role TO ${role}`);
+    const granted = writerFor(url.toString());
+    try {
+      await granted.open();
+      await granted.apply([txn(1, [insert('1', '1')])]);
+    } finally {
+      await granted.close();
+    }
+    assert.deepEqual((await dbs.sql2('SELECT id::int, n FROM items')).rows, [{ id: 1, n: 1 }]);
+  } finally {
+    await dbs.sql2(`DROP OWNED BY ${role}; DROP ROLE ${role}`);
   }
 });

@@ -4,7 +4,9 @@
  * for conflict resolution), with the applier's progress updated inside the same transaction
  * (exactly-once effect; ../offsets/apply-progress.ts). Many transactions go out in one pipelined round
  * trip. This module queues and settles them; each transaction's statements are planned by
- * ./apply-plan.ts from the tables of ./target-catalog.ts, and the session is set up by ./apply-session.ts.
+ * ./apply-plan.ts from the tables of ./target-catalog.ts, and the session is set up by ./apply-session.ts
+ * (with session_replication_role = replica: the target's ordinary triggers and rules do not fire on
+ * applied rows).
  */
 import type pg from 'pg';
 import type { ConflictPolicy } from '../conflicts/policy.ts';
@@ -37,13 +39,6 @@ export interface TransactionWriterOptions {
   readonly targetNode: string;
   readonly sourceNode: string;
   readonly policyFor: (table: string) => ConflictPolicy;
-  /**
-   * Run the session with `session_replication_role = replica` (triggers and foreign-key checks off):
-   * for sources whose transactions arrive split by table (per-table topics without transaction
-   * metadata), where rows of different tables cannot be applied in their source order. Needs a
-   * superuser, or on PostgreSQL 15+ `GRANT SET ON PARAMETER session_replication_role TO <user>`.
-   */
-  readonly replicaRole?: boolean;
 }
 
 export class TransactionWriter {
