@@ -10,6 +10,8 @@ import { interleaveSequences } from '../../operate/sequences.ts';
 import { requireSyncSettings, setup, teardown } from '../../operate/setup.ts';
 import { formatStatus, readStatus } from '../../operate/status.ts';
 import { resolveTables, withNode } from '../../operate/sync-plan.ts';
+import { classifyPgError } from '../../runtime/pg-errors.ts';
+import { retryTransient } from '../../runtime/retry.ts';
 import { parseIntegerOption } from '../options.ts';
 
 export const CONFIG_OPTION = ['-c, --config <file>', 'config file (YAML)', 'pgbisync.yaml'] as const;
@@ -66,12 +68,6 @@ export function registerSyncCommands(program: Command): void {
       const config = loadConfigFile(flags.config);
       const log = createLogger();
       log.info({ config: redactConfig(config) }, 'starting');
-      // Conflict resolution compares commit timestamps: refuse to run without them (and logical WAL).
-      for (const node of config.nodes)
-        await withNode(node, 'run', (db) => requireSyncSettings(db, node.name));
-      const tables = await resolveTables(config);
-      const metrics = new Metrics();
-      const runner = new SyncRunner({ config, tables, log, metrics });
       const controller = new AbortController();
       const stop = (why: string) => {
         if (controller.signal.aborted) return;
@@ -80,6 +76,26 @@ export function registerSyncCommands(program: Command): void {
       };
       process.once('SIGTERM', () => stop('SIGTERM'));
       process.once('SIGINT', () => stop('SIGINT'));
+      // Conflict resolution compares commit timestamps: refuse to run without them (and logical WAL). A
+      // node that is down for the moment (restarting, failing over) is waited for, not a reason to exit.
+      const tables = await retryTransient(
+        async () => {
+          try {
+            for (const node of config.nodes)
+              await withNode(node, 'run', (db) => requireSyncSettings(db, node.name));
+            return await resolveTables(config);
+          } catch (error) {
+            // As the supervisor treats a component's unknown failure: transient unless classified otherwise.
+            throw classifyPgError(error, 'checking the nodes before the start');
+          }
+        },
+        {
+          signal: controller.signal,
+          onRetry: (err, delayMs) => log.warn({ err, delayMs }, 'waiting for the nodes to start'),
+        },
+      );
+      const metrics = new Metrics();
+      const runner = new SyncRunner({ config, tables, log, metrics });
       const timer =
         flags.duration === undefined
           ? undefined
