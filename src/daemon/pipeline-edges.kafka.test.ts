@@ -1,7 +1,7 @@
 /**
  * Edges of the pipeline on real PostgreSQL + Kafka: every common type crosses intact, a poison record on
  * a topic goes to the dead-letter topic without stopping the applier, a record of a newer wire version
- * blocks its direction, and the slot keeps advancing while the synced tables are idle but the database
+ * or a target constraint blocks its direction alone, and the slot keeps advancing while the synced tables are idle but the database
  * is busy (no unbounded WAL retention).
  */
 import assert from 'node:assert/strict';
@@ -139,6 +139,61 @@ test('a record of a newer wire version blocks its direction before anything afte
     assert.deepEqual(await readTopic(config, deadLetterTopic(config, a), (rs) => rs.length >= 1, 2_000), []);
     await sync.stop();
   }
+  await teardown(config, { keepTopics: false });
+});
+
+test('a direction blocked by a target constraint leaves the process alive and the other direction applying', async () => {
+  await using dbs = await createTestDatabases();
+  const ddl =
+    'CREATE TABLE public.t (id int PRIMARY KEY, v text); CREATE TABLE public.u (id int PRIMARY KEY)';
+  await dbs.sql1(ddl);
+  await dbs.sql2(ddl);
+  await dbs.sql2(`ALTER TABLE t ADD CONSTRAINT no_bad CHECK (v <> 'bad')`);
+  const config = syncConfig(dbs, ['public.t', 'public.u']);
+  const [a, b] = config.nodes.map((n) => n.name) as [string, string];
+  await setup(config);
+  // In `run` an unhandled rejection ends the process; here it would only fail the test, so record them.
+  const unhandled: unknown[] = [];
+  const record = (reason: unknown) => unhandled.push(reason);
+  process.on('unhandledRejection', record);
+  try {
+    {
+      await using sync = await startSync(config);
+      await dbs.sql1(`INSERT INTO t VALUES (0, 'first')`);
+      await waitFor('row 0 on b', async () => (await dbs.sql2('SELECT 1 FROM t')).rowCount === 1);
+      await sync.stop();
+    }
+    // A backlog that b refuses at its first transaction, which each retry of a->b reads whole: so many
+    // transactions after it that the applier sends them before it reads u's catalog (first use).
+    await dbs.sql1(`INSERT INTO t VALUES (1, 'bad')`);
+    await dbs.sql1(
+      `DO $$ BEGIN FOR i IN 2..100 LOOP INSERT INTO t VALUES (i, 'ok'); COMMIT; END LOOP; END $$`,
+    );
+    await dbs.sql1('INSERT INTO u VALUES (1)');
+    {
+      await using sync = await startSync(config);
+      const toB = () => sync.runner.states.get(`apply ${a}->${b}`)!;
+      const attempts = async () =>
+        (await sync.metrics.restarts.get()).values.find((v) => v.labels.component === `apply ${a}->${b}`)
+          ?.value ?? 0;
+      await waitFor(
+        'a->b blocked and retried twice',
+        async () => toB().state === 'blocked' && (await attempts()) >= 3,
+      );
+      assert.match(toB().lastError ?? '', /SQLSTATE 23514.*no_bad/);
+      await dbs.sql2(`INSERT INTO t VALUES (1000, 'from b')`);
+      await waitFor(
+        'row 1000 on a',
+        async () => (await dbs.sql1('SELECT 1 FROM t WHERE id = 1000')).rowCount === 1,
+      );
+      assert.equal(toB().state, 'blocked');
+      assert.deepEqual((await dbs.sql2('SELECT id FROM t ORDER BY id')).rows, [{ id: 0 }, { id: 1000 }]);
+      await sync.stop();
+    }
+  } finally {
+    process.off('unhandledRejection', record);
+  }
+  assert.deepEqual(unhandled, []);
   await teardown(config, { keepTopics: false });
 });
 

@@ -431,3 +431,43 @@ test('a source transaction that writes a key twice is no conflict with itself', 
   assert.deepEqual((await dbs.sql2('SELECT id::int, n FROM items ORDER BY id')).rows, [{ id: 1, n: 2 }]);
   assert.deepEqual((await dbs.sql2('SELECT count(*)::int AS n FROM pgbisync.conflicts')).rows, [{ n: 0 }]);
 });
+
+test('a transaction that fails while later ones are still being queued is no unhandled rejection', async (t) => {
+  // The last transaction's table is read from the catalog first (a round trip), after the writer sent
+  // the ones before it: the failure arrives meanwhile. `missing` does not exist on the target, so that
+  // transaction cannot be queued at all and the writer gives up on the batch.
+  for (const last of ['other', 'missing']) {
+    await t.test(`the last transaction writes ${last}`, async () => {
+      await using dbs = await createTestDatabases('writer');
+      const writer = await setup(dbs.db2, (t) => dbs.sql2(t));
+      await dbs.sql2('CREATE TABLE other (id bigint PRIMARY KEY, n int NOT NULL)');
+      const unhandled: unknown[] = [];
+      const record = (reason: unknown) => unhandled.push(reason);
+      process.on('unhandledRejection', record);
+      try {
+        await writer.open();
+        await writer.apply([txn(1, [insert('1', '1')])]);
+        // 2 fails on the target; the 79 after it fill several socket writes (see FLUSH_EVERY_STATEMENTS).
+        // (All at commit LSN 0/1002, not ordered by it: the origin is the cluster's, shared by the tests
+        // of this file, and its LSN only grows; the first test expects it at 0/1005.)
+        const at = (i: number, changes: RowChange[]) => ({
+          ...txn(i, changes),
+          commitLsn: 0x1002n,
+          lsnOrdered: false,
+        });
+        const batch = [at(2, [insert('2', 'not a number')])];
+        for (let i = 3; i <= 81; i++) batch.push(at(i, [insert(String(i), String(i))]));
+        batch.push(at(82, [{ op: 'c', schema: 'public', table: last, after: { id: '1', n: '1' } }]));
+        // Either way the first failure in commit order is the one reported.
+        await assert.rejects(writer.apply(batch), failsWith(/invalid input syntax for type integer/));
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      } finally {
+        await writer.close();
+        process.off('unhandledRejection', record);
+      }
+      assert.deepEqual(unhandled, []);
+      assert.deepEqual((await dbs.sql2('SELECT id::int FROM items')).rows, [{ id: 1 }]);
+      assert.deepEqual((await dbs.sql2('SELECT id::int FROM other')).rows, []);
+    });
+  }
+});

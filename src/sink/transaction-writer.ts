@@ -57,6 +57,8 @@ export class TransactionWriter {
   readonly #combined = new Map<string, string>();
   /** Settles when the last submit() finished queueing. */
   #queueing: Promise<void> = Promise.resolve();
+  /** Why a transaction could not be queued: nothing after it may be (see submit). */
+  #unusable: { readonly error: unknown } | undefined;
 
   constructor(options: TransactionWriterOptions) {
     this.#o = options;
@@ -105,6 +107,11 @@ export class TransactionWriter {
    * `committed`, which settles as apply's result does. A caller may submit the next transactions before
    * the previous ones committed (the server then never waits for the client between them); they are
    * queued strictly after them, and a failure of an earlier one fails every later one.
+   *
+   * Rejects when a transaction cannot be queued (its table or a column is missing on the target): the
+   * ones queued before it are left to commit, nothing after it is queued, and the rejection is the first
+   * failure in commit order (an earlier queued transaction's, if one failed). The writer then takes no
+   * more transactions: a later one would commit ahead of the one left out.
    */
   async submit(txns: readonly ApplyTransaction[]): Promise<{ committed: Promise<AppliedCounts> }> {
     // Queueing awaits (a table's catalog on first use): one caller at a time, in call order.
@@ -117,6 +124,7 @@ export class TransactionWriter {
     const pending: Promise<unknown>[] = [];
     /** Results of the statements that end by recording conflicts (their row count is the number). */
     const conflictResults: Promise<unknown>[] = [];
+    let unqueued: { readonly error: unknown } | undefined;
     // Corked, statements leave in a few large writes instead of one socket write each (pg corks only
     // around each statement's own messages); every FLUSH_EVERY_STATEMENTS the cork is lifted so the
     // server starts on the first transactions while the rest are still being built.
@@ -124,6 +132,7 @@ export class TransactionWriter {
     socket?.cork?.();
     let flushedAt = 0;
     try {
+      if (this.#unusable !== undefined) throw this.#unusable.error;
       for (const txn of txns) {
         const duplicate = this.#progress.alreadyApplied(txn);
         if (duplicate) skipped++;
@@ -138,9 +147,19 @@ export class TransactionWriter {
           socket?.cork?.();
         }
       }
+    } catch (error) {
+      unqueued = { error };
+      this.#unusable ??= unqueued;
     } finally {
       socket?.uncork?.();
       turn.resolve();
+    }
+    if (unqueued !== undefined) {
+      // What was queued runs on: settled first, so that the caller closes the connection behind it and
+      // learns of an earlier failure first (the one to fix first).
+      const earlier = (await Promise.allSettled(pending)).find((r) => r.status === 'rejected');
+      if (earlier !== undefined) throw await this.#rolledBack(earlier.reason);
+      throw unqueued.error;
     }
     const committed = this.#settle(pending, conflictResults, { applied, skipped });
     committed.catch(() => undefined); // the caller's to handle; never an unhandled rejection meanwhile
@@ -154,17 +173,22 @@ export class TransactionWriter {
   ): Promise<AppliedCounts> {
     const results = await Promise.allSettled(pending);
     const failed = results.find((r) => r.status === 'rejected');
-    if (failed !== undefined) {
-      await this.#client.query('ROLLBACK').catch(() => undefined);
-      // SQL the target rejects (a value it cannot take, a constraint...) will fail again until an
-      // operator fixes the target: that stream blocks, with the cause (the applier names the column).
-      throw classifyApplyError(failed.reason, `applying ${this.#o.sourceNode} -> ${this.#o.targetNode}`);
-    }
+    if (failed !== undefined) throw await this.#rolledBack(failed.reason);
     let conflicts = 0;
     for (const result of await Promise.all(conflictResults)) {
       conflicts += (result as { rowCount?: number | null }).rowCount ?? 0;
     }
     return { ...counts, conflicts };
+  }
+
+  /**
+   * The error of a failed queued statement, once the connection is out of the failed transaction block.
+   * SQL the target rejects (a value it cannot take, a constraint...) will fail again until an operator
+   * fixes the target: that stream blocks, with the cause (the applier names the column).
+   */
+  async #rolledBack(reason: unknown): Promise<unknown> {
+    await this.#client.query('ROLLBACK').catch(() => undefined);
+    return classifyApplyError(reason, `applying ${this.#o.sourceNode} -> ${this.#o.targetNode}`);
   }
 
   /**
@@ -202,7 +226,7 @@ export class TransactionWriter {
     if (statements.length === 0) return [this.#query(PROGRESS_STATEMENT, progressValues)];
     // Queries go out in the order they are made: BEGIN must be made first, or the progress write (and
     // the origin's commit LSN and time) would commit on its own, ahead of the transaction it belongs to.
-    const begin = this.#client.query('BEGIN');
+    const begin = this.#query('BEGIN', undefined);
     return [
       begin,
       this.#query(PROGRESS_STATEMENT, progressValues),
@@ -211,15 +235,23 @@ export class TransactionWriter {
         if (st.conflicts) conflictResults.push(result);
         return result;
       }),
-      this.#client.query('COMMIT'),
+      this.#query('COMMIT', undefined),
     ];
   }
 
-  /** Statements with parameters run as prepared statements; the others (BEGIN, TRUNCATE) as they are. */
+  /**
+   * Queues one statement: with parameters as a prepared statement, the others (BEGIN, TRUNCATE) as they
+   * are. Its result is read later, by #settle or by submit's failure path; a rejection in between (the
+   * server answers while submit still awaits a table's catalog, or submit gives up) must not count as
+   * unhandled, which would end the whole process. So the promise is handled from the start.
+   */
   #query(text: string, values: unknown[] | undefined): Promise<unknown> {
-    return values === undefined
-      ? this.#client.query(text)
-      : this.#client.query({ name: this.#name(text), text, values });
+    const result =
+      values === undefined
+        ? this.#client.query(text)
+        : this.#client.query({ name: this.#name(text), text, values });
+    result.catch(() => undefined);
+    return result;
   }
 
   /**
