@@ -121,6 +121,24 @@ test('a failed transaction stops every later one of the pipelined batch; the app
   assert.equal(origin.rows[0]?.lsn, '0/1005');
 });
 
+test('when the first transaction a target gets fails, none after it commits (no progress row yet)', async () => {
+  await using dbs = await createTestDatabases('writer');
+  const writer = await setup(dbs.db2, (t) => dbs.sql2(t));
+  try {
+    assert.equal(await writer.open(), undefined);
+    const batch = [
+      txn(1, [insert('1', 'not a number')]),
+      txn(2, [insert('2', '2')]),
+      txn(3, [insert('3', '3'), { op: 'd', schema: 'public', table: 'items', beforeKey: { id: '2' } }]),
+    ];
+    await assert.rejects(writer.apply(batch), failsWith(/invalid input syntax for type integer/));
+  } finally {
+    await writer.close();
+  }
+  assert.deepEqual((await dbs.sql2('SELECT id FROM items')).rows, []);
+  assert.deepEqual((await dbs.sql2('SELECT * FROM pgbisync.apply_progress')).rows, []);
+});
+
 test("a progress row moved behind the writer's back stops it instead of being overwritten", async () => {
   await using dbs = await createTestDatabases('writer');
   const writer = await setup(dbs.db2, (t) => dbs.sql2(t));
