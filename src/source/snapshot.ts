@@ -141,9 +141,11 @@ export async function runSnapshot(o: SnapshotOptions): Promise<number> {
                 : { topic, ...encoded, headers: schemaHeader };
           records.push(record);
         }
-        // Keep one send in flight while the next chunk is read.
+        // Keep one send in flight while the next chunk is read. Its failure is read at the next chunk:
+        // handled from the start, or it would end the process while that chunk's FETCH is under way.
         await pending;
         pending = o.producer.send(records);
+        pending.catch(() => undefined);
         rows += chunk.rows.length;
         const seconds = Math.max((Date.now() - started) / 1000, 0.001);
         o.onProgress?.({ table: name, rows, rowsPerSec: Math.round(rows / seconds), done: false });
