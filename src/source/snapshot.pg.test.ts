@@ -1,6 +1,7 @@
 /**
  * The snapshot against a real server, in a snapshot exported the way slot creation exports one: a
- * failed send fails the snapshot (the capture restarts) without ending the process.
+ * failed send fails the snapshot (the capture restarts) without ending the process, and tables are read
+ * parents first, so a target that checks foreign keys takes every chunk.
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
@@ -62,4 +63,15 @@ test('a send that fails while the next chunk is read fails the snapshot, not the
     process.off('unhandledRejection', record);
   }
   assert.deepEqual(unhandled, []);
+});
+
+test('tables are read parents first, whatever order the config names them in', async () => {
+  await using dbs = await createTestDatabases('snapshot');
+  await dbs.sql1(DDL);
+  const topics: string[] = [];
+  const rows = await snapshotOf(dbs.db1, ['public.child', 'public.parent'], async (records) => {
+    for (const r of records) if (topics.at(-1) !== r.topic) topics.push(r.topic);
+  });
+  assert.equal(rows, 6);
+  assert.deepEqual(topics, ['snap.parent', 'snap.child']);
 });
