@@ -46,6 +46,7 @@ describe('ApplyProgress', () => {
       'pgbisync.a',
       0,
       '10',
+      false,
     ]);
   });
 
@@ -84,7 +85,17 @@ describe('ApplyProgress', () => {
 
   it('each write requires the position the previous one leaves; the first one, no row', () => {
     const progress = new ApplyProgress('a');
-    assert.deepEqual(progress.nextWrite(txn(0x10n, 4n)), ['pgbisync.a', 0, '5', '0/10', null, null, null]);
+    assert.deepEqual(progress.nextWrite(txn(0x10n, 4n)), [
+      'pgbisync.a',
+      0,
+      '5',
+      '0/10',
+      null,
+      null,
+      null,
+      true,
+    ]);
+    // No row was stored: until a transaction is known to have committed, the row may still be missing.
     assert.deepEqual(progress.nextWrite(txn(0x20n, 9n, { topic: 'pgbisync.b', partition: 2 })), [
       'pgbisync.b',
       2,
@@ -93,6 +104,18 @@ describe('ApplyProgress', () => {
       'pgbisync.a',
       0,
       '5',
+      true,
+    ]);
+    progress.committed();
+    assert.deepEqual(progress.nextWrite(txn(0x30n, 10n, { topic: 'pgbisync.b', partition: 2 })), [
+      'pgbisync.b',
+      2,
+      '11',
+      '0/30',
+      'pgbisync.b',
+      2,
+      '10',
+      false,
     ]);
   });
 });

@@ -11,7 +11,7 @@
  *   together, so the stored position is exactly what the target holds. Kafka consumer-group offsets are
  *   not a position.
  * - Each write requires the row to hold the position the previously queued transaction leaves (no row:
- *   null fields). Transactions are pipelined: when one fails, every later one finds the row where the
+ *   null fields; a missing row where one is expected fails too). Transactions are pipelined: when one fails, every later one finds the row where the
  *   failed one should have moved it and fails too, so nothing commits after a failed transaction and
  *   none is skipped when the applier resumes. A row changed by anything else stops the writer too.
  * - On restart the applier consumes from the stored next offset: what committed is not read again.
@@ -68,6 +68,8 @@ export class ApplyProgress {
    * there is no row. Each transaction's progress write requires the row to hold exactly this.
    */
   #position: StoredPosition = NO_POSITION;
+  /** The row may not exist: none was stored at {@link read} and no transaction is known to have committed. */
+  #rowMayBeMissing = true;
 
   constructor(sourceNode: string) {
     this.#sourceNode = sourceNode;
@@ -89,6 +91,7 @@ export class ApplyProgress {
     );
     const row = r.rows[0];
     if (row === undefined) return undefined;
+    this.#rowMayBeMissing = false;
     this.#position = { topic: row.topic, partition: row.kafka_partition, nextOffset: row.next_offset };
     this.#lastCommitLsn = parseLsn(row.commit_lsn);
     return {
@@ -135,6 +138,11 @@ export class ApplyProgress {
     if (txn.lsnOrdered && !txn.snapshot) this.#lastCommitLsn = txn.commitLsn;
   }
 
+  /** A transaction queued here committed: the row exists from now on (no one else deletes it). */
+  committed(): void {
+    this.#rowMayBeMissing = false;
+  }
+
   /**
    * The parameters of the progress write of one target transaction applying `txn` (see
    * {@link PROGRESS_STATEMENT}): from now on, the next write requires the row to hold `txn`'s position.
@@ -169,6 +177,7 @@ export class ApplyProgress {
       was.topic,
       was.partition,
       was.nextOffset,
+      this.#rowMayBeMissing,
     ];
   }
 }
@@ -186,19 +195,30 @@ const NO_POSITION: StoredPosition = { topic: null, partition: null, nextOffset: 
  * Leading CTEs of a transaction's statement: sets the replication origin's commit LSN and time for
  * this transaction, and writes the progress row. `$1` is the commit time, `$2` the source node; from
  * `$p`: the parameters of {@link ApplyProgress.nextWrite} (topic, partition, next offset, commit LSN,
- * then the position the row must hold now; null fields: no row yet).
+ * then the position the row must hold now, null fields: no row yet; whether the row may be missing).
  *
- * That last condition chains the pipelined transactions (see the ordering contract above). The error is
- * a cast of an explanation to bigint (plain SQL has no RAISE); it names the position found.
+ * That last condition chains the pipelined transactions (see the ordering contract above): a row not
+ * where the previous transaction leaves it fails the update. A missing row fails the insert too when a
+ * row was expected and may be missing (last parameter; see {@link ApplyProgress.committed}): else, when
+ * a target's very first transaction failed, the next one would insert the row afresh and commit, and the
+ * failed one would be skipped for good. (Once a row is known to exist, that lookup is skipped: a probe of
+ * a row updated by every transaction costs a few microseconds each.) The error is a cast of an
+ * explanation to bigint (plain SQL has no RAISE); it names the position found, or expected.
  */
 const PROGRESS_CTE = (p: number) => {
-  const [topic, partition, next, lsn, wasTopic, wasPartition, wasNext] = [0, 1, 2, 3, 4, 5, 6].map(
-    (i) => `$${p + i}`,
-  );
+  const [topic, partition, next, lsn, wasTopic, wasPartition, wasNext, rowMayBeMissing] = [
+    0, 1, 2, 3, 4, 5, 6, 7,
+  ].map((i) => `$${p + i}`);
   return `pgbisync_origin AS (SELECT pg_replication_origin_xact_setup(${lsn}::pg_lsn, $1::timestamptz)),
   pgbisync_progress AS (INSERT INTO pgbisync.apply_progress AS a
       (source_node, topic, kafka_partition, next_offset, commit_lsn, commit_time, applied_at)
-    SELECT $2::text, ${topic}::text, ${partition}::int, ${next}::bigint, ${lsn}::pg_lsn, $1::timestamptz, clock_timestamp()
+    SELECT $2::text, ${topic}::text, ${partition}::int,
+        CASE WHEN ${wasTopic}::text IS NULL OR NOT ${rowMayBeMissing}::boolean THEN ${next}::bigint
+        WHEN EXISTS (SELECT 1 FROM pgbisync.apply_progress p WHERE p.source_node = $2::text) THEN ${next}::bigint
+        ELSE ('pgbisync: apply_progress of ' || $2::text || ' has no row, not where this applier left it (' || ${wasTopic}::text || '['
+              || ${wasPartition}::int || ']@' || ${wasNext}::bigint || '): an earlier transaction of the batch failed, or the row was deleted by someone else')::bigint
+        END,
+        ${lsn}::pg_lsn, $1::timestamptz, clock_timestamp()
       FROM pgbisync_origin
     ON CONFLICT (source_node) DO UPDATE SET topic = EXCLUDED.topic, kafka_partition = EXCLUDED.kafka_partition,
       next_offset = CASE

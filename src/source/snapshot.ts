@@ -1,6 +1,6 @@
 /**
- * The initial copy: reads every synced table inside the snapshot exported by slot creation and emits
- * each row as an `op: r` event, so streaming continues from the slot's consistent point with no gap and
+ * The initial copy: reads every synced table (parents before the tables that reference them) inside the
+ * snapshot exported by slot creation and emits each row as an `op: r` event, so streaming continues from the slot's consistent point with no gap and
  * no overlap. Rows are read with a cursor in chunks (text format: the same output functions pgoutput
  * uses, so snapshot and stream values are identical). Each chunk ends with a record marked as a
  * transaction's last, so an applier applies chunks as transactions of bounded size.
@@ -12,7 +12,7 @@ import { SCHEMA_HEADER, transactionEndHeaders } from '../kafka/wire-headers.ts';
 import { newPgClient } from '../pg/client.ts';
 import type { RelationMessage, Tuple, TupleValue } from '../pg/pgoutput/messages.ts';
 import { qualifiedName, quoteIdent, quoteLiteral, splitTableName } from '../pg/sql-names.ts';
-import { readPrimaryKeys, replicaIdentityOf } from '../pg/table-catalog.ts';
+import { readPrimaryKeys, readReferencedTables, replicaIdentityOf } from '../pg/table-catalog.ts';
 import type { ChangeEncoder, SourcePosition } from './change-encoder.ts';
 
 export interface SnapshotProgress {
@@ -86,7 +86,8 @@ export async function runSnapshot(o: SnapshotOptions): Promise<number> {
     const txid = Number(
       (await client.query<{ x: string }>('SELECT txid_current_if_assigned()::text AS x')).rows[0]?.x ?? 0,
     );
-    for (const [index, name] of o.tables.entries()) {
+    const tables = parentsFirst(o.tables, await readReferencedTables(client, o.tables));
+    for (const [index, name] of tables.entries()) {
       const { schema, table } = splitTableName(name);
       const relation = await describe(client, schema, table, -(index + 1));
       const encoder = o.encoder.forRelation(relation, new Map());
@@ -141,9 +142,11 @@ export async function runSnapshot(o: SnapshotOptions): Promise<number> {
                 : { topic, ...encoded, headers: schemaHeader };
           records.push(record);
         }
-        // Keep one send in flight while the next chunk is read.
+        // Keep one send in flight while the next chunk is read. Its failure is read at the next chunk:
+        // handled from the start, or it would end the process while that chunk's FETCH is under way.
         await pending;
         pending = o.producer.send(records);
+        pending.catch(() => undefined);
         rows += chunk.rows.length;
         const seconds = Math.max((Date.now() - started) / 1000, 0.001);
         o.onProgress?.({ table: name, rows, rowsPerSec: Math.round(rows / seconds), done: false });
@@ -160,6 +163,33 @@ export async function runSnapshot(o: SnapshotOptions): Promise<number> {
     await pending.catch(() => undefined);
     await client.end().catch(() => undefined);
   }
+}
+
+/**
+ * `tables` with every table after the ones it references (`references`, by foreign key), otherwise in
+ * their order. Each snapshot chunk is a target transaction of its own: a child's chunk applied before
+ * its parents' fails the target's foreign key. No order satisfies a cycle of references: its tables
+ * come as the walk reaches them, each once. A self-reference is no reason to move.
+ */
+export function parentsFirst(
+  tables: readonly string[],
+  references: ReadonlyMap<string, readonly string[]>,
+): string[] {
+  const out: string[] = [];
+  const placed = new Set<string>();
+  const visiting = new Set<string>();
+  const place = (table: string) => {
+    if (placed.has(table) || visiting.has(table)) return;
+    visiting.add(table);
+    for (const parent of references.get(table) ?? []) {
+      if (parent !== table && tables.includes(parent)) place(parent);
+    }
+    visiting.delete(table);
+    placed.add(table);
+    out.push(table);
+  };
+  for (const table of tables) place(table);
+  return out;
 }
 
 const NULL_VALUE: TupleValue = { kind: 'null' };
