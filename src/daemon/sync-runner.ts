@@ -174,12 +174,13 @@ export class SyncRunner {
         metrics.loopDropped.inc({ node });
         break;
       case 'snapshot': {
-        // Progress carries each table's rows so far: count what is new since the last report.
-        const { table, rows } = event.progress;
+        // Progress carries each table's rows (and deletes) so far: count what is new since the last report.
+        const { table } = event.progress;
+        const events = event.progress.rows + event.progress.deletes;
         const counts = this.#snapshotRows.get(node) ?? new Map<string, number>();
         const counted = counts.get(table) ?? 0;
-        if (rows > counted) metrics.eventsCaptured.inc({ node, table }, rows - counted);
-        counts.set(table, rows);
+        if (events > counted) metrics.eventsCaptured.inc({ node, table }, events - counted);
+        counts.set(table, events);
         this.#snapshotRows.set(node, counts);
         log.info({ node, ...event.progress }, 'snapshot progress');
         break;

@@ -153,6 +153,7 @@ export class Capture {
   async #snapshot(snapshotName: string, consistentPoint: bigint, signal: AbortSignal): Promise<void> {
     const o = this.#options;
     await runSnapshot({
+      node: o.node,
       storeSchema: (schema) => this.#storeSchemas([schema]),
       url: o.url,
       snapshotName,
