@@ -3,9 +3,10 @@
  * stops; a's slot is dropped and a's rows change (a delete among them); run starts again. a's capture
  * must block with PGB2005 naming the fix (the slot must not be re-created silently, which would lose the
  * delete for good), status must be unhealthy and name `pgbisync resync a`, and the other direction must
- * run on. `pgbisync resync a` (run still running) then brings every change of the gap to b, keeps b's
+ * run on. (b's stored position of a is put ahead of a's WAL, as after a failover to a standby that was
+ * behind.) `pgbisync resync a` (run still running) then brings every change of the gap to b, keeps b's
  * newer versions, sends only a's own versions (b records no conflict), and the nodes converge: checked
- * with plain SQL on both nodes, then `verify`.
+ * with plain SQL on both nodes, then `verify`; a's later changes stream to b again.
  */
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
@@ -111,6 +112,9 @@ http: { port: 0 }
 
   // While run is stopped: a's slot is dropped (by hand, or lost in a failover), then a's rows change.
   await dbs.sql1('SELECT pg_drop_replication_slot($1)', [`pgbisync_${a}`]);
+  // As after a failover to a standby that had not replayed everything: the WAL positions of a's new
+  // primary are behind those b applied from the old one.
+  await dbs.sql2(`UPDATE pgbisync.apply_progress SET commit_lsn = 'FFFF/0' WHERE source_node = $1`, [a]);
   await dbs.sql1('DELETE FROM items WHERE id = 5');
   await dbs.sql1(`UPDATE items SET v = 'a gap' WHERE id IN (6, 9)`);
   await dbs.sql1(`INSERT INTO items VALUES (100, 'a gap')`);
@@ -177,7 +181,7 @@ http: { port: 0 }
     // Only a's own versions were copied: b's rows (and b's row 9, which reached a before the copy) did
     // not come back to b restamped as a's, so b recorded no conflict.
     assert.deepEqual((await dbs.sql2('SELECT table_name, key FROM pgbisync.conflicts')).rows, []);
-    // a streams again.
+    // a streams again, from its new slot's positions.
     await dbs.sql1(`INSERT INTO items VALUES (200, 'after')`);
     await waitFor('a -> b streams again', async () => {
       return (await dbs.sql2('SELECT 1 FROM items WHERE id = 200')).rowCount === 1;

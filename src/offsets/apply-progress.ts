@@ -19,7 +19,9 @@
  *   restarted capture re-published (the capture is at-least-once). Its changes are not written; only the
  *   position moves past it. Only LSN-ordered transactions (our capture's header) outside the snapshot
  *   are skipped so: snapshot chunks share one LSN, and foreign topics' LSNs do not order transactions.
- * - The stored commit LSN and the other topics' offsets only grow (`greatest`).
+ * - The stored commit LSN and the other topics' offsets only grow (`greatest`), but for a snapshot at an
+ *   LSN before the stored one: the source's WAL positions went back (a failover to a standby that was
+ *   behind), and the commit LSN restarts from the snapshot's (see ApplyProgress.queued).
  */
 import { formatLsn, parseLsn } from '../pg/lsn.ts';
 import type { Queryable } from '../pg/table-catalog.ts';
@@ -130,7 +132,19 @@ export class ApplyProgress {
 
   /** `txn`, not {@link alreadyApplied}, is queued: later transactions up to its commit LSN are duplicates. */
   queued(txn: ProgressOf): void {
-    if (txn.lsnOrdered && !txn.snapshot) this.#lastCommitLsn = txn.commitLsn;
+    if (txn.lsnOrdered && (!txn.snapshot || this.#restartsLsns(txn))) this.#lastCommitLsn = txn.commitLsn;
+  }
+
+  /**
+   * A snapshot at an LSN before the last applied commit: the source's WAL positions went back (a
+   * failover to a standby that had not replayed everything, a restore; its slot was lost and
+   * `pgbisync resync` made a new one). A snapshot's LSN is otherwise the server's current position, past
+   * every commit it streamed. What the new slot streams after the snapshot is new, however low its
+   * LSNs: the last commit LSN restarts from the snapshot's, or those changes would be skipped as
+   * re-published.
+   */
+  #restartsLsns(txn: ProgressOf): boolean {
+    return txn.lsnOrdered && txn.snapshot && txn.commitLsn < this.#lastCommitLsn;
   }
 
   /**
@@ -149,6 +163,7 @@ export class ApplyProgress {
       was.topic,
       was.partition,
       was.nextOffset,
+      this.#restartsLsns(txn),
     ];
   }
 }
@@ -166,15 +181,16 @@ const NO_POSITION: StoredPosition = { topic: null, partition: null, nextOffset: 
  * Leading CTEs of a transaction's statement: sets the replication origin's commit LSN and time for
  * this transaction, and writes the progress row. `$1` is the commit time, `$2` the source node; from
  * `$p`: the parameters of {@link ApplyProgress.nextWrite} (topic, partition, next offset, commit LSN,
- * then the position the row must hold now; null fields: no row yet).
+ * then the position the row must hold now; null fields: no row yet; then whether the commit LSN
+ * restarts from this one instead of only growing).
  *
  * That last condition chains the pipelined transactions (see the ordering contract above). The error is
  * a cast of an explanation to bigint (plain SQL has no RAISE); it names the position found.
  */
 const PROGRESS_CTE = (p: number) => {
-  const [topic, partition, next, lsn, wasTopic, wasPartition, wasNext] = [0, 1, 2, 3, 4, 5, 6].map(
-    (i) => `$${p + i}`,
-  );
+  const [topic, partition, next, lsn, wasTopic, wasPartition, wasNext, restart] = [
+    0, 1, 2, 3, 4, 5, 6, 7,
+  ].map((i) => `$${p + i}`);
   return `pgbisync_origin AS (SELECT pg_replication_origin_xact_setup(${lsn}::pg_lsn, $1::timestamptz)),
   pgbisync_progress AS (INSERT INTO pgbisync.apply_progress AS a
       (source_node, topic, kafka_partition, next_offset, commit_lsn, commit_time, applied_at)
@@ -187,7 +203,8 @@ const PROGRESS_CTE = (p: number) => {
         ELSE ('pgbisync: apply_progress of ' || a.source_node || ' is at ' || a.topic || '[' || a.kafka_partition || ']@'
               || a.next_offset || ', not where this applier left it: an earlier transaction of the batch failed, or the row was changed by someone else')::bigint
         END,
-      commit_lsn = greatest(a.commit_lsn, EXCLUDED.commit_lsn), commit_time = EXCLUDED.commit_time,
+      commit_lsn = CASE WHEN ${restart}::boolean THEN EXCLUDED.commit_lsn ELSE greatest(a.commit_lsn, EXCLUDED.commit_lsn) END,
+      commit_time = EXCLUDED.commit_time,
       applied_at = EXCLUDED.applied_at)`;
 };
 
