@@ -117,10 +117,16 @@ async function request(
       hint: 'run `pgbisync setup` first',
     });
   }
-  // A schema from before resync lacks the request column.
-  await db.query(
-    'ALTER TABLE pgbisync.capture_state ADD COLUMN IF NOT EXISTS resync_requested_at timestamptz',
+  // A schema from before resync lacks the request column (checked first: ALTER TABLE locks the table).
+  const column = await db.query(
+    `SELECT 1 FROM pg_attribute WHERE attrelid = 'pgbisync.capture_state'::regclass
+        AND attname = 'resync_requested_at' AND NOT attisdropped`,
   );
+  if (column.rowCount === 0) {
+    await db.query(
+      'ALTER TABLE pgbisync.capture_state ADD COLUMN IF NOT EXISTS resync_requested_at timestamptz',
+    );
+  }
   const r = await db.query<{ at: string; fresh: boolean }>(
     `INSERT INTO pgbisync.capture_state AS s (node, slot, snapshot_done_at, resync_requested_at)
        VALUES ($1, $2, NULL, now())
@@ -133,7 +139,7 @@ async function request(
   return { at: row.at, fresh: row.fresh };
 }
 
-/** Calls `fail` with how long nothing moved when `progress` stayed the same for the stall timeout. */
+/** The progress lines while waiting, and the stall timeout: fails when `progress` stays the same too long. */
 class StallWatch {
   #last = '';
   #since = Date.now();
@@ -286,12 +292,18 @@ async function followApply(
     if (behind.length === 0) {
       return positions.map((p) => ({ node: p.node, offsets: Object.fromEntries(p.offsets) }));
     }
-    watch.step(behind.join(', '), `resync ${source}: applying: ${behind.join(', ')}`, () => {
-      return new FatalError(
-        `resync ${source}: applying the copy stopped moving for ${o.stallTimeoutMs / 1000} s: ${behind.join(', ')}`,
-        { code: ErrorCode.RESYNC_STALLED, hint: stalledHint(source) },
-      );
-    });
+    watch.step(
+      behind.join(', '),
+      `resync ${source}: applying: ${behind.join(', ')}`,
+      () =>
+        new FatalError(
+          `resync ${source}: applying the copy stopped moving for ${o.stallTimeoutMs / 1000} s: ${behind.join(', ')}`,
+          {
+            code: ErrorCode.RESYNC_STALLED,
+            hint: `look at \`pgbisync run\`'s /status for a blocked applier and its fix: the copy is in Kafka, and is applied once the applier runs (\`pgbisync status\` shows its lag)`,
+          },
+        ),
+    );
     await sleep(o.pollMs ?? POLL_MS);
   }
 }

@@ -42,6 +42,9 @@ const MAX_UNACKED_BYTES = 2 * 1024 * 1024;
  */
 const PARTITION = 0;
 
+/** How long the check of the slot after a failure may take (connecting included). */
+const SLOT_CHECK_TIMEOUT_MS = 5_000;
+
 /** Sends every record to {@link PARTITION}. */
 function toPartition(producer: RecordProducer): RecordProducer {
   return { send: (records) => producer.send(records.map((r) => ({ ...r, partition: PARTITION }))) };
@@ -116,7 +119,13 @@ export class Capture {
    */
   async #lostSlot(error: unknown): Promise<BlockedError | undefined> {
     const o = this.#options;
-    const db = newPgClient({ connectionString: o.url, application_name: `pgbisync-capture-${o.node}` });
+    // Bounded: a node that does not answer must not hold up the restart of the failed capture.
+    const db = newPgClient({
+      connectionString: o.url,
+      application_name: `pgbisync-capture-${o.node}`,
+      connectionTimeoutMillis: SLOT_CHECK_TIMEOUT_MS,
+      query_timeout: SLOT_CHECK_TIMEOUT_MS,
+    });
     try {
       await db.connect();
       const health = await readSlotHealth(db, o.node, this.slot);

@@ -17,6 +17,7 @@ import { resync } from '../operate/resync.ts';
 import { setup, teardown } from '../operate/setup.ts';
 import { readStatus } from '../operate/status.ts';
 import { ReplicationConnection } from '../pg/replication/replication-connection.ts';
+import { ErrorCode, type FatalError } from '../runtime/errors.ts';
 import { startSync, syncConfig, tableRows, waitFor, waitForStreaming } from '../testing/sync-fixture.ts';
 import { createTestDatabases } from '../testing/test-databases.ts';
 
@@ -115,15 +116,28 @@ test('an invalidated slot blocks its capture with the resync fix; resync replace
 
     await sync.stop();
   }
-  // The fix asked for while run is stopped: the capture makes the copy at its next start.
+  // The fix asked for while run is stopped. Waiting for it gives up when nothing moves (exit 1)...
   const lines: string[] = [];
+  await assert.rejects(
+    resync(config, a, { wait: true, stallTimeoutMs: 1500, pollMs: 200, onProgress: (l) => lines.push(l) }),
+    (error: FatalError) =>
+      error.code === ErrorCode.RESYNC_STALLED &&
+      /the capture of .* did not start the copy within 1.5 s/.test(error.message) &&
+      /the request stands/.test(error.hint ?? ''),
+  );
+  assert.match(lines.join('\n'), /re-copy requested at .*waiting for the capture of .* to take the request/s);
+  // ...and the request stands: asked again, it is followed, not made anew; the next run makes the copy.
+  lines.length = 0;
   const asked = await resync(config, a, {
     wait: false,
     stallTimeoutMs: 60_000,
     onProgress: (l) => lines.push(l),
   });
   assert.equal(asked.applied, false);
-  assert.match(lines.join('\n'), /re-copy requested at .*copies its tables at its next start/s);
+  assert.match(
+    lines.join('\n'),
+    /a re-copy requested at .* is pending: following it.*copies its tables at its next start/s,
+  );
   const pending = (await readStatus(config)).directions.find((d) => d.source === a)!;
   assert.match(pending.problems.join('\n'), /was invalidated .*\(a resync was requested at /);
   {
