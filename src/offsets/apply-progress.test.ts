@@ -47,6 +47,7 @@ describe('ApplyProgress', () => {
       0,
       '10',
       false,
+      false,
     ]);
   });
 
@@ -94,6 +95,7 @@ describe('ApplyProgress', () => {
       null,
       null,
       true,
+      false,
     ]);
     // No row was stored: until a transaction is known to have committed, the row may still be missing.
     assert.deepEqual(progress.nextWrite(txn(0x20n, 9n, { topic: 'pgbisync.b', partition: 2 })), [
@@ -105,6 +107,7 @@ describe('ApplyProgress', () => {
       0,
       '5',
       true,
+      false,
     ]);
     progress.committed();
     assert.deepEqual(progress.nextWrite(txn(0x30n, 10n, { topic: 'pgbisync.b', partition: 2 })), [
@@ -116,7 +119,27 @@ describe('ApplyProgress', () => {
       2,
       '10',
       false,
+      false,
     ]);
+  });
+
+  it("a snapshot before the last commit LSN restarts it: the source's positions went back", async () => {
+    const progress = new ApplyProgress('a');
+    await progress.read(storedAt100);
+    // A new slot on a server whose WAL positions are behind what was applied from the old one.
+    const snapshot = txn(0x50n, 11n, { snapshot: true });
+    assert.equal(progress.alreadyApplied(snapshot), false);
+    assert.equal(progress.nextWrite(snapshot).at(-1), true, 'the stored commit LSN restarts too');
+    progress.queued(snapshot);
+    assert.equal(progress.lastCommitLsn, 0x50n);
+    assert.equal(progress.alreadyApplied(txn(0x60n, 12n)), false, 'what the new slot streams is applied');
+    assert.equal(progress.alreadyApplied(txn(0x50n, 12n)), true);
+    // A snapshot after it (the usual case: the server's current position) changes nothing.
+    progress.queued(txn(0x900n, 13n, { snapshot: true }));
+    assert.equal(progress.lastCommitLsn, 0x50n);
+    const after = progress.nextWrite(txn(0x900n, 14n, { snapshot: true }));
+    assert.equal(after.at(-1), false);
+    assert.equal(after[3], '0/50', 'nor does it raise the stored commit LSN (a snapshot read again is newer)');
   });
 });
 

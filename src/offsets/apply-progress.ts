@@ -19,7 +19,9 @@
  *   restarted capture re-published (the capture is at-least-once). Its changes are not written; only the
  *   position moves past it. Only LSN-ordered transactions (our capture's header) outside the snapshot
  *   are skipped so: snapshot chunks share one LSN, and foreign topics' LSNs do not order transactions.
- * - The stored commit LSN and the other topics' offsets only grow (`greatest`).
+ * - The stored commit LSN and the other topics' offsets only grow (`greatest`), but for a snapshot at an
+ *   LSN before the stored one: the source's WAL positions went back (a failover to a standby that was
+ *   behind), and the commit LSN restarts from the snapshot's (see ApplyProgress.queued).
  */
 import { formatLsn, parseLsn } from '../pg/lsn.ts';
 import type { Queryable } from '../pg/table-catalog.ts';
@@ -135,7 +137,19 @@ export class ApplyProgress {
 
   /** `txn`, not {@link alreadyApplied}, is queued: later transactions up to its commit LSN are duplicates. */
   queued(txn: ProgressOf): void {
-    if (txn.lsnOrdered && !txn.snapshot) this.#lastCommitLsn = txn.commitLsn;
+    if (txn.lsnOrdered && (!txn.snapshot || this.#restartsLsns(txn))) this.#lastCommitLsn = txn.commitLsn;
+  }
+
+  /**
+   * A snapshot at an LSN before the last applied commit: the source's WAL positions went back (a
+   * failover to a standby that had not replayed everything, a restore; its slot was lost and
+   * `pgbisync resync` made a new one). A snapshot's LSN is otherwise the server's current position, past
+   * every commit it streamed. What the new slot streams after the snapshot is new, however low its
+   * LSNs: the last commit LSN restarts from the snapshot's, or those changes would be skipped as
+   * re-published.
+   */
+  #restartsLsns(txn: ProgressOf): boolean {
+    return txn.lsnOrdered && txn.snapshot && txn.commitLsn < this.#lastCommitLsn;
   }
 
   /** A transaction queued here committed: the row exists from now on (no one else deletes it). */
@@ -170,14 +184,16 @@ export class ApplyProgress {
       txn.topic,
       txn.partition,
       nextOffset,
-      // Snapshot rows do not move the watermark of re-published transactions: their chunks share the
-      // LSN of the slot's consistent point, which a snapshot read again after an interruption takes
-      // anew; stored, it would make the streamed transactions below it look applied already.
-      formatLsn(txn.snapshot ? this.#lastCommitLsn : txn.commitLsn),
+      // Snapshot rows do not raise the watermark of re-published transactions: a snapshot read again
+      // after an interruption is read at a newer LSN than the slot streams from, and stored, it would
+      // make the streamed transactions below it look applied already. A snapshot below the watermark
+      // restarts it (see #restartsLsns).
+      formatLsn(txn.snapshot && !this.#restartsLsns(txn) ? this.#lastCommitLsn : txn.commitLsn),
       was.topic,
       was.partition,
       was.nextOffset,
       this.#rowMayBeMissing,
+      this.#restartsLsns(txn),
     ];
   }
 }
@@ -195,7 +211,8 @@ const NO_POSITION: StoredPosition = { topic: null, partition: null, nextOffset: 
  * Leading CTEs of a transaction's statement: sets the replication origin's commit LSN and time for
  * this transaction, and writes the progress row. `$1` is the commit time, `$2` the source node; from
  * `$p`: the parameters of {@link ApplyProgress.nextWrite} (topic, partition, next offset, commit LSN,
- * then the position the row must hold now, null fields: no row yet; whether the row may be missing).
+ * then the position the row must hold now, null fields: no row yet; whether the row may be missing;
+ * whether the commit LSN restarts from this one instead of only growing).
  *
  * That last condition chains the pipelined transactions (see the ordering contract above): a row not
  * where the previous transaction leaves it fails the update. A missing row fails the insert too when a
@@ -206,8 +223,8 @@ const NO_POSITION: StoredPosition = { topic: null, partition: null, nextOffset: 
  * explanation to bigint (plain SQL has no RAISE); it names the position found, or expected.
  */
 const PROGRESS_CTE = (p: number) => {
-  const [topic, partition, next, lsn, wasTopic, wasPartition, wasNext, rowMayBeMissing] = [
-    0, 1, 2, 3, 4, 5, 6, 7,
+  const [topic, partition, next, lsn, wasTopic, wasPartition, wasNext, rowMayBeMissing, restart] = [
+    0, 1, 2, 3, 4, 5, 6, 7, 8,
   ].map((i) => `$${p + i}`);
   return `pgbisync_origin AS (SELECT pg_replication_origin_xact_setup(${lsn}::pg_lsn, $1::timestamptz)),
   pgbisync_progress AS (INSERT INTO pgbisync.apply_progress AS a
@@ -227,7 +244,8 @@ const PROGRESS_CTE = (p: number) => {
         ELSE ('pgbisync: apply_progress of ' || a.source_node || ' is at ' || a.topic || '[' || a.kafka_partition || ']@'
               || a.next_offset || ', not where this applier left it: an earlier transaction of the batch failed, or the row was changed by someone else')::bigint
         END,
-      commit_lsn = greatest(a.commit_lsn, EXCLUDED.commit_lsn), commit_time = EXCLUDED.commit_time,
+      commit_lsn = CASE WHEN ${restart}::boolean THEN EXCLUDED.commit_lsn ELSE greatest(a.commit_lsn, EXCLUDED.commit_lsn) END,
+      commit_time = EXCLUDED.commit_time,
       applied_at = EXCLUDED.applied_at)`;
 };
 

@@ -30,6 +30,7 @@ async function snapshotOf(
     await holder.query('BEGIN ISOLATION LEVEL REPEATABLE READ');
     const name = (await holder.query<{ s: string }>('SELECT pg_export_snapshot() AS s')).rows[0]!.s;
     return await runSnapshot({
+      node: 'snap',
       url,
       snapshotName: name,
       consistentPoint: 0x100n,
