@@ -139,7 +139,11 @@ describe('ApplyProgress', () => {
     assert.equal(progress.lastCommitLsn, 0x50n);
     const after = progress.nextWrite(txn(0x900n, 14n, { snapshot: true }));
     assert.equal(after.at(-1), false);
-    assert.equal(after[3], '0/50', 'nor does it raise the stored commit LSN (a snapshot read again is newer)');
+    assert.equal(
+      after[3],
+      '0/50',
+      'nor does it raise the stored commit LSN (a snapshot read again is newer)',
+    );
   });
 });
 

@@ -16,7 +16,7 @@ import { formatLsn, parseLsn } from '../pg/lsn.ts';
 import { ReplicationConnection } from '../pg/replication/replication-connection.ts';
 import { objectNames, splitTableName } from '../pg/sql-names.ts';
 import { readPrimaryKeys } from '../pg/table-catalog.ts';
-import { BlockedError } from '../runtime/errors.ts';
+import { BlockedError, ErrorCode, RetryableError } from '../runtime/errors.ts';
 import { CaptureSender, type SentBatch } from './capture-sender.ts';
 import type { ChangeEncoder } from './change-encoder.ts';
 import { readSlotHealth, slotLoss, slotLostError } from './slot-health.ts';
@@ -139,6 +139,15 @@ export class Capture {
     }
   }
 
+  /** pgbisync.capture_state holds the consistent point of this slot: this capture created it. */
+  async #recordedSlot(admin: pg.Client): Promise<boolean> {
+    const r = await admin.query(
+      'SELECT 1 FROM pgbisync.capture_state WHERE node = $1 AND slot = $2 AND consistent_lsn IS NOT NULL',
+      [this.#options.node, this.slot],
+    );
+    return (r.rowCount ?? 0) > 0;
+  }
+
   /**
    * Ensures the slot exists and the initial snapshot (or the re-copy `pgbisync resync` asked for) was
    * delivered to Kafka. A slot the capture streamed from that is gone or invalidated blocks (PGB2005)
@@ -165,6 +174,22 @@ export class Capture {
       await admin.query('UPDATE pgbisync.capture_state SET snapshot_done_at = NULL WHERE node = $1', [
         o.node,
       ]);
+    }
+    if (exists && !(await this.#recordedSlot(admin))) {
+      // A slot this capture never recorded creating: another session is still creating it (a capture
+      // whose connection was cut mid-creation: the server drops that slot once its walsender ends), or
+      // it is a leftover. Its snapshot was never ours: wait for a creator to go, then start afresh.
+      if (health.active) {
+        throw new RetryableError(
+          `capture of node ${o.node}: replication slot ${this.slot} is held by another session and was not created by this capture`,
+          {
+            code: ErrorCode.PG_CONNECTION,
+            hint: 'a connection cut while it created the slot leaves a walsender that ends within wal_sender_timeout; the capture retries',
+          },
+        );
+      }
+      await admin.query('SELECT pg_drop_replication_slot($1)', [this.slot]);
+      exists = false;
     }
     if (!exists) {
       const created = await createSlotWithSnapshot(conn, this.slot);
