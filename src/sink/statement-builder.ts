@@ -246,7 +246,31 @@ export class TableStatements {
     return text;
   }
 
+  /**
+   * A TRUNCATE applied under the policy: a guarded delete of every row the incoming truncate beats (its
+   * commit time and source node against each row's version), recording each deleted key's tombstone as
+   * an applied delete does, so an older late update of the key stays deleted. Rows newer than the
+   * truncate (written on this node, or arrived from another one, after it) stay; a kept row written by
+   * another node is a conflict (truncate_origin_differs, keep_local), as for a delete. Several tables
+   * truncated by one source statement are one statement each, in the same target transaction; foreign
+   * keys are not checked on applied rows (./apply-session.ts), so their order does not matter.
+   */
   truncate(): string {
-    return `TRUNCATE ${this.#qualified}`;
+    const cached = this.#cache.get('truncate');
+    if (cached !== undefined) return cached;
+    const returning = this.table.primaryKey.map((k) => `t.${quoteIdent(k)}`).join(', ');
+    const wins = (time: string, node: string) => incomingWinsSql(this.#policy, '$1', '$2', time, node);
+    const text = `WITH d AS (DELETE FROM ${this.#qualified} AS t WHERE ${wins(VERSION_TIME('t'), VERSION_NODE('t'))}
+            RETURNING ${returning}),
+      tomb AS (INSERT INTO pgbisync.tombstones AS b (table_name, key) SELECT $4::text, ${this.#keyJson('d')} FROM d
+               ON CONFLICT (table_name, key) DO UPDATE SET key = EXCLUDED.key WHERE ${wins(VERSION_TIME('b'), VERSION_NODE('b'))})
+      INSERT INTO pgbisync.conflicts (table_name, conflict_type, key, local_row, local_commit_time, local_node,
+          remote_row, remote_commit_time, remote_node, resolution, policy)
+        SELECT $4::text, 'truncate_origin_differs', ${this.#keyJson('k')}, to_jsonb(k.*), ${VERSION_TIME('k')}, ${VERSION_NODE('k')},
+          NULL::jsonb, $1::timestamptz, $2::text, 'keep_local', ${quoteLiteral(this.#policy.policy)}
+        FROM ${this.#qualified} AS k
+        WHERE NOT ${wins(VERSION_TIME('k'), VERSION_NODE('k'))} AND ${VERSION_NODE('k')} <> $2::text`;
+    this.#cache.set('truncate', text);
+    return text;
   }
 }

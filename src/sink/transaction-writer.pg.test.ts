@@ -600,3 +600,90 @@ test('a user that may not SET session_replication_role blocks the writer with th
     await dbs.sql2(`DROP OWNED BY ${role}; DROP ROLE ${role}`);
   }
 });
+
+/** Applies `changes` into `url` as one transaction of `source`, committed at T0_US + `at`. */
+async function applyAs(url: string, source: string, at: bigint, changes: RowChange[]): Promise<number> {
+  const writer = new TransactionWriter({
+    url,
+    targetNode: 'dst',
+    sourceNode: source,
+    policyFor: () => ({ policy: 'last-writer-wins' }),
+  });
+  try {
+    await writer.open();
+    const result = await writer.apply([
+      { ...txn(Number(at), changes), sourceNode: source, commitTimeUs: T0_US + at },
+    ]);
+    return result.conflicts;
+  } finally {
+    await writer.close();
+  }
+}
+
+const truncateOf = (table: string): RowChange => ({ op: 't', schema: 'public', table });
+
+test('a truncate deletes only the rows it beats, records their tombstones and the kept rows as conflicts', async () => {
+  await using dbs = await createTestDatabases('writer');
+  await setup(dbs.db2, (t) => dbs.sql2(t));
+  // Row 1 is older than the truncate, row 2 newer (from two other nodes).
+  await applyAs(dbs.db2, 'older', 10n, [insert('1', '1')]);
+  await applyAs(dbs.db2, 'newer', 30n, [insert('2', '2')]);
+  const conflicts = await applyAs(dbs.db2, 'src', 20n, [truncateOf('items')]);
+  assert.equal(conflicts, 1, 'the kept row is one conflict');
+  assert.deepEqual((await dbs.sql2('SELECT id::int, n FROM items')).rows, [{ id: 2, n: 2 }]);
+  const tomb = await dbs.sql2(
+    `SELECT key::text, (extract(epoch FROM pg_xact_commit_timestamp(xmin)) * 1000000)::bigint::text AS us
+       FROM pgbisync.tombstones`,
+  );
+  assert.deepEqual(tomb.rows, [{ key: '{"id": 1}', us: String(T0_US + 20n) }]);
+  const recorded = await dbs.sql2(
+    'SELECT key::text, conflict_type, resolution, local_node, remote_node FROM pgbisync.conflicts',
+  );
+  assert.deepEqual(recorded.rows, [
+    {
+      key: '{"id": 2}',
+      conflict_type: 'truncate_origin_differs',
+      resolution: 'keep_local',
+      local_node: 'newer',
+      remote_node: 'src',
+    },
+  ]);
+  // A late update of the deleted key, older than the truncate, stays deleted.
+  await applyAs(dbs.db2, 'late', 15n, [insert('1', '100')]);
+  assert.deepEqual((await dbs.sql2('SELECT id::int, n FROM items ORDER BY id')).rows, [{ id: 2, n: 2 }]);
+});
+
+test('tables truncated together (a parent and its child) are applied in one transaction, each guarded', async () => {
+  await using dbs = await createTestDatabases('writer');
+  await setup(dbs.db2, (t) => dbs.sql2(t));
+  await dbs.sql2('CREATE TABLE parent (id bigint PRIMARY KEY)');
+  await dbs.sql2('CREATE TABLE child (id bigint PRIMARY KEY, parent_id bigint NOT NULL REFERENCES parent)');
+  const row = (table: string, after: Record<string, string>): RowChange => ({
+    op: 'c',
+    schema: 'public',
+    table,
+    after,
+  });
+  await applyAs(dbs.db2, 'older', 10n, [
+    row('parent', { id: '1' }),
+    row('child', { id: '1', parent_id: '1' }),
+  ]);
+  await applyAs(dbs.db2, 'newer', 30n, [
+    row('parent', { id: '2' }),
+    row('child', { id: '2', parent_id: '2' }),
+  ]);
+  // One source TRUNCATE of both tables: one truncate change per table, in one transaction.
+  await applyAs(dbs.db2, 'src', 20n, [truncateOf('parent'), truncateOf('child')]);
+  assert.deepEqual((await dbs.sql2('SELECT id::int FROM parent')).rows, [{ id: 2 }]);
+  assert.deepEqual((await dbs.sql2('SELECT id::int, parent_id::int FROM child')).rows, [
+    { id: 2, parent_id: 2 },
+  ]);
+  const tomb = await dbs.sql2('SELECT table_name, key::text FROM pgbisync.tombstones ORDER BY table_name');
+  assert.deepEqual(tomb.rows, [
+    { table_name: 'public.child', key: '{"id": 1}' },
+    { table_name: 'public.parent', key: '{"id": 1}' },
+  ]);
+  // The constraint still holds for what is left.
+  await dbs.sql2('ALTER TABLE child DROP CONSTRAINT child_parent_id_fkey');
+  await dbs.sql2('ALTER TABLE child ADD FOREIGN KEY (parent_id) REFERENCES parent');
+});
