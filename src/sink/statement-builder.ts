@@ -151,6 +151,7 @@ export class TableStatements {
     const seen = (alias: string) =>
       `EXISTS (SELECT 1 FROM ${this.#qualified} x WHERE ${this.#keyJoin('x', alias)} OFFSET 0)`;
     const resolution = `CASE WHEN ${wins(VERSION_TIME('t'), VERSION_NODE('t'))} THEN 'apply_remote' ELSE 'keep_local' END`;
+    // The key's tombstone and the table's (key '{}', its latest TRUNCATE: see truncate()) both block.
     // The tombstone lookup is a per-row subquery of the INSERT's input (OFFSET 0, see #existingCte) that
     // finds a tombstone only where it blocks the row, recording that conflict as it does: one index probe
     // per incoming row (two where a tombstone beats the incoming change: then the target's row is looked
@@ -159,9 +160,9 @@ export class TableStatements {
     // order of evaluation, so a conflict is recorded only where its condition holds. (`IS NOT NULL`, not
     // `OR true`: the planner folds `x OR true` to true and drops the call.)
     const tombstoneBlocks = `EXISTS (SELECT 1 FROM pgbisync.tombstones b
-                WHERE b.table_name = $4::text AND b.key = ${this.#keyJson('i')}
+                WHERE b.table_name = $4::text AND b.key IN (${this.#keyJson('i')}, '{}'::jsonb)
                   AND CASE WHEN ${wins(VERSION_TIME('b'), VERSION_NODE('b'))} THEN false WHEN ${seen('i')} THEN false
-                    ELSE pgbisync.record_conflict($4::text, 'update_deleted', b.key, NULL, ${VERSION_TIME('b')}, ${VERSION_NODE('b')},
+                    ELSE pgbisync.record_conflict($4::text, 'update_deleted', ${this.#keyJson('i')}, NULL, ${VERSION_TIME('b')}, ${VERSION_NODE('b')},
                       NULL, $1::timestamptz, $2::text, 'keep_deleted', ${policy}) IS NOT NULL END OFFSET 0)`;
     const text = `WITH ${this.#inputCte(columns, one)},
       w AS (INSERT INTO ${this.#qualified} AS t (${cols}) SELECT ${cols} FROM i WHERE NOT ${tombstoneBlocks}
@@ -249,7 +250,10 @@ export class TableStatements {
   /**
    * A TRUNCATE applied under the policy: a guarded delete of every row the incoming truncate beats (its
    * commit time and source node against each row's version), recording each deleted key's tombstone as
-   * an applied delete does, so an older late update of the key stays deleted. Rows newer than the
+   * an applied delete does, so an older late update of the key stays deleted, and the table's tombstone
+   * (key '{}'), so a row written on another node before the truncate, which it never saw, stays deleted
+   * when it arrives after it (the upsert checks both; a local TRUNCATE writes the table's tombstone by
+   * the statement trigger pgbisync_truncate, ../operate/setup.ts). Rows newer than the
    * truncate (written on this node, or arrived from another one, after it) stay; a kept row written by
    * another node is a conflict (truncate_origin_differs, keep_local), as for a delete. Several tables
    * truncated by one source statement are one statement each, in the same target transaction; foreign
@@ -262,7 +266,8 @@ export class TableStatements {
     const wins = (time: string, node: string) => incomingWinsSql(this.#policy, '$1', '$2', time, node);
     const text = `WITH d AS (DELETE FROM ${this.#qualified} AS t WHERE ${wins(VERSION_TIME('t'), VERSION_NODE('t'))}
             RETURNING ${returning}),
-      tomb AS (INSERT INTO pgbisync.tombstones AS b (table_name, key) SELECT $4::text, ${this.#keyJson('d')} FROM d
+      tomb AS (INSERT INTO pgbisync.tombstones AS b (table_name, key)
+               SELECT $4::text, ${this.#keyJson('d')} FROM d UNION ALL SELECT $4::text, '{}'::jsonb
                ON CONFLICT (table_name, key) DO UPDATE SET key = EXCLUDED.key WHERE ${wins(VERSION_TIME('b'), VERSION_NODE('b'))})
       INSERT INTO pgbisync.conflicts (table_name, conflict_type, key, local_row, local_commit_time, local_node,
           remote_row, remote_commit_time, remote_node, resolution, policy)
