@@ -153,8 +153,8 @@ export class TableStatements {
     const resolution = `CASE WHEN ${wins(VERSION_TIME('t'), VERSION_NODE('t'))} THEN 'apply_remote' ELSE 'keep_local' END`;
     // The key's tombstone and the table's (key '{}', its latest TRUNCATE: see truncate()) both block.
     // The tombstone lookup is a per-row subquery of the INSERT's input (OFFSET 0, see #existingCte) that
-    // finds a tombstone only where it blocks the row, recording that conflict as it does: one index probe
-    // per incoming row (two where a tombstone beats the incoming change: then the target's row is looked
+    // finds a tombstone only where it blocks the row, recording that conflict as it does: one index scan
+    // per incoming row, for the two keys (measured before the table's key was added, one probe; more where a tombstone beats the incoming change: then the target's row is looked
     // up too) and no tombstone CTE to materialize and scan again (backend CPU per one-row transaction
     // through the writer, PostgreSQL 18, four alternated runs: 75.5-82.5 -> 71.5-79 us). CASE fixes the
     // order of evaluation, so a conflict is recorded only where its condition holds. (`IS NOT NULL`, not
