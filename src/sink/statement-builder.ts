@@ -183,18 +183,42 @@ export class TableStatements {
     return text;
   }
 
-  /** Update of existing rows that leaves unchanged-TOAST columns alone (no insert if missing). */
+  /**
+   * Update of existing rows that leaves unchanged-TOAST columns alone. A key with no row here cannot be
+   * inserted (the unchanged values are not in the event) and is never skipped silently: when a
+   * tombstone of the key or of the table (a truncate) is newer than the incoming change, the delete wins
+   * (update_deleted, keep_deleted, recorded like the upsert's); otherwise the row should come back whole
+   * and this node lacks its unchanged values: recorded as update_missing, needs_repair, with the incoming
+   * columns (`pgbisync verify --repair` copies the winning row). Both count as conflicts.
+   */
   update(columns: readonly string[], one = false): string {
     const cacheKey = `update:${one ? 'one' : 'many'}:${columns.join(',')}`;
     const cached = this.#cache.get(cacheKey);
     if (cached !== undefined) return cached;
     const nonKey = columns.filter((c) => !this.table.primaryKey.includes(c));
-    const set = nonKey.map((c) => `${quoteIdent(c)} = i.${quoteIdent(c)}`).join(', ');
+    // Only the key sent (every other column unchanged TOAST): the update still re-dates the row.
+    const set =
+      nonKey.length === 0
+        ? `${quoteIdent(this.table.primaryKey[0] ?? '')} = i.${quoteIdent(this.table.primaryKey[0] ?? '')}`
+        : nonKey.map((c) => `${quoteIdent(c)} = i.${quoteIdent(c)}`).join(', ');
     const returning = this.table.primaryKey.map((k) => `t.${quoteIdent(k)}`).join(', ');
     const wins = incomingWinsSql(this.#policy, '$1', '$2', VERSION_TIME('t'), VERSION_NODE('t'));
+    const tombWins = incomingWinsSql(this.#policy, '$1', '$2', VERSION_TIME('b'), VERSION_NODE('b'));
     const text = `WITH ${this.#inputCte(columns, one)}, ${this.#existingCte()},
-      w AS (UPDATE ${this.#qualified} AS t SET ${set} FROM i WHERE ${this.#keyJoin('t', 'i')} AND ${wins} RETURNING ${returning})
-      ${this.#conflictInsert('update_origin_differs', `(SELECT to_jsonb(r.*) FROM i r WHERE ${this.#keyJoin('r', 'e')})`, 'w')}`;
+      w AS (UPDATE ${this.#qualified} AS t SET ${set} FROM i WHERE ${this.#keyJoin('t', 'i')} AND ${wins} RETURNING ${returning}),
+      m AS (INSERT INTO pgbisync.conflicts (table_name, conflict_type, key, local_row, local_commit_time, local_node,
+              remote_row, remote_commit_time, remote_node, resolution, policy)
+            SELECT $4::text, CASE WHEN bt.ts IS NULL THEN 'update_missing' ELSE 'update_deleted' END, ${this.#keyJson('i')},
+              NULL::jsonb, bt.ts, bt.node, to_jsonb(i.*), $1::timestamptz, $2::text,
+              CASE WHEN bt.ts IS NULL THEN 'needs_repair' ELSE 'keep_deleted' END, ${quoteLiteral(this.#policy.policy)}
+            FROM i LEFT JOIN LATERAL (SELECT ${VERSION_TIME('b')} AS ts, ${VERSION_NODE('b')} AS node FROM pgbisync.tombstones b
+                WHERE b.table_name = $4::text AND b.key IN (${this.#keyJson('i')}, '{}'::jsonb) AND NOT ${tombWins}
+                ORDER BY 1 DESC LIMIT 1) bt ON true
+            WHERE NOT EXISTS (SELECT 1 FROM e WHERE ${this.#keyJoin('e', 'i')})
+            RETURNING 1),
+      c AS (${this.#conflictInsert('update_origin_differs', `(SELECT to_jsonb(r.*) FROM i r WHERE ${this.#keyJoin('r', 'e')})`, 'w')}
+            RETURNING 1)
+      SELECT 1 FROM c UNION ALL SELECT 1 FROM m`;
     this.#cache.set(cacheKey, text);
     return text;
   }

@@ -722,3 +722,52 @@ test('a row older than a truncate that arrives after it stays deleted, whether t
     { key: '{"id": 7}', resolution: 'keep_deleted', remote_node: 'other' },
   ]);
 });
+
+test('an update with unchanged TOAST values of a row this node lacks is never skipped silently', async () => {
+  await using dbs = await createTestDatabases('writer');
+  await setup(dbs.db2, (t) => dbs.sql2(t));
+  await dbs.sql2(TOMBSTONE_TRIGGER);
+  await dbs.sql2('ALTER TABLE items ADD COLUMN doc text');
+  const partial = (id: string): RowChange => ({
+    op: 'u',
+    schema: 'public',
+    table: 'items',
+    beforeKey: { id },
+    after: { id, n: '9', doc: UNCHANGED },
+  });
+  // Key 1 deleted here after the incoming update (a local delete now is later than T0): the delete wins.
+  await applyAs(dbs, 'src', 1n, [insert('1', '1'), insert('2', '2')]);
+  await dbs.sql2('DELETE FROM items WHERE id = 1');
+  // Key 2 deleted by a change older than the incoming update; key 3 never arrived: both need the row.
+  await applyAs(dbs, 'other', 2n, [{ op: 'd', schema: 'public', table: 'items', beforeKey: { id: '2' } }]);
+  const conflicts = await applyAs(dbs, 'src', 3n, [partial('1'), partial('2'), partial('3')]);
+  assert.equal(conflicts, 3);
+  assert.deepEqual((await dbs.sql2('SELECT id FROM items')).rows, []);
+  const recorded = await dbs.sql2(
+    `SELECT key::text, conflict_type, resolution, local_node, remote_node FROM pgbisync.conflicts
+      WHERE conflict_type LIKE 'update%' ORDER BY key::text`,
+  );
+  assert.deepEqual(recorded.rows, [
+    {
+      key: '{"id": 1}',
+      conflict_type: 'update_deleted',
+      resolution: 'keep_deleted',
+      local_node: dbs.name,
+      remote_node: 'src',
+    },
+    {
+      key: '{"id": 2}',
+      conflict_type: 'update_missing',
+      resolution: 'needs_repair',
+      local_node: null,
+      remote_node: 'src',
+    },
+    {
+      key: '{"id": 3}',
+      conflict_type: 'update_missing',
+      resolution: 'needs_repair',
+      local_node: null,
+      remote_node: 'src',
+    },
+  ]);
+});
