@@ -300,3 +300,22 @@ test('user triggers that skip applied rows warn with ENABLE ALWAYS; rules that b
     [['ok', 'trigger(s) always_stamp, stamp fire on applied rows (ENABLE ALWAYS / REPLICA)']],
   );
 });
+
+test('TOASTable columns without REPLICA IDENTITY FULL warn with the ALTER TABLE and its cost', async () => {
+  await using dbs = await createTestDatabases();
+  await both(dbs, 'CREATE TABLE public.docs (id int PRIMARY KEY, body text)');
+  await both(dbs, 'CREATE TABLE public.full_docs (id int PRIMARY KEY, body text)');
+  await both(dbs, 'ALTER TABLE public.full_docs REPLICA IDENTITY FULL');
+  await both(dbs, 'CREATE TABLE public.nums (id int PRIMARY KEY, n bigint)');
+  const report = await runDoctor(syncConfig(dbs, ['public.docs', 'public.full_docs', 'public.nums']));
+  assert.deepEqual(fails(report), [], formatDoctor(report));
+  const warned = report.checks.filter((c) => c.status === 'warn' && /TOASTable/.test(c.detail));
+  assert.deepEqual(
+    warned.map((c) => c.check),
+    ['table public.docs', 'table public.docs'],
+  );
+  assert.ok(
+    warned.every((c) => /REPLICA IDENTITY FULL;.*more WAL/.test(c.fix ?? '')),
+    formatDoctor(report),
+  );
+});
