@@ -107,7 +107,7 @@ if [ "$suite" = torture ] || [ "$suite" = all ]; then
   TORTURE_PORT_BASE=$((port_base + 300)) TORTURE_STATE_DIR="$PWD/.state/test-torture" \
     bash scripts/torture.sh --seeds "${PGBISYNC_TEST_TORTURE_SEEDS:-1 2 3}" \
     --duration "${PGBISYNC_TEST_TORTURE_SECONDS:-60}" --faults all \
-    --workload "${PGBISYNC_TEST_TORTURE_WORKLOAD:-basic,trigger,long,big}" 2>"$results/torture.err" | tee "$out" || status=1
+    --workload "${PGBISYNC_TEST_TORTURE_WORKLOAD:-basic,trigger,long,big,keychange}" 2>"$results/torture.err" | tee "$out" || status=1
   line="$(grep -E '^torture: [0-9]+ passed, [0-9]+ failed' "$out" | tail -1)"
   if [ -z "$line" ]; then
     echo "torture: no result line; its log ends:"; tail -40 "$results/torture.err"; torture_failed=1; status=1

@@ -5,6 +5,7 @@
 import { Command } from 'commander';
 import { registerDevCommand } from './commands/dev.ts';
 import { registerOperateCommands } from './commands/operate.ts';
+import { registerResyncCommand } from './commands/resync.ts';
 import { registerSyncCommands } from './commands/sync.ts';
 import { registerTailCommand } from './commands/tail.ts';
 import { reportFatal } from './report-fatal.ts';
@@ -17,6 +18,7 @@ export function buildProgram(): Command {
   registerDevCommand(program);
   registerSyncCommands(program);
   registerOperateCommands(program);
+  registerResyncCommand(program);
   registerTailCommand(program);
   return program;
 }

@@ -11,7 +11,7 @@ import type { Config } from '../config/schema.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import { formatLsn } from '../pg/lsn.ts';
-import { describeError, isConcurrentApplyFailure } from '../runtime/errors.ts';
+import { describeError, isConcurrentApplyFailure, PgbisyncError } from '../runtime/errors.ts';
 import { type Component, supervise } from '../runtime/supervisor.ts';
 import type { ApplierProgressEvent } from '../sink/applier.ts';
 import type { CaptureProgressEvent } from '../source/capture.ts';
@@ -39,6 +39,8 @@ export interface ComponentState {
   state: 'starting' | 'running' | 'restarting' | 'blocked' | 'stopped';
   /** The last failure with its causes, on one line. */
   lastError?: string;
+  /** The last failure's code (docs/errors.md), when it has one. */
+  code?: string;
   /** What the operator must do, while blocked. */
   fix?: string;
   events?: number;
@@ -82,6 +84,8 @@ export class SyncRunner {
         if (state !== undefined) {
           state.state = 'restarting';
           state.lastError = describeError(error);
+          if (error instanceof PgbisyncError) state.code = error.code;
+          else delete state.code;
         }
         this.#o.metrics.restarts.inc({ component: name });
         if (isConcurrentApplyFailure(error)) {
@@ -102,11 +106,12 @@ export class SyncRunner {
           if (state.state !== 'blocked' || state.lastError !== reason) {
             log.error(
               { component: name, err: error, fix: error.hint },
-              'stream blocked until the target is fixed',
+              'stream blocked until an operator acts (see fix)',
             );
           }
           state.state = 'blocked';
           state.lastError = reason;
+          state.code = error.code;
           if (error.hint !== undefined) state.fix = error.hint;
         }
         this.#o.metrics.restarts.inc({ component: name });
@@ -141,7 +146,8 @@ export class SyncRunner {
       case 'started':
         if (spec.kind === 'capture') {
           this.#snapshotRows.set(spec.node, new Map()); // a new attempt copies (and counts) anew
-          state.state = 'running';
+          // A blocked capture (its slot lost) stays blocked until its slot is ready again.
+          if (state.state !== 'blocked') state.state = 'running';
           log.info({ node: spec.node, slot: r.slot }, 'capture started');
         } else {
           if (state.state !== 'blocked') state.state = 'running'; // until it applies again
@@ -161,7 +167,17 @@ export class SyncRunner {
 
   #onCaptureProgress(node: string, state: ComponentState, event: CaptureProgressEvent): void {
     const { log, metrics } = this.#o;
+    if (state.state === 'blocked' && (event.kind === 'streaming' || event.kind === 'snapshot')) {
+      log.info({ node }, 'capture unblocked: its slot is ready');
+      state.state = 'running';
+      delete state.lastError;
+      delete state.code;
+      delete state.fix;
+    }
     switch (event.kind) {
+      case 'streaming':
+        state.state = 'running';
+        break;
       case 'sent':
         for (const [table, n] of event.byTable) metrics.eventsCaptured.inc({ node, table }, n);
         state.events = (state.events ?? 0) + event.events;
@@ -174,12 +190,13 @@ export class SyncRunner {
         metrics.loopDropped.inc({ node });
         break;
       case 'snapshot': {
-        // Progress carries each table's rows so far: count what is new since the last report.
-        const { table, rows } = event.progress;
+        // Progress carries each table's rows (and deletes) so far: count what is new since the last report.
+        const { table } = event.progress;
+        const events = event.progress.rows + event.progress.deletes;
         const counts = this.#snapshotRows.get(node) ?? new Map<string, number>();
         const counted = counts.get(table) ?? 0;
-        if (rows > counted) metrics.eventsCaptured.inc({ node, table }, rows - counted);
-        counts.set(table, rows);
+        if (events > counted) metrics.eventsCaptured.inc({ node, table }, events - counted);
+        counts.set(table, events);
         this.#snapshotRows.set(node, counts);
         log.info({ node, ...event.progress }, 'snapshot progress');
         break;
@@ -196,6 +213,7 @@ export class SyncRunner {
         log.info({ direction }, 'stream unblocked: the target accepted the blocked transaction');
         state.state = 'running';
         delete state.lastError;
+        delete state.code;
         delete state.fix;
       }
       metrics.transactionsApplied.inc({ direction }, event.transactions);

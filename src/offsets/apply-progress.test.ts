@@ -46,6 +46,8 @@ describe('ApplyProgress', () => {
       'pgbisync.a',
       0,
       '10',
+      false,
+      false,
     ]);
   });
 
@@ -84,7 +86,18 @@ describe('ApplyProgress', () => {
 
   it('each write requires the position the previous one leaves; the first one, no row', () => {
     const progress = new ApplyProgress('a');
-    assert.deepEqual(progress.nextWrite(txn(0x10n, 4n)), ['pgbisync.a', 0, '5', '0/10', null, null, null]);
+    assert.deepEqual(progress.nextWrite(txn(0x10n, 4n)), [
+      'pgbisync.a',
+      0,
+      '5',
+      '0/10',
+      null,
+      null,
+      null,
+      true,
+      false,
+    ]);
+    // No row was stored: until a transaction is known to have committed, the row may still be missing.
     assert.deepEqual(progress.nextWrite(txn(0x20n, 9n, { topic: 'pgbisync.b', partition: 2 })), [
       'pgbisync.b',
       2,
@@ -93,7 +106,44 @@ describe('ApplyProgress', () => {
       'pgbisync.a',
       0,
       '5',
+      true,
+      false,
     ]);
+    progress.committed();
+    assert.deepEqual(progress.nextWrite(txn(0x30n, 10n, { topic: 'pgbisync.b', partition: 2 })), [
+      'pgbisync.b',
+      2,
+      '11',
+      '0/30',
+      'pgbisync.b',
+      2,
+      '10',
+      false,
+      false,
+    ]);
+  });
+
+  it("a snapshot before the last commit LSN restarts it: the source's positions went back", async () => {
+    const progress = new ApplyProgress('a');
+    await progress.read(storedAt100);
+    // A new slot on a server whose WAL positions are behind what was applied from the old one.
+    const snapshot = txn(0x50n, 11n, { snapshot: true });
+    assert.equal(progress.alreadyApplied(snapshot), false);
+    assert.equal(progress.nextWrite(snapshot).at(-1), true, 'the stored commit LSN restarts too');
+    progress.queued(snapshot);
+    assert.equal(progress.lastCommitLsn, 0x50n);
+    assert.equal(progress.alreadyApplied(txn(0x60n, 12n)), false, 'what the new slot streams is applied');
+    assert.equal(progress.alreadyApplied(txn(0x50n, 12n)), true);
+    // A snapshot after it (the usual case: the server's current position) changes nothing.
+    progress.queued(txn(0x900n, 13n, { snapshot: true }));
+    assert.equal(progress.lastCommitLsn, 0x50n);
+    const after = progress.nextWrite(txn(0x900n, 14n, { snapshot: true }));
+    assert.equal(after.at(-1), false);
+    assert.equal(
+      after[3],
+      '0/50',
+      'nor does it raise the stored commit LSN (a snapshot read again is newer)',
+    );
   });
 });
 

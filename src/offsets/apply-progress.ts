@@ -11,7 +11,7 @@
  *   together, so the stored position is exactly what the target holds. Kafka consumer-group offsets are
  *   not a position.
  * - Each write requires the row to hold the position the previously queued transaction leaves (no row:
- *   null fields). Transactions are pipelined: when one fails, every later one finds the row where the
+ *   null fields; a missing row where one is expected fails too). Transactions are pipelined: when one fails, every later one finds the row where the
  *   failed one should have moved it and fails too, so nothing commits after a failed transaction and
  *   none is skipped when the applier resumes. A row changed by anything else stops the writer too.
  * - On restart the applier consumes from the stored next offset: what committed is not read again.
@@ -19,7 +19,9 @@
  *   restarted capture re-published (the capture is at-least-once). Its changes are not written; only the
  *   position moves past it. Only LSN-ordered transactions (our capture's header) outside the snapshot
  *   are skipped so: snapshot chunks share one LSN, and foreign topics' LSNs do not order transactions.
- * - The stored commit LSN and the other topics' offsets only grow (`greatest`).
+ * - The stored commit LSN and the other topics' offsets only grow (`greatest`), but for a snapshot at an
+ *   LSN before the stored one: the source's WAL positions went back (a failover to a standby that was
+ *   behind), and the commit LSN restarts from the snapshot's (see ApplyProgress.queued).
  */
 import { formatLsn, parseLsn } from '../pg/lsn.ts';
 import type { Queryable } from '../pg/table-catalog.ts';
@@ -68,6 +70,8 @@ export class ApplyProgress {
    * there is no row. Each transaction's progress write requires the row to hold exactly this.
    */
   #position: StoredPosition = NO_POSITION;
+  /** The row may not exist: none was stored at {@link read} and no transaction is known to have committed. */
+  #rowMayBeMissing = true;
 
   constructor(sourceNode: string) {
     this.#sourceNode = sourceNode;
@@ -89,6 +93,7 @@ export class ApplyProgress {
     );
     const row = r.rows[0];
     if (row === undefined) return undefined;
+    this.#rowMayBeMissing = false;
     this.#position = { topic: row.topic, partition: row.kafka_partition, nextOffset: row.next_offset };
     this.#lastCommitLsn = parseLsn(row.commit_lsn);
     return {
@@ -132,7 +137,24 @@ export class ApplyProgress {
 
   /** `txn`, not {@link alreadyApplied}, is queued: later transactions up to its commit LSN are duplicates. */
   queued(txn: ProgressOf): void {
-    if (txn.lsnOrdered && !txn.snapshot) this.#lastCommitLsn = txn.commitLsn;
+    if (txn.lsnOrdered && (!txn.snapshot || this.#restartsLsns(txn))) this.#lastCommitLsn = txn.commitLsn;
+  }
+
+  /**
+   * A snapshot at an LSN before the last applied commit: the source's WAL positions went back (a
+   * failover to a standby that had not replayed everything, a restore; its slot was lost and
+   * `pgbisync resync` made a new one). A snapshot's LSN is otherwise the server's current position, past
+   * every commit it streamed. What the new slot streams after the snapshot is new, however low its
+   * LSNs: the last commit LSN restarts from the snapshot's, or those changes would be skipped as
+   * re-published.
+   */
+  #restartsLsns(txn: ProgressOf): boolean {
+    return txn.lsnOrdered && txn.snapshot && txn.commitLsn < this.#lastCommitLsn;
+  }
+
+  /** A transaction queued here committed: the row exists from now on (no one else deletes it). */
+  committed(): void {
+    this.#rowMayBeMissing = false;
   }
 
   /**
@@ -162,13 +184,16 @@ export class ApplyProgress {
       txn.topic,
       txn.partition,
       nextOffset,
-      // Snapshot rows do not move the watermark of re-published transactions: their chunks share the
-      // LSN of the slot's consistent point, which a snapshot read again after an interruption takes
-      // anew; stored, it would make the streamed transactions below it look applied already.
-      formatLsn(txn.snapshot ? this.#lastCommitLsn : txn.commitLsn),
+      // Snapshot rows do not raise the watermark of re-published transactions: a snapshot read again
+      // after an interruption is read at a newer LSN than the slot streams from, and stored, it would
+      // make the streamed transactions below it look applied already. A snapshot below the watermark
+      // restarts it (see #restartsLsns).
+      formatLsn(txn.snapshot && !this.#restartsLsns(txn) ? this.#lastCommitLsn : txn.commitLsn),
       was.topic,
       was.partition,
       was.nextOffset,
+      this.#rowMayBeMissing,
+      this.#restartsLsns(txn),
     ];
   }
 }
@@ -186,19 +211,31 @@ const NO_POSITION: StoredPosition = { topic: null, partition: null, nextOffset: 
  * Leading CTEs of a transaction's statement: sets the replication origin's commit LSN and time for
  * this transaction, and writes the progress row. `$1` is the commit time, `$2` the source node; from
  * `$p`: the parameters of {@link ApplyProgress.nextWrite} (topic, partition, next offset, commit LSN,
- * then the position the row must hold now; null fields: no row yet).
+ * then the position the row must hold now, null fields: no row yet; whether the row may be missing;
+ * whether the commit LSN restarts from this one instead of only growing).
  *
- * That last condition chains the pipelined transactions (see the ordering contract above). The error is
- * a cast of an explanation to bigint (plain SQL has no RAISE); it names the position found.
+ * That last condition chains the pipelined transactions (see the ordering contract above): a row not
+ * where the previous transaction leaves it fails the update. A missing row fails the insert too when a
+ * row was expected and may be missing (last parameter; see {@link ApplyProgress.committed}): else, when
+ * a target's very first transaction failed, the next one would insert the row afresh and commit, and the
+ * failed one would be skipped for good. (Once a row is known to exist, that lookup is skipped: a probe of
+ * a row updated by every transaction costs a few microseconds each.) The error is a cast of an
+ * explanation to bigint (plain SQL has no RAISE); it names the position found, or expected.
  */
 const PROGRESS_CTE = (p: number) => {
-  const [topic, partition, next, lsn, wasTopic, wasPartition, wasNext] = [0, 1, 2, 3, 4, 5, 6].map(
-    (i) => `$${p + i}`,
-  );
+  const [topic, partition, next, lsn, wasTopic, wasPartition, wasNext, rowMayBeMissing, restart] = [
+    0, 1, 2, 3, 4, 5, 6, 7, 8,
+  ].map((i) => `$${p + i}`);
   return `pgbisync_origin AS (SELECT pg_replication_origin_xact_setup(${lsn}::pg_lsn, $1::timestamptz)),
   pgbisync_progress AS (INSERT INTO pgbisync.apply_progress AS a
       (source_node, topic, kafka_partition, next_offset, commit_lsn, commit_time, applied_at)
-    SELECT $2::text, ${topic}::text, ${partition}::int, ${next}::bigint, ${lsn}::pg_lsn, $1::timestamptz, clock_timestamp()
+    SELECT $2::text, ${topic}::text, ${partition}::int,
+        CASE WHEN ${wasTopic}::text IS NULL OR NOT ${rowMayBeMissing}::boolean THEN ${next}::bigint
+        WHEN EXISTS (SELECT 1 FROM pgbisync.apply_progress p WHERE p.source_node = $2::text) THEN ${next}::bigint
+        ELSE ('pgbisync: apply_progress of ' || $2::text || ' has no row, not where this applier left it (' || ${wasTopic}::text || '['
+              || ${wasPartition}::int || ']@' || ${wasNext}::bigint || '): an earlier transaction of the batch failed, or the row was deleted by someone else')::bigint
+        END,
+        ${lsn}::pg_lsn, $1::timestamptz, clock_timestamp()
       FROM pgbisync_origin
     ON CONFLICT (source_node) DO UPDATE SET topic = EXCLUDED.topic, kafka_partition = EXCLUDED.kafka_partition,
       next_offset = CASE
@@ -207,7 +244,8 @@ const PROGRESS_CTE = (p: number) => {
         ELSE ('pgbisync: apply_progress of ' || a.source_node || ' is at ' || a.topic || '[' || a.kafka_partition || ']@'
               || a.next_offset || ', not where this applier left it: an earlier transaction of the batch failed, or the row was changed by someone else')::bigint
         END,
-      commit_lsn = greatest(a.commit_lsn, EXCLUDED.commit_lsn), commit_time = EXCLUDED.commit_time,
+      commit_lsn = CASE WHEN ${restart}::boolean THEN EXCLUDED.commit_lsn ELSE greatest(a.commit_lsn, EXCLUDED.commit_lsn) END,
+      commit_time = EXCLUDED.commit_time,
       applied_at = EXCLUDED.applied_at)`;
 };
 

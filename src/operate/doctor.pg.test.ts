@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { parseConfig } from '../config/load.ts';
+import { PGBISYNC_SCHEMA_SQL } from '../pg/pgbisync-schema.ts';
 import { syncConfig } from '../testing/sync-fixture.ts';
 import { createTestDatabases, type TestDatabases } from '../testing/test-databases.ts';
 import { testEnv } from '../testing/test-env.ts';
@@ -318,4 +319,36 @@ test('TOASTable columns without REPLICA IDENTITY FULL warn with the ALTER TABLE 
     warned.every((c) => /REPLICA IDENTITY FULL;.*more WAL/.test(c.fix ?? '')),
     formatDoctor(report),
   );
+});
+
+test('a slot gone after its capture streamed from it fails, with resync as the fix', async () => {
+  await using dbs = await createTestDatabases();
+  await both(dbs, 'CREATE TABLE public.t (id int PRIMARY KEY)');
+  const config = syncConfig(dbs, ['public.t']);
+  const [a, b] = config.nodes.map((n) => n.name) as [string, string];
+  await dbs.sql1(PGBISYNC_SCHEMA_SQL);
+  // The capture of a streamed (its snapshot completed), then its slot went away.
+  await dbs.sql1('INSERT INTO pgbisync.capture_state (node, slot, snapshot_done_at) VALUES ($1, $2, now())', [
+    a,
+    `pgbisync_${a}`,
+  ]);
+  const slotCheck = (r: DoctorReport, node: string) =>
+    r.checks.find((c) => c.node === node && c.check === 'slot');
+  const lost = await runDoctor(config);
+  assert.equal(lost.ok, false);
+  assert.equal(slotCheck(lost, a)?.status, 'FAIL', formatDoctor(lost));
+  assert.match(
+    slotCheck(lost, a)!.detail,
+    new RegExp(`^capture of node ${a}: replication slot pgbisync_${a} is gone`),
+  );
+  assert.match(slotCheck(lost, a)!.fix ?? '', new RegExp(`^run \`pgbisync resync ${a}\``));
+  // b's capture never ran: no slot yet is fine.
+  assert.deepEqual(
+    [slotCheck(lost, b)?.status, slotCheck(lost, b)?.detail],
+    ['ok', `pgbisync_${b} not created yet (the capture creates it on its first start)`],
+  );
+  await dbs.sql1("SELECT pg_create_logical_replication_slot($1, 'pgoutput')", [`pgbisync_${a}`]);
+  const found = await runDoctor(config);
+  assert.equal(slotCheck(found, a)?.status, 'ok', formatDoctor(found));
+  assert.match(slotCheck(found, a)!.detail, /idle, wal_status reserved/);
 });

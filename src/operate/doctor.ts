@@ -9,7 +9,8 @@
  * exists, primary key, replica identity, owned by the user (CREATE PUBLICATION ... FOR TABLE and the
  * delete trigger need ownership), same columns and key as on the first node, sequence-filled columns
  * (inserts on two nodes collide unless interleaved), user triggers and rules (which do not fire on
- * applied rows, or break applying: ./doctor-triggers.ts). Kafka: brokers
+ * applied rows, or break applying: ./doctor-triggers.ts); the node's slot (lost: FAIL; close to being
+ * invalidated by max_slot_wal_keep_size: warn). Kafka: brokers
  * reachable; existing event topics have one partition in transactional mode (commit order).
  */
 import type pg from 'pg';
@@ -20,6 +21,7 @@ import { eventTopics } from '../kafka/topics.ts';
 import { newPgClient } from '../pg/client.ts';
 import { objectNames, quoteIdent } from '../pg/sql-names.ts';
 import { type CatalogTable, matchTables } from '../pg/table-catalog.ts';
+import { judgeSlot, readSlotHealth, type SlotHealth } from '../source/slot-health.ts';
 import type { CheckStatus, DoctorCheck, DoctorReport, Emit } from './doctor-report.ts';
 import { checkSequences, checkTable, compareTables } from './doctor-tables.ts';
 import { checkReplicaRole, checkTriggers } from './doctor-triggers.ts';
@@ -43,6 +45,7 @@ export async function runDoctor(config: Config): Promise<DoctorReport> {
     if (db === undefined) continue;
     try {
       await checkServer(db, node, emit);
+      if (node.debezium === undefined) await checkSlot(db, node, emit);
       await checkReplicaRole(db, emit);
       const names = Array.isArray(config.tables)
         ? [...config.tables]
@@ -232,6 +235,46 @@ async function checkServer(db: pg.Client, node: NodeConfig, emit: Emit): Promise
       `${s.usr} lacks CREATE on database ${s.db} (publication, pgbisync schema)`,
       `GRANT CREATE ON DATABASE ${quoteIdent(s.db)} TO ${role};`,
     );
+}
+
+/**
+ * The node's slot, once its capture created it: FAIL when it is lost (gone after the capture streamed
+ * from it, or invalidated), warn when it is close to being invalidated (./status.ts says the same).
+ */
+async function checkSlot(db: pg.Client, node: NodeConfig, emit: Emit): Promise<void> {
+  let h: SlotHealth;
+  try {
+    h = await readSlotHealth(db, node.name, objectNames.slot(node.name));
+  } catch (error) {
+    emit(
+      'slot',
+      'warn',
+      `cannot read the slot's state: ${rootMessage(error)}`,
+      'run doctor as the user pgbisync runs as',
+    );
+    return;
+  }
+  const verdict = judgeSlot(h);
+  switch (verdict.kind) {
+    case 'lost':
+      emit('slot', 'FAIL', verdict.error.message, verdict.error.hint);
+      return;
+    case 'warn':
+      emit('slot', 'warn', verdict.problem, verdict.fix);
+      return;
+    case 'ok': {
+      if (!h.exists) {
+        emit('slot', 'ok', `${h.slot} not created yet (the capture creates it on its first start)`);
+        return;
+      }
+      const safe =
+        h.safeWalBytes === null ? 'no max_slot_wal_keep_size' : `safe_wal_size ${h.safeWalBytes} B`;
+      emit('slot', 'ok', `${h.slot} ${h.active ? 'active' : 'idle'}, wal_status ${h.walStatus}, ${safe}`);
+      return;
+    }
+    default:
+      verdict satisfies never;
+  }
 }
 
 const ORIGIN_FUNCTIONS = [

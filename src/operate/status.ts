@@ -2,12 +2,16 @@
  * `pgbisync status`: per direction, what an operator checks first — the source slot's retained WAL,
  * Kafka lag of the applier, the last applied source LSN and commit time, end-to-end lag and conflicts.
  * Read from the nodes and Kafka (not from a running process), so it works while `run` is down too.
+ * A source whose slot is lost (gone after its capture streamed from it, or invalidated) makes its
+ * directions unhealthy with the fix (`pgbisync resync <node>`); one close to being invalidated
+ * (wal_status unreserved, little safe_wal_size left) or a resync under way is a warning.
  */
 import type { Config } from '../config/schema.ts';
 import { KafkaAdmin } from '../kafka/admin.ts';
 import { kafkaOptions } from '../kafka/kafka-options.ts';
 import { eventTopics, serverName } from '../kafka/topics.ts';
 import { objectNames } from '../pg/sql-names.ts';
+import { judgeSlot, readSlotHealth, type SlotVerdict } from '../source/slot-health.ts';
 import { directions, resolveTables, withNode } from './sync-plan.ts';
 
 export interface SlotStatus {
@@ -15,6 +19,12 @@ export interface SlotStatus {
   readonly active: boolean;
   readonly retainedWalBytes: number;
   readonly confirmedFlushLsn: string | null;
+  /** pg_replication_slots.wal_status (reserved, extended, unreserved, lost); null when missing. */
+  readonly walStatus: string | null;
+  /** pg_replication_slots.safe_wal_size; null without max_slot_wal_keep_size (or when lost). */
+  readonly safeWalBytes: number | null;
+  /** A re-copy `pgbisync resync` asked for and the capture has not finished (ISO time), or null. */
+  readonly resyncRequestedAt: string | null;
 }
 
 export interface DirectionStatus {
@@ -34,6 +44,8 @@ export interface DirectionStatus {
   readonly conflicts: number;
   readonly healthy: boolean;
   readonly problems: readonly string[];
+  /** Not (yet) a problem: a slot close to being invalidated, a resync under way. */
+  readonly warnings: readonly string[];
 }
 
 export interface StatusReport {
@@ -43,26 +55,22 @@ export interface StatusReport {
 
 export async function readStatus(config: Config): Promise<StatusReport> {
   const slots = new Map<string, SlotStatus>();
+  const verdicts = new Map<string, SlotVerdict>();
   for (const node of config.nodes) {
-    slots.set(
-      node.name,
-      await withNode(node, 'status', async (db) => {
-        const r = await db.query<{ active: boolean; retained: string | null; flush: string | null }>(
-          `SELECT active, pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::bigint::text AS retained,
-                  confirmed_flush_lsn::text AS flush FROM pg_replication_slots WHERE slot_name = $1`,
-          [objectNames.slot(node.name)],
-        );
-        const row = r.rows[0];
-        return row === undefined
-          ? { exists: false, active: false, retainedWalBytes: 0, confirmedFlushLsn: null }
-          : {
-              exists: true,
-              active: row.active,
-              retainedWalBytes: Number(row.retained ?? 0),
-              confirmedFlushLsn: row.flush,
-            };
-      }),
+    const health = await withNode(node, 'status', (db) =>
+      readSlotHealth(db, node.name, objectNames.slot(node.name)),
     );
+    slots.set(node.name, {
+      exists: health.exists,
+      active: health.active,
+      retainedWalBytes: health.retainedWalBytes,
+      confirmedFlushLsn: health.confirmedFlushLsn,
+      walStatus: health.walStatus,
+      safeWalBytes: health.safeWalBytes,
+      resyncRequestedAt: health.resyncRequestedAt,
+    });
+    // A node captured by Debezium has no pgbisync slot to judge.
+    if (node.debezium === undefined) verdicts.set(node.name, judgeSlot(health));
   }
   const tables = await resolveTables(config);
   const admin = new KafkaAdmin(kafkaOptions(config, 'status'));
@@ -117,6 +125,10 @@ export async function readStatus(config: Config): Promise<StatusReport> {
       const kafkaLag = Math.max(0, end - appliedOffset);
       const lagSeconds = kafkaLag > 0 ? (applied?.progress?.age ?? 0) : 0;
       const problems: string[] = [];
+      const warnings: string[] = [];
+      const verdict = verdicts.get(d.source.name);
+      if (verdict?.kind === 'lost') problems.push(`${verdict.error.message}; fix: ${verdict.error.hint}`);
+      if (verdict?.kind === 'warn') warnings.push(`${verdict.problem}; fix: ${verdict.fix}`);
       if (applied === undefined)
         problems.push(`pgbisync schema missing on ${d.target.name}: run pgbisync setup`);
       if (missing.length > 0) {
@@ -150,6 +162,7 @@ export async function readStatus(config: Config): Promise<StatusReport> {
         conflicts: applied?.conflicts ?? 0,
         healthy: problems.length === 0,
         problems,
+        warnings,
       });
     }
   } finally {
@@ -164,14 +177,14 @@ export function formatStatus(report: StatusReport): string {
     ...report.directions.map((d) =>
       [
         `${d.source}->${d.target}`.padEnd(14),
-        `${d.slot.exists ? (d.slot.active ? 'active' : 'idle') : 'none'} ${d.slot.retainedWalBytes} B`.padEnd(
+        `${!d.slot.exists ? 'none' : d.slot.walStatus === 'lost' ? 'lost' : d.slot.active ? 'active' : 'idle'} ${d.slot.retainedWalBytes} B`.padEnd(
           18,
         ),
         String(d.kafkaLag).padStart(9),
         d.lagSeconds.toFixed(1).padStart(6),
         `  ${(d.lastAppliedLsn ?? '-').padEnd(16)}`,
         String(d.conflicts).padStart(9),
-        `  ${d.healthy ? 'ok' : `UNHEALTHY: ${d.problems.join('; ')}`}`,
+        `  ${d.healthy ? 'ok' : `UNHEALTHY: ${d.problems.join('; ')}`}${d.warnings.length === 0 ? '' : `${d.healthy ? ',' : ';'} WARNING: ${d.warnings.join('; ')}`}`,
       ].join(' '),
     ),
   ];

@@ -2,7 +2,9 @@
  * The `pgbisync` schema on every node: pgbisync's own bookkeeping, never part of a publication.
  *
  * - capture_state: per capturing node, whether the initial snapshot completed (a crash mid-snapshot
- *   keeps the slot and reads the tables again; events are upserts, so repeats are harmless).
+ *   keeps the slot and reads the tables again; events are upserts, so repeats are harmless), and a
+ *   re-copy `pgbisync resync` asked for (resync_requested_at, cleared by the capture once it is done).
+ *   A completed snapshot with no slot means the slot was lost: the capture blocks (PGB2005).
  * - apply_progress: per source node, the Kafka position and source commit of the last applied
  *   transaction, written inside that same target transaction (exactly-once effect).
  * - apply_positions: for sources spread over several topics (a Debezium connector's per-table topics),
@@ -22,8 +24,10 @@ CREATE TABLE IF NOT EXISTS pgbisync.capture_state (
   node text PRIMARY KEY,
   slot text NOT NULL,
   consistent_lsn pg_lsn,
-  snapshot_done_at timestamptz
+  snapshot_done_at timestamptz,
+  resync_requested_at timestamptz
 );
+ALTER TABLE pgbisync.capture_state ADD COLUMN IF NOT EXISTS resync_requested_at timestamptz;
 CREATE TABLE IF NOT EXISTS pgbisync.apply_progress (
   source_node text PRIMARY KEY,
   topic text NOT NULL,

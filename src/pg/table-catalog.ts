@@ -79,6 +79,29 @@ export async function readPrimaryKeys(
   return keys;
 }
 
+/**
+ * The tables among `tables` ('schema.table') that each of them references by a foreign key (itself
+ * excluded), by name; a table referencing none of them is absent.
+ */
+export async function readReferencedTables(
+  db: Queryable,
+  tables: readonly string[],
+): Promise<Map<string, string[]>> {
+  const r = await db.query<{ child: string; parent: string }>(
+    `SELECT DISTINCT cn.nspname || '.' || c.relname AS child, pn.nspname || '.' || p.relname AS parent
+       FROM pg_constraint k
+       JOIN pg_class c ON c.oid = k.conrelid JOIN pg_namespace cn ON cn.oid = c.relnamespace
+       JOIN pg_class p ON p.oid = k.confrelid JOIN pg_namespace pn ON pn.oid = p.relnamespace
+      WHERE k.contype = 'f' AND k.conrelid <> k.confrelid
+        AND cn.nspname || '.' || c.relname = ANY ($1::text[]) AND pn.nspname || '.' || p.relname = ANY ($1::text[])
+      ORDER BY 1, 2`,
+    [tables],
+  );
+  const out = new Map<string, string[]>();
+  for (const { child, parent } of r.rows) out.set(child, [...(out.get(child) ?? []), parent]);
+  return out;
+}
+
 /** Reads one table; undefined when it does not exist. */
 export async function readTable(
   db: Queryable,

@@ -33,6 +33,11 @@ export const ErrorCode = {
   PG_AUTH: 'PGB2003',
   /** A table lacks a primary key and REPLICA IDENTITY FULL. */
   PG_NO_KEY: 'PGB2004',
+  /**
+   * A node's replication slot is gone (dropped, lost in a failover) or invalidated after its capture
+   * streamed from it: the changes in the gap cannot be captured; `pgbisync resync <node>` re-copies.
+   */
+  SLOT_LOST: 'PGB2005',
   /** The replication stream sent bytes that cannot be decoded. */
   PGOUTPUT_MALFORMED: 'PGB2101',
   /** A column type has no mapping. */
@@ -51,6 +56,8 @@ export const ErrorCode = {
   APPLY_CONCURRENT: 'PGB4003',
   /** A capture or applier ended without being asked to (its stream ended, its worker thread exited). */
   COMPONENT_ENDED: 'PGB5001',
+  /** `pgbisync resync` saw no progress for its timeout (the capture not running or blocked, an applier blocked). */
+  RESYNC_STALLED: 'PGB5002',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 

@@ -411,9 +411,9 @@ describe('planRun', () => {
       expected: { text: table.delete(false), values: [...common, ['1', '2']], conflicts: true },
     },
     {
-      name: 'a rekey: the new values, then the old key, each as a one-element array; no conflicts counted',
+      name: 'a rekey: the new values, then the old key, each as a one-element array; conflicts counted',
       run: run('rekey', 'u', ['id'], [{ id: '2', n: UNCHANGED, [`${OLD_KEY}id`]: '1' }]),
-      expected: { text: table.rekey(['id']), values: [...common, ['2'], ['1']] },
+      expected: { text: table.rekey(['id']), values: [...common, ['2'], ['1']], conflicts: true },
     },
     {
       name: 'a truncate is a guarded delete: the common parameters only, its kept rows counted as conflicts',

@@ -27,7 +27,7 @@ export interface PlannedStatement {
   readonly text: string;
   /** Parameters; undefined for a statement that takes none. */
   readonly values: unknown[] | undefined;
-  /** The statement ends by recording conflicts (upsert, update, delete): its row count is their number. */
+  /** The statement ends by recording conflicts (all but truncate): its row count is their number. */
   readonly conflicts?: true;
 }
 
@@ -98,7 +98,7 @@ export function groupRuns(changes: readonly RowChange[]): Run[] {
     const keyChanged =
       change.op === 'u' && before !== undefined && Object.keys(before).some((k) => before[k] !== after[k]);
     if (keyChanged && columns.length < Object.keys(after).length) {
-      // The new row lacks its unchanged TOAST values: move the old row to the new key in place.
+      // The new row lacks its unchanged TOAST values: the target's row at the old key completes it.
       const oldKey = Object.fromEntries(Object.entries(before).map(([k, v]) => [OLD_KEY + k, v]));
       current = undefined;
       push('rekey', 'u', table, columns, { ...after, ...oldKey });
@@ -145,7 +145,7 @@ export function planRun(run: Run, table: TableStatements, common: readonly unkno
     const row = run.rows[0]!;
     const values = run.columns.map((c) => [(row[c] ?? null) as string | null]);
     const oldKey = table.table.primaryKey.map((k) => [(row[OLD_KEY + k] ?? null) as string | null]);
-    return { text: table.rekey(run.columns), values: [...common, ...values, ...oldKey] };
+    return { text: table.rekey(run.columns), values: [...common, ...values, ...oldKey], conflicts: true };
   }
   const rows = lastVersionPerKey(run.rows, table.table.primaryKey);
   // One row: a value per column; more: an array per column (see TableStatements' input).

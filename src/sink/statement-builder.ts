@@ -99,11 +99,11 @@ export class TableStatements {
    * statements with cached generic plans, and a plan made while the table was small would otherwise
    * hash-join a sequential scan of the whole table for every statement once it has grown.
    */
-  #existingCte(): string {
+  #existingCte(input = 'i'): string {
     const keys = this.table.primaryKey.map((k) => `t.${quoteIdent(k)}`).join(', ');
-    return `e AS (SELECT x.* FROM i CROSS JOIN LATERAL (
+    return `e AS (SELECT x.* FROM ${input} CROSS JOIN LATERAL (
         SELECT ${keys}, to_jsonb(t.*) AS "~row", ${VERSION_TIME('t')} AS "~ts", ${VERSION_NODE('t')} AS "~node"
-        FROM ${this.#qualified} t WHERE ${this.#keyJoin('t', 'i')} OFFSET 0) x)`;
+        FROM ${this.#qualified} t WHERE ${this.#keyJoin('t', input)} OFFSET 0) x)`;
   }
 
   #conflictInsert(type: string, remoteRow: string, appliedCte: string): string {
@@ -137,6 +137,15 @@ export class TableStatements {
     const cacheKey = `upsert:${op}:${one ? 'one' : 'many'}:${columns.join(',')}`;
     const cached = this.#cache.get(cacheKey);
     if (cached !== undefined) return cached;
+    const text = `WITH ${this.#inputCte(columns, one)},
+      ${this.#upsertCte(op, columns)}
+      ${this.#upsertResult()}`;
+    this.#cache.set(cacheKey, text);
+    return text;
+  }
+
+  /** `w`: the guarded insert-or-update of the rows of `i` (columns `columns`), as {@link upsert} says. */
+  #upsertCte(op: 'c' | 'u' | 'r', columns: readonly string[]): string {
     const cols = columns.map(quoteIdent).join(', ');
     const pk = this.table.primaryKey.map(quoteIdent).join(', ');
     const nonKey = columns.filter((c) => !this.table.primaryKey.includes(c));
@@ -147,9 +156,6 @@ export class TableStatements {
     const wins = (time: string, node: string) => incomingWinsSql(this.#policy, '$1', '$2', time, node);
     const returning = this.table.primaryKey.map((k) => `t.${quoteIdent(k)}`).join(', ');
     const policy = quoteLiteral(this.#policy.policy);
-    /** The target's row at the key of `alias`, as the statement's snapshot shows it. */
-    const seen = (alias: string) =>
-      `EXISTS (SELECT 1 FROM ${this.#qualified} x WHERE ${this.#keyJoin('x', alias)} OFFSET 0)`;
     const resolution = `CASE WHEN ${wins(VERSION_TIME('t'), VERSION_NODE('t'))} THEN 'apply_remote' ELSE 'keep_local' END`;
     // The key's tombstone and the table's (key '{}', its latest TRUNCATE: see truncate()) both block.
     // The tombstone lookup is a per-row subquery of the INSERT's input (OFFSET 0, see #existingCte) that
@@ -161,26 +167,36 @@ export class TableStatements {
     // `OR true`: the planner folds `x OR true` to true and drops the call.)
     const tombstoneBlocks = `EXISTS (SELECT 1 FROM pgbisync.tombstones b
                 WHERE b.table_name = $4::text AND b.key IN (${this.#keyJson('i')}, '{}'::jsonb)
-                  AND CASE WHEN ${wins(VERSION_TIME('b'), VERSION_NODE('b'))} THEN false WHEN ${seen('i')} THEN false
+                  AND CASE WHEN ${wins(VERSION_TIME('b'), VERSION_NODE('b'))} THEN false WHEN ${this.#seen('i')} THEN false
                     ELSE pgbisync.record_conflict($4::text, 'update_deleted', ${this.#keyJson('i')}, NULL, ${VERSION_TIME('b')}, ${VERSION_NODE('b')},
                       NULL, $1::timestamptz, $2::text, 'keep_deleted', ${policy}) IS NOT NULL END OFFSET 0)`;
-    const text = `WITH ${this.#inputCte(columns, one)},
-      w AS (INSERT INTO ${this.#qualified} AS t (${cols}) SELECT ${cols} FROM i WHERE NOT ${tombstoneBlocks}
+    return `w AS (INSERT INTO ${this.#qualified} AS t (${cols}) SELECT ${cols} FROM i WHERE NOT ${tombstoneBlocks}
             ON CONFLICT (${pk}) DO UPDATE SET ${set}
               WHERE CASE WHEN ${VERSION_NODE('t')} = $2::text THEN true
                 ELSE pgbisync.record_conflict($4::text, ${quoteLiteral(op === 'u' ? 'update_origin_differs' : 'insert_exists')},
                   ${this.#keyJson('t')}, to_jsonb(t.*), ${VERSION_TIME('t')}, ${VERSION_NODE('t')},
                   (SELECT to_jsonb(r.*) FROM i r WHERE ${this.#keyJoin('r', 'EXCLUDED')}), $1::timestamptz, $2::text,
                   ${resolution}, ${policy}) END
-            RETURNING ${returning}, t.xmax = 0 AS "~inserted")
-      SELECT NULL::boolean FROM w
-      WHERE CASE WHEN w."~inserted" AND ${seen('w')}
+            RETURNING ${returning}, t.xmax = 0 AS "~inserted")`;
+  }
+
+  /**
+   * The rows an upsert returns, one per conflict it recorded: `w` is read whole first (its guard records
+   * the conflicts), then pgbisync.take_conflicts counts them; `more` adds rows of other conflicts. A row
+   * the snapshot saw that `w` had to insert anew was deleted meanwhile (see {@link upsert}).
+   */
+  #upsertResult(more = ''): string {
+    return `SELECT NULL::boolean FROM w
+      WHERE CASE WHEN w."~inserted" AND ${this.#seen('w')}
         THEN pgbisync.deleted_meanwhile(true, $4::text, ${this.#keyJson('w')}) ELSE false END
-      UNION ALL
+      UNION ALL${more}
       SELECT true FROM generate_series(1, CASE WHEN coalesce(current_setting('pgbisync.conflicts', true), '') IN ('', '0')
         THEN 0 ELSE pgbisync.take_conflicts() END)`;
-    this.#cache.set(cacheKey, text);
-    return text;
+  }
+
+  /** The target's row at the key of `alias`, as the statement's snapshot shows it. */
+  #seen(alias: string): string {
+    return `EXISTS (SELECT 1 FROM ${this.#qualified} x WHERE ${this.#keyJoin('x', alias)} OFFSET 0)`;
   }
 
   /**
@@ -228,45 +244,61 @@ export class TableStatements {
     const cacheKey = one ? 'delete:one' : 'delete:many';
     const cached = this.#cache.get(cacheKey);
     if (cached !== undefined) return cached;
-    const returning = this.table.primaryKey.map((k) => `t.${quoteIdent(k)}`).join(', ');
-    const wins = (time: string, node: string) => incomingWinsSql(this.#policy, '$1', '$2', time, node);
-    const text = `WITH ${this.#inputCte(this.table.primaryKey, one)}, ${this.#existingCte()},
-      d AS (DELETE FROM ${this.#qualified} AS t USING i WHERE ${this.#keyJoin('t', 'i')}
-            AND ${wins(VERSION_TIME('t'), VERSION_NODE('t'))} RETURNING ${returning}),
-      tomb AS (INSERT INTO pgbisync.tombstones AS b (table_name, key) SELECT $4::text, ${this.#keyJson('i')} FROM i
-               ON CONFLICT (table_name, key) DO UPDATE SET key = EXCLUDED.key WHERE ${wins(VERSION_TIME('b'), VERSION_NODE('b'))})
+    const text = `WITH ${this.#inputCte(this.table.primaryKey, one)}, ${this.#deleteCtes('i')}
       ${this.#conflictInsert('delete_origin_differs', 'NULL::jsonb', 'd')}`;
     this.#cache.set(cacheKey, text);
     return text;
   }
 
   /**
-   * A key change whose new row lacks unchanged TOAST values: moves the row at the old key to the new
-   * key in place, guarded like an update, and records the old key's tombstone as a delete of it does
-   * (the tombstone trigger does not fire on applied rows: ./apply-session.ts). Parameters after the
-   * common ones: one single-element array per column in `columns`, then one per primary-key column with
-   * the old key.
+   * `e`, `d` and `tomb`: the guarded delete of the keys in `input` (a CTE with the primary-key columns)
+   * and their tombstones, dated by this transaction unless a newer one is there. The conflicts are left
+   * to the caller (#conflictInsert over `e` and `d`).
+   */
+  #deleteCtes(input: string): string {
+    const returning = this.table.primaryKey.map((k) => `t.${quoteIdent(k)}`).join(', ');
+    const wins = (time: string, node: string) => incomingWinsSql(this.#policy, '$1', '$2', time, node);
+    return `${this.#existingCte(input)},
+      d AS (DELETE FROM ${this.#qualified} AS t USING ${input} WHERE ${this.#keyJoin('t', input)}
+            AND ${wins(VERSION_TIME('t'), VERSION_NODE('t'))} RETURNING ${returning}),
+      tomb AS (INSERT INTO pgbisync.tombstones AS b (table_name, key) SELECT $4::text, ${this.#keyJson(input)} FROM ${input}
+               ON CONFLICT (table_name, key) DO UPDATE SET key = EXCLUDED.key WHERE ${wins(VERSION_TIME('b'), VERSION_NODE('b'))})`;
+  }
+
+  /**
+   * A key change whose new row lacks unchanged TOAST values, as the conflict rules have it: a delete of
+   * the old key and an upsert of the new row, each guarded as {@link delete} and {@link upsert} are (a row
+   * already at the new key is a conflict of the upsert: replaced when the incoming change wins, else
+   * kept; either way recorded). The new row takes the values the change lacks (and those of columns only
+   * the target has) from the row at the old key, as the statement's snapshot shows it; without that row
+   * there is no new row to write, only the old key's tombstone. Parameters after the common ones: one
+   * single-element array per column in `columns`, then one per primary-key column with the old key.
+   * Returns one row per conflict recorded.
    */
   rekey(columns: readonly string[]): string {
     const cacheKey = `rekey:${columns.join(',')}`;
     const cached = this.#cache.get(cacheKey);
     if (cached !== undefined) return cached;
     const pk = this.table.primaryKey;
-    const newSel = columns.map((_, i) => `$${i + 5}::text[]`);
-    const oldSel = pk.map((_, j) => `$${columns.length + j + 5}::text[]`);
-    const alias = [...columns.map((_, i) => `c${i}`), ...pk.map((_, j) => `k${j}`)].join(', ');
-    const select = [
+    const oldKey = (k: string) => quoteIdent(`~old ${k}`);
+    const params = [...columns, ...pk].map((_, i) => `$${i + 5}::text[]`).join(', ');
+    const alias = [...columns, ...pk].map((_, i) => `c${i}`).join(', ');
+    const input = [
       ...columns.map((c, i) => `u.c${i}::${this.#types.get(c)} AS ${quoteIdent(c)}`),
-      ...pk.map((k, j) => `u.k${j}::${this.#types.get(k)} AS ${quoteIdent(`old ${k}`)}`),
+      ...pk.map((k, j) => `u.c${columns.length + j}::${this.#types.get(k)} AS ${oldKey(k)}`),
     ].join(', ');
-    const set = columns.map((c) => `${quoteIdent(c)} = i.${quoteIdent(c)}`).join(', ');
-    const oldJoin = pk.map((k) => `t.${quoteIdent(k)} = i.${quoteIdent(`old ${k}`)}`).join(' AND ');
-    const wins = (time: string, node: string) => incomingWinsSql(this.#policy, '$1', '$2', time, node);
-    const oldKey = `jsonb_build_object(${pk.map((k) => `${quoteLiteral(k)}, i.${quoteIdent(`old ${k}`)}`).join(', ')})`;
-    const text = `WITH i AS (SELECT ${select} FROM unnest(${[...newSel, ...oldSel].join(', ')}) AS u(${alias})),
-      w AS (UPDATE ${this.#qualified} AS t SET ${set} FROM i WHERE ${oldJoin} AND ${wins(VERSION_TIME('t'), VERSION_NODE('t'))})
-      INSERT INTO pgbisync.tombstones AS b (table_name, key) SELECT $4::text, ${oldKey} FROM i
-        ON CONFLICT (table_name, key) DO UPDATE SET key = EXCLUDED.key WHERE ${wins(VERSION_TIME('b'), VERSION_NODE('b'))}`;
+    const kept = this.table.columns.map((c) => c.name).filter((c) => !columns.includes(c));
+    const row = [...columns.map((c) => `n.${quoteIdent(c)}`), ...kept.map((c) => `o.${quoteIdent(c)}`)];
+    const atOldKey = pk.map((k) => `t.${quoteIdent(k)} = n.${oldKey(k)}`).join(' AND ');
+    // n: the change; k: its old key; i: the new row, completed from the row at the old key.
+    const text = `WITH n AS (SELECT ${input} FROM unnest(${params}) AS u(${alias})),
+      k AS (SELECT ${pk.map((c) => `n.${oldKey(c)} AS ${quoteIdent(c)}`).join(', ')} FROM n),
+      i AS (SELECT ${row.join(', ')} FROM n CROSS JOIN LATERAL (
+        SELECT t.* FROM ${this.#qualified} t WHERE ${atOldKey} OFFSET 0) o),
+      ${this.#upsertCte('u', [...columns, ...kept])},
+      ${this.#deleteCtes('k')},
+      dc AS (${this.#conflictInsert('delete_origin_differs', 'NULL::jsonb', 'd')} RETURNING 1)
+      ${this.#upsertResult('\n      SELECT true FROM dc\n      UNION ALL')}`;
     this.#cache.set(cacheKey, text);
     return text;
   }

@@ -121,6 +121,24 @@ test('a failed transaction stops every later one of the pipelined batch; the app
   assert.equal(origin.rows[0]?.lsn, '0/1005');
 });
 
+test('when the first transaction a target gets fails, none after it commits (no progress row yet)', async () => {
+  await using dbs = await createTestDatabases('writer');
+  const writer = await setup(dbs.db2, (t) => dbs.sql2(t));
+  try {
+    assert.equal(await writer.open(), undefined);
+    const batch = [
+      txn(1, [insert('1', 'not a number')]),
+      txn(2, [insert('2', '2')]),
+      txn(3, [insert('3', '3'), { op: 'd', schema: 'public', table: 'items', beforeKey: { id: '2' } }]),
+    ];
+    await assert.rejects(writer.apply(batch), failsWith(/invalid input syntax for type integer/));
+  } finally {
+    await writer.close();
+  }
+  assert.deepEqual((await dbs.sql2('SELECT id FROM items')).rows, []);
+  assert.deepEqual((await dbs.sql2('SELECT * FROM pgbisync.apply_progress')).rows, []);
+});
+
 test("a progress row moved behind the writer's back stops it instead of being overwritten", async () => {
   await using dbs = await createTestDatabases('writer');
   const writer = await setup(dbs.db2, (t) => dbs.sql2(t));
@@ -770,4 +788,141 @@ test('an update with unchanged TOAST values of a row this node lacks is never sk
       remote_node: 'src',
     },
   ]);
+});
+
+/** A key change 7 -> 5 from the source, lacking its unchanged TOASTed body (as pgoutput sends it). */
+const moveTo5 = (commitTimeUs: bigint): ApplyTransaction => ({
+  ...txn(2, [
+    {
+      op: 'u',
+      schema: 'public',
+      table: 'docs',
+      beforeKey: { id: '7' },
+      after: { id: '5', n: '70', body: UNCHANGED },
+    },
+  ]),
+  commitTimeUs,
+});
+
+/** Table docs with row 7 applied from the source (at T0), its tombstone trigger as setup installs it. */
+async function docsWithRow7(dbs: { db2: string; sql2: (text: string) => Promise<pg.QueryResult> }) {
+  const writer = await setup(dbs.db2, (t) => dbs.sql2(t));
+  await dbs.sql2('CREATE TABLE docs (id bigint PRIMARY KEY, n int NOT NULL, body text)');
+  await dbs.sql2(
+    "CREATE TRIGGER pgbisync_tombstone AFTER DELETE OR UPDATE OF id ON public.docs FOR EACH ROW EXECUTE FUNCTION pgbisync.record_tombstone('id')",
+  );
+  await writer.open();
+  await writer.apply([
+    txn(1, [{ op: 'c', schema: 'public', table: 'docs', after: { id: '7', n: '7', body: 'body of 7' } }]),
+  ]);
+  return writer;
+}
+
+/** The commit time of the last local write of docs row `id`, in microseconds. */
+async function localWriteUs(sql: (text: string) => Promise<pg.QueryResult>, id: number): Promise<bigint> {
+  const r = await sql(
+    `SELECT (extract(epoch FROM pg_xact_commit_timestamp(xmin)) * 1000000)::bigint::text AS us FROM docs WHERE id = ${id}`,
+  );
+  return BigInt(r.rows[0].us);
+}
+
+const CONFLICTS_OF_DOCS = `SELECT key->>'id' AS id, conflict_type, resolution, local_row->>'n' AS local_n, local_node,
+    remote_row->>'n' AS remote_n, remote_row->>'body' AS remote_body, remote_node
+  FROM pgbisync.conflicts ORDER BY id`;
+
+test('a key change onto a key the target holds replaces or keeps that row by last-writer-wins, and deletes the old key', async (t) => {
+  const cases = [
+    { name: 'the incoming change is newer: the row at the new key is replaced', newer: true },
+    { name: 'the row at the new key is newer: it is kept', newer: false },
+  ];
+  for (const c of cases) {
+    await t.test(c.name, async () => {
+      await using dbs = await createTestDatabases('writer');
+      const writer = await docsWithRow7(dbs);
+      try {
+        // Row 5 was written here (the source's delete of 5 not seen yet, or a concurrent insert).
+        await dbs.sql2("INSERT INTO docs VALUES (5, 50, 'body of 5')");
+        const localUs = await localWriteUs((t) => dbs.sql2(t), 5);
+        const result = await writer.apply([moveTo5(c.newer ? localUs + 1000n : localUs - 1000n)]);
+        assert.deepEqual(result, { applied: 1, skipped: 0, conflicts: 1 });
+      } finally {
+        await writer.close();
+      }
+      const rows = await dbs.sql2('SELECT id::int, n, body FROM docs ORDER BY id');
+      assert.deepEqual(
+        rows.rows,
+        c.newer ? [{ id: 5, n: 70, body: 'body of 7' }] : [{ id: 5, n: 50, body: 'body of 5' }],
+      );
+      assert.deepEqual((await dbs.sql2(CONFLICTS_OF_DOCS)).rows, [
+        {
+          id: '5',
+          conflict_type: 'update_origin_differs',
+          resolution: c.newer ? 'apply_remote' : 'keep_local',
+          local_n: '50',
+          local_node: 'dst',
+          remote_n: '70',
+          remote_body: 'body of 7',
+          remote_node: 'src',
+        },
+      ]);
+      // The old key is gone as surely as after a delete: remembered against older changes of it.
+      const tombstones = await dbs.sql2(`SELECT key->>'id' AS id FROM pgbisync.tombstones ORDER BY 1`);
+      assert.deepEqual(tombstones.rows, [{ id: '7' }]);
+    });
+  }
+});
+
+test('a key change deletes the old key and writes the new row each under its own guard', async (t) => {
+  await t.test('the row at the old key is newer: it is kept (recorded), the new row is written', async () => {
+    await using dbs = await createTestDatabases('writer');
+    const writer = await docsWithRow7(dbs);
+    try {
+      await dbs.sql2('UPDATE docs SET n = 77 WHERE id = 7');
+      const localUs = await localWriteUs((t) => dbs.sql2(t), 7);
+      assert.deepEqual(await writer.apply([moveTo5(localUs - 1000n)]), {
+        applied: 1,
+        skipped: 0,
+        conflicts: 1,
+      });
+    } finally {
+      await writer.close();
+    }
+    const rows = await dbs.sql2('SELECT id::int, n, body FROM docs ORDER BY id');
+    assert.deepEqual(rows.rows, [
+      { id: 5, n: 70, body: 'body of 7' },
+      { id: 7, n: 77, body: 'body of 7' },
+    ]);
+    assert.deepEqual(
+      (await dbs.sql2(CONFLICTS_OF_DOCS)).rows.map((r) => [r.id, r.conflict_type, r.resolution, r.local_n]),
+      [['7', 'delete_origin_differs', 'keep_local', '77']],
+    );
+  });
+
+  await t.test(
+    'the new key was deleted here later: it stays deleted (recorded), the old key goes',
+    async () => {
+      await using dbs = await createTestDatabases('writer');
+      const writer = await docsWithRow7(dbs);
+      try {
+        await dbs.sql2("INSERT INTO docs VALUES (5, 50, 'body of 5')");
+        const insertedUs = await localWriteUs((t) => dbs.sql2(t), 5);
+        await dbs.sql2('SELECT pg_sleep(0.01)');
+        await dbs.sql2('DELETE FROM docs WHERE id = 5');
+        assert.deepEqual(await writer.apply([moveTo5(insertedUs + 1000n)]), {
+          applied: 1,
+          skipped: 0,
+          conflicts: 1,
+        });
+      } finally {
+        await writer.close();
+      }
+      assert.deepEqual((await dbs.sql2('SELECT id FROM docs')).rows, []);
+      assert.deepEqual(
+        (await dbs.sql2(CONFLICTS_OF_DOCS)).rows.map((r) => [r.id, r.conflict_type, r.resolution]),
+        [['5', 'update_deleted', 'keep_deleted']],
+      );
+      const tombstones = await dbs.sql2(`SELECT key->>'id' AS id FROM pgbisync.tombstones ORDER BY 1`);
+      assert.deepEqual(tombstones.rows, [{ id: '5' }, { id: '7' }]);
+    },
+  );
 });

@@ -173,6 +173,7 @@ export class TransactionWriter {
     const results = await Promise.allSettled(pending);
     const failed = results.find((r) => r.status === 'rejected');
     if (failed !== undefined) throw await this.#rolledBack(failed.reason);
+    this.#progress.committed();
     let conflicts = 0;
     for (const result of await Promise.all(conflictResults)) {
       conflicts += (result as { rowCount?: number | null }).rowCount ?? 0;

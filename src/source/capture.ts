@@ -16,9 +16,11 @@ import { formatLsn, parseLsn } from '../pg/lsn.ts';
 import { ReplicationConnection } from '../pg/replication/replication-connection.ts';
 import { objectNames, splitTableName } from '../pg/sql-names.ts';
 import { readPrimaryKeys } from '../pg/table-catalog.ts';
+import { BlockedError } from '../runtime/errors.ts';
 import { CaptureSender, type SentBatch } from './capture-sender.ts';
 import type { ChangeEncoder } from './change-encoder.ts';
-import { createSlotWithSnapshot, readSlot } from './slot-setup.ts';
+import { readSlotHealth, slotLoss, slotLostError } from './slot-health.ts';
+import { createSlotWithSnapshot } from './slot-setup.ts';
 import { runSnapshot, type SnapshotProgress } from './snapshot.ts';
 import { TransactionAssembler } from './transaction-assembler.ts';
 
@@ -40,6 +42,9 @@ const MAX_UNACKED_BYTES = 2 * 1024 * 1024;
  */
 const PARTITION = 0;
 
+/** How long the check of the slot after a failure may take (connecting included). */
+const SLOT_CHECK_TIMEOUT_MS = 5_000;
+
 /** Sends every record to {@link PARTITION}. */
 function toPartition(producer: RecordProducer): RecordProducer {
   return { send: (records) => producer.send(records.map((r) => ({ ...r, partition: PARTITION }))) };
@@ -59,6 +64,8 @@ export interface CaptureOptions {
 }
 
 export type CaptureProgressEvent =
+  /** The slot is ready (not lost) and the snapshot, if one was due, is in Kafka: streaming starts. */
+  | { readonly kind: 'streaming' }
   | { readonly kind: 'snapshot'; readonly progress: SnapshotProgress }
   | { readonly kind: 'confirmed'; readonly lsn: bigint }
   | ({ readonly kind: 'sent' } & SentBatch)
@@ -77,7 +84,10 @@ export class Capture {
     this.publication = objectNames.publication(options.node);
   }
 
-  /** Runs until `signal` aborts (resolves) or the stream fails (rejects). */
+  /**
+   * Runs until `signal` aborts (resolves) or the stream fails (rejects). A slot that can no longer
+   * stream the node's changes (gone, invalidated) rejects with a BlockedError (PGB2005, ./slot-health.ts).
+   */
   async run(signal: AbortSignal): Promise<void> {
     const o = this.#options;
     const admin = newPgClient({ connectionString: o.url, application_name: `pgbisync-capture-${o.node}` });
@@ -85,6 +95,7 @@ export class Capture {
     const conn = await ReplicationConnection.connect(o.url, `pgbisync-capture-${o.node}`);
     try {
       await this.#prepareSlot(admin, conn, signal);
+      o.onProgress?.({ kind: 'streaming' });
       const major = Number(
         (await admin.query<{ v: string }>("SELECT current_setting('server_version_num') AS v")).rows[0]?.v ??
           0,
@@ -92,37 +103,84 @@ export class Capture {
       const primaryKeys = await primaryKeysByTable(admin, o.tables);
       await admin.end();
       await this.#stream(conn, major >= 160000, primaryKeys, signal);
+    } catch (error) {
+      if (signal.aborted || error instanceof BlockedError) throw error;
+      throw (await this.#lostSlot(error)) ?? error;
     } finally {
       await admin.end().catch(() => undefined);
       await conn.close();
     }
   }
 
-  /** Ensures the slot exists and its initial snapshot was delivered to Kafka. */
+  /**
+   * After a failure: a slot invalidated meanwhile (START_REPLICATION fails with SQLSTATE 55000, or the
+   * checkpointer ended the walsender) or dropped meanwhile blocks the capture, with `error` as its cause;
+   * undefined when the slot is fine or cannot be checked (the failure is then retried as it is).
+   */
+  async #lostSlot(error: unknown): Promise<BlockedError | undefined> {
+    const o = this.#options;
+    // Bounded: a node that does not answer must not hold up the restart of the failed capture.
+    const db = newPgClient({
+      connectionString: o.url,
+      application_name: `pgbisync-capture-${o.node}`,
+      connectionTimeoutMillis: SLOT_CHECK_TIMEOUT_MS,
+      query_timeout: SLOT_CHECK_TIMEOUT_MS,
+    });
+    try {
+      await db.connect();
+      const health = await readSlotHealth(db, o.node, this.slot);
+      const loss = slotLoss(health);
+      if (loss === undefined || health.resyncRequestedAt !== null) return undefined;
+      return slotLostError(health, loss, error);
+    } catch {
+      return undefined;
+    } finally {
+      await db.end().catch(() => undefined);
+    }
+  }
+
+  /**
+   * Ensures the slot exists and the initial snapshot (or the re-copy `pgbisync resync` asked for) was
+   * delivered to Kafka. A slot the capture streamed from that is gone or invalidated blocks (PGB2005)
+   * unless a resync was asked for: re-creating it would silently skip every change in the gap.
+   */
   async #prepareSlot(admin: pg.Client, conn: ReplicationConnection, signal: AbortSignal): Promise<void> {
     const o = this.#options;
-    const state = await admin.query<{ done: boolean }>(
-      'SELECT snapshot_done_at IS NOT NULL AS done FROM pgbisync.capture_state WHERE node = $1',
-      [o.node],
-    );
-    const slot = await readSlot(admin, this.slot);
-    const snapshotDone = o.snapshot === 'never' || state.rows[0]?.done === true;
-    if (slot !== undefined && snapshotDone) return;
-    if (slot === undefined) {
+    const health = await readSlotHealth(admin, o.node, this.slot);
+    const resync = health.resyncRequestedAt;
+    const loss = slotLoss(health);
+    if (loss !== undefined && resync === null) throw slotLostError(health, loss);
+    let exists = health.exists;
+    if (loss === 'invalidated') {
+      // It can never stream again; the re-copy starts from a new one.
+      await admin.query('SELECT pg_drop_replication_slot($1)', [this.slot]);
+      exists = false;
+    }
+    const snapshotDone = resync === null && (o.snapshot === 'never' || health.streamed);
+    if (exists && snapshotDone) return;
+    // A re-copy is made whatever capture.snapshot says: the operator asked for it.
+    const copy = o.snapshot === 'initial' || resync !== null;
+    if (resync !== null) {
+      // Marks the re-copy as under way (`pgbisync resync` follows it); a crash from here on copies again.
+      await admin.query('UPDATE pgbisync.capture_state SET snapshot_done_at = NULL WHERE node = $1', [
+        o.node,
+      ]);
+    }
+    if (!exists) {
       const created = await createSlotWithSnapshot(conn, this.slot);
       await admin.query(
         `INSERT INTO pgbisync.capture_state (node, slot, consistent_lsn, snapshot_done_at) VALUES ($1, $2, $3, NULL)
          ON CONFLICT (node) DO UPDATE SET slot = EXCLUDED.slot, consistent_lsn = EXCLUDED.consistent_lsn, snapshot_done_at = NULL`,
         [o.node, this.slot, formatLsn(created.consistentPoint)],
       );
-      if (o.snapshot === 'initial')
-        await this.#snapshot(created.snapshotName, created.consistentPoint, signal);
+      if (copy) await this.#snapshot(created.snapshotName, created.consistentPoint, signal);
     } else {
-      // A snapshot that never completed (a crash while it was read). The slot stays: dropping it would
-      // lose what changed since it was created (a row deleted meanwhile would then be deleted nowhere).
-      // The tables are read again in a snapshot taken now, and the stream then replays every change
-      // since the slot's start after it. Replayed changes are older than the snapshot's rows, which
-      // carry their own commit times, so last-writer-wins keeps the newer rows (and a replayed delete
+      // A snapshot that never completed (a crash while it was read), or a re-copy of a node whose slot
+      // is fine. The slot stays: dropping it would lose what changed since it was created (a row
+      // deleted meanwhile would then be deleted nowhere). The tables are read again in a snapshot taken
+      // now, and the stream then replays every change since the slot's start after it. Replayed changes
+      // are older than the snapshot's rows, which carry their own commit times; the replay ends with
+      // each row's latest change, so every node ends with the newest version (and a replayed delete
       // still removes a row the interrupted snapshot had published).
       const reader = newPgClient({
         connectionString: o.url,
@@ -141,18 +199,26 @@ export class Capture {
       }
     }
     // An upsert: a crash between the slot's creation and the state row's insert leaves no row, and an
-    // UPDATE of none would leave the snapshot undone forever (every restart would read it again).
+    // UPDATE of none would leave the snapshot undone forever (every restart would read it again). The
+    // resync request is cleared only if it is the one this copy served: a newer one stays.
     await admin.query(
       `INSERT INTO pgbisync.capture_state (node, slot, consistent_lsn, snapshot_done_at)
        SELECT $1::text, $2::text, confirmed_flush_lsn, clock_timestamp() FROM pg_replication_slots WHERE slot_name = $2::text
-       ON CONFLICT (node) DO UPDATE SET snapshot_done_at = EXCLUDED.snapshot_done_at`,
-      [o.node, this.slot],
+       ON CONFLICT (node) DO UPDATE SET snapshot_done_at = EXCLUDED.snapshot_done_at${
+         resync === null
+           ? ''
+           : `,
+         resync_requested_at = CASE WHEN capture_state.resync_requested_at = $3::timestamptz THEN NULL
+                                    ELSE capture_state.resync_requested_at END`
+       }`,
+      resync === null ? [o.node, this.slot] : [o.node, this.slot, resync],
     );
   }
 
   async #snapshot(snapshotName: string, consistentPoint: bigint, signal: AbortSignal): Promise<void> {
     const o = this.#options;
     await runSnapshot({
+      node: o.node,
       storeSchema: (schema) => this.#storeSchemas([schema]),
       url: o.url,
       snapshotName,

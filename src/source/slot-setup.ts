@@ -9,26 +9,6 @@ import { qualifiedName, quoteIdent, splitTableName } from '../pg/sql-names.ts';
 import type { Queryable } from '../pg/table-catalog.ts';
 import { ErrorCode, RetryableError } from '../runtime/errors.ts';
 
-export interface SlotInfo {
-  readonly slot: string;
-  readonly confirmedFlushLsn: bigint;
-  readonly active: boolean;
-}
-
-export async function readSlot(db: Queryable, slot: string): Promise<SlotInfo | undefined> {
-  const r = await db.query<{ confirmed_flush_lsn: string | null; active: boolean }>(
-    'SELECT confirmed_flush_lsn::text, active FROM pg_replication_slots WHERE slot_name = $1',
-    [slot],
-  );
-  const row = r.rows[0];
-  if (row === undefined) return undefined;
-  return {
-    slot,
-    confirmedFlushLsn: row.confirmed_flush_lsn ? parseLsn(row.confirmed_flush_lsn) : 0n,
-    active: row.active,
-  };
-}
-
 /** Creates or updates the publication so it holds exactly `tables`. */
 export async function ensurePublication(
   db: Queryable,

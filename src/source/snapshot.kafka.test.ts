@@ -9,7 +9,14 @@ import { test } from 'node:test';
 import { serverName } from '../kafka/topics.ts';
 import { setup, teardown } from '../operate/setup.ts';
 import { EVERY_TYPE_DDL, EVERY_TYPE_ROWS } from '../testing/every-type.ts';
-import { readTopic, startSync, syncConfig, tableRows, waitFor } from '../testing/sync-fixture.ts';
+import {
+  readTopic,
+  startSync,
+  syncConfig,
+  tableRows,
+  waitFor,
+  waitForStreaming,
+} from '../testing/sync-fixture.ts';
 import { createTestDatabases } from '../testing/test-databases.ts';
 
 interface Envelope {
@@ -152,5 +159,68 @@ test('a snapshot cut short is read again without losing what changed meanwhile',
   assert.equal(await countOnB(), 20000);
   const redone = await dbs.sql1('SELECT snapshot_done_at FROM pgbisync.capture_state WHERE node = $1', [a]);
   assert.ok(redone.rows[0]?.snapshot_done_at instanceof Date, 'the snapshot read again is recorded as done');
+  await teardown(config, { keepTopics: false });
+});
+
+test("a snapshot sends the node's own row versions and the deletes it remembers, each with its time", async () => {
+  await using dbs = await createTestDatabases();
+  const ddl = 'CREATE TABLE public.items (id int PRIMARY KEY, v text NOT NULL)';
+  await dbs.sql1(ddl);
+  await dbs.sql2(ddl);
+  const config = syncConfig(dbs, ['public.items']);
+  const [a] = config.nodes.map((n) => n.name) as [string];
+  await setup(config);
+  {
+    await using sync = await startSync(config);
+    await dbs.sql1(`INSERT INTO items VALUES (1, 'a'), (2, 'a'), (3, 'a')`);
+    await dbs.sql2(`INSERT INTO items VALUES (10, 'b'), (11, 'b')`);
+    await waitFor('5 rows on both', async () => {
+      return (
+        (await tableRows(dbs.sql1, 'items')).length === 5 && (await tableRows(dbs.sql2, 'items')).length === 5
+      );
+    });
+    await dbs.sql1('DELETE FROM items WHERE id = 3'); // a's delete: a tombstone on a
+    await dbs.sql2('DELETE FROM items WHERE id = 11'); // b's delete, applied on a (a tombstone of b's)
+    await waitFor('3 rows on both', async () => {
+      return (
+        (await tableRows(dbs.sql1, 'items')).length === 3 && (await tableRows(dbs.sql2, 'items')).length === 3
+      );
+    });
+    await sync.stop();
+  }
+  // a's capture starts afresh (no slot, no state): its snapshot holds a's own versions only, rows 1
+  // and 2, and its own delete of row 3 (b's row 10 and b's delete of 11 reach every node from b).
+  await dbs.sql1('SELECT pg_drop_replication_slot($1)', [`pgbisync_${a}`]);
+  await dbs.sql1('DELETE FROM pgbisync.capture_state WHERE node = $1', [a]);
+  const topic = serverName(config, a);
+  const before = (await readTopic(config, topic, () => false, 3000)).length;
+  const deletedAt = (
+    await dbs.sql1(
+      `SELECT (extract(epoch FROM pg_xact_commit_timestamp(xmin)) * 1000000)::bigint::text AS us
+         FROM pgbisync.tombstones WHERE key = '{"id": 3}'`,
+    )
+  ).rows[0].us as string;
+  {
+    await using sync = await startSync(config);
+    await waitForStreaming(config, [dbs.sql1]);
+    await sync.stop();
+  }
+  const records = (await readTopic(config, topic, (rs) => rs.length >= before + 4)).slice(before);
+  const events = records.map((r) => {
+    const key = JSON.parse(r.key!.toString()).payload as { id: number };
+    if (r.value === null) return `tombstone ${key.id}`;
+    const p = (
+      JSON.parse(r.value.toString()) as {
+        payload: { op: string; source: { snapshot: string; ts_us: number } };
+      }
+    ).payload;
+    return `${p.op} ${key.id} snapshot=${p.source.snapshot}${p.op === 'd' ? ` ts_us=${p.source.ts_us}` : ''}`;
+  });
+  assert.deepEqual(events, [
+    'r 1 snapshot=true',
+    'r 2 snapshot=true',
+    `d 3 snapshot=true ts_us=${deletedAt}`,
+    'tombstone 3',
+  ]);
   await teardown(config, { keepTopics: false });
 });

@@ -4,6 +4,14 @@
  * no overlap. Rows are read with a cursor in chunks (text format: the same output functions pgoutput
  * uses, so snapshot and stream values are identical). Each chunk ends with a record marked as a
  * transaction's last, so an applier applies chunks as transactions of bounded size.
+ *
+ * Only the versions this node wrote are sent: rows (and deletes) its appliers wrote came from another
+ * node's topic, which brings them to every node (see OWN_VERSIONS).
+ *
+ * After a table's rows come the deletes the node remembers (pgbisync.tombstones) of keys it no longer
+ * holds, as `op: d` events (each followed by a Kafka tombstone, as streamed deletes are), dated by the
+ * deleting transaction. A snapshot is then the node's whole state, deletes included: what a re-copy
+ * after a lost slot (`pgbisync resync`) needs to bring deletes made in the gap to the other nodes.
  */
 import type pg from 'pg';
 import type { EventSchema } from '../events/envelope.ts';
@@ -12,17 +20,21 @@ import { SCHEMA_HEADER, transactionEndHeaders } from '../kafka/wire-headers.ts';
 import { newPgClient } from '../pg/client.ts';
 import type { RelationMessage, Tuple, TupleValue } from '../pg/pgoutput/messages.ts';
 import { qualifiedName, quoteIdent, quoteLiteral, splitTableName } from '../pg/sql-names.ts';
-import { readPrimaryKeys, replicaIdentityOf } from '../pg/table-catalog.ts';
-import type { ChangeEncoder, SourcePosition } from './change-encoder.ts';
+import { readPrimaryKeys, readReferencedTables, replicaIdentityOf } from '../pg/table-catalog.ts';
+import type { ChangeEncoder, EncodedRecord, SourcePosition, TransactionPosition } from './change-encoder.ts';
 
 export interface SnapshotProgress {
   readonly table: string;
   readonly rows: number;
+  /** Remembered deletes sent as delete events (counted when the table is done). */
+  readonly deletes: number;
   readonly rowsPerSec: number;
   readonly done: boolean;
 }
 
 export interface SnapshotOptions {
+  /** The node read: only the row versions it wrote are sent (see OWN_VERSIONS). */
+  readonly node: string;
   readonly url: string;
   readonly snapshotName: string;
   readonly consistentPoint: bigint;
@@ -79,14 +91,25 @@ export async function runSnapshot(o: SnapshotOptions): Promise<number> {
   });
   await client.connect();
   let total = 0;
-  let pending: Promise<unknown> = Promise.resolve();
+  const sending: { pending: Promise<unknown> } = { pending: Promise.resolve() };
   try {
     await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
     await client.query(`SET TRANSACTION SNAPSHOT ${quoteLiteral(o.snapshotName)}`);
     const txid = Number(
       (await client.query<{ x: string }>('SELECT txid_current_if_assigned()::text AS x')).rows[0]?.x ?? 0,
     );
-    for (const [index, name] of o.tables.entries()) {
+    // The replication origins of the other nodes' appliers (pgbisync_<source>@<target>, or pgbisync_<source>
+    // as earlier versions named them; not this node's own, which verify --repair uses for its
+    // versions), as an oid[] literal ('{}' when none).
+    const others = (
+      await client.query<{ ids: string }>(
+        `SELECT coalesce(array_agg(roident), '{}')::text AS ids FROM pg_replication_origin
+          WHERE roname LIKE 'pgbisync\\_%' AND split_part(substr(roname, 10), '@', 1) <> $1`,
+        [o.node],
+      )
+    ).rows[0]!.ids;
+    const tables = parentsFirst(o.tables, await readReferencedTables(client, o.tables));
+    for (const [index, name] of tables.entries()) {
       const { schema, table } = splitTableName(name);
       const relation = await describe(client, schema, table, -(index + 1));
       const encoder = o.encoder.forRelation(relation, new Map());
@@ -94,76 +117,164 @@ export async function runSnapshot(o: SnapshotOptions): Promise<number> {
       const schemaHeader: Record<string, string> =
         encoder.schema === undefined ? {} : { [SCHEMA_HEADER]: encoder.schema.id };
       const topic = o.topicFor(schema, table);
-      const columns = relation.columns.map((c) => quoteIdent(c.name)).join(', ');
+      let order = 0;
+      /** The row's own commit time (the query's last column) as the event's. */
+      const sourceOf = (row: readonly unknown[]): SourcePosition => ({
+        lsn: o.consistentPoint,
+        commitLsn: o.consistentPoint,
+        txId: txid,
+        commitTimeUs: BigInt(row[row.length - 1] as string),
+        snapshot: 'true',
+      });
+      const transaction = (): TransactionPosition => {
+        order++;
+        return { id: `snapshot:${o.consistentPoint}`, totalOrder: order, dataCollectionOrder: order };
+      };
+      const withSchema = (encoded: EncodedRecord): OutRecord =>
+        encoder.schema === undefined || encoded.value === null
+          ? { topic, ...encoded }
+          : { topic, ...encoded, headers: schemaHeader };
+      const started = Date.now();
+      const progress = (rows: number, deletes: number, done: boolean) => {
+        const seconds = Math.max((Date.now() - started) / 1000, 0.001);
+        o.onProgress?.({ table: name, rows, deletes, rowsPerSec: Math.round(rows / seconds), done });
+      };
+      const qualified = qualifiedName(schema, table);
+      const columns = relation.columns.map((c) => quoteIdent(c.name));
       // Each row carries its own commit time (the last column), as a streamed change would: conflict
       // resolution compares it on every node. Unknown (frozen, or written before
       // track_commit_timestamp was on) counts as oldest: the Unix epoch.
-      await client.query(
-        `DECLARE snap NO SCROLL CURSOR FOR SELECT ${columns},
-           coalesce((extract(epoch FROM pg_xact_commit_timestamp(xmin)) * 1000000)::bigint, 0)::text
-           FROM ONLY ${qualifiedName(schema, table)}`,
+      const rows = await sendCursor(
+        client,
+        o,
+        sending,
+        `SELECT ${columns.map((c) => `t.${c}`).join(', ')}, ${COMMIT_US} FROM ONLY ${qualified} t ${OWN_VERSIONS('t', others)}`,
+        (row) => [
+          withSchema(encoder.change('r', undefined, toTuple(row.slice(0, -1)), sourceOf(row), transaction())),
+        ],
+        (n) => progress(n, 0, false),
       );
-      const started = Date.now();
-      let rows = 0;
-      let order = 0;
-      for (;;) {
-        if (o.signal.aborted) throw o.signal.reason ?? new Error('snapshot aborted');
-        const chunk = await client.query<unknown[]>({
-          text: `FETCH ${o.chunkRows} FROM snap`,
-          rowMode: 'array',
-        });
-        if (chunk.rows.length === 0) break;
-        const records: OutRecord[] = [];
-        const last = chunk.rows.length - 1;
-        for (const [i, row] of chunk.rows.entries()) {
-          const source: SourcePosition = {
-            lsn: o.consistentPoint,
-            commitLsn: o.consistentPoint,
-            txId: txid,
-            commitTimeUs: BigInt(row[row.length - 1] as string),
-            snapshot: 'true',
-          };
-          order++;
-          const encoded = encoder.change('r', undefined, toTuple(row.slice(0, -1)), source, {
-            id: `snapshot:${o.consistentPoint}`,
-            totalOrder: order,
-            dataCollectionOrder: order,
-          });
-          const record: OutRecord =
-            i === last
-              ? {
-                  topic,
-                  ...encoded,
-                  headers: { ...schemaHeader, ...transactionEndHeaders(o.consistentPoint, true) },
-                }
-              : encoder.schema === undefined
-                ? { topic, ...encoded }
-                : { topic, ...encoded, headers: schemaHeader };
-          records.push(record);
-        }
-        // Keep one send in flight while the next chunk is read.
-        await pending;
-        pending = o.producer.send(records);
-        rows += chunk.rows.length;
-        const seconds = Math.max((Date.now() - started) / 1000, 0.001);
-        o.onProgress?.({ table: name, rows, rowsPerSec: Math.round(rows / seconds), done: false });
-      }
-      await client.query('CLOSE snap');
-      total += rows;
-      const seconds = Math.max((Date.now() - started) / 1000, 0.001);
-      o.onProgress?.({ table: name, rows, rowsPerSec: Math.round(rows / seconds), done: true });
+      // The deletes this node remembers (pgbisync.tombstones) of keys it no longer holds, each dated by
+      // its own commit time: a copy of the rows alone would leave a row deleted here, while the changes
+      // were not captured (a lost slot), on the other nodes for good. They apply under last-writer-wins
+      // like a streamed delete: a version written there after the delete stays.
+      const key = relation.columns.filter((c) => c.isKey).map((c) => quoteIdent(c.name));
+      const deletes =
+        key.length === 0
+          ? 0
+          : await sendCursor(
+              client,
+              o,
+              sending,
+              `SELECT ${relation.columns.map((c) => (c.isKey ? `r.${quoteIdent(c.name)}` : 'NULL')).join(', ')}, ${COMMIT_US}
+                 FROM pgbisync.tombstones b CROSS JOIN LATERAL jsonb_populate_record(NULL::${qualified}, b.key) r
+                 ${OWN_VERSIONS('b', others)}
+                  AND b.table_name = ${quoteLiteral(`${schema}.${table}`)}
+                  AND NOT EXISTS (SELECT 1 FROM ONLY ${qualified} t
+                                   WHERE (${key.map((k) => `t.${k}`).join(', ')}) = (${key.map((k) => `r.${k}`).join(', ')}))`,
+              (row) => {
+                const before = toTuple(row.slice(0, -1));
+                return [
+                  withSchema(encoder.change('d', before, undefined, sourceOf(row), transaction())),
+                  withSchema(encoder.tombstone(before)),
+                ];
+              },
+              () => undefined,
+            );
+      total += rows + deletes;
+      progress(rows, deletes, true);
     }
-    await pending;
+    await sending.pending;
     await client.query('COMMIT');
     return total;
   } finally {
-    await pending.catch(() => undefined);
+    await sending.pending.catch(() => undefined);
     await client.end().catch(() => undefined);
   }
+}
+
+/**
+ * Keeps the row versions of `alias` that this node wrote: those its appliers wrote carry another
+ * node's replication origin (`others`, their roident) and reach every node through that node's own
+ * topic. Sending them as this node's would restamp them with this node's name on the other nodes, and a
+ * later write of this node with a clock behind could then replace them there (a source's own versions
+ * are replaced whatever the clocks say, ../conflicts/policy.ts) but not where the true writer's stamp
+ * is kept: the nodes would diverge. A version of unknown origin (frozen, or from before
+ * track_commit_timestamp) is this node's. Joins `v`, the version's commit time and origin.
+ */
+const OWN_VERSIONS = (alias: string, others: string) =>
+  `CROSS JOIN LATERAL pg_xact_commit_timestamp_origin(${alias}.xmin) v
+   WHERE coalesce(v.roident, 0) <> ALL (${quoteLiteral(others)}::oid[])`;
+
+/** The version's commit time (`v`, see OWN_VERSIONS) in microseconds as text; the Unix epoch when unknown. */
+const COMMIT_US = 'coalesce((extract(epoch FROM v.timestamp) * 1000000)::bigint, 0)::text';
+
+/**
+ * Reads `query` through a cursor in chunks of `o.chunkRows` rows and sends each chunk's records as one
+ * transaction (its last record carries the transaction's end). Keeps one send in flight while the
+ * next chunk is read. Returns the number of rows read.
+ */
+async function sendCursor(
+  client: pg.Client,
+  o: SnapshotOptions,
+  sending: { pending: Promise<unknown> },
+  query: string,
+  toRecords: (row: readonly unknown[]) => OutRecord[],
+  onChunk: (rowsSoFar: number) => void,
+): Promise<number> {
+  await client.query(`DECLARE snap NO SCROLL CURSOR FOR ${query}`);
+  let rows = 0;
+  for (;;) {
+    if (o.signal.aborted) throw o.signal.reason ?? new Error('snapshot aborted');
+    const chunk = await client.query<unknown[]>({ text: `FETCH ${o.chunkRows} FROM snap`, rowMode: 'array' });
+    if (chunk.rows.length === 0) break;
+    const records = chunk.rows.flatMap(toRecords);
+    const last = records[records.length - 1]!;
+    records[records.length - 1] = {
+      ...last,
+      headers: { ...last.headers, ...transactionEndHeaders(o.consistentPoint, true) },
+    };
+    // Its failure is read at the next chunk: handled from the start, or it would end the process while
+    // that chunk's FETCH is under way.
+    await sending.pending;
+    sending.pending = o.producer.send(records);
+    sending.pending.catch(() => undefined);
+    rows += chunk.rows.length;
+    onChunk(rows);
+  }
+  await client.query('CLOSE snap');
+  return rows;
 }
 
 const NULL_VALUE: TupleValue = { kind: 'null' };
 
 function toTuple(row: readonly unknown[]): Tuple {
   return row.map((v) => (v === null ? NULL_VALUE : { kind: 'text', text: v as string }));
+}
+
+/**
+ * `tables` with every table after the ones it references (`references`, by foreign key), otherwise in
+ * their order. Each snapshot chunk is a target transaction of its own: a child's chunk applied before
+ * its parents' fails the target's foreign key. No order satisfies a cycle of references: its tables
+ * come as the walk reaches them, each once. A self-reference is no reason to move.
+ */
+export function parentsFirst(
+  tables: readonly string[],
+  references: ReadonlyMap<string, readonly string[]>,
+): string[] {
+  const out: string[] = [];
+  const placed = new Set<string>();
+  const visiting = new Set<string>();
+  const place = (table: string) => {
+    if (placed.has(table) || visiting.has(table)) return;
+    visiting.add(table);
+    for (const parent of references.get(table) ?? []) {
+      if (parent !== table && tables.includes(parent)) place(parent);
+    }
+    visiting.delete(table);
+    placed.add(table);
+    out.push(table);
+  };
+  for (const table of tables) place(table);
+  return out;
 }

@@ -2,6 +2,7 @@
 import type { Command } from 'commander';
 import { loadConfigFile, redactConfig } from '../../config/load.ts';
 import { startHttpServer } from '../../daemon/http-server.ts';
+import { exitOnUnhandledRejection } from '../../daemon/last-resort.ts';
 import { SyncRunner } from '../../daemon/sync-runner.ts';
 import { createLogger } from '../../observability/logger.ts';
 import { Metrics } from '../../observability/metrics.ts';
@@ -67,6 +68,7 @@ export function registerSyncCommands(program: Command): void {
     .action(async (flags: { config: string; duration?: number; httpPort?: string }) => {
       const config = loadConfigFile(flags.config);
       const log = createLogger();
+      exitOnUnhandledRejection(log);
       log.info({ config: redactConfig(config) }, 'starting');
       const controller = new AbortController();
       const stop = (why: string) => {
