@@ -139,6 +139,12 @@ export const applySchema = z
       .default(65_536)
       .describe('a fetch returns once this many (compressed) bytes arrived, or after maxWaitMs'),
     deadLetterTopic: z.string().optional().describe('default <topicPrefix>.<source>.dlq'),
+    truncate: z
+      .enum(['guarded', 'skip'])
+      .default('guarded')
+      .describe(
+        'guarded: a TRUNCATE deletes the rows older than it (newer ones stay, deleted keys get tombstones); skip: not applied',
+      ),
   })
   .prefault({});
 

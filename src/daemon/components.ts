@@ -128,6 +128,7 @@ async function runApplier(
       }),
     deadLetter: { topic: deadLetterTopic(config, source.name), sink: dlqProducer },
     policyFor: policyFor(config),
+    truncate: config.apply.truncate,
     maxBatchTransactions: config.apply.maxBatchTransactions,
     maxBatchRows: config.apply.maxBatchRows,
     ...(source.debezium !== undefined

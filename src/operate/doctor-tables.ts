@@ -71,6 +71,25 @@ export async function checkTable(
       `ALTER TABLE ${qualified} REPLICA IDENTITY DEFAULT;`,
     );
   }
+  if (found.replicaIdentity === 'default' && found.primaryKey.length > 0) {
+    // An update that leaves a TOASTed value alone sends it as unchanged; a node that lacks the row then
+    // cannot bring it back whole (recorded as needs_repair). FULL logs the old row whole, and capture
+    // fills the unchanged values from it.
+    const toastable = await db.query<{ cols: string | null }>(
+      `SELECT string_agg(attname, ', ' ORDER BY attnum) AS cols FROM pg_attribute
+        WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped AND attstorage <> 'p'`,
+      [qualified],
+    );
+    const cols = toastable.rows[0]?.cols;
+    if (cols !== null && cols !== undefined) {
+      fail(
+        check,
+        'warn',
+        `${name} has TOASTable columns (${cols}) and REPLICA IDENTITY DEFAULT: an update that leaves a large value unchanged does not carry it, so a node that lacks the row (deleted there earlier) cannot restore it and records it as needs_repair`,
+        `ALTER TABLE ${qualified} REPLICA IDENTITY FULL; (costs more WAL per update and delete: the whole old row is logged)`,
+      );
+    }
+  }
   const owner = await db.query<{ owner: string; owned: boolean; usr: string }>(
     `SELECT pg_get_userbyid(c.relowner) AS owner, current_user AS usr,
             (pg_has_role(c.relowner, 'USAGE') OR (SELECT rolsuper FROM pg_roles WHERE rolname = current_user)) AS owned

@@ -12,7 +12,7 @@ import type pg from 'pg';
 import { qualifiedName, quoteIdent, splitTableName } from '../pg/sql-names.ts';
 import { replicaRoleGrant } from '../sink/apply-session.ts';
 import type { Emit } from './doctor-report.ts';
-import { TOMBSTONE_TRIGGER } from './setup.ts';
+import { TOMBSTONE_TRIGGER, TRUNCATE_TRIGGER } from './setup.ts';
 
 const MIN_PARAMETER_GRANT_VERSION_NUM = 150000;
 
@@ -60,12 +60,12 @@ export async function checkTriggers(db: pg.Client, names: readonly string[], emi
     const qualified = qualifiedName(schema, table);
     const found = await db.query<{ kind: 'trigger' | 'rule' } & Fires>(
       `SELECT 'trigger' AS kind, t.tgname AS name, t.tgenabled AS mode, NULL AS event FROM pg_trigger t
-        WHERE t.tgrelid = to_regclass($1) AND NOT t.tgisinternal AND t.tgname <> $2
+        WHERE t.tgrelid = to_regclass($1) AND NOT t.tgisinternal AND t.tgname <> ALL($2::text[])
        UNION ALL
        SELECT 'rule', r.rulename, r.ev_enabled, r.ev_type FROM pg_rewrite r
         WHERE r.ev_class = to_regclass($1) AND r.ev_type <> '1'
        ORDER BY 1, 2`,
-      [qualified, TOMBSTONE_TRIGGER],
+      [qualified, [TOMBSTONE_TRIGGER, TRUNCATE_TRIGGER]],
     );
     const triggers = found.rows.filter((f) => f.kind === 'trigger');
     const rules = found.rows.filter((f) => f.kind === 'rule');

@@ -302,6 +302,25 @@ test('user triggers that skip applied rows warn with ENABLE ALWAYS; rules that b
   );
 });
 
+test('TOASTable columns without REPLICA IDENTITY FULL warn with the ALTER TABLE and its cost', async () => {
+  await using dbs = await createTestDatabases();
+  await both(dbs, 'CREATE TABLE public.docs (id int PRIMARY KEY, body text)');
+  await both(dbs, 'CREATE TABLE public.full_docs (id int PRIMARY KEY, body text)');
+  await both(dbs, 'ALTER TABLE public.full_docs REPLICA IDENTITY FULL');
+  await both(dbs, 'CREATE TABLE public.nums (id int PRIMARY KEY, n bigint)');
+  const report = await runDoctor(syncConfig(dbs, ['public.docs', 'public.full_docs', 'public.nums']));
+  assert.deepEqual(fails(report), [], formatDoctor(report));
+  const warned = report.checks.filter((c) => c.status === 'warn' && /TOASTable/.test(c.detail));
+  assert.deepEqual(
+    warned.map((c) => c.check),
+    ['table public.docs', 'table public.docs'],
+  );
+  assert.ok(
+    warned.every((c) => /REPLICA IDENTITY FULL;.*more WAL/.test(c.fix ?? '')),
+    formatDoctor(report),
+  );
+});
+
 test('a slot gone after its capture streamed from it fails, with resync as the fix', async () => {
   await using dbs = await createTestDatabases();
   await both(dbs, 'CREATE TABLE public.t (id int PRIMARY KEY)');

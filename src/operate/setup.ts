@@ -22,6 +22,8 @@ import { ensurePublication } from '../source/slot-setup.ts';
 import { resolveTablesOn, withNode } from './sync-plan.ts';
 
 export const TOMBSTONE_TRIGGER = 'pgbisync_tombstone';
+/** The statement trigger that dates a local TRUNCATE of a synced table (pgbisync.record_truncate). */
+export const TRUNCATE_TRIGGER = 'pgbisync_truncate';
 
 export interface SetupReport {
   readonly tables: readonly string[];
@@ -112,6 +114,11 @@ async function installTombstoneTrigger(db: import('pg').Client, name: string): P
        FOR EACH ROW EXECUTE FUNCTION pgbisync.record_tombstone(${key.map(quoteLiteral).join(', ')})`,
   );
   await db.query(`ALTER TABLE ${qualified} ENABLE TRIGGER ${quoteIdent(TOMBSTONE_TRIGGER)}`);
+  // Ordinary too: applied truncates are guarded deletes that write the table's tombstone themselves.
+  await db.query(
+    `CREATE OR REPLACE TRIGGER ${quoteIdent(TRUNCATE_TRIGGER)} AFTER TRUNCATE ON ${qualified}
+       FOR EACH STATEMENT EXECUTE FUNCTION pgbisync.record_truncate()`,
+  );
 }
 
 export interface TeardownReport {
@@ -138,13 +145,12 @@ export async function teardown(
       const pub = objectNames.publication(node.name);
       const pubs = await db.query('SELECT 1 FROM pg_publication WHERE pubname = $1', [pub]);
       if ((pubs.rowCount ?? 0) > 0) await db.query(`DROP PUBLICATION ${quoteIdent(pub)}`);
-      const triggers = await db.query<{ tbl: string }>(
-        `SELECT format('%I.%I', n.nspname, c.relname) AS tbl FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
-           JOIN pg_namespace n ON n.oid = c.relnamespace WHERE t.tgname = $1`,
-        [TOMBSTONE_TRIGGER],
+      const triggers = await db.query<{ tbl: string; name: string }>(
+        `SELECT format('%I.%I', n.nspname, c.relname) AS tbl, t.tgname AS name FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
+           JOIN pg_namespace n ON n.oid = c.relnamespace WHERE t.tgname = ANY($1::text[])`,
+        [[TOMBSTONE_TRIGGER, TRUNCATE_TRIGGER]],
       );
-      for (const t of triggers.rows)
-        await db.query(`DROP TRIGGER ${quoteIdent(TOMBSTONE_TRIGGER)} ON ${t.tbl}`);
+      for (const t of triggers.rows) await db.query(`DROP TRIGGER ${quoteIdent(t.name)} ON ${t.tbl}`);
       await db.query('DROP SCHEMA IF EXISTS pgbisync CASCADE');
       const origins = await db.query<{ roname: string }>(
         'SELECT roname FROM pg_replication_origin WHERE roname = ANY($1::text[])',

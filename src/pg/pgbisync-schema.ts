@@ -11,7 +11,8 @@
  *   the next offset of every topic/partition, written in the same target transaction as apply_progress.
  * - conflicts: every conflict resolved on this node, with both versions.
  * - tombstones: keys deleted on this node, stamped by the deleting transaction (its xmin gives the
- *   commit time and origin), so a late, older update cannot resurrect a row deleted later.
+ *   commit time and origin), so a late, older update cannot resurrect a row deleted later; key '{}' is
+ *   the table's latest TRUNCATE (local or applied), which every older row of the table lost to.
  * - event_schemas: with `capture.schemasEnabled: false`, the value schema of every relation version
  *   this node's capture encoded, by the id its schemaless records name (src/events/schema-store.ts).
  */
@@ -88,6 +89,15 @@ BEGIN
   INSERT INTO pgbisync.tombstones AS t (table_name, key) VALUES (TG_TABLE_SCHEMA || '.' || TG_TABLE_NAME, k)
     ON CONFLICT (table_name, key) DO UPDATE SET key = EXCLUDED.key;
   RETURN OLD;
+END $$;
+-- A local TRUNCATE of a synced table (statement trigger pgbisync_truncate): the table's tombstone, key '{}',
+-- dated by this transaction, so a row written elsewhere before the truncate and arriving after it stays
+-- deleted (the applier's upsert checks it beside the key's own tombstone; an applied truncate writes it too).
+CREATE OR REPLACE FUNCTION pgbisync.record_truncate() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  INSERT INTO pgbisync.tombstones AS t (table_name, key) VALUES (TG_TABLE_SCHEMA || '.' || TG_TABLE_NAME, '{}'::jsonb)
+    ON CONFLICT (table_name, key) DO UPDATE SET key = EXCLUDED.key;
+  RETURN NULL;
 END $$;
 -- The applier's upsert calls this for each row it wrote: a row its snapshot saw that it had to insert
 -- anew was deleted by a concurrent transaction, whose tombstone the snapshot cannot see. Failing with a

@@ -45,6 +45,8 @@ export interface ApplierOptions {
   /** Where malformed records go: each is acknowledged before any later transaction commits. */
   readonly deadLetter: { readonly topic: string; readonly sink: RecordProducer } | undefined;
   readonly policyFor: (table: string) => ConflictPolicy;
+  /** How a source TRUNCATE is applied (config apply.truncate; default guarded). */
+  readonly truncate?: 'guarded' | 'skip';
   readonly maxBatchTransactions: number;
   readonly maxBatchRows: number;
   /**
@@ -88,6 +90,7 @@ export class Applier {
       targetNode: o.targetNode,
       sourceNode: o.sourceNode,
       policyFor: o.policyFor,
+      ...(o.truncate !== undefined ? { truncate: o.truncate } : {}),
     });
     let consumer: RecordConsumer | undefined;
     /** The group queued before the newest one: settles once it committed and was reported. */

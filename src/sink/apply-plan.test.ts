@@ -416,9 +416,9 @@ describe('planRun', () => {
       expected: { text: table.rekey(['id']), values: [...common, ['2'], ['1']], conflicts: true },
     },
     {
-      name: 'a truncate takes no parameters',
+      name: 'a truncate is a guarded delete: the common parameters only, its kept rows counted as conflicts',
       run: run('truncate', 't', [], []),
-      expected: { text: table.truncate(), values: undefined },
+      expected: { text: table.truncate(), values: [...common], conflicts: true },
     },
   ];
   for (const c of cases) {

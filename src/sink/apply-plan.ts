@@ -25,7 +25,7 @@ export interface Run {
 /** One statement of a target transaction. */
 export interface PlannedStatement {
   readonly text: string;
-  /** Parameters; undefined for a statement that takes none (TRUNCATE). */
+  /** Parameters; undefined for a statement that takes none. */
   readonly values: unknown[] | undefined;
   /** The statement ends by recording conflicts (all but truncate): its row count is their number. */
   readonly conflicts?: true;
@@ -138,7 +138,7 @@ export function lastVersionPerKey(
  * follow. Throws when the run names a column the target table lacks.
  */
 export function planRun(run: Run, table: TableStatements, common: readonly unknown[]): PlannedStatement {
-  if (run.kind === 'truncate') return { text: table.truncate(), values: undefined };
+  if (run.kind === 'truncate') return { text: table.truncate(), values: [...common], conflicts: true };
   table.requireColumns(run.columns);
   if (run.kind === 'rekey') {
     // One row per run (a key change with unchanged TOAST values): new values, then the old key.

@@ -157,17 +157,18 @@ export class TableStatements {
     const returning = this.table.primaryKey.map((k) => `t.${quoteIdent(k)}`).join(', ');
     const policy = quoteLiteral(this.#policy.policy);
     const resolution = `CASE WHEN ${wins(VERSION_TIME('t'), VERSION_NODE('t'))} THEN 'apply_remote' ELSE 'keep_local' END`;
+    // The key's tombstone and the table's (key '{}', its latest TRUNCATE: see truncate()) both block.
     // The tombstone lookup is a per-row subquery of the INSERT's input (OFFSET 0, see #existingCte) that
-    // finds a tombstone only where it blocks the row, recording that conflict as it does: one index probe
-    // per incoming row (two where a tombstone beats the incoming change: then the target's row is looked
+    // finds a tombstone only where it blocks the row, recording that conflict as it does: one index scan
+    // per incoming row, for the two keys (measured before the table's key was added, one probe; more where a tombstone beats the incoming change: then the target's row is looked
     // up too) and no tombstone CTE to materialize and scan again (backend CPU per one-row transaction
     // through the writer, PostgreSQL 18, four alternated runs: 75.5-82.5 -> 71.5-79 us). CASE fixes the
     // order of evaluation, so a conflict is recorded only where its condition holds. (`IS NOT NULL`, not
     // `OR true`: the planner folds `x OR true` to true and drops the call.)
     const tombstoneBlocks = `EXISTS (SELECT 1 FROM pgbisync.tombstones b
-                WHERE b.table_name = $4::text AND b.key = ${this.#keyJson('i')}
+                WHERE b.table_name = $4::text AND b.key IN (${this.#keyJson('i')}, '{}'::jsonb)
                   AND CASE WHEN ${wins(VERSION_TIME('b'), VERSION_NODE('b'))} THEN false WHEN ${this.#seen('i')} THEN false
-                    ELSE pgbisync.record_conflict($4::text, 'update_deleted', b.key, NULL, ${VERSION_TIME('b')}, ${VERSION_NODE('b')},
+                    ELSE pgbisync.record_conflict($4::text, 'update_deleted', ${this.#keyJson('i')}, NULL, ${VERSION_TIME('b')}, ${VERSION_NODE('b')},
                       NULL, $1::timestamptz, $2::text, 'keep_deleted', ${policy}) IS NOT NULL END OFFSET 0)`;
     return `w AS (INSERT INTO ${this.#qualified} AS t (${cols}) SELECT ${cols} FROM i WHERE NOT ${tombstoneBlocks}
             ON CONFLICT (${pk}) DO UPDATE SET ${set}
@@ -198,18 +199,42 @@ export class TableStatements {
     return `EXISTS (SELECT 1 FROM ${this.#qualified} x WHERE ${this.#keyJoin('x', alias)} OFFSET 0)`;
   }
 
-  /** Update of existing rows that leaves unchanged-TOAST columns alone (no insert if missing). */
+  /**
+   * Update of existing rows that leaves unchanged-TOAST columns alone. A key with no row here cannot be
+   * inserted (the unchanged values are not in the event) and is never skipped silently: when a
+   * tombstone of the key or of the table (a truncate) is newer than the incoming change, the delete wins
+   * (update_deleted, keep_deleted, recorded like the upsert's); otherwise the row should come back whole
+   * and this node lacks its unchanged values: recorded as update_missing, needs_repair, with the incoming
+   * columns (`pgbisync verify --repair` copies the winning row). Both count as conflicts.
+   */
   update(columns: readonly string[], one = false): string {
     const cacheKey = `update:${one ? 'one' : 'many'}:${columns.join(',')}`;
     const cached = this.#cache.get(cacheKey);
     if (cached !== undefined) return cached;
     const nonKey = columns.filter((c) => !this.table.primaryKey.includes(c));
-    const set = nonKey.map((c) => `${quoteIdent(c)} = i.${quoteIdent(c)}`).join(', ');
+    // Only the key sent (every other column unchanged TOAST): the update still re-dates the row.
+    const set =
+      nonKey.length === 0
+        ? `${quoteIdent(this.table.primaryKey[0] ?? '')} = i.${quoteIdent(this.table.primaryKey[0] ?? '')}`
+        : nonKey.map((c) => `${quoteIdent(c)} = i.${quoteIdent(c)}`).join(', ');
     const returning = this.table.primaryKey.map((k) => `t.${quoteIdent(k)}`).join(', ');
     const wins = incomingWinsSql(this.#policy, '$1', '$2', VERSION_TIME('t'), VERSION_NODE('t'));
+    const tombWins = incomingWinsSql(this.#policy, '$1', '$2', VERSION_TIME('b'), VERSION_NODE('b'));
     const text = `WITH ${this.#inputCte(columns, one)}, ${this.#existingCte()},
-      w AS (UPDATE ${this.#qualified} AS t SET ${set} FROM i WHERE ${this.#keyJoin('t', 'i')} AND ${wins} RETURNING ${returning})
-      ${this.#conflictInsert('update_origin_differs', `(SELECT to_jsonb(r.*) FROM i r WHERE ${this.#keyJoin('r', 'e')})`, 'w')}`;
+      w AS (UPDATE ${this.#qualified} AS t SET ${set} FROM i WHERE ${this.#keyJoin('t', 'i')} AND ${wins} RETURNING ${returning}),
+      m AS (INSERT INTO pgbisync.conflicts (table_name, conflict_type, key, local_row, local_commit_time, local_node,
+              remote_row, remote_commit_time, remote_node, resolution, policy)
+            SELECT $4::text, CASE WHEN bt.ts IS NULL THEN 'update_missing' ELSE 'update_deleted' END, ${this.#keyJson('i')},
+              NULL::jsonb, bt.ts, bt.node, to_jsonb(i.*), $1::timestamptz, $2::text,
+              CASE WHEN bt.ts IS NULL THEN 'needs_repair' ELSE 'keep_deleted' END, ${quoteLiteral(this.#policy.policy)}
+            FROM i LEFT JOIN LATERAL (SELECT ${VERSION_TIME('b')} AS ts, ${VERSION_NODE('b')} AS node FROM pgbisync.tombstones b
+                WHERE b.table_name = $4::text AND b.key IN (${this.#keyJson('i')}, '{}'::jsonb) AND NOT ${tombWins}
+                ORDER BY 1 DESC LIMIT 1) bt ON true
+            WHERE NOT EXISTS (SELECT 1 FROM e WHERE ${this.#keyJoin('e', 'i')})
+            RETURNING 1),
+      c AS (${this.#conflictInsert('update_origin_differs', `(SELECT to_jsonb(r.*) FROM i r WHERE ${this.#keyJoin('r', 'e')})`, 'w')}
+            RETURNING 1)
+      SELECT 1 FROM c UNION ALL SELECT 1 FROM m`;
     this.#cache.set(cacheKey, text);
     return text;
   }
@@ -278,7 +303,35 @@ export class TableStatements {
     return text;
   }
 
+  /**
+   * A TRUNCATE applied under the policy: a guarded delete of every row the incoming truncate beats (its
+   * commit time and source node against each row's version), recording each deleted key's tombstone as
+   * an applied delete does, so an older late update of the key stays deleted, and the table's tombstone
+   * (key '{}'), so a row written on another node before the truncate, which it never saw, stays deleted
+   * when it arrives after it (the upsert checks both; a local TRUNCATE writes the table's tombstone by
+   * the statement trigger pgbisync_truncate, ../operate/setup.ts). Rows newer than the
+   * truncate (written on this node, or arrived from another one, after it) stay; a kept row written by
+   * another node is a conflict (truncate_origin_differs, keep_local), as for a delete. Several tables
+   * truncated by one source statement are one statement each, in the same target transaction; foreign
+   * keys are not checked on applied rows (./apply-session.ts), so their order does not matter.
+   */
   truncate(): string {
-    return `TRUNCATE ${this.#qualified}`;
+    const cached = this.#cache.get('truncate');
+    if (cached !== undefined) return cached;
+    const returning = this.table.primaryKey.map((k) => `t.${quoteIdent(k)}`).join(', ');
+    const wins = (time: string, node: string) => incomingWinsSql(this.#policy, '$1', '$2', time, node);
+    const text = `WITH d AS (DELETE FROM ${this.#qualified} AS t WHERE ${wins(VERSION_TIME('t'), VERSION_NODE('t'))}
+            RETURNING ${returning}),
+      tomb AS (INSERT INTO pgbisync.tombstones AS b (table_name, key)
+               SELECT $4::text, ${this.#keyJson('d')} FROM d UNION ALL SELECT $4::text, '{}'::jsonb
+               ON CONFLICT (table_name, key) DO UPDATE SET key = EXCLUDED.key WHERE ${wins(VERSION_TIME('b'), VERSION_NODE('b'))})
+      INSERT INTO pgbisync.conflicts (table_name, conflict_type, key, local_row, local_commit_time, local_node,
+          remote_row, remote_commit_time, remote_node, resolution, policy)
+        SELECT $4::text, 'truncate_origin_differs', ${this.#keyJson('k')}, to_jsonb(k.*), ${VERSION_TIME('k')}, ${VERSION_NODE('k')},
+          NULL::jsonb, $1::timestamptz, $2::text, 'keep_local', ${quoteLiteral(this.#policy.policy)}
+        FROM ${this.#qualified} AS k
+        WHERE NOT ${wins(VERSION_TIME('k'), VERSION_NODE('k'))} AND ${VERSION_NODE('k')} <> $2::text`;
+    this.#cache.set('truncate', text);
+    return text;
   }
 }

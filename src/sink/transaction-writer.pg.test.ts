@@ -9,7 +9,7 @@ import pg from 'pg';
 import { ensurePgbisyncSchema } from '../pg/pgbisync-schema.ts';
 import { BlockedError, describeError, ErrorCode, RetryableError } from '../runtime/errors.ts';
 import { waitFor } from '../testing/sync-fixture.ts';
-import { createTestDatabases } from '../testing/test-databases.ts';
+import { createTestDatabases, type TestDatabases } from '../testing/test-databases.ts';
 import { type ApplyTransaction, type RowChange, UNCHANGED } from './apply-model.ts';
 import { TransactionWriter } from './transaction-writer.ts';
 
@@ -617,6 +617,177 @@ test('a user that may not SET session_replication_role blocks the writer with th
   } finally {
     await dbs.sql2(`DROP OWNED BY ${role}; DROP ROLE ${role}`);
   }
+});
+
+/**
+ * Applies `changes` into db2 as one transaction of `source`, committed at T0_US + `at`. The target node
+ * is named after the test's database, so its origins (cluster-wide) go with it.
+ */
+async function applyAs(
+  dbs: TestDatabases,
+  source: string,
+  at: bigint,
+  changes: RowChange[],
+): Promise<number> {
+  const writer = new TransactionWriter({
+    url: dbs.db2,
+    targetNode: dbs.name,
+    sourceNode: source,
+    policyFor: () => ({ policy: 'last-writer-wins' }),
+  });
+  try {
+    await writer.open();
+    const result = await writer.apply([
+      { ...txn(Number(at), changes), sourceNode: source, commitTimeUs: T0_US + at },
+    ]);
+    return result.conflicts;
+  } finally {
+    await writer.close();
+  }
+}
+
+const truncateOf = (table: string): RowChange => ({ op: 't', schema: 'public', table });
+
+test('a truncate deletes only the rows it beats, records their tombstones and the kept rows as conflicts', async () => {
+  await using dbs = await createTestDatabases('writer');
+  await setup(dbs.db2, (t) => dbs.sql2(t));
+  // Row 1 is older than the truncate, row 2 newer (from two other nodes).
+  await applyAs(dbs, 'older', 10n, [insert('1', '1')]);
+  await applyAs(dbs, 'newer', 30n, [insert('2', '2')]);
+  const conflicts = await applyAs(dbs, 'src', 20n, [truncateOf('items')]);
+  assert.equal(conflicts, 1, 'the kept row is one conflict');
+  assert.deepEqual((await dbs.sql2('SELECT id::int, n FROM items')).rows, [{ id: 2, n: 2 }]);
+  const tomb = await dbs.sql2(
+    `SELECT key::text, (extract(epoch FROM pg_xact_commit_timestamp(xmin)) * 1000000)::bigint::text AS us
+       FROM pgbisync.tombstones ORDER BY key = '{}'::jsonb`,
+  );
+  assert.deepEqual(tomb.rows, [
+    { key: '{"id": 1}', us: String(T0_US + 20n) },
+    { key: '{}', us: String(T0_US + 20n) },
+  ]);
+  const recorded = await dbs.sql2(
+    'SELECT key::text, conflict_type, resolution, local_node, remote_node FROM pgbisync.conflicts',
+  );
+  assert.deepEqual(recorded.rows, [
+    {
+      key: '{"id": 2}',
+      conflict_type: 'truncate_origin_differs',
+      resolution: 'keep_local',
+      local_node: 'newer',
+      remote_node: 'src',
+    },
+  ]);
+  // A late update of the deleted key, older than the truncate, stays deleted.
+  await applyAs(dbs, 'late', 15n, [insert('1', '100')]);
+  assert.deepEqual((await dbs.sql2('SELECT id::int, n FROM items ORDER BY id')).rows, [{ id: 2, n: 2 }]);
+});
+
+test('tables truncated together (a parent and its child) are applied in one transaction, each guarded', async () => {
+  await using dbs = await createTestDatabases('writer');
+  await setup(dbs.db2, (t) => dbs.sql2(t));
+  await dbs.sql2('CREATE TABLE parent (id bigint PRIMARY KEY)');
+  await dbs.sql2('CREATE TABLE child (id bigint PRIMARY KEY, parent_id bigint NOT NULL REFERENCES parent)');
+  const row = (table: string, after: Record<string, string>): RowChange => ({
+    op: 'c',
+    schema: 'public',
+    table,
+    after,
+  });
+  await applyAs(dbs, 'older', 10n, [row('parent', { id: '1' }), row('child', { id: '1', parent_id: '1' })]);
+  await applyAs(dbs, 'newer', 30n, [row('parent', { id: '2' }), row('child', { id: '2', parent_id: '2' })]);
+  // One source TRUNCATE of both tables: one truncate change per table, in one transaction.
+  await applyAs(dbs, 'src', 20n, [truncateOf('parent'), truncateOf('child')]);
+  assert.deepEqual((await dbs.sql2('SELECT id::int FROM parent')).rows, [{ id: 2 }]);
+  assert.deepEqual((await dbs.sql2('SELECT id::int, parent_id::int FROM child')).rows, [
+    { id: 2, parent_id: 2 },
+  ]);
+  const tomb = await dbs.sql2(
+    "SELECT table_name, key::text FROM pgbisync.tombstones ORDER BY table_name, key = '{}'::jsonb",
+  );
+  assert.deepEqual(tomb.rows, [
+    { table_name: 'public.child', key: '{"id": 1}' },
+    { table_name: 'public.child', key: '{}' },
+    { table_name: 'public.parent', key: '{"id": 1}' },
+    { table_name: 'public.parent', key: '{}' },
+  ]);
+  // The constraint still holds for what is left.
+  await dbs.sql2('ALTER TABLE child DROP CONSTRAINT child_parent_id_fkey');
+  await dbs.sql2('ALTER TABLE child ADD FOREIGN KEY (parent_id) REFERENCES parent');
+});
+
+test('a row older than a truncate that arrives after it stays deleted, whether the truncate was applied or local', async () => {
+  await using dbs = await createTestDatabases('writer');
+  await setup(dbs.db2, (t) => dbs.sql2(t));
+  // As `pgbisync setup` arranges on a synced table: a local TRUNCATE dates the table's truncation.
+  await dbs.sql2(
+    'CREATE TRIGGER pgbisync_truncate AFTER TRUNCATE ON public.items FOR EACH STATEMENT EXECUTE FUNCTION pgbisync.record_truncate()',
+  );
+  // Applied: the truncate (at 20) never saw key 5, written at 15 on another node.
+  await applyAs(dbs, 'src', 20n, [truncateOf('items')]);
+  assert.equal(await applyAs(dbs, 'late', 15n, [insert('5', '5')]), 1, 'recorded as a conflict');
+  // A later row is inserted as usual.
+  await applyAs(dbs, 'late', 25n, [insert('6', '6')]);
+  assert.deepEqual((await dbs.sql2('SELECT id::int FROM items')).rows, [{ id: 6 }]);
+  // Local: a TRUNCATE here now, then a row another node wrote before it.
+  await dbs.sql2('TRUNCATE items');
+  await applyAs(dbs, 'other', 30n, [insert('7', '7')]);
+  assert.deepEqual((await dbs.sql2('SELECT id::int FROM items')).rows, []);
+  const recorded = await dbs.sql2(
+    "SELECT key::text, resolution, remote_node FROM pgbisync.conflicts WHERE conflict_type = 'update_deleted' ORDER BY id",
+  );
+  assert.deepEqual(recorded.rows, [
+    { key: '{"id": 5}', resolution: 'keep_deleted', remote_node: 'late' },
+    { key: '{"id": 7}', resolution: 'keep_deleted', remote_node: 'other' },
+  ]);
+});
+
+test('an update with unchanged TOAST values of a row this node lacks is never skipped silently', async () => {
+  await using dbs = await createTestDatabases('writer');
+  await setup(dbs.db2, (t) => dbs.sql2(t));
+  await dbs.sql2(TOMBSTONE_TRIGGER);
+  await dbs.sql2('ALTER TABLE items ADD COLUMN doc text');
+  const partial = (id: string): RowChange => ({
+    op: 'u',
+    schema: 'public',
+    table: 'items',
+    beforeKey: { id },
+    after: { id, n: '9', doc: UNCHANGED },
+  });
+  // Key 1 deleted here after the incoming update (a local delete now is later than T0): the delete wins.
+  await applyAs(dbs, 'src', 1n, [insert('1', '1'), insert('2', '2')]);
+  await dbs.sql2('DELETE FROM items WHERE id = 1');
+  // Key 2 deleted by a change older than the incoming update; key 3 never arrived: both need the row.
+  await applyAs(dbs, 'other', 2n, [{ op: 'd', schema: 'public', table: 'items', beforeKey: { id: '2' } }]);
+  const conflicts = await applyAs(dbs, 'src', 3n, [partial('1'), partial('2'), partial('3')]);
+  assert.equal(conflicts, 3);
+  assert.deepEqual((await dbs.sql2('SELECT id FROM items')).rows, []);
+  const recorded = await dbs.sql2(
+    `SELECT key::text, conflict_type, resolution, local_node, remote_node FROM pgbisync.conflicts
+      WHERE conflict_type LIKE 'update%' ORDER BY key::text`,
+  );
+  assert.deepEqual(recorded.rows, [
+    {
+      key: '{"id": 1}',
+      conflict_type: 'update_deleted',
+      resolution: 'keep_deleted',
+      local_node: dbs.name,
+      remote_node: 'src',
+    },
+    {
+      key: '{"id": 2}',
+      conflict_type: 'update_missing',
+      resolution: 'needs_repair',
+      local_node: null,
+      remote_node: 'src',
+    },
+    {
+      key: '{"id": 3}',
+      conflict_type: 'update_missing',
+      resolution: 'needs_repair',
+      local_node: null,
+      remote_node: 'src',
+    },
+  ]);
 });
 
 /** A key change 7 -> 5 from the source, lacking its unchanged TOASTed body (as pgoutput sends it). */

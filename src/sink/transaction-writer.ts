@@ -39,6 +39,8 @@ export interface TransactionWriterOptions {
   readonly targetNode: string;
   readonly sourceNode: string;
   readonly policyFor: (table: string) => ConflictPolicy;
+  /** How a source TRUNCATE is applied: guarded (default; ./statement-builder.ts truncate) or skipped. */
+  readonly truncate?: 'guarded' | 'skip';
 }
 
 export class TransactionWriter {
@@ -205,6 +207,7 @@ export class TransactionWriter {
     const statements: PlannedStatement[] = [];
     if (!duplicate) {
       for (const run of groupRuns(txn.changes)) {
+        if (run.kind === 'truncate' && this.#o.truncate === 'skip') continue;
         const table = await this.#catalog.statements(run.table);
         statements.push(planRun(run, table, [tsIso, txn.sourceNode, this.#o.targetNode, run.table]));
       }

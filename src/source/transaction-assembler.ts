@@ -17,7 +17,7 @@
 import type { EventSchema } from '../events/envelope.ts';
 import type { OutRecord } from '../kafka/records.ts';
 import { SCHEMA_HEADER, transactionEndHeaders } from '../kafka/wire-headers.ts';
-import type { BeginMessage, RelationMessage, TypeMessage } from '../pg/pgoutput/messages.ts';
+import type { BeginMessage, RelationMessage, Tuple, TypeMessage } from '../pg/pgoutput/messages.ts';
 import type { ReplicationItem } from '../pg/replication/replication-connection.ts';
 import { ErrorCode, FatalError, MalformedInputError } from '../runtime/errors.ts';
 import type {
@@ -144,9 +144,10 @@ export class TransactionAssembler {
         if (txn.dropped) return;
         const rel = this.#relation(msg.relationId);
         const before = msg.oldTuple ?? msg.oldKey;
+        const after = msg.oldTuple === undefined ? msg.newTuple : withOldValues(msg.newTuple, msg.oldTuple);
         this.#emit(
           rel,
-          rel.encoder.change('u', before, msg.newTuple, this.#source(item.lsn), this.#order(txn, rel)),
+          rel.encoder.change('u', before, after, this.#source(item.lsn), this.#order(txn, rel)),
         );
         return;
       }
@@ -282,4 +283,18 @@ export class TransactionAssembler {
     if (this.#held !== undefined) this.#out.record(this.#held);
     this.#held = record;
   }
+}
+
+/**
+ * The new tuple of an update with its unchanged TOAST values taken from the old tuple, which REPLICA
+ * IDENTITY FULL logs whole (PostgreSQL flattens its TOASTed values into the WAL record). The event then
+ * carries the complete row, so an applier that lacks the row can insert it instead of recording it as
+ * needing repair (docs/architecture.md, conflict rules).
+ */
+export function withOldValues(newTuple: Tuple, oldTuple: Tuple): Tuple {
+  if (!newTuple.some((v) => v.kind === 'unchanged-toast')) return newTuple;
+  return newTuple.map((v, i) => {
+    const old = oldTuple[i];
+    return v.kind === 'unchanged-toast' && old !== undefined && old.kind !== 'unchanged-toast' ? old : v;
+  });
 }
