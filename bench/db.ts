@@ -8,7 +8,8 @@
  *           and `src_ts` is the source's clock when the change was written, right before its commit;
  * - marker: one row per "everything before this is written" point; commit order makes a marker visible
  *           on the target only after every earlier transaction of the same source;
- * - snap:   the snapshot comparison's table (filled only there).
+ * - snap:   the snapshot comparison's table (filled only there);
+ * - huge:   the huge-transaction scenario's 5-column table (filled only there).
  * Load generators are server-side procedures (COMMIT per transaction), so the source takes changes much
  * faster than any replication applies them and the client costs no CPU per change.
  */
@@ -21,7 +22,8 @@ CREATE TABLE bulk (id bigint PRIMARY KEY, grp int NOT NULL, ts timestamptz NOT N
 CREATE TABLE steady (id bigint PRIMARY KEY, seq bigint NOT NULL, src_ts timestamptz NOT NULL, payload text NOT NULL);
 CREATE INDEX steady_seq ON steady (seq);
 CREATE TABLE marker (id bigint PRIMARY KEY, ts timestamptz NOT NULL DEFAULT clock_timestamp());
-CREATE TABLE snap (id bigint PRIMARY KEY, grp int NOT NULL, ts timestamptz NOT NULL, payload text NOT NULL);`;
+CREATE TABLE snap (id bigint PRIMARY KEY, grp int NOT NULL, ts timestamptz NOT NULL, payload text NOT NULL);
+CREATE TABLE huge (id bigint PRIMARY KEY, a int NOT NULL, b bigint NOT NULL, c text NOT NULL, d timestamptz NOT NULL);`;
 
 /** Installed on every server (both are sources in the two-way run). */
 export const PROCEDURES_SQL = `

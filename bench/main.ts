@@ -17,6 +17,7 @@ import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { withClient } from './db.ts';
 import { DebeziumPipeline } from './debezium.ts';
+import { runHugeTxn } from './huge-txn.ts';
 import { NativeReplication } from './native-replication.ts';
 import { PgbisyncProcess } from './pgbisync-process.ts';
 import { type BenchResults, buildJson, type Environment, formatTable } from './report.ts';
@@ -161,6 +162,18 @@ async function main(): Promise<void> {
         urls,
         settings.snapshotRows,
         pgbisync('pgbisync snapshot', ['public.snap', 'public.marker']),
+        log,
+      ),
+    );
+  }
+  if (settings.only.has('huge-txn')) {
+    log('huge transactions (one insert, then one update, of BENCH_HUGE_ROWS rows):');
+    results.hugeTxn = await attempt('huge-txn', () =>
+      runHugeTxn(
+        urls,
+        settings.hugeRows,
+        pgbisync('pgbisync huge-txn', ['public.huge', 'public.marker']),
+        (db1, db2) => new NativeReplication({ sourceUrl: db1, targetUrl: db2, tables: ['huge', 'marker'] }),
         log,
       ),
     );

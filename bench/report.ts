@@ -1,4 +1,6 @@
 /** The benchmark's JSON document (bench/results/latest.json) and its printed table. */
+
+import type { HugeTxnResult } from './huge-txn.ts';
 import { type CpuBreakdown, totalCpu } from './replication.ts';
 import type { ScenarioResult } from './scenario.ts';
 import type { BenchSettings } from './settings.ts';
@@ -14,6 +16,7 @@ export interface BenchResults {
   readonly debezium?: ScenarioResult | undefined;
   readonly twoWay?: ScenarioResult | undefined;
   readonly snapshot?: SnapshotResult | undefined;
+  readonly hugeTxn?: HugeTxnResult | undefined;
   /** Scenarios that failed (by BENCH_ONLY name), with the error. */
   readonly failed?: Readonly<Record<string, string>>;
 }
@@ -150,6 +153,7 @@ export function buildJson(
     debezium,
     twoWay,
     snapshot,
+    hugeTxn: r.hugeTxn,
     failedScenarios: r.failed ?? {},
     targets: targets(r),
     scenarios: {
@@ -252,6 +256,7 @@ function targets(r: BenchResults): Target[] {
     t('peak RSS one-way (MiB)', one?.peakRssMb, '< 300', (v) => v < 300),
     t('peak RSS two-way (MiB)', r.twoWay?.peakRssMb, '< 300', (v) => v < 300),
     t('peak RSS snapshot (MiB)', r.snapshot?.peakRssMb, '< 300', (v) => v < 300),
+    t('peak RSS huge-txn (MiB)', r.hugeTxn?.pgbisync.peakRssMb, '< 300', (v) => v < 300),
     ...(r.oneWaySchemaless === undefined
       ? []
       : [
@@ -439,6 +444,14 @@ export function formatTable(settings: BenchSettings, env: Environment, r: BenchR
     out.push(
       '',
       `snapshot of ${int(s.rows)} rows (${fix(s.tableBytes / 2 ** 20, 0)} MiB): pgbisync ${int(s.rowsPerSec)} rows/s (${fix(s.seconds, 2)} s incl. start), COPY pipe ${int(s.copyPipeRowsPerSec)} rows/s (${fix(s.copyPipeSeconds, 2)} s): ${fix(s.ratio, 2)}x; peak RSS ${int(s.peakRssMb)} MiB; identical ${s.consistent}`,
+    );
+  }
+  const h = r.hugeTxn;
+  if (h !== undefined) {
+    const rate = (seconds: number | undefined) => (seconds === undefined ? '-' : int(h.rows / seconds));
+    out.push(
+      '',
+      `huge transactions of ${int(h.rows)} rows, rows/s (pgbisync / native): insert ${rate(h.pgbisync.insertSeconds)} / ${rate(h.native?.insertSeconds)}, update ${rate(h.pgbisync.updateSeconds)} / ${rate(h.native?.updateSeconds)}; pgbisync peak RSS ${int(h.pgbisync.peakRssMb)} MiB; identical ${h.consistent}`,
     );
   }
   out.push('', 'targets:');

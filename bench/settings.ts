@@ -20,12 +20,15 @@ export interface BenchSettings {
   readonly twoWaySteadyRate: number;
   /** Rows of the table copied by the snapshot comparison. */
   readonly snapshotRows: number;
+  /** Rows of the huge-txn scenario's one-transaction insert and update (BENCH_HUGE_ROWS). */
+  readonly hugeRows: number;
   /** Single-row transactions applied before measuring (JIT warm-up, first Kafka fetches). */
   readonly warmupTxns: number;
   /** Write a V8 CPU profile of each pgbisync process into bench/results/prof/. */
   readonly cpuProfile: boolean;
   /**
-   * Run only these scenarios (comma list of one-way,one-way-schemaless,native,debezium,two-way,snapshot);
+   * Run only these scenarios (comma list of one-way,one-way-schemaless,native,debezium,two-way,snapshot,
+   * huge-txn);
    * default all. one-way-schemaless is one-way with `capture.schemasEnabled: false`.
    */
   readonly only: ReadonlySet<string>;
@@ -52,6 +55,7 @@ export const SCENARIOS = [
   'debezium',
   'two-way',
   'snapshot',
+  'huge-txn',
 ] as const;
 
 export function readSettings(): BenchSettings {
@@ -81,6 +85,7 @@ export function readSettings(): BenchSettings {
     twoWaySteadyRate: num('BENCH_TWO_WAY_STEADY_RATE', 1_000),
     snapshotRows: scaled('BENCH_SNAPSHOT_ROWS', 1_000_000),
     warmupTxns: scaled('BENCH_WARMUP_TXNS', 5_000),
+    hugeRows: scaled('BENCH_HUGE_ROWS', 1_000_000),
     cpuProfile: process.env.BENCH_CPU_PROF === '1',
     only,
     pgbisyncConfig: configOverrides(process.env.BENCH_PGBISYNC_CONFIG),

@@ -98,12 +98,18 @@ export class Applier {
     // A group that fails while no more records arrive must still stop the applier at once.
     const failed = new AbortController();
     let failure: { readonly error: unknown } | undefined;
+    /** What the pieces of a transaction not ended yet applied (see ApplyTransaction.piece). */
+    let carried = NOTHING_CARRIED;
     try {
       const progress = await writer.open();
+      // Nothing applied yet: pgbisync's topic is read from its very first record, and a topic that no
+      // longer holds it (retention ran before the first apply) blocks instead of starting after a gap.
       const stored =
         progress !== undefined
           ? [{ topic: progress.topic, partition: progress.partition, nextOffset: progress.nextOffset }]
-          : [];
+          : o.debezium === undefined
+            ? o.topics.map((topic) => ({ topic, partition: 0, nextOffset: 0n }))
+            : [];
       if (o.debezium !== undefined) stored.push(...(await writer.topicPositions()));
       consumer = o.openConsumer(startOffsets(stored, o.topics));
       let malformed: { record: InRecord; error: unknown }[] = [];
@@ -117,7 +123,12 @@ export class Applier {
       });
       const grouper =
         o.debezium === undefined
-          ? new TransactionGrouper(o.sourceNode, (record) => decodeChange(record, schemas), onMalformed)
+          ? new TransactionGrouper(
+              o.sourceNode,
+              (record) => decodeChange(record, schemas),
+              onMalformed,
+              o.maxBatchRows,
+            )
           : new DebeziumTransactionAssembler({
               sourceNode: o.sourceNode,
               topicPrefix: o.debezium.topicPrefix,
@@ -141,15 +152,24 @@ export class Applier {
           });
           const reported = committed.then(
             ({ applied, skipped, conflicts }) => {
+              // Pieces of a transaction not ended yet are counted with the piece that ends it.
+              const counts = rowsByTable(chunk, carried.byTable);
+              const rows = carried.rows + chunk.reduce((n, t) => n + t.changes.length, 0);
+              const last = chunk.findLast((t) => t.piece === undefined || t.piece === 'last');
+              if (last === undefined) {
+                carried = { rows, byTable: counts, conflicts: carried.conflicts + conflicts };
+                return;
+              }
               o.onProgress?.({
                 kind: 'applied',
                 transactions: applied,
                 skipped,
-                rows: chunk.reduce((n, t) => n + t.changes.length, 0),
-                byTable: rowsByTable(chunk),
-                conflicts,
-                last: chunk[chunk.length - 1]!,
+                rows,
+                byTable: counts,
+                conflicts: carried.conflicts + conflicts,
+                last,
               });
+              carried = NOTHING_CARRIED;
             },
             async (error: unknown) => {
               throw await this.#explainRejection(error, chunk);
@@ -165,6 +185,8 @@ export class Applier {
       }
       await inFlight;
       if (failure !== undefined) throw failure.error;
+    } catch (error) {
+      throw this.#explainGone(error);
     } finally {
       // Never close the connection under queued transactions (they would fail instead of committing).
       await inFlight?.catch(() => undefined);
@@ -212,6 +234,17 @@ export class Applier {
         cause: statementError,
       },
     );
+  }
+
+  /** Records of this direction deleted before they were applied: names the direction and its fix. */
+  #explainGone(error: unknown): unknown {
+    if (!(error instanceof BlockedError) || error.code !== ErrorCode.KAFKA_EVENTS_GONE) return error;
+    const o = this.#o;
+    return new BlockedError(`applying ${o.sourceNode} -> ${o.targetNode}: ${error.message}`, {
+      code: ErrorCode.KAFKA_EVENTS_GONE,
+      hint: `run \`pgbisync resync ${o.sourceNode}\`: it re-copies ${o.sourceNode}'s rows and remembered deletes to ${o.targetNode} and moves this direction's position past the deleted records (a TRUNCATE among them is not re-copied: \`pgbisync verify\` finds it); raise the topic's retention.ms above the longest outage`,
+      cause: error.cause,
+    });
   }
 
   async #deadLetter(items: readonly { record: InRecord; error: unknown }[]): Promise<void> {
@@ -262,8 +295,12 @@ export function checkWireVersion(records: readonly InRecord[], sourceNode: strin
   }
 }
 
-function rowsByTable(txns: readonly ApplyTransaction[]): Map<string, number> {
-  const out = new Map<string, number>();
+/** Rows by table ('schema.table') of `txns`, added to `to`'s counts. */
+function rowsByTable(
+  txns: readonly ApplyTransaction[],
+  to: ReadonlyMap<string, number>,
+): Map<string, number> {
+  const out = new Map(to);
   for (const txn of txns) {
     for (const change of txn.changes) {
       const table = `${change.schema}.${change.table}`;
@@ -272,6 +309,14 @@ function rowsByTable(txns: readonly ApplyTransaction[]): Map<string, number> {
   }
   return out;
 }
+
+interface Carried {
+  readonly rows: number;
+  readonly byTable: ReadonlyMap<string, number>;
+  readonly conflicts: number;
+}
+
+const NOTHING_CARRIED: Carried = { rows: 0, byTable: new Map<string, number>(), conflicts: 0 };
 
 /** One start offset per stored topic/partition of `topics` (the furthest, if stored twice). */
 function startOffsets(stored: readonly TopicPosition[], topics: readonly string[]): StartOffset[] {

@@ -43,6 +43,15 @@ export interface ApplyTransaction {
    */
   readonly firstOffset?: bigint;
   /**
+   * A piece of a source transaction too large to hold at once (more than apply.maxBatchRows rows), in
+   * arrival order: 'first' opens one target transaction, 'middle' adds to it, 'last' ends it (commits it,
+   * with the position after the source transaction's last record). Absent: the whole transaction. Only
+   * a 'last' piece carries the commit LSN; the other pieces write no position, so a failure anywhere
+   * rolls the target transaction back and the applier reads the source transaction again from its first
+   * record.
+   */
+  readonly piece?: 'first' | 'middle' | 'last';
+  /**
    * Sources spread over several topics (Debezium's per-table topics): the position after this
    * transaction in each topic it has records in, stored with it (pgbisync.apply_positions).
    */

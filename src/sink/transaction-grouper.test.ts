@@ -136,3 +136,49 @@ test('read from kafka in any fetch sizes, with a failed fetch and a restart afte
     ],
   );
 });
+
+test('a transaction larger than maxOpenRows is handed out in pieces as it arrives; only its last piece ends it', () => {
+  const grouper = new TransactionGrouper('a', decode, () => assert.fail('nothing is malformed'), 2);
+  // Seven rows of transaction 7 in batches of 3, 3 and 1 (the last with the end marker), then 8 whole.
+  const first = grouper.add([record(10, '7'), record(11, '7'), record(12, '7')]);
+  assert.deepEqual(ids(first), [['10', '11']], 'a piece leaves as soon as it is full, before the end marker');
+  const middle = grouper.add([record(13, '7'), record(14, '7'), record(15, '7')]);
+  assert.deepEqual(ids(middle), [
+    ['12', '13'],
+    ['14', '15'],
+  ]);
+  const done = grouper.add([record(16, '7', '0/3A0'), record(17, '8'), record(18, '8', '0/3B0')]);
+  assert.deepEqual(ids(done), [['16'], ['17', '18']]);
+  const pieces = [...first, ...middle, ...done];
+  assert.deepEqual(
+    pieces.map((t) => t.piece),
+    ['first', 'middle', 'middle', 'last', undefined],
+  );
+  // Only the last piece knows the commit LSN (and may be skipped as already applied); the first one
+  // names the transaction's first record.
+  assert.deepEqual(
+    pieces.map((t) => [t.commitLsn, t.lsnOrdered]),
+    [
+      [0n, false],
+      [0n, false],
+      [0n, false],
+      [0x3a0n, true],
+      [0x3b0n, true],
+    ],
+  );
+  assert.equal(pieces[0]?.firstOffset, 10n);
+  assert.equal(
+    pieces[3]?.lastOffset,
+    16n,
+    'the position moves past the whole transaction with its last piece',
+  );
+});
+
+test('snapshot chunks are never cut into pieces (the capture bounds them)', () => {
+  const snapshotRow = (r: InRecord): DecodedChange => ({ ...decode(r), snapshot: true });
+  const grouper = new TransactionGrouper('a', snapshotRow, () => assert.fail('nothing is malformed'), 2);
+  assert.deepEqual(grouper.add([record(1, '0'), record(2, '0'), record(3, '0')]), []);
+  const done = grouper.add([record(4, '0', '0/10')]);
+  assert.deepEqual(ids(done), [['1', '2', '3', '4']]);
+  assert.equal(done[0]?.piece, undefined);
+});

@@ -8,6 +8,10 @@
  * declared one goes through DebeziumTransactionAssembler) are grouped by consecutive source transaction
  * id: a group closes when the next transaction's first record arrives.
  * Tombstones (null value) carry no change but may close a transaction.
+ * A transaction larger than `maxOpenRows` rows (a migration's UPDATE of millions of rows) is handed out
+ * in pieces of that many rows as they arrive (ApplyTransaction.piece), which the writer applies into one
+ * open target transaction: memory holds a piece, not the transaction. Snapshot chunks are bounded by
+ * the capture and never cut.
  * Records that are not valid events are handed to `onMalformed` (dead-letter) and never applied; their
  * offsets still count, so the applier moves past them.
  */
@@ -42,15 +46,20 @@ export class TransactionGrouper {
   #lastRecord: InRecord | undefined;
   /** Offset of the open transaction's first record. */
   #firstOffset: bigint | undefined;
+  readonly #maxOpenRows: number;
+  /** Pieces of the open transaction were handed out already: the next one handed out is not its first. */
+  #pieces = false;
 
   constructor(
     sourceNode: string,
     decode: ChangeDecoder,
     onMalformed: (record: InRecord, error: unknown) => void,
+    maxOpenRows = Number.POSITIVE_INFINITY,
   ) {
     this.#sourceNode = sourceNode;
     this.#decode = decode;
     this.#onMalformed = onMalformed;
+    this.#maxOpenRows = maxOpenRows;
   }
 
   /** Feeds one fetched batch; returns the transactions it completed. */
@@ -80,9 +89,32 @@ export class TransactionGrouper {
       if (last) {
         const closed = this.#close(commitLsnOf(record.headers));
         if (closed !== undefined) done.push(closed);
+      } else if (this.#changes.length >= this.#maxOpenRows && this.#last?.snapshot === false) {
+        done.push(this.#piece(record, this.#last));
       }
     }
     return done;
+  }
+
+  /** Hands out the open transaction's rows so far as a piece that more pieces follow. */
+  #piece(record: InRecord, last: DecodedChange): ApplyTransaction {
+    const changes = this.#changes;
+    this.#changes = [];
+    const piece = this.#pieces ? 'middle' : 'first';
+    this.#pieces = true;
+    return {
+      sourceNode: this.#sourceNode,
+      commitLsn: 0n, // known from the transaction's last record only
+      lsnOrdered: false,
+      commitTimeUs: last.commitTimeUs,
+      snapshot: false,
+      changes,
+      topic: record.topic,
+      partition: record.partition,
+      lastOffset: record.offset,
+      piece,
+      ...(piece === 'first' && this.#firstOffset !== undefined ? { firstOffset: this.#firstOffset } : {}),
+    };
   }
 
   #close(commitLsn: bigint | undefined): ApplyTransaction | undefined {
@@ -90,9 +122,11 @@ export class TransactionGrouper {
     const last = this.#last;
     const changes = this.#changes;
     const firstOffset = this.#firstOffset;
+    const pieces = this.#pieces;
     this.#changes = [];
     this.#last = undefined;
     this.#firstOffset = undefined;
+    this.#pieces = false;
     if (record === undefined) return undefined;
     return {
       sourceNode: this.#sourceNode,
@@ -106,6 +140,7 @@ export class TransactionGrouper {
       partition: record.partition,
       lastOffset: record.offset,
       ...(firstOffset === undefined ? {} : { firstOffset }),
+      ...(pieces ? { piece: 'last' as const } : {}),
     };
   }
 }

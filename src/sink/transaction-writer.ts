@@ -54,6 +54,8 @@ export class TransactionWriter {
   readonly #combined = new Map<string, string>();
   /** Settles when the last submit() finished queueing. */
   #queueing: Promise<void> = Promise.resolve();
+  /** A piece of a source transaction opened a target transaction that its last piece has not ended yet. */
+  #pieceOpen = false;
   /** Why a transaction could not be queued: nothing after it may be (see submit). */
   #unusable: { readonly error: unknown } | undefined;
 
@@ -118,6 +120,8 @@ export class TransactionWriter {
     await previous;
     let applied = 0;
     let skipped = 0;
+    /** Whether a transaction of `txns` commits (pieces that are not the last commit nothing). */
+    let commits = false;
     const pending: Promise<unknown>[] = [];
     /** Results of the statements that end by recording conflicts (their row count is the number). */
     const conflictResults: Promise<unknown>[] = [];
@@ -131,9 +135,14 @@ export class TransactionWriter {
     try {
       if (this.#unusable !== undefined) throw this.#unusable.error;
       for (const txn of txns) {
+        if (txn.piece === 'first' || txn.piece === 'middle') {
+          pending.push(...(await this.#queuePiece(txn, conflictResults)));
+          continue;
+        }
         const duplicate = this.#progress.alreadyApplied(txn);
         if (duplicate) skipped++;
         else applied++;
+        commits = true;
         // Only the last part of a split snapshot chunk moves the position (see ApplyProgress.holdWrite).
         const parts = splitByCommitTime(txn);
         for (const [i, part] of parts.entries()) {
@@ -160,7 +169,7 @@ export class TransactionWriter {
       if (earlier !== undefined) throw await this.#rolledBack(earlier.reason);
       throw unqueued.error;
     }
-    const committed = this.#settle(pending, conflictResults, { applied, skipped });
+    const committed = this.#settle(pending, conflictResults, { applied, skipped }, commits);
     committed.catch(() => undefined); // the caller's to handle; never an unhandled rejection meanwhile
     return { committed };
   }
@@ -169,11 +178,12 @@ export class TransactionWriter {
     pending: readonly Promise<unknown>[],
     conflictResults: readonly Promise<unknown>[],
     counts: Omit<AppliedCounts, 'conflicts'>,
+    commits: boolean,
   ): Promise<AppliedCounts> {
     const results = await Promise.allSettled(pending);
     const failed = results.find((r) => r.status === 'rejected');
     if (failed !== undefined) throw await this.#rolledBack(failed.reason);
-    this.#progress.committed();
+    if (commits) this.#progress.committed();
     let conflicts = 0;
     for (const result of await Promise.all(conflictResults)) {
       conflicts += (result as { rowCount?: number | null }).rowCount ?? 0;
@@ -204,13 +214,21 @@ export class TransactionWriter {
     last: boolean,
   ): Promise<Promise<unknown>[]> {
     const tsIso = isoFromMicros(txn.commitTimeUs);
-    const statements: PlannedStatement[] = [];
-    if (!duplicate) {
-      for (const run of groupRuns(txn.changes)) {
-        if (run.kind === 'truncate' && this.#o.truncate === 'skip') continue;
-        const table = await this.#catalog.statements(run.table);
-        statements.push(planRun(run, table, [tsIso, txn.sourceNode, this.#o.targetNode, run.table]));
+    const statements = duplicate ? [] : await this.#plan(txn, tsIso);
+    if (txn.piece === 'last') {
+      // Its first pieces are applied in the open target transaction. A duplicate (re-published by a
+      // restarted capture: known only now, from the commit LSN on its last record) is rolled back whole.
+      // (Queries go out in the order they are made.)
+      this.#pieceOpen = false;
+      const progressValues = [tsIso, txn.sourceNode, ...this.#progress.nextWrite(txn)];
+      if (duplicate) {
+        return [this.#query('ROLLBACK', undefined), this.#query(PROGRESS_STATEMENT, progressValues)];
       }
+      return [
+        ...this.#queueStatements(statements, conflictResults),
+        this.#query(PROGRESS_STATEMENT, progressValues),
+        this.#query('COMMIT', undefined),
+      ];
     }
     const positions = txn.topicPositions ?? [];
     if (positions.length > 0) statements.push(positionsWrite(txn.sourceNode, positions));
@@ -232,13 +250,47 @@ export class TransactionWriter {
     return [
       begin,
       this.#query(PROGRESS_STATEMENT, progressValues),
-      ...statements.map((st) => {
-        const result = this.#query(st.text, st.values);
-        if (st.conflicts) conflictResults.push(result);
-        return result;
-      }),
+      ...this.#queueStatements(statements, conflictResults),
       this.#query('COMMIT', undefined),
     ];
+  }
+
+  /**
+   * Queues a piece of a source transaction that more pieces follow (ApplyTransaction.piece): the first
+   * opens the target transaction, none commits it or writes a position (the last piece does both, in
+   * #queue). Nothing of it is visible on the target, nor counted as applied, before that commit.
+   */
+  async #queuePiece(txn: ApplyTransaction, conflictResults: Promise<unknown>[]): Promise<Promise<unknown>[]> {
+    const statements = await this.#plan(txn, isoFromMicros(txn.commitTimeUs));
+    const queued: Promise<unknown>[] = [];
+    if (!this.#pieceOpen) {
+      queued.push(this.#query('BEGIN', undefined));
+      this.#pieceOpen = true;
+    }
+    queued.push(...this.#queueStatements(statements, conflictResults));
+    return queued;
+  }
+
+  /** The statements applying `txn`'s changes, one per run of same-kind changes of one table. */
+  async #plan(txn: ApplyTransaction, tsIso: string): Promise<PlannedStatement[]> {
+    const statements: PlannedStatement[] = [];
+    for (const run of groupRuns(txn.changes)) {
+      if (run.kind === 'truncate' && this.#o.truncate === 'skip') continue;
+      const table = await this.#catalog.statements(run.table);
+      statements.push(planRun(run, table, [tsIso, txn.sourceNode, this.#o.targetNode, run.table]));
+    }
+    return statements;
+  }
+
+  #queueStatements(
+    statements: readonly PlannedStatement[],
+    conflictResults: Promise<unknown>[],
+  ): Promise<unknown>[] {
+    return statements.map((st) => {
+      const result = this.#query(st.text, st.values);
+      if (st.conflicts) conflictResults.push(result);
+      return result;
+    });
   }
 
   /**
