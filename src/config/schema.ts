@@ -23,6 +23,14 @@ export const kafkaSchema = z
       .min(1)
       .default(1)
       .describe('replication factor of topics pgbisync creates'),
+    maxMessageBytes: z
+      .number()
+      .int()
+      .min(65_536)
+      .default(1_048_588)
+      .describe(
+        "max.message.bytes of the event topics pgbisync creates (Kafka's default): a larger event blocks its capture with PGB3003",
+      ),
     compression: z.enum(['none', 'gzip', 'snappy', 'lz4', 'zstd']).default('lz4'),
     sasl: z
       .strictObject({

@@ -76,11 +76,20 @@ export class KafkaAdmin implements TopicAdmin {
 
   /** Latest offset (next to be written) of every partition of the topic. */
   async endOffsets(topic: string): Promise<Map<number, bigint>> {
+    return await this.#offsets(topic, ListOffsetTimestamps.LATEST);
+  }
+
+  /** First retained offset of every partition of the topic (older records were deleted). */
+  async startOffsets(topic: string): Promise<Map<number, bigint>> {
+    return await this.#offsets(topic, ListOffsetTimestamps.EARLIEST);
+  }
+
+  async #offsets(topic: string, timestamp: bigint): Promise<Map<number, bigint>> {
     const metadata = await this.#admin.metadata({ topics: [topic], forceUpdate: true });
     const count = metadata.topics.get(topic)?.partitionsCount ?? 0;
     const partitions = Array.from({ length: count }, (_, partitionIndex) => ({
       partitionIndex,
-      timestamp: ListOffsetTimestamps.LATEST,
+      timestamp,
     }));
     const listed = await this.#admin.listOffsets({ topics: [{ name: topic, partitions }] });
     const out = new Map<number, bigint>();

@@ -12,7 +12,7 @@
  *   session times out (~60 s), so consumers use static membership (`groupInstanceId`).
  */
 import { Consumer, ListOffsetTimestamps, type Message } from '@platformatic/kafka';
-import { ErrorCode, FatalError, type PgbisyncError, RetryableError } from '../runtime/errors.ts';
+import { BlockedError, ErrorCode, type PgbisyncError, RetryableError } from '../runtime/errors.ts';
 import { baseOptions, hasApiError, type KafkaConnectionOptions, utf8Deserializer } from './connection.ts';
 import type { InRecord, RecordConsumer, StartOffset } from './records.ts';
 
@@ -51,7 +51,7 @@ const NO_HEADERS: ReadonlyMap<string, string> = new Map();
  * Reads records from the given topics starting at explicit offsets (the applier keeps its own offsets in
  * the target database, so no group offset is ever committed). Yields arrays of whatever arrived, in offset
  * order per partition, each record once. A start offset outside the partition's retained range is a
- * FatalError (the topic was recreated or retention removed unread events), never a silent jump.
+ * BlockedError (the topic was recreated or retention removed unread events), never a silent jump.
  * `batches` stops when `signal` aborts, also while still joining the group.
  */
 export class KafkaConsumer implements RecordConsumer {
@@ -166,7 +166,9 @@ export class KafkaConsumer implements RecordConsumer {
     const offsets: { topic: string; partition: number; offset: bigint }[] = [];
     for (const [topic, partitions] of earliest) {
       for (const [partition, first] of partitions.entries()) {
-        offsets.push({ topic, partition, offset: explicit.get(`${topic}:${partition}`) ?? first });
+        const start = explicit.get(`${topic}:${partition}`);
+        if (start !== undefined && start < first) throw eventsGone(topic, partition, start, first);
+        offsets.push({ topic, partition, offset: start ?? first });
       }
     }
     try {
@@ -184,12 +186,26 @@ export class KafkaConsumer implements RecordConsumer {
   }
 }
 
+/**
+ * Records from `start` on were to be read, the partition keeps them from `first` on: what lay between is
+ * gone. A BlockedError: this reader's stream only (its caller names the direction and the fix).
+ */
+export function eventsGone(topic: string, partition: number, start: bigint, first: bigint): BlockedError {
+  return new BlockedError(
+    `kafka topic ${topic}[${partition}] keeps records from offset ${first} on, but the records from offset ${start} are not read yet: ${first - start} records were deleted before they were applied (the topic's retention, or it was recreated)`,
+    {
+      code: ErrorCode.KAFKA_EVENTS_GONE,
+      hint: "re-copy the source node's tables with `pgbisync resync <source node>` (it moves this position past the deleted records); raise the topic's retention.ms above the longest outage",
+    },
+  );
+}
+
 function consumeError(error: unknown): PgbisyncError {
   if (hasApiError(error, 'OFFSET_OUT_OF_RANGE')) {
-    return new FatalError('a kafka start offset is outside the retained range of its partition', {
-      code: ErrorCode.KAFKA,
+    return new BlockedError('a kafka start offset is outside the retained range of its partition', {
+      code: ErrorCode.KAFKA_EVENTS_GONE,
       cause: error,
-      hint: 'the topic was recreated or retention deleted events not yet applied: resynchronize the target',
+      hint: "the topic was recreated or retention deleted records not yet applied: re-copy the source node's tables with `pgbisync resync <source node>`",
     });
   }
   return new RetryableError('kafka consume failed', { code: ErrorCode.KAFKA, cause: error });

@@ -12,7 +12,13 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { type MessageToProduce, Producer } from '@platformatic/kafka';
-import { ErrorCode, FatalError, type PgbisyncError, RetryableError } from '../runtime/errors.ts';
+import {
+  BlockedError,
+  ErrorCode,
+  FatalError,
+  type PgbisyncError,
+  RetryableError,
+} from '../runtime/errors.ts';
 import { baseOptions, hasApiError, type KafkaConnectionOptions, utf8Serializer } from './connection.ts';
 import type { OutRecord, RecordProducer } from './records.ts';
 
@@ -137,7 +143,7 @@ export class KafkaProducer implements RecordProducer {
       try {
         if (messages.length > 0) await this.#sendRequest(messages);
       } catch (error) {
-        this.#fail(produceError(error, messages.length), completed);
+        this.#fail(produceError(error, messages), completed);
         break;
       }
       for (const send of completed) send.done.resolve();
@@ -192,6 +198,29 @@ export class KafkaProducer implements RecordProducer {
   }
 }
 
+/** `schema.table` from a change event's source block (Debezium JSON, with or without the schema envelope). */
+function tableOf(value: Buffer | undefined): string | undefined {
+  if (value === undefined) return undefined;
+  try {
+    const event = JSON.parse(value.toString('utf8')) as { payload?: { source?: Source }; source?: Source };
+    const source = event.payload?.source ?? event.source;
+    return source?.schema !== undefined && source.table !== undefined
+      ? `${source.schema}.${source.table}`
+      : undefined;
+  } catch {
+    return undefined; // not JSON: named by topic and key only
+  }
+}
+
+interface Source {
+  readonly schema?: string;
+  readonly table?: string;
+}
+
+function truncate(text: string, max: number): string {
+  return text.length <= max ? text : `${text.slice(0, max)}...`;
+}
+
 function isValidRecord(r: OutRecord): boolean {
   return (r.key === null || Buffer.isBuffer(r.key)) && (r.value === null || Buffer.isBuffer(r.value));
 }
@@ -215,13 +244,24 @@ function toMessage(r: OutRecord): MessageToProduce<Buffer, Buffer, string, strin
   };
 }
 
-function produceError(error: unknown, records: number): PgbisyncError {
+function produceError(
+  error: unknown,
+  messages: readonly MessageToProduce<Buffer, Buffer, string, string>[],
+): PgbisyncError {
+  const records = messages.length;
   if (hasApiError(error, 'MESSAGE_TOO_LARGE') || hasApiError(error, 'RECORD_LIST_TOO_LARGE')) {
-    return new FatalError(`kafka refused a produce request of ${records} records as too large`, {
-      code: ErrorCode.KAFKA,
-      cause: error,
-      hint: "an event (or the producer's maxRequestBytes) is larger than the topic's max.message.bytes: raise it on the topic (and the broker's message.max.bytes) or enable compression",
-    });
+    // The request's largest record is the culprit (a request holds one record above maxRequestBytes).
+    const largest = messages.reduce((a, b) => ((b.value?.length ?? 0) > (a.value?.length ?? 0) ? b : a));
+    const table = tableOf(largest.value);
+    const key = largest.key === undefined ? 'none' : truncate(largest.key.toString('utf8'), 200);
+    return new BlockedError(
+      `kafka refused an event of ${largest.value?.length ?? 0} bytes${table === undefined ? '' : ` of table ${table}`} (key ${key}) on topic ${largest.topic} as too large${records > 1 ? ` (in a request of ${records} records)` : ''}`,
+      {
+        code: ErrorCode.KAFKA_RECORD_TOO_LARGE,
+        cause: error,
+        hint: `raise the topic's limit (kafka-configs.sh --alter --entity-type topics --entity-name ${largest.topic} --add-config max.message.bytes=<bytes>; config kafka.maxMessageBytes for topics setup creates) or enable kafka.compression; the capture resumes from the same transaction`,
+      },
+    );
   }
   return new RetryableError(`kafka produce of ${records} records failed`, {
     code: ErrorCode.KAFKA,

@@ -54,6 +54,8 @@ export function topicSpecs(config: Config, node: string, tables: readonly string
       'retention.ms': String(7 * 24 * 3600 * 1000),
       'min.insync.replicas': String(Math.min(2, config.kafka.replicationFactor)),
       'message.timestamp.type': 'CreateTime',
+      // Stated, not left to the broker: an event above it blocks its capture (PGB3003), naming it.
+      'max.message.bytes': String(config.kafka.maxMessageBytes),
     },
   }));
   const dlq = {

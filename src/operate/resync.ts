@@ -31,6 +31,7 @@ import { objectNames } from '../pg/sql-names.ts';
 import type { Queryable } from '../pg/table-catalog.ts';
 import { ErrorCode, FatalError } from '../runtime/errors.ts';
 import { sleep } from '../runtime/sleep.ts';
+import { skipDeletedRecords } from './resync-positions.ts';
 import { directions, resolveTables, withNode } from './sync-plan.ts';
 
 export interface ResyncOptions {
@@ -83,14 +84,20 @@ export async function resync(config: Config, nodeName: string, o: ResyncOptions)
   const targets = directions(config)
     .filter((d) => d.source.name === node.name)
     .map((d) => d.target);
-  if (!o.wait) {
-    o.onProgress(
-      `resync ${node.name}: the capture of ${node.name} copies its tables at its next start (\`pgbisync run\`); \`pgbisync resync ${node.name}\` follows it`,
-    );
-    return { node: node.name, requestedAt: requested.at, applied: false, targets: [] };
-  }
   const admin = new KafkaAdmin(kafkaOptions(config, 'resync'));
   try {
+    // With the re-copy asked for, what retention deleted before a target applied it may be skipped.
+    for (const m of await skipDeletedRecords(node.name, targets, topics, admin)) {
+      o.onProgress(
+        `resync ${node.name}: ${m.target} had not applied ${m.topic}[${m.partition}] from offset ${m.from}, deleted from Kafka up to ${m.to}: its position moves to ${m.to}, the re-copy brings what those records carried`,
+      );
+    }
+    if (!o.wait) {
+      o.onProgress(
+        `resync ${node.name}: the capture of ${node.name} copies its tables at its next start (\`pgbisync run\`); \`pgbisync resync ${node.name}\` follows it`,
+      );
+      return { node: node.name, requestedAt: requested.at, applied: false, targets: [] };
+    }
     const ends = await followCopy(node, slot, requested.at, topics, admin, o);
     const applied = await followApply(node.name, targets, ends, o);
     o.onProgress(

@@ -44,6 +44,13 @@ export const ErrorCode = {
   TYPE_UNSUPPORTED: 'PGB2201',
   /** Kafka could not be reached or refused a request. */
   KAFKA: 'PGB3001',
+  /**
+   * Records a direction has not applied yet are gone from its topic (retention deleted them, or the topic
+   * was recreated): `pgbisync resync <source node>` re-copies and moves the position past them.
+   */
+  KAFKA_EVENTS_GONE: 'PGB3002',
+  /** An event is larger than its topic accepts (max.message.bytes): its capture is blocked. */
+  KAFKA_RECORD_TOO_LARGE: 'PGB3003',
   /** A message on a topic is not a valid change event. */
   EVENT_MALFORMED: 'PGB3101',
   /** A record was written by a newer pgbisync: its wire version is one this applier does not read. */
