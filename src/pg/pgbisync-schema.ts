@@ -25,9 +25,11 @@ CREATE TABLE IF NOT EXISTS pgbisync.capture_state (
   slot text NOT NULL,
   consistent_lsn pg_lsn,
   snapshot_done_at timestamptz,
-  resync_requested_at timestamptz
+  resync_requested_at timestamptz,
+  copied_tables text[]
 );
 ALTER TABLE pgbisync.capture_state ADD COLUMN IF NOT EXISTS resync_requested_at timestamptz;
+ALTER TABLE pgbisync.capture_state ADD COLUMN IF NOT EXISTS copied_tables text[];
 CREATE TABLE IF NOT EXISTS pgbisync.apply_progress (
   source_node text PRIMARY KEY,
   topic text NOT NULL,

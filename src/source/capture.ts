@@ -17,6 +17,7 @@ import { ReplicationConnection } from '../pg/replication/replication-connection.
 import { objectNames, splitTableName } from '../pg/sql-names.ts';
 import { readPrimaryKeys } from '../pg/table-catalog.ts';
 import { BlockedError, ErrorCode, RetryableError } from '../runtime/errors.ts';
+import { recordCopied, requirePublished, tablesToCopy } from './added-tables.ts';
 import { CaptureSender, type SentBatch } from './capture-sender.ts';
 import type { ChangeEncoder } from './change-encoder.ts';
 import { readSlotHealth, slotLoss, slotLostError } from './slot-health.ts';
@@ -165,8 +166,17 @@ export class Capture {
       await admin.query('SELECT pg_drop_replication_slot($1)', [this.slot]);
       exists = false;
     }
+    await requirePublished(admin, o.node, this.publication, o.tables);
     const snapshotDone = resync === null && (o.snapshot === 'never' || health.streamed);
-    if (exists && snapshotDone) return;
+    if (exists && snapshotDone) {
+      const added = await tablesToCopy(admin, o.node, o.tables);
+      // capture.snapshot 'never': the operator copies tables (none is copied when added either).
+      if (added.length > 0 && o.snapshot === 'initial') {
+        await this.#copyNow(added, signal);
+        await recordCopied(admin, o.node, o.tables);
+      }
+      return;
+    }
     // A re-copy is made whatever capture.snapshot says: the operator asked for it.
     const copy = o.snapshot === 'initial' || resync !== null;
     if (resync !== null) {
@@ -207,21 +217,7 @@ export class Capture {
       // are older than the snapshot's rows, which carry their own commit times; the replay ends with
       // each row's latest change, so every node ends with the newest version (and a replayed delete
       // still removes a row the interrupted snapshot had published).
-      const reader = newPgClient({
-        connectionString: o.url,
-        application_name: `pgbisync-capture-${o.node}`,
-      });
-      await reader.connect();
-      try {
-        await reader.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
-        const r = await reader.query<{ name: string; lsn: string }>(
-          'SELECT pg_export_snapshot() AS name, pg_current_wal_lsn()::text AS lsn',
-        );
-        const exported = r.rows[0]!;
-        await this.#snapshot(exported.name, parseLsn(exported.lsn), signal);
-      } finally {
-        await reader.end().catch(() => undefined);
-      }
+      await this.#copyNow(o.tables, signal);
     }
     // An upsert: a crash between the slot's creation and the state row's insert leaves no row, and an
     // UPDATE of none would leave the snapshot undone forever (every restart would read it again). The
@@ -238,9 +234,38 @@ export class Capture {
        }`,
       resync === null ? [o.node, this.slot] : [o.node, this.slot, resync],
     );
+    if (copy) await recordCopied(admin, o.node, o.tables);
   }
 
-  async #snapshot(snapshotName: string, consistentPoint: bigint, signal: AbortSignal): Promise<void> {
+  /**
+   * Copies `tables` as they are now, while the slot stays where it is: the stream then replays every
+   * change since the slot's position after the copy (older than the copy's rows, which carry their own
+   * commit times), so every node ends with the newest version of each row.
+   */
+  async #copyNow(tables: readonly string[], signal: AbortSignal): Promise<void> {
+    const reader = newPgClient({
+      connectionString: this.#options.url,
+      application_name: `pgbisync-capture-${this.#options.node}`,
+    });
+    await reader.connect();
+    try {
+      await reader.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+      const r = await reader.query<{ name: string; lsn: string }>(
+        'SELECT pg_export_snapshot() AS name, pg_current_wal_lsn()::text AS lsn',
+      );
+      const exported = r.rows[0]!;
+      await this.#snapshot(exported.name, parseLsn(exported.lsn), signal, tables);
+    } finally {
+      await reader.end().catch(() => undefined);
+    }
+  }
+
+  async #snapshot(
+    snapshotName: string,
+    consistentPoint: bigint,
+    signal: AbortSignal,
+    tables: readonly string[] = this.#options.tables,
+  ): Promise<void> {
     const o = this.#options;
     await runSnapshot({
       node: o.node,
@@ -248,7 +273,7 @@ export class Capture {
       url: o.url,
       snapshotName,
       consistentPoint,
-      tables: o.tables,
+      tables,
       encoder: o.encoder,
       producer: toPartition(o.producer),
       topicFor: o.topicFor,
