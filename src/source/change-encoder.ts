@@ -4,6 +4,7 @@
  * may use a trivial one.
  */
 import type { EventSchema } from '../events/envelope.ts';
+import type { TypeRegistry } from '../events/pg-types.ts';
 import type { RelationMessage, Tuple, TypeMessage } from '../pg/pgoutput/messages.ts';
 
 /** Fields of Debezium's `source` block that vary per event. */
@@ -17,6 +18,12 @@ export interface SourcePosition {
   readonly commitTimeUs: bigint;
   /** Debezium `snapshot`: 'false' when streaming; 'true'/'first'/'last' for snapshot rows. */
   readonly snapshot: 'false' | 'true' | 'first' | 'last';
+  /**
+   * source.origin and source.origin_lsn: the replication origin (and its commit LSN) of a transaction
+   * that another replication applied (pgoutput's Origin message); unset for local writes.
+   */
+  readonly origin?: string;
+  readonly originLsn?: bigint;
 }
 
 /** Debezium's `transaction` block. */
@@ -55,6 +62,12 @@ export interface RelationEncoder {
 }
 
 export interface ChangeEncoder {
+  /**
+   * The catalog facts of the synced tables' non-built-in types (enums, domains, hstore...), which
+   * pgoutput's Type messages do not carry. The capture reads them at each start, before the snapshot
+   * and the stream compile any relation; relations compiled afterwards use them.
+   */
+  useCatalog?(registry: TypeRegistry): void;
   /** Compiles an encoder for `relation`; `types` holds Type messages seen so far (enums, domains). */
   forRelation(relation: RelationMessage, types: ReadonlyMap<number, TypeMessage>): RelationEncoder;
 }

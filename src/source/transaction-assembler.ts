@@ -62,6 +62,8 @@ export interface AssemblerOptions {
 interface OpenTransaction {
   readonly begin: BeginMessage;
   dropped: boolean;
+  /** The replication origin of a transaction that another replication wrote (source.origin). */
+  origin?: { readonly name: string; readonly lsn: bigint };
   totalOrder: number;
   readonly perTable: Map<string, number>;
 }
@@ -106,6 +108,8 @@ export class TransactionAssembler {
             txn.dropped = true;
             this.#options.onLoopDropped?.(msg.name);
           }
+        } else {
+          this.#requireTxn('Origin').origin = { name: msg.name, lsn: msg.originLsn };
         }
         return;
       case 'relation': {
@@ -240,14 +244,17 @@ export class TransactionAssembler {
   }
 
   #source(lsn: bigint): SourcePosition {
-    const begin = this.#txn?.begin;
-    return {
+    const txn = this.#txn;
+    const begin = txn?.begin;
+    const position: SourcePosition = {
       lsn,
       commitLsn: begin?.finalLsn ?? lsn,
       txId: begin?.xid ?? 0,
       commitTimeUs: begin?.commitTimeUs ?? 0n,
       snapshot: 'false',
     };
+    const origin = txn?.origin;
+    return origin === undefined ? position : { ...position, origin: origin.name, originLsn: origin.lsn };
   }
 
   #order(txn: OpenTransaction, rel: CachedRelation): TransactionPosition {
