@@ -1,10 +1,13 @@
 /**
  * The Debezium PostgreSQL connector's type-handling options, under the connector's own names, as
  * pgbisync's capture offers them (`capture.types` in the config). pgbisync's defaults are exact: they
- * differ from the connector's where the connector's default loses information (`interval`), and
- * equal them elsewhere. A user replacing a connector sets the connector's values and keeps its
- * consumers unchanged; docs/type-mapping.md lists what each value sends and what it loses.
+ * differ from the connector's where the connector's default loses information (`interval`, and what
+ * it does without an option: `varbit`, `timetz`), and equal them elsewhere. A user replacing a
+ * connector sets the connector's values and keeps its consumers unchanged; docs/type-mapping.md lists
+ * what each value sends and what it loses.
  */
+import type { Config } from '../config/schema.ts';
+
 export interface TypeHandling {
   /** 'string' (pgbisync's default, exact): io.debezium.time.Interval; 'numeric' (the connector's): MicroDuration. */
   readonly 'interval.handling.mode': 'string' | 'numeric';
@@ -28,15 +31,11 @@ export interface TypeHandling {
   readonly timetz: 'offset' | 'utc';
 }
 
-export const TYPE_HANDLING_VALUES = {
-  'interval.handling.mode': ['string', 'numeric'],
-  'time.precision.mode': ['adaptive', 'adaptive_time_microseconds', 'connect'],
-  'decimal.handling.mode': ['precise', 'string', 'double'],
-  'binary.handling.mode': ['bytes', 'base64', 'base64-url-safe', 'hex'],
-  'hstore.handling.mode': ['json', 'map'],
-  varbit: ['string', 'bits'],
-  timetz: ['offset', 'utc'],
-} as const satisfies { readonly [K in keyof TypeHandling]: readonly TypeHandling[K][] };
+/** The config's `capture.types` is this, key for key and value for value (checked at compile time). */
+type ConfigTypes = Config['capture']['types'];
+type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
+const CONFIG_MATCHES: Same<ConfigTypes, TypeHandling> = true;
+void CONFIG_MATCHES;
 
 /** pgbisync's defaults. */
 export const DEFAULT_TYPE_HANDLING: TypeHandling = {

@@ -3,8 +3,9 @@
  *
  * Both are chosen once per relation column / schema field and kept in a compiled plan, so the per-value
  * path is one indirect call. The mapping follows the Debezium PostgreSQL connector's defaults
- * (decimal.handling.mode=precise, time.precision.mode=adaptive, binary.handling.mode=bytes,
- * hstore.handling.mode=json); the deliberate differences are listed in docs/type-mapping.md.
+ * (decimal.handling.mode=precise, time.precision.mode=adaptive, binary.handling.mode=bytes), with
+ * its options under its own names (./type-handling.ts); the deliberate differences are listed in
+ * docs/type-mapping.md.
  */
 import { ErrorCode, FatalError } from '../runtime/errors.ts';
 import type { ConnectSchema, FieldCodec, FieldDecoder } from './connect-schema.ts';

@@ -92,6 +92,9 @@ const RUNS: readonly Run[] = [
       'decimal.handling.mode': 'precise',
       'binary.handling.mode': 'bytes',
       'hstore.handling.mode': 'json',
+      // pgbisync's own options for what the connector always does.
+      varbit: 'bits',
+      timetz: 'utc',
     },
     debeziumRecords: 12,
   },
@@ -218,13 +221,18 @@ async function captureBoth(run: Run) {
   return { debezium: debezium.map(parseRecord), pgbisync: pgbisync.map(parseRecord), labels };
 }
 
-/** Column name -> its type as format_type prints it, `primary key` for the key column. */
+/**
+ * Column name -> its type as format_type prints it without the type modifier (`numeric`, `bit
+ * varying`), `primary key` for the key column, `not null column` for the other NOT NULL ones.
+ */
 async function columnLabels(
   sql: (text: string) => Promise<{ rows: { name: string; label: string }[] }>,
 ): Promise<ColumnLabels> {
   const { rows } = await sql(`
     SELECT a.attname AS name,
-           CASE WHEN a.attnum = ANY (i.indkey) THEN 'primary key' ELSE format_type(a.atttypid, a.atttypmod) END AS label
+           CASE WHEN a.attnum = ANY (i.indkey) THEN 'primary key'
+                WHEN a.attnotnull THEN 'not null column'
+                ELSE regexp_replace(format_type(a.atttypid, a.atttypmod), '\\(.*\\)', '') END AS label
     FROM pg_attribute a JOIN pg_index i ON i.indrelid = a.attrelid AND i.indisprimary
     WHERE a.attrelid = 'public.everything'::regclass AND a.attnum > 0 AND NOT a.attisdropped`);
   return new Map(rows.map((r) => [r.name, r.label]));

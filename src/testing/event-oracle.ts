@@ -160,10 +160,13 @@ function compareValue(
       const b = pv[name];
       if (part === 'source' && PER_RUN.has(`source.${name}`)) continue;
       if (same(a, b)) continue;
+      const label = labels.get(name) ?? `column ${name}`;
       const key =
         part === 'source'
-          ? `source.${name}${name in dv ? '' : ' (not in debezium)'}${name in pv ? '' : ' (not in pgbisync)'}`
-          : `${labels.get(name) ?? `column ${name}`} value`;
+          ? `source.${name}`
+          : a === undefined || b === undefined
+            ? `${label} column`
+            : `${label} value`;
       out.push({ key, path: `${path}.${name}`, debezium: show(a), pgbisync: show(b) });
     }
   } else if (!same(dv, pv)) {
@@ -218,7 +221,7 @@ function compareSchema(
         : `envelope.${name}`;
     if (a === undefined || b === undefined) {
       out.push({
-        key: `${label} field${a === undefined ? ' (not in debezium)' : ' (not in pgbisync)'}`,
+        key: columnPart ? `${label} column` : label,
         path: fieldPath,
         debezium: show(a),
         pgbisync: show(b),
@@ -231,7 +234,7 @@ function compareSchema(
         compareSchema(a, b, fieldPath, labels, out, 'source');
         continue;
       }
-      const key = `${label} schema.${prop}`;
+      const key = columnPart ? `${label} schema` : `${label} schema.${prop}`;
       out.push({ key, path: `${fieldPath}.${prop}`, debezium: show(a[prop]), pgbisync: show(b[prop]) });
     }
   }
@@ -269,8 +272,8 @@ function show(v: unknown): string {
 
 /**
  * The deliberate differences docs/type-mapping.md lists: the rows of the table under its heading
- * "Deliberate differences, proven against the connector" whose first cell is a key in backticks and
- * whose second cell names the runs (`all`, or run names separated by commas).
+ * "Deliberate differences, proven against the connector": each key in backticks in a row's first
+ * cell, with the runs its second cell names (`all`, or run names separated by commas).
  */
 export function listedDifferences(docPath: string): Map<string, ReadonlySet<string>> {
   const text = readFileSync(docPath, 'utf8');
@@ -280,9 +283,10 @@ export function listedDifferences(docPath: string): Map<string, ReadonlySet<stri
   const section = text.slice(start).split('\n## ')[0]!;
   const listed = new Map<string, ReadonlySet<string>>();
   for (const line of section.split('\n')) {
-    const m = /^\|\s*`([^`]+)`\s*\|\s*([^|]+)\|/.exec(line);
+    const m = /^\|([^|]*`[^|]*)\|([^|]+)\|/.exec(line);
     if (m === null) continue;
-    listed.set(m[1]!, new Set(m[2]!.split(',').map((s) => s.trim())));
+    const runs = new Set(m[2]!.split(',').map((s) => s.trim()));
+    for (const key of m[1]!.matchAll(/`([^`]+)`/g)) listed.set(key[1]!, runs);
   }
   return listed;
 }
