@@ -16,10 +16,11 @@
 import { createHash } from 'node:crypto';
 import type { RelationMessage, Tuple, TupleValue } from '../pg/pgoutput/messages.ts';
 import { ErrorCode, MalformedInputError } from '../runtime/errors.ts';
-import { type FieldCodec, UNAVAILABLE_JSON } from './connect-schema.ts';
+import { type ConnectSchema, type FieldCodec, UNAVAILABLE_JSON } from './connect-schema.ts';
 import { envelopeSchemaJson, keySchemaJson, type SnapshotMarker } from './envelope-schema.ts';
 import type { TypeRegistry } from './pg-types.ts';
 import { codecForColumn, type TypeMappingOptions } from './type-mapping.ts';
+import { ENCODING_PARAMETER } from './types-modes.ts';
 
 export interface EncoderOptions extends TypeMappingOptions {
   /** source.version, e.g. 'pgbisync-0.1.0'. */
@@ -107,6 +108,11 @@ export class RelationEncoder {
   readonly topic: string;
   /** Set when records are schemaless: the schema they were encoded with. */
   readonly schema: EventSchema | undefined;
+  /**
+   * A field is a string whose encoding its schema names (`pgbisync.encoding`: bytea as base64 or hex,
+   * hstore as JSON), which an applier that does not know the parameter would take for text.
+   */
+  readonly namesEncoding: boolean;
   readonly #codecs: readonly FieldCodec[];
   readonly #names: readonly string[];
   readonly #fieldPrefixes: readonly string[];
@@ -124,6 +130,7 @@ export class RelationEncoder {
     this.relation = relation;
     this.topic = `${options.serverName}.${relation.schema}.${relation.table}`;
     this.#codecs = relation.columns.map((c) => codecForColumn(c, options));
+    this.namesEncoding = this.#codecs.some((c) => namesEncoding(c.schema));
     this.#names = relation.columns.map((c) => c.name);
     this.#fieldPrefixes = relation.columns.map((c, i) => `${i === 0 ? '' : ','}${JSON.stringify(c.name)}:`);
     const keyIndexes = relation.columns.flatMap((c, i) => (c.isKey ? [i] : []));
@@ -265,6 +272,11 @@ export class RelationEncoder {
       cause,
     });
   }
+}
+
+function namesEncoding(schema: ConnectSchema): boolean {
+  if (schema.parameters?.[ENCODING_PARAMETER] !== undefined) return true;
+  return schema.items !== undefined && namesEncoding(schema.items);
 }
 
 /** source.origin and origin_lsn of a local write. */

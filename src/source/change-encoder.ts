@@ -5,6 +5,7 @@
  */
 import type { EventSchema } from '../events/envelope.ts';
 import type { TypeRegistry } from '../events/pg-types.ts';
+import { relationWireHeaders, SCHEMA_HEADER } from '../kafka/wire-headers.ts';
 import type { RelationMessage, Tuple, TypeMessage } from '../pg/pgoutput/messages.ts';
 
 /** Fields of Debezium's `source` block that vary per event. */
@@ -49,6 +50,11 @@ export interface RelationEncoder {
    * header.
    */
   readonly schema?: EventSchema | undefined;
+  /**
+   * The wire version its records need (src/kafka/wire-headers.ts): more than 1 when an older applier
+   * would misread them; capture then puts it on every record of the relation. Unset: 1.
+   */
+  readonly wireVersion?: number;
   change(
     op: ChangeOp,
     before: Tuple | undefined,
@@ -70,4 +76,16 @@ export interface ChangeEncoder {
   useCatalog?(registry: TypeRegistry): void;
   /** Compiles an encoder for `relation`; `types` holds Type messages seen so far (enums, domains). */
   forRelation(relation: RelationMessage, types: ReadonlyMap<number, TypeMessage>): RelationEncoder;
+}
+
+/**
+ * The headers of a relation's records with a value: the schema of schemaless records, the wire version
+ * when it is above 1. Undefined when none.
+ */
+export function recordHeaders(encoder: RelationEncoder): Readonly<Record<string, string>> | undefined {
+  const headers = {
+    ...(encoder.schema === undefined ? {} : { [SCHEMA_HEADER]: encoder.schema.id }),
+    ...relationWireHeaders(encoder.wireVersion ?? 1),
+  };
+  return Object.keys(headers).length === 0 ? undefined : headers;
 }

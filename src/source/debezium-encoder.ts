@@ -20,6 +20,7 @@ import {
 } from '../events/envelope.ts';
 import type { TypeRegistry } from '../events/pg-types.ts';
 import type { TypeHandling } from '../events/type-handling.ts';
+import { BASE_WIRE_VERSION, ENCODED_STRINGS_WIRE_VERSION } from '../kafka/wire-headers.ts';
 import type { RelationMessage, Tuple, TypeMessage } from '../pg/pgoutput/messages.ts';
 import { ErrorCode, MalformedInputError } from '../runtime/errors.ts';
 import type {
@@ -86,10 +87,12 @@ export class DebeziumChangeEncoder implements ChangeEncoder {
 class DebeziumRelationEncoder implements RelationEncoder {
   readonly #encoder: EventRelationEncoder;
   readonly schema: EventSchema | undefined;
+  readonly wireVersion: number;
 
   constructor(encoder: EventRelationEncoder) {
     this.#encoder = encoder;
     this.schema = encoder.schema;
+    this.wireVersion = encoder.namesEncoding ? ENCODED_STRINGS_WIRE_VERSION : BASE_WIRE_VERSION;
   }
 
   change(

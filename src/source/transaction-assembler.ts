@@ -16,16 +16,17 @@
 
 import type { EventSchema } from '../events/envelope.ts';
 import type { OutRecord } from '../kafka/records.ts';
-import { SCHEMA_HEADER, transactionEndHeaders } from '../kafka/wire-headers.ts';
+import { endOfTransaction } from '../kafka/wire-headers.ts';
 import type { BeginMessage, RelationMessage, Tuple, TypeMessage } from '../pg/pgoutput/messages.ts';
 import type { ReplicationItem } from '../pg/replication/replication-connection.ts';
 import { ErrorCode, FatalError, MalformedInputError } from '../runtime/errors.ts';
-import type {
-  ChangeEncoder,
-  EncodedRecord,
-  RelationEncoder,
-  SourcePosition,
-  TransactionPosition,
+import {
+  type ChangeEncoder,
+  type EncodedRecord,
+  type RelationEncoder,
+  recordHeaders,
+  type SourcePosition,
+  type TransactionPosition,
 } from './change-encoder.ts';
 
 export interface AssemblerOutput {
@@ -189,7 +190,7 @@ export class TransactionAssembler {
           this.#held = undefined;
           this.#out.record({
             ...last,
-            headers: { ...last.headers, ...transactionEndHeaders(msg.commitLsn) },
+            headers: endOfTransaction(last.headers, msg.commitLsn),
           });
         }
         this.#out.commit(msg.endLsn);
@@ -217,7 +218,7 @@ export class TransactionAssembler {
       encoder,
       topic: this.#options.topicFor(relation.schema, relation.table),
       tableKey: `${relation.schema}.${relation.table}`,
-      headers: encoder.schema === undefined ? undefined : { [SCHEMA_HEADER]: encoder.schema.id },
+      headers: recordHeaders(encoder),
     };
   }
 
