@@ -25,6 +25,32 @@ describe('config', () => {
     assert.deepEqual(c.tables, ['public.accounts', 'public.orders']);
   });
 
+  test("capture.types: pgbisync's exact defaults, the connector's option names", () => {
+    assert.deepEqual(parseConfig(GOOD, 'c.yaml', env).capture.types, {
+      'interval.handling.mode': 'string',
+      'time.precision.mode': 'adaptive',
+      'decimal.handling.mode': 'precise',
+      'binary.handling.mode': 'bytes',
+      'hstore.handling.mode': 'map',
+      varbit: 'string',
+      timetz: 'offset',
+    });
+    const connector = parseConfig(
+      `${GOOD}capture:\n  types: { interval.handling.mode: numeric, hstore.handling.mode: json, varbit: bits, timetz: utc }\n`,
+      'c.yaml',
+      env,
+    ).capture.types;
+    assert.deepEqual(
+      [
+        connector['interval.handling.mode'],
+        connector['hstore.handling.mode'],
+        connector.varbit,
+        connector.timetz,
+      ],
+      ['numeric', 'json', 'bits', 'utc'],
+    );
+  });
+
   test('the redacted view hides passwords', () => {
     const text = JSON.stringify(redactConfig(parseConfig(GOOD, 'c.yaml', env)));
     assert.ok(!text.includes('s3cret'), text);
@@ -70,6 +96,11 @@ describe('config', () => {
       /conflicts\.priorityNode: node-priority needs priorityNode/,
     ],
     ['not YAML', 'kafka: [', /^c\.yaml: not valid YAML/],
+    [
+      'unknown type-handling mode',
+      `${GOOD}capture: { types: { decimal.handling.mode: exact } }\n`,
+      /^c\.yaml: capture\.types\.decimal\.handling\.mode: /,
+    ],
   ];
   for (const [name, text, message] of bad) {
     test(`rejects: ${name}`, () => {

@@ -132,6 +132,22 @@ export const captureSchema = z
       .describe(
         'JsonConverter schemas.enable; false: schemaless records naming their schema (kept on the source) in a header',
       ),
+    // The Debezium connector's type options under its own names, and two of pgbisync's
+    // (src/events/type-handling.ts, docs/type-mapping.md#type-handling-options-capturetypes).
+    types: z
+      .strictObject({
+        'interval.handling.mode': z.enum(['string', 'numeric']).default('string'),
+        'time.precision.mode': z
+          .enum(['adaptive', 'adaptive_time_microseconds', 'connect'])
+          .default('adaptive'),
+        'decimal.handling.mode': z.enum(['precise', 'string', 'double']).default('precise'),
+        'binary.handling.mode': z.enum(['bytes', 'base64', 'base64-url-safe', 'hex']).default('bytes'),
+        'hstore.handling.mode': z.enum(['map', 'json']).default('map'),
+        varbit: z.enum(['string', 'bits']).default('string'),
+        timetz: z.enum(['offset', 'utc']).default('offset'),
+      })
+      .prefault({})
+      .describe("how values are typed in events: the connector's option names; defaults exact"),
   })
   .prefault({});
 

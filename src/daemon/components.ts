@@ -83,6 +83,7 @@ async function runCapture(nodeName: string, { config, tables, report, signal }: 
       database: new URL(node.url).pathname.slice(1),
       schemas: config.capture.schemasEnabled,
       connectorVersion: CONNECTOR_VERSION,
+      types: config.capture.types,
     }),
     producer,
     topicFor: topicFor(config, node.name),

@@ -15,6 +15,7 @@ import {
   LAST_VALUE,
   transactionEndHeaders,
   WIRE_HEADER,
+  WIRE_VERSION,
 } from '../kafka/wire-headers.ts';
 import { setup, teardown } from '../operate/setup.ts';
 import { EVERY_TYPE_ROWS as ROWS, EVERY_TYPE_DDL as TYPES } from '../testing/every-type.ts';
@@ -105,7 +106,7 @@ test('a record of a newer wire version blocks its direction before anything afte
     const toB = () => sync.runner.states.get(`apply ${a}->${b}`)!;
     await dbs.sql1(`INSERT INTO t VALUES (1, 'before')`);
     await waitFor('row 1 on b', async () => (await dbs.sql2('SELECT 1 FROM t')).rowCount === 1);
-    // What a later capture could write: a transaction whose end says it follows wire version 2.
+    // What a later capture could write: a transaction whose end says it follows the next wire version.
     const [written] = await readTopic(config, serverName(config, a), (rs) => rs.length >= 1);
     assert.ok(written !== undefined);
     const producer = new KafkaProducer(kafkaOptions(config, 'future'));
@@ -115,7 +116,7 @@ test('a record of a newer wire version blocks its direction before anything afte
           topic: serverName(config, a),
           key: written.key,
           value: written.value,
-          headers: { ...transactionEndHeaders(0xffff_ffffn), [WIRE_HEADER]: '2' },
+          headers: { ...transactionEndHeaders(0xffff_ffffn), [WIRE_HEADER]: String(WIRE_VERSION + 1) },
         },
       ]);
     } finally {
@@ -125,7 +126,7 @@ test('a record of a newer wire version blocks its direction before anything afte
     await waitFor('a->b blocked', async () => toB().state === 'blocked');
     assert.match(
       toB().lastError ?? '',
-      /has wire version '2' \(header pgbisync\.wire\); this pgbisync reads versions up to 1/,
+      /has wire version '3' \(header pgbisync\.wire\); this pgbisync reads versions up to 2/,
     );
     assert.match(toB().fix ?? '', /at least as new as the one capturing/);
     // The other direction runs on; nothing after the record crossed, nothing was set aside.

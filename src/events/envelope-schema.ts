@@ -44,6 +44,9 @@ export const SOURCE_SCHEMA: ConnectSchema = {
     { field: 'txId', type: 'int64', optional: true },
     { field: 'lsn', type: 'int64', optional: true },
     { field: 'xmin', type: 'int64', optional: true },
+    // The replication origin of a transaction another replication applied (pgoutput's Origin message).
+    { field: 'origin', type: 'string', optional: true },
+    { field: 'origin_lsn', type: 'int64', optional: true },
   ],
 };
 
@@ -62,6 +65,8 @@ export const TRANSACTION_BLOCK_SCHEMA: ConnectSchema = {
 export interface EnvelopeColumn {
   readonly name: string;
   readonly schema: ConnectSchema;
+  /** A key column: never null, `optional: false` in before/after as the connector marks it. */
+  readonly isKey?: boolean;
 }
 
 /** `{"type":"struct","fields":[...],"optional":false,"name":"<prefix>.<schema>.<table>.Key"}` */
@@ -70,9 +75,16 @@ export function keySchemaJson(baseName: string, keyColumns: readonly EnvelopeCol
   return schemaJson({ type: 'struct', name: `${baseName}.Key`, fields }, false);
 }
 
-/** The value schema of a table's change events. Value fields are optional: pgoutput does not say NOT NULL. */
+/**
+ * The value schema of a table's change events. Key columns are required, as the connector marks them;
+ * other fields are optional: pgoutput does not say NOT NULL.
+ */
 export function envelopeSchemaJson(baseName: string, columns: readonly EnvelopeColumn[]): string {
-  const valueFields: ConnectField[] = columns.map((c) => ({ ...c.schema, field: c.name, optional: true }));
+  const valueFields: ConnectField[] = columns.map((c) => ({
+    ...c.schema,
+    field: c.name,
+    optional: c.isKey !== true,
+  }));
   const value: ConnectSchema = { type: 'struct', name: `${baseName}.Value`, fields: valueFields };
   const envelope: ConnectSchema = {
     type: 'struct',

@@ -16,9 +16,11 @@
 import { createHash } from 'node:crypto';
 import type { RelationMessage, Tuple, TupleValue } from '../pg/pgoutput/messages.ts';
 import { ErrorCode, MalformedInputError } from '../runtime/errors.ts';
-import { type FieldCodec, UNAVAILABLE_JSON } from './connect-schema.ts';
+import { type ConnectSchema, type FieldCodec, UNAVAILABLE_JSON } from './connect-schema.ts';
 import { envelopeSchemaJson, keySchemaJson, type SnapshotMarker } from './envelope-schema.ts';
+import type { TypeRegistry } from './pg-types.ts';
 import { codecForColumn, type TypeMappingOptions } from './type-mapping.ts';
+import { ENCODING_PARAMETER } from './types-modes.ts';
 
 export interface EncoderOptions extends TypeMappingOptions {
   /** source.version, e.g. 'pgbisync-0.1.0'. */
@@ -45,6 +47,9 @@ export interface EventContext {
   /** source.sequence: [last committed LSN, current LSN], as Debezium's PostgreSQL connector fills it. */
   readonly sequence?: readonly [bigint | null, bigint | null];
   readonly transaction?: TransactionBlock | null;
+  /** source.origin / source.origin_lsn: the replication origin of a replicated transaction. */
+  readonly origin?: string | null;
+  readonly originLsn?: bigint | null;
 }
 
 export interface TransactionBlock {
@@ -61,12 +66,17 @@ export interface KafkaRecord {
 
 /** Encodes change events for any number of relations; holds the per-connector constants. */
 export class EventEncoder {
-  readonly #options: EncoderOptions;
+  #options: EncoderOptions;
   readonly #sourcePrefix: string;
 
   constructor(options: EncoderOptions) {
     this.#options = options;
     this.#sourcePrefix = `{"version":${JSON.stringify(options.connectorVersion)},"connector":"postgresql","name":${JSON.stringify(options.serverName)},"ts_ms":`;
+  }
+
+  /** Types relations compiled from now on with these catalog facts (enums, domains, hstore). */
+  useRegistry(registry: TypeRegistry): void {
+    this.#options = { ...this.#options, registry };
   }
 
   /** Prepares a relation (once per Relation message); its key is the columns flagged as key. */
@@ -98,6 +108,11 @@ export class RelationEncoder {
   readonly topic: string;
   /** Set when records are schemaless: the schema they were encoded with. */
   readonly schema: EventSchema | undefined;
+  /**
+   * A field is a string whose encoding its schema names (`pgbisync.encoding`: bytea as base64 or hex,
+   * hstore as JSON), which an applier that does not know the parameter would take for text.
+   */
+  readonly namesEncoding: boolean;
   readonly #codecs: readonly FieldCodec[];
   readonly #names: readonly string[];
   readonly #fieldPrefixes: readonly string[];
@@ -115,11 +130,16 @@ export class RelationEncoder {
     this.relation = relation;
     this.topic = `${options.serverName}.${relation.schema}.${relation.table}`;
     this.#codecs = relation.columns.map((c) => codecForColumn(c, options));
+    this.namesEncoding = this.#codecs.some((c) => namesEncoding(c.schema));
     this.#names = relation.columns.map((c) => c.name);
     this.#fieldPrefixes = relation.columns.map((c, i) => `${i === 0 ? '' : ','}${JSON.stringify(c.name)}:`);
     const keyIndexes = relation.columns.flatMap((c, i) => (c.isKey ? [i] : []));
     this.#keyIndexes = keyIndexes;
-    const columns = relation.columns.map((c, i) => ({ name: c.name, schema: this.#codecs[i]!.schema }));
+    const columns = relation.columns.map((c, i) => ({
+      name: c.name,
+      schema: this.#codecs[i]!.schema,
+      isKey: c.isKey,
+    }));
     const schemas = options.schemas ?? true;
     const valueSchema = envelopeSchemaJson(this.topic, columns);
     this.schema = schemas ? undefined : { id: eventSchemaId(valueSchema), json: valueSchema };
@@ -232,7 +252,11 @@ export class RelationEncoder {
         ? 'null'
         : JSON.stringify(JSON.stringify([seq[0]?.toString() ?? null, seq[1]?.toString() ?? null]));
     const commitUs = ctx.commitTimeUs;
-    const source = `${this.#sourcePrefix}${commitUs / 1000n},"snapshot":"${ctx.snapshot ?? 'false'}","db":${this.#dbJson},"sequence":${sequence},"ts_us":${commitUs},"ts_ns":${commitUs * 1000n}${this.#sourceMiddle}${ctx.txId ?? 'null'},"lsn":${ctx.lsn},"xmin":null}`;
+    const origin =
+      ctx.origin === undefined || ctx.origin === null
+        ? NO_ORIGIN
+        : `,"origin":${JSON.stringify(ctx.origin)},"origin_lsn":${ctx.originLsn ?? 'null'}`;
+    const source = `${this.#sourcePrefix}${commitUs / 1000n},"snapshot":"${ctx.snapshot ?? 'false'}","db":${this.#dbJson},"sequence":${sequence},"ts_us":${commitUs},"ts_ns":${commitUs * 1000n}${this.#sourceMiddle}${ctx.txId ?? 'null'},"lsn":${ctx.lsn},"xmin":null${origin}}`;
     return `{"before":${before},"after":${after},"source":${source},"transaction":${transaction},"op":"${op}","ts_ms":${Math.floor(nowUs / 1000)},"ts_us":${nowUs},"ts_ns":${nanosJson(nowUs)}}`;
   }
 
@@ -249,6 +273,14 @@ export class RelationEncoder {
     });
   }
 }
+
+function namesEncoding(schema: ConnectSchema): boolean {
+  if (schema.parameters?.[ENCODING_PARAMETER] !== undefined) return true;
+  return schema.items !== undefined && namesEncoding(schema.items);
+}
+
+/** source.origin and origin_lsn of a local write. */
+const NO_ORIGIN = ',"origin":null,"origin_lsn":null';
 
 /** `prefix` + the UTF-8 of `payload` + `suffix` in one new buffer. */
 function splice(prefix: Buffer, payload: string, suffix: Buffer): Buffer {

@@ -41,6 +41,7 @@ export const PgOid = {
   VARBIT: 1562,
   NUMERIC: 1700,
   UUID: 2950,
+  TSVECTOR: 3614,
   JSONB: 3802,
 } as const;
 
@@ -77,6 +78,7 @@ export const ARRAY_ELEMENT_OID: ReadonlyMap<number, number> = new Map([
   [2951, PgOid.UUID],
   [199, PgOid.JSON],
   [3807, PgOid.JSONB],
+  [3643, PgOid.TSVECTOR],
   [143, PgOid.XML],
 ]);
 
@@ -102,13 +104,15 @@ export type CustomType =
 /**
  * Classifies every non-built-in type used by a table's columns, arrays resolved to their element.
  * `$1` is the table's regclass. Columns: oid, name (schema-qualified), typtype ('e' enum, 'd' domain,
- * 'b' base...), elem (array element OID or 0), basetype, basetypmod, labels (enum labels in sort order).
+ * 'b' base...), elem (array element OID or 0), basetype, basetypmod, labels (enum labels in sort order,
+ * a JSON array).
  */
 export const CUSTOM_TYPE_QUERY = `
 SELECT t.oid::int8 AS oid, format('%I.%I', n.nspname, t.typname) AS name, t.typtype::text AS typtype,
        t.typelem::int8 AS elem, t.typbasetype::int8 AS basetype, t.typtypmod AS basetypmod,
        CASE WHEN t.typtype = 'e' THEN
-         (SELECT array_agg(e.enumlabel ORDER BY e.enumsortorder) FROM pg_enum e WHERE e.enumtypid = t.oid)
+         (SELECT array_to_json(array_agg(e.enumlabel ORDER BY e.enumsortorder))::text
+            FROM pg_enum e WHERE e.enumtypid = t.oid)
        END AS labels
 FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
 WHERE t.oid >= 16384 AND t.oid IN (
@@ -146,4 +150,46 @@ export function numericTypmod(typeMod: number): { precision: number; scale: numb
 /** Fractional-second precision of time/timestamp types (typmod), or undefined when unconstrained. */
 export function temporalPrecision(typeMod: number): number | undefined {
   return typeMod >= 0 ? typeMod : undefined;
+}
+
+/** A row of {@link CUSTOM_TYPE_QUERY}, as text or numbers (whatever the client's type parsers make of it). */
+export type CustomTypeRow = Readonly<Record<string, string | number | null>>;
+
+/** Classifies a row of {@link CUSTOM_TYPE_QUERY}. */
+export function customTypeOf(row: CustomTypeRow): CustomType {
+  const oid = Number(row.oid);
+  const name = String(row.name);
+  if (row.typtype === 'e') {
+    const labels = row.labels === null ? undefined : (JSON.parse(String(row.labels)) as string[]);
+    return labels === undefined ? { kind: 'enum', oid, name } : { kind: 'enum', oid, name, labels };
+  }
+  if (row.typtype === 'd') {
+    return {
+      kind: 'domain',
+      oid,
+      name,
+      base: { typeOid: Number(row.basetype), typeMod: Number(row.basetypmod) },
+    };
+  }
+  if (Number(row.elem) !== 0) return { kind: 'array', oid, name, elementOid: Number(row.elem) };
+  return { kind: 'other', oid, name };
+}
+
+/** The minimal client {@link readTypeRegistry} needs. */
+export interface CatalogQuery {
+  query(text: string, values: unknown[]): Promise<{ rows: CustomTypeRow[] }>;
+}
+
+/**
+ * The catalog facts of every non-built-in type the tables' columns use (one round trip per table),
+ * for the encoder: enums (with their labels), domains, their arrays, and extension types such as hstore.
+ * `tables` are names as `regclass` reads them ('public.t').
+ */
+export async function readTypeRegistry(db: CatalogQuery, tables: readonly string[]): Promise<TypeRegistry> {
+  const registry = new TypeRegistry();
+  for (const table of tables) {
+    const { rows } = await db.query(CUSTOM_TYPE_QUERY, [table]);
+    for (const row of rows) registry.define(customTypeOf(row));
+  }
+  return registry;
 }

@@ -3,8 +3,9 @@
  *
  * Both are chosen once per relation column / schema field and kept in a compiled plan, so the per-value
  * path is one indirect call. The mapping follows the Debezium PostgreSQL connector's defaults
- * (decimal.handling.mode=precise, time.precision.mode=adaptive, binary.handling.mode=bytes,
- * hstore.handling.mode=json); the deliberate differences are listed in docs/type-mapping.md.
+ * (decimal.handling.mode=precise, time.precision.mode=adaptive, binary.handling.mode=bytes), with
+ * its options under its own names (./type-handling.ts); the deliberate differences are listed in
+ * docs/type-mapping.md.
  */
 import { ErrorCode, FatalError } from '../runtime/errors.ts';
 import type { ConnectSchema, FieldCodec, FieldDecoder } from './connect-schema.ts';
@@ -25,6 +26,7 @@ import {
   zonedTimeDecoder,
   zonedTimestampDecoder,
 } from './temporal-decoders.ts';
+import type { TypeHandling } from './type-handling.ts';
 import { arrayCodec, arrayDecoder } from './types-array.ts';
 import {
   bitCodec,
@@ -45,6 +47,22 @@ import {
   xmlCodec,
 } from './types-misc.ts';
 import {
+  binaryStringCodec,
+  binaryStringDecoder,
+  CONNECT_DATE,
+  CONNECT_TIMESTAMP,
+  connectTimeCodec,
+  decimalDoubleCodec,
+  decimalStringCodec,
+  ENCODING_PARAMETER,
+  hstoreCodec,
+  hstoreJsonDecoder,
+  microTimeCodec,
+  renamed,
+  timetzUtcCodec,
+  tsvectorCodec,
+} from './types-modes.ts';
+import {
   DECIMAL_SCHEMA_NAME,
   decimalCodec,
   decimalDecoder,
@@ -63,7 +81,6 @@ import {
 } from './types-numeric.ts';
 import {
   dateCodec,
-  type IntervalHandling,
   intervalCodec,
   timeCodec,
   timestampCodec,
@@ -74,8 +91,8 @@ import {
 export interface TypeMappingOptions {
   /** Non-built-in types (enums, domains). Without it they use the string fallback. */
   readonly registry?: TypeRegistry;
-  /** 'string' (default, exact): io.debezium.time.Interval; 'numeric': Debezium's MicroDuration. */
-  readonly intervalHandling?: IntervalHandling;
+  /** The connector's type-handling options (./type-handling.ts); unset ones take pgbisync's defaults. */
+  readonly types?: Partial<TypeHandling>;
 }
 
 const intervalString = intervalCodec('string');
@@ -84,6 +101,9 @@ const intervalNumeric = intervalCodec('numeric');
 /** The codec for one column type. Types without a mapping get the plain-string fallback. */
 export function codecForColumn(column: ColumnType, options: TypeMappingOptions = {}): FieldCodec {
   const { typeOid, typeMod } = column;
+  const types = options.types ?? {};
+  const time = types['time.precision.mode'] ?? 'adaptive';
+  const decimal = types['decimal.handling.mode'] ?? 'precise';
   switch (typeOid) {
     case PgOid.BOOL:
       return boolCodec;
@@ -99,14 +119,19 @@ export function codecForColumn(column: ColumnType, options: TypeMappingOptions =
       return float4Codec;
     case PgOid.FLOAT8:
       return float8Codec;
-    case PgOid.NUMERIC: {
+    case PgOid.NUMERIC:
+    case PgOid.MONEY: {
+      const money = typeOid === PgOid.MONEY;
+      if (decimal === 'string') return decimalStringCodec(money);
+      if (decimal === 'double') return decimalDoubleCodec(money);
+      if (money) return moneyCodec;
       const tm = numericTypmod(typeMod);
       return tm === undefined ? variableScaleDecimalCodec : decimalCodec(tm.precision, tm.scale);
     }
-    case PgOid.MONEY:
-      return moneyCodec;
-    case PgOid.BYTEA:
-      return byteaCodec;
+    case PgOid.BYTEA: {
+      const binary = types['binary.handling.mode'] ?? 'bytes';
+      return binary === 'bytes' ? byteaCodec : binaryStringCodec(binary);
+    }
     case PgOid.JSON:
     case PgOid.JSONB:
       return jsonCodec;
@@ -115,23 +140,28 @@ export function codecForColumn(column: ColumnType, options: TypeMappingOptions =
     case PgOid.UUID:
       return uuidCodec;
     case PgOid.DATE:
-      return dateCodec;
+      return time === 'connect' ? renamed(dateCodec, CONNECT_DATE) : dateCodec;
     case PgOid.TIME:
-      return timeCodec(temporalPrecision(typeMod));
+      if (time === 'connect') return connectTimeCodec;
+      return time === 'adaptive_time_microseconds' ? microTimeCodec : timeCodec(temporalPrecision(typeMod));
     case PgOid.TIMETZ:
-      return timetzCodec;
+      return types.timetz === 'utc' ? timetzUtcCodec : timetzCodec;
     case PgOid.TIMESTAMP:
+      if (time === 'connect') return renamed(timestampCodec(3), CONNECT_TIMESTAMP);
       return timestampCodec(temporalPrecision(typeMod));
     case PgOid.TIMESTAMPTZ:
       return timestamptzCodec(temporalPrecision(typeMod));
     case PgOid.INTERVAL:
-      return options.intervalHandling === 'numeric' ? intervalNumeric : intervalString;
+      return types['interval.handling.mode'] === 'numeric' ? intervalNumeric : intervalString;
     case PgOid.BIT:
       return bitCodec(typeMod > 0 ? typeMod : 1);
     case PgOid.VARBIT:
-      return varbitCodec;
+      // The connector's length parameter: the typmod, or Integer.MAX_VALUE when unbounded.
+      return types.varbit === 'bits' ? bitCodec(typeMod > 0 ? typeMod : 2147483647) : varbitCodec;
     case PgOid.POINT:
       return pointCodec;
+    case PgOid.TSVECTOR:
+      return tsvectorCodec;
     default:
       break;
   }
@@ -147,21 +177,31 @@ export function codecForColumn(column: ColumnType, options: TypeMappingOptions =
         );
       case 'domain':
         return codecForColumn(custom.base, options);
-      case 'array':
-        return arrayCodec(codecForColumn({ typeOid: custom.elementOid, typeMod }, options));
+      case 'array': {
+        const itemsOptional = options.registry?.get(custom.elementOid)?.kind !== 'enum';
+        const codec = codecForColumn({ typeOid: custom.elementOid, typeMod }, options);
+        return arrayCodec(codec, itemsOptional);
+      }
       case 'other':
-        return textCodec;
+        return HSTORE.test(custom.name) ? hstoreCodec(types['hstore.handling.mode'] ?? 'map') : textCodec;
       default:
         return custom satisfies never;
     }
   }
-  // Text, varchar, bpchar, name, "char", inet, cidr, macaddr(8), ranges, tsvector and any type
-  // without a mapping: the PostgreSQL text as a plain Connect string.
+  // Text, varchar, bpchar, name, "char", inet, cidr, macaddr(8), ranges and any type without a
+  // mapping: the PostgreSQL text as a plain Connect string.
   return textCodec;
 }
 
+/** The hstore extension's type, in whichever schema it was installed. */
+const HSTORE = /\.(?:hstore|"hstore")$/;
+
 /** The decoder for a Connect field schema, from the real Debezium connector or from us. */
 export function decoderForSchema(schema: ConnectSchema): FieldDecoder {
+  const encoding = schema.parameters?.[ENCODING_PARAMETER];
+  if (encoding === 'base64' || encoding === 'base64-url-safe' || encoding === 'hex')
+    return binaryStringDecoder(encoding);
+  if (encoding === 'hstore-json') return hstoreJsonDecoder(hstoreMapDecoder);
   switch (schema.name) {
     case DECIMAL_SCHEMA_NAME:
       return decimalDecoder(schema);

@@ -79,7 +79,8 @@ export function parseArrayText(text: string): ArrayItems {
 const INT_ELEMENT_TYPES = new Set(['int16', 'int32', 'int64']);
 
 /** ARRAY of the element codec's schema. */
-export function arrayCodec(element: FieldCodec): FieldCodec {
+/** `itemsOptional` false for enum elements, as the connector marks them. */
+export function arrayCodec(element: FieldCodec, itemsOptional = true): FieldCodec {
   const toJson = element.toJson;
   const encode = (items: ArrayItems): string => {
     let out = '[';
@@ -97,7 +98,7 @@ export function arrayCodec(element: FieldCodec): FieldCodec {
       ? `[${UNAVAILABLE_PLACEHOLDER_CODES.join(',')}]`
       : `[${UNAVAILABLE_JSON}]`;
   return {
-    schema: { type: 'array', items: { ...element.schema, optional: true } },
+    schema: { type: 'array', items: { ...element.schema, optional: itemsOptional } },
     toJson: (text) => encode(parseArrayText(text)),
     unavailableJson,
   };

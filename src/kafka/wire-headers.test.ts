@@ -6,10 +6,12 @@ import {
   commitLsnOf,
   DEAD_LETTER_HEADERS,
   deadLetterHeaders,
+  endOfTransaction,
   endsTransaction,
   hasTransactionMarker,
   LAST_HEADER,
   LAST_VALUE,
+  relationWireHeaders,
   SCHEMA_HEADER,
   SNAPSHOT_HEADER,
   transactionEndHeaders,
@@ -70,7 +72,7 @@ test('readers: the end marker, our records, the commit LSN', () => {
 });
 
 test('the wire version: absent is 1, a number is itself, anything else is unreadable (NaN)', () => {
-  assert.equal(WIRE_VERSION, 1);
+  assert.equal(WIRE_VERSION, 2);
   const cases: [string | undefined, number][] = [
     [undefined, 1],
     ['1', 1],
@@ -109,4 +111,12 @@ test("a dead letter keeps the record's own headers and adds where it was and why
     'pgbisync.dlq.error': 'value: not JSON',
     'pgbisync.dlq.code': 'PGB3101',
   });
+});
+
+test('a transaction end keeps the highest wire version of its last record, and a relation says 1 by saying nothing', () => {
+  assert.equal(endOfTransaction(undefined, 0x10n)['pgbisync.wire'], '1');
+  assert.equal(endOfTransaction({ 'pgbisync.wire': '2' }, 0x10n)['pgbisync.wire'], '2');
+  assert.equal(endOfTransaction({ 'pgbisync.schema': 'x' }, 0x10n, true, 2)['pgbisync.wire'], '2');
+  assert.deepEqual(relationWireHeaders(1), {});
+  assert.deepEqual(relationWireHeaders(2), { 'pgbisync.wire': '2' });
 });

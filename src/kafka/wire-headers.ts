@@ -3,8 +3,9 @@
  * headers of pgbisync's records, what each means, who writes and who reads it. Every `pgbisync.*` header
  * name is here and nowhere else.
  *
- * - `pgbisync.wire`: the wire version, {@link WIRE_VERSION}. Capture writes it with `pgbisync.last`;
- *   the applier reads it on every record that has it and stops at a version newer than its own.
+ * - `pgbisync.wire`: the wire version a record needs (at most {@link WIRE_VERSION}). Capture writes it
+ *   with `pgbisync.last`, and on every record of a relation whose records need more than 1; the applier
+ *   reads it on every record that has it and stops at a version newer than its own.
  * - `pgbisync.last`, `pgbisync.commit_lsn`: capture writes them on the last record of each transaction
  *   and of each snapshot chunk; the applier (src/sink/transaction-grouper.ts) closes the transaction on
  *   them and stores its commit LSN.
@@ -29,9 +30,23 @@ import type { InRecord } from './records.ts';
  * a record of a version it does not know instead of applying it by older rules.
  *
  * History: 1, the headers listed above; records without `pgbisync.wire` (written before it existed)
- * are version 1 too.
+ * are version 1 too. 2, strings whose encoding a field schema names in the parameter
+ * `pgbisync.encoding` (bytea as base64 or hex, hstore as JSON: `capture.types`, src/events/types-modes.ts),
+ * which a version-1 applier would write as text (base64 text into a bytea column, silently).
+ *
+ * Capture writes the lowest version a record needs, not this one: records that use nothing of version
+ * 2 say 1, so an older applier keeps reading them; the records of a table with such a field carry
+ * {@link ENCODED_STRINGS_WIRE_VERSION} on every record with a value (an older applier checks each
+ * record that carries it and must not apply any of them); a transaction's end keeps its last record's
+ * version ({@link endOfTransaction}).
  */
-export const WIRE_VERSION = 1;
+export const WIRE_VERSION = 2;
+
+/** The version every record needs: what capture writes unless a record needs more. */
+export const BASE_WIRE_VERSION = 1;
+
+/** The version of records with a field whose encoding its schema names (`pgbisync.encoding`). */
+export const ENCODED_STRINGS_WIRE_VERSION = 2;
 
 /**
  * The wire version a record was written with, as decimal text. Capture writes it next to
@@ -43,7 +58,6 @@ export const WIRE_VERSION = 1;
  * version 1.
  */
 export const WIRE_HEADER = 'pgbisync.wire';
-const CURRENT_WIRE_VALUE = String(WIRE_VERSION);
 
 /**
  * On the last record of a source transaction (and of a snapshot chunk), value {@link LAST_VALUE}: the
@@ -93,15 +107,41 @@ export const DEAD_LETTER_HEADERS = {
   code: 'pgbisync.dlq.code',
 } as const;
 
-/** The headers that end a transaction (or, with `snapshot`, a snapshot chunk) at `commitLsn`. */
-export function transactionEndHeaders(commitLsn: bigint, snapshot = false): Record<string, string> {
+/**
+ * The headers that end a transaction (or, with `snapshot`, a snapshot chunk) at `commitLsn`, with wire
+ * version `wireVersion` (the highest any of its records needs).
+ */
+export function transactionEndHeaders(
+  commitLsn: bigint,
+  snapshot = false,
+  wireVersion = BASE_WIRE_VERSION,
+): Record<string, string> {
   const headers: Record<string, string> = {
     [LAST_HEADER]: LAST_VALUE,
     [COMMIT_LSN_HEADER]: formatLsn(commitLsn),
-    [WIRE_HEADER]: CURRENT_WIRE_VALUE,
+    [WIRE_HEADER]: String(wireVersion),
   };
   if (snapshot) headers[SNAPSHOT_HEADER] = '1';
   return headers;
+}
+
+/**
+ * A transaction's (or snapshot chunk's) last record's headers: its own, with the end headers, the wire
+ * version the highest of `wireVersion` and the record's own.
+ */
+export function endOfTransaction(
+  headers: Readonly<Record<string, string>> | undefined,
+  commitLsn: bigint,
+  snapshot = false,
+  wireVersion = BASE_WIRE_VERSION,
+): Record<string, string> {
+  const own = Number(headers?.[WIRE_HEADER] ?? BASE_WIRE_VERSION);
+  return { ...headers, ...transactionEndHeaders(commitLsn, snapshot, Math.max(own, wireVersion)) };
+}
+
+/** The headers every record with a value of a relation carries for its wire version (none for version 1). */
+export function relationWireHeaders(wireVersion: number): Record<string, string> {
+  return wireVersion > BASE_WIRE_VERSION ? { [WIRE_HEADER]: String(wireVersion) } : {};
 }
 
 /**

@@ -41,17 +41,18 @@ test('a record of a newer or unreadable wire version blocks the direction, namin
     record(1n, []), // a capture from before the header: version 1
     record(2n, Object.entries(transactionEndHeaders(0x10n))),
     record(3n, [['pgbisync.wire', '1']]),
+    record(4n, [['pgbisync.wire', '2']]), // strings whose encoding the schema names
   ];
   checkWireVersion(current, 'a', 'b');
-  for (const value of ['2', 'two', '']) {
+  for (const value of ['3', 'two', '']) {
     assert.throws(
-      () => checkWireVersion([...current, record(4n, [['pgbisync.wire', value]]), record(5n, [])], 'a', 'b'),
+      () => checkWireVersion([...current, record(5n, [['pgbisync.wire', value]]), record(6n, [])], 'a', 'b'),
       (error: unknown) => {
         assert.ok(error instanceof BlockedError, `wire '${value}'`);
         assert.equal(error.code, 'PGB3102');
         assert.equal(
           error.message,
-          `applying a -> b: record pgbisync.a[0]@4 has wire version '${value}' (header pgbisync.wire); this pgbisync reads versions up to 1`,
+          `applying a -> b: record pgbisync.a[0]@5 has wire version '${value}' (header pgbisync.wire); this pgbisync reads versions up to 2`,
         );
         assert.match(error.hint ?? '', /resumes from the same record/);
         return true;

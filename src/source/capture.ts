@@ -9,12 +9,13 @@
  */
 import type pg from 'pg';
 import type { EventSchema } from '../events/envelope.ts';
+import { readTypeRegistry } from '../events/pg-types.ts';
 import { storeSourceSchemas } from '../events/schema-store.ts';
 import type { RecordProducer } from '../kafka/records.ts';
 import { newPgClient } from '../pg/client.ts';
 import { formatLsn, parseLsn } from '../pg/lsn.ts';
 import { ReplicationConnection } from '../pg/replication/replication-connection.ts';
-import { objectNames, splitTableName } from '../pg/sql-names.ts';
+import { objectNames, qualifiedName, splitTableName } from '../pg/sql-names.ts';
 import { readPrimaryKeys } from '../pg/table-catalog.ts';
 import { BlockedError, ErrorCode, RetryableError } from '../runtime/errors.ts';
 import { recordCopied, requirePublished, tablesToCopy } from './added-tables.ts';
@@ -95,6 +96,12 @@ export class Capture {
     await admin.connect();
     const conn = await ReplicationConnection.connect(o.url, `pgbisync-capture-${o.node}`);
     try {
+      // Before anything is encoded: the snapshot and the stream compile relations with these.
+      const regclasses = o.tables.map((t) => {
+        const { schema, table } = splitTableName(t);
+        return qualifiedName(schema, table);
+      });
+      o.encoder.useCatalog?.(await readTypeRegistry(admin, regclasses));
       await this.#prepareSlot(admin, conn, signal);
       o.onProgress?.({ kind: 'streaming' });
       const major = Number(

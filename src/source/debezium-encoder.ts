@@ -19,7 +19,8 @@ import {
   type EventSchema,
 } from '../events/envelope.ts';
 import type { TypeRegistry } from '../events/pg-types.ts';
-import type { IntervalHandling } from '../events/types-temporal.ts';
+import type { TypeHandling } from '../events/type-handling.ts';
+import { BASE_WIRE_VERSION, ENCODED_STRINGS_WIRE_VERSION } from '../kafka/wire-headers.ts';
 import type { RelationMessage, Tuple, TypeMessage } from '../pg/pgoutput/messages.ts';
 import { ErrorCode, MalformedInputError } from '../runtime/errors.ts';
 import type {
@@ -48,8 +49,8 @@ export interface DebeziumChangeEncoderOptions {
    * type but not its kind, so without a registry such columns use the plain-string fallback.
    */
   readonly registry?: TypeRegistry;
-  /** interval as io.debezium.time.Interval ('string', default, exact) or MicroDuration ('numeric'). */
-  readonly intervalHandling?: IntervalHandling;
+  /** The connector's type-handling options (`capture.types`); unset ones take pgbisync's defaults. */
+  readonly types?: Partial<TypeHandling>;
   /** Processing time (envelope ts_ms/ts_us/ts_ns) in epoch microseconds; default the wall clock. */
   readonly clockUs?: () => number;
 }
@@ -65,9 +66,13 @@ export class DebeziumChangeEncoder implements ChangeEncoder {
       connectorVersion: options.connectorVersion,
       ...(options.schemas === undefined ? {} : { schemas: options.schemas }),
       ...(options.registry === undefined ? {} : { registry: options.registry }),
-      ...(options.intervalHandling === undefined ? {} : { intervalHandling: options.intervalHandling }),
+      ...(options.types === undefined ? {} : { types: options.types }),
       ...(options.clockUs === undefined ? {} : { clockUs: options.clockUs }),
     });
+  }
+
+  useCatalog(registry: TypeRegistry): void {
+    this.#encoder.useRegistry(registry);
   }
 
   /**
@@ -82,10 +87,12 @@ export class DebeziumChangeEncoder implements ChangeEncoder {
 class DebeziumRelationEncoder implements RelationEncoder {
   readonly #encoder: EventRelationEncoder;
   readonly schema: EventSchema | undefined;
+  readonly wireVersion: number;
 
   constructor(encoder: EventRelationEncoder) {
     this.#encoder = encoder;
     this.schema = encoder.schema;
+    this.wireVersion = encoder.namesEncoding ? ENCODED_STRINGS_WIRE_VERSION : BASE_WIRE_VERSION;
   }
 
   change(
@@ -128,7 +135,7 @@ class DebeziumRelationEncoder implements RelationEncoder {
 }
 
 function context(source: SourcePosition, transaction: TransactionPosition): EventContext {
-  return {
+  const ctx: EventContext = {
     lsn: source.lsn,
     txId: source.txId,
     commitTimeUs: source.commitTimeUs,
@@ -140,4 +147,7 @@ function context(source: SourcePosition, transaction: TransactionPosition): Even
       dataCollectionOrder: transaction.dataCollectionOrder,
     },
   };
+  return source.origin === undefined
+    ? ctx
+    : { ...ctx, origin: source.origin, originLsn: source.originLsn ?? null };
 }

@@ -16,12 +16,18 @@
 import type pg from 'pg';
 import type { EventSchema } from '../events/envelope.ts';
 import type { OutRecord, RecordProducer } from '../kafka/records.ts';
-import { SCHEMA_HEADER, transactionEndHeaders } from '../kafka/wire-headers.ts';
+import { endOfTransaction } from '../kafka/wire-headers.ts';
 import { newPgClient } from '../pg/client.ts';
 import type { RelationMessage, Tuple, TupleValue } from '../pg/pgoutput/messages.ts';
 import { qualifiedName, quoteIdent, quoteLiteral, splitTableName } from '../pg/sql-names.ts';
 import { readPrimaryKeys, readReferencedTables, replicaIdentityOf } from '../pg/table-catalog.ts';
-import type { ChangeEncoder, EncodedRecord, SourcePosition, TransactionPosition } from './change-encoder.ts';
+import {
+  type ChangeEncoder,
+  type EncodedRecord,
+  recordHeaders,
+  type SourcePosition,
+  type TransactionPosition,
+} from './change-encoder.ts';
 
 export interface SnapshotProgress {
   readonly table: string;
@@ -114,8 +120,7 @@ export async function runSnapshot(o: SnapshotOptions): Promise<number> {
       const relation = await describe(client, schema, table, -(index + 1));
       const encoder = o.encoder.forRelation(relation, new Map());
       if (encoder.schema !== undefined) await o.storeSchema(encoder.schema);
-      const schemaHeader: Record<string, string> =
-        encoder.schema === undefined ? {} : { [SCHEMA_HEADER]: encoder.schema.id };
+      const headers = recordHeaders(encoder);
       const topic = o.topicFor(schema, table);
       let order = 0;
       /** The row's own commit time (the query's last column) as the event's. */
@@ -131,9 +136,9 @@ export async function runSnapshot(o: SnapshotOptions): Promise<number> {
         return { id: `snapshot:${o.consistentPoint}`, totalOrder: order, dataCollectionOrder: order };
       };
       const withSchema = (encoded: EncodedRecord): OutRecord =>
-        encoder.schema === undefined || encoded.value === null
+        headers === undefined || encoded.value === null
           ? { topic, ...encoded }
-          : { topic, ...encoded, headers: schemaHeader };
+          : { topic, ...encoded, headers };
       const started = Date.now();
       const progress = (rows: number, deletes: number, done: boolean) => {
         const seconds = Math.max((Date.now() - started) / 1000, 0.001);
@@ -232,7 +237,7 @@ async function sendCursor(
     const last = records[records.length - 1]!;
     records[records.length - 1] = {
       ...last,
-      headers: { ...last.headers, ...transactionEndHeaders(o.consistentPoint, true) },
+      headers: endOfTransaction(last.headers, o.consistentPoint, true),
     };
     // Its failure is read at the next chunk: handled from the start, or it would end the process while
     // that chunk's FETCH is under way.

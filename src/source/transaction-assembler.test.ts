@@ -1,7 +1,10 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import type { Tuple } from '../pg/pgoutput/messages.ts';
-import { withOldValues } from './transaction-assembler.ts';
+import type { OutRecord } from '../kafka/records.ts';
+import { LAST_HEADER, LAST_VALUE, WIRE_HEADER } from '../kafka/wire-headers.ts';
+import type { PgoutputMessage, Tuple } from '../pg/pgoutput/messages.ts';
+import { DebeziumChangeEncoder } from './debezium-encoder.ts';
+import { TransactionAssembler, withOldValues } from './transaction-assembler.ts';
 
 describe('withOldValues', () => {
   const text = (t: string) => ({ kind: 'text', text: t }) as const;
@@ -30,4 +33,58 @@ describe('withOldValues', () => {
   for (const c of cases) {
     it(c.name, () => assert.deepEqual(withOldValues(c.next, c.old), c.expected));
   }
+});
+
+describe('wire version of the records', () => {
+  const text = (t: string) => ({ kind: 'text', text: t }) as const;
+  /** One insert into a table with a bytea column, captured with `binary` as binary.handling.mode. */
+  function capture(binary: 'bytes' | 'base64'): OutRecord[] {
+    const records: OutRecord[] = [];
+    const assembler = new TransactionAssembler(
+      {
+        encoder: new DebeziumChangeEncoder({
+          serverName: 's',
+          database: 'db',
+          connectorVersion: 'test',
+          types: { 'binary.handling.mode': binary },
+        }),
+        topicFor: () => 's',
+      },
+      { record: (r) => records.push(r), commit: () => undefined, keepalive: () => undefined },
+    );
+    const data = (message: PgoutputMessage) => assembler.handle({ kind: 'data', lsn: 16n, message });
+    data({ tag: 'begin', finalLsn: 32n, commitTimeUs: 1n, xid: 5 });
+    data({
+      tag: 'relation',
+      relationId: 1,
+      schema: 'public',
+      table: 't',
+      replicaIdentity: 'default',
+      columns: [
+        { name: 'id', typeOid: 23, typeMod: -1, isKey: true },
+        { name: 'b', typeOid: 17, typeMod: -1, isKey: false },
+      ],
+    });
+    data({ tag: 'insert', relationId: 1, newTuple: [text('1'), text('\\x00')] });
+    data({ tag: 'insert', relationId: 1, newTuple: [text('2'), text('\\x01')] });
+    data({ tag: 'commit', flags: 0, commitLsn: 32n, endLsn: 48n, commitTimeUs: 1n });
+    return records;
+  }
+
+  it('version 1 by default, on the transaction end only', () => {
+    const records = capture('bytes');
+    assert.deepEqual(
+      records.map((r) => r.headers?.[WIRE_HEADER]),
+      [undefined, '1'],
+    );
+  });
+
+  it('version 2 on every record of a table whose bytea is a base64 string (a version-1 applier would store the text)', () => {
+    const records = capture('base64');
+    assert.deepEqual(
+      records.map((r) => r.headers?.[WIRE_HEADER]),
+      ['2', '2'],
+    );
+    assert.equal(records[1]!.headers?.[LAST_HEADER], LAST_VALUE);
+  });
 });

@@ -16,16 +16,17 @@
 
 import type { EventSchema } from '../events/envelope.ts';
 import type { OutRecord } from '../kafka/records.ts';
-import { SCHEMA_HEADER, transactionEndHeaders } from '../kafka/wire-headers.ts';
+import { endOfTransaction } from '../kafka/wire-headers.ts';
 import type { BeginMessage, RelationMessage, Tuple, TypeMessage } from '../pg/pgoutput/messages.ts';
 import type { ReplicationItem } from '../pg/replication/replication-connection.ts';
 import { ErrorCode, FatalError, MalformedInputError } from '../runtime/errors.ts';
-import type {
-  ChangeEncoder,
-  EncodedRecord,
-  RelationEncoder,
-  SourcePosition,
-  TransactionPosition,
+import {
+  type ChangeEncoder,
+  type EncodedRecord,
+  type RelationEncoder,
+  recordHeaders,
+  type SourcePosition,
+  type TransactionPosition,
 } from './change-encoder.ts';
 
 export interface AssemblerOutput {
@@ -62,6 +63,8 @@ export interface AssemblerOptions {
 interface OpenTransaction {
   readonly begin: BeginMessage;
   dropped: boolean;
+  /** The replication origin of a transaction that another replication wrote (source.origin). */
+  origin?: { readonly name: string; readonly lsn: bigint };
   totalOrder: number;
   readonly perTable: Map<string, number>;
 }
@@ -106,6 +109,8 @@ export class TransactionAssembler {
             txn.dropped = true;
             this.#options.onLoopDropped?.(msg.name);
           }
+        } else {
+          this.#requireTxn('Origin').origin = { name: msg.name, lsn: msg.originLsn };
         }
         return;
       case 'relation': {
@@ -185,7 +190,7 @@ export class TransactionAssembler {
           this.#held = undefined;
           this.#out.record({
             ...last,
-            headers: { ...last.headers, ...transactionEndHeaders(msg.commitLsn) },
+            headers: endOfTransaction(last.headers, msg.commitLsn),
           });
         }
         this.#out.commit(msg.endLsn);
@@ -213,7 +218,7 @@ export class TransactionAssembler {
       encoder,
       topic: this.#options.topicFor(relation.schema, relation.table),
       tableKey: `${relation.schema}.${relation.table}`,
-      headers: encoder.schema === undefined ? undefined : { [SCHEMA_HEADER]: encoder.schema.id },
+      headers: recordHeaders(encoder),
     };
   }
 
@@ -240,14 +245,17 @@ export class TransactionAssembler {
   }
 
   #source(lsn: bigint): SourcePosition {
-    const begin = this.#txn?.begin;
-    return {
+    const txn = this.#txn;
+    const begin = txn?.begin;
+    const position: SourcePosition = {
       lsn,
       commitLsn: begin?.finalLsn ?? lsn,
       txId: begin?.xid ?? 0,
       commitTimeUs: begin?.commitTimeUs ?? 0n,
       snapshot: 'false',
     };
+    const origin = txn?.origin;
+    return origin === undefined ? position : { ...position, origin: origin.name, originLsn: origin.lsn };
   }
 
   #order(txn: OpenTransaction, rel: CachedRelation): TransactionPosition {

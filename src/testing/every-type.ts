@@ -78,3 +78,34 @@ export const JDBC_SINK_TYPE_ROWS: readonly string[] = DEBEZIUM_TYPE_ROWS.map((ro
     // Multi-dimensional arrays are nested JSON arrays, which a Connect array of int32 cannot hold.
     .replace("'{{1,2},{3,4}}'", "'{1,2,3,4}'"),
 );
+
+/**
+ * More columns for the Debezium oracle (src/source/debezium-oracle.connect.test.ts): a domain, ranges,
+ * the geometric types, text search, more arrays, bit strings, temporal precisions, and `hstore` and
+ * `citext` (contrib extensions, created by {@link EVERY_TYPE_EXTRA_DDL}). Run after EVERY_TYPE_DDL.
+ */
+export const EVERY_TYPE_EXTRA_DDL = `
+CREATE EXTENSION IF NOT EXISTS hstore;
+CREATE EXTENSION IF NOT EXISTS citext;
+CREATE DOMAIN public.posint AS int CHECK (VALUE > 0);
+ALTER TABLE public.everything
+  ADD COLUMN dm public.posint, ADD COLUMN r4 int4range, ADD COLUMN nr numrange, ADD COLUMN tsr tstzrange,
+  ADD COLUMN bx box, ADD COLUMN ci circle, ADD COLUMN ln line, ADD COLUMN ls lseg, ADD COLUMN pa path,
+  ADD COLUMN pg polygon, ADD COLUMN m8 macaddr8, ADD COLUMN tv tsvector, ADD COLUMN tq tsquery,
+  ADD COLUMN ea public.mood[], ADD COLUMN vb5 varbit(5), ADD COLUMN b1 bit(1), ADD COLUMN na numeric[],
+  ADD COLUMN n0 numeric(5,0), ADD COLUMN ts3 timestamp(3), ADD COLUMN tm3 time(3), ADD COLUMN hs hstore,
+  ADD COLUMN cit citext, ADD COLUMN nn text NOT NULL DEFAULT 'x';`;
+
+/** Values of the extra columns for rows 1 and 3 (row 2 keeps them null). */
+export const EVERY_TYPE_EXTRA_UPDATES: readonly string[] = [
+  `UPDATE everything SET dm = 5, r4 = '[1,10)', nr = '(1.5,2.5]',
+  tsr = '[2024-01-01 00:00:00+00,2024-01-02 00:00:00+02)', bx = '(1,2),(3,4)', ci = '<(1,2),3>',
+  ln = '{1,2,3}', ls = '[(1,2),(3,4)]', pa = '((1,2),(3,4))', pg = '((0,0),(1,1),(1,0))',
+  m8 = '08:00:2b:01:02:03:04:05', tv = 'a fat cat', tq = 'fat & cat', ea = '{happy,sad}', vb5 = B'00101',
+  b1 = B'1', na = '{1.5,NULL,2}', n0 = -12345, ts3 = '2024-01-01 12:34:56.789', tm3 = '12:34:56.789',
+  hs = '"a"=>"1", "b"=>NULL', cit = 'MiXeD' WHERE id = 1`,
+  `UPDATE everything SET dm = 1, r4 = 'empty', nr = '(,)', tsr = '(,2024-01-01 00:00:00+00]',
+  bx = '(0,0),(0,0)', ci = '<(0,0),0>', ln = '{0,1,0}', ls = '[(0,0),(0,0)]', pa = '[(0,0),(1,1)]',
+  pg = '((0,0))', m8 = 'ff:ff:ff:ff:ff:ff:ff:ff', tv = '', tq = 'a', ea = '{}', vb5 = B'1', b1 = B'0',
+  na = '{}', n0 = 0, ts3 = '1970-01-01 00:00:00', tm3 = '00:00', hs = '', cit = '' WHERE id = 3`,
+];
