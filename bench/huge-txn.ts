@@ -17,6 +17,8 @@ export interface HugeTxnFigures {
 
 export interface HugeTxnResult {
   readonly rows: number;
+  /** Bytes of the text column per inserted row (0: a short text). */
+  readonly payloadBytes: number;
   readonly pgbisync: HugeTxnFigures;
   readonly native: HugeTxnFigures | undefined;
   /** db2 equals db1 after pgbisync's run. */
@@ -25,21 +27,28 @@ export interface HugeTxnResult {
 
 const TABLE = 'huge';
 
+/** The text column's value for row g: `bytes` characters (whole md5 digests of g), or a short text. */
+function payload(bytes: number): string {
+  return bytes <= 0 ? "'row ' || g" : `left(repeat(md5(g::text), ${Math.ceil(bytes / 32)}), ${bytes})`;
+}
+
 export async function runHugeTxn(
   urls: StackUrls,
   rows: number,
+  payloadBytes: number,
   pgbisync: (db1: string, db2: string) => ReplicationUnderTest,
   native: ((db1: string, db2: string) => ReplicationUnderTest) | undefined,
   log: (line: string) => void,
 ): Promise<HugeTxnResult> {
-  const mine = await measure(urls, rows, pgbisync, log);
-  const theirs = native === undefined ? undefined : await measure(urls, rows, native, log);
-  return { rows, pgbisync: mine.figures, native: theirs?.figures, consistent: mine.consistent };
+  const mine = await measure(urls, rows, payloadBytes, pgbisync, log);
+  const theirs = native === undefined ? undefined : await measure(urls, rows, payloadBytes, native, log);
+  return { rows, payloadBytes, pgbisync: mine.figures, native: theirs?.figures, consistent: mine.consistent };
 }
 
 async function measure(
   urls: StackUrls,
   rows: number,
+  payloadBytes: number,
   make: (db1: string, db2: string) => ReplicationUnderTest,
   log: (line: string) => void,
 ): Promise<{ figures: HugeTxnFigures; consistent: boolean }> {
@@ -71,7 +80,7 @@ async function measure(
           return (seen - committed) / 1000;
         };
         const insertSeconds = await transaction(
-          `INSERT INTO ${TABLE} SELECT g, g % 1000, g * 7, 'row ' || g, now() FROM generate_series(1, ${rows}) g`,
+          `INSERT INTO ${TABLE} SELECT g, g % 1000, g * 7, ${payload(payloadBytes)}, now() FROM generate_series(1, ${rows}) g`,
           2,
         );
         log(

@@ -172,6 +172,7 @@ async function main(): Promise<void> {
       runHugeTxn(
         urls,
         settings.hugeRows,
+        settings.hugePayloadBytes,
         pgbisync('pgbisync huge-txn', ['public.huge', 'public.marker']),
         (db1, db2) => new NativeReplication({ sourceUrl: db1, targetUrl: db2, tables: ['huge', 'marker'] }),
         log,

@@ -451,7 +451,7 @@ export function formatTable(settings: BenchSettings, env: Environment, r: BenchR
     const rate = (seconds: number | undefined) => (seconds === undefined ? '-' : int(h.rows / seconds));
     out.push(
       '',
-      `huge transactions of ${int(h.rows)} rows, rows/s (pgbisync / native): insert ${rate(h.pgbisync.insertSeconds)} / ${rate(h.native?.insertSeconds)}, update ${rate(h.pgbisync.updateSeconds)} / ${rate(h.native?.updateSeconds)}; pgbisync peak RSS ${int(h.pgbisync.peakRssMb)} MiB; identical ${h.consistent}`,
+      `huge transactions of ${int(h.rows)} rows${h.payloadBytes > 0 ? ` (${int(h.payloadBytes)}-byte text each)` : ''}, rows/s (pgbisync / native): insert ${rate(h.pgbisync.insertSeconds)} / ${rate(h.native?.insertSeconds)}, update ${rate(h.pgbisync.updateSeconds)} / ${rate(h.native?.updateSeconds)}; pgbisync peak RSS ${int(h.pgbisync.peakRssMb)} MiB; identical ${h.consistent}`,
     );
   }
   out.push('', 'targets:');

@@ -2,7 +2,8 @@
  * Sizes and rates of `npm run bench`, from the environment. BENCH_SCALE (default 1) multiplies every
  * count; each count can also be set on its own (BENCH_SINGLE_TXNS, BENCH_MULTI_TXNS, BENCH_MULTI_ROWS,
  * BENCH_SNAPSHOT_ROWS, BENCH_WARMUP_TXNS, BENCH_STEADY_RATES=1000,5000 or none, BENCH_STEADY_SECONDS,
- * BENCH_TWO_WAY_STEADY_RATE). The defaults keep the whole run at a few minutes on 2 cores and copy a
+ * BENCH_TWO_WAY_STEADY_RATE, BENCH_HUGE_ROWS, BENCH_HUGE_PAYLOAD: bytes of text per row of the huge-txn
+ * insert, default 0). The defaults keep the whole run at a few minutes on 2 cores and copy a
  * 1,000,000-row table; BENCH_SCALE=4 gives the bulk sizes of the issue (200,000 single-row transactions
  * and 1,000 transactions of 1,000 rows; the snapshot table then has 4,000,000 rows).
  */
@@ -22,6 +23,8 @@ export interface BenchSettings {
   readonly snapshotRows: number;
   /** Rows of the huge-txn scenario's one-transaction insert and update (BENCH_HUGE_ROWS). */
   readonly hugeRows: number;
+  /** Bytes of text per row in the huge-txn insert (BENCH_HUGE_PAYLOAD; default 0: a short text). */
+  readonly hugePayloadBytes: number;
   /** Single-row transactions applied before measuring (JIT warm-up, first Kafka fetches). */
   readonly warmupTxns: number;
   /** Write a V8 CPU profile of each pgbisync process into bench/results/prof/. */
@@ -86,6 +89,7 @@ export function readSettings(): BenchSettings {
     snapshotRows: scaled('BENCH_SNAPSHOT_ROWS', 1_000_000),
     warmupTxns: scaled('BENCH_WARMUP_TXNS', 5_000),
     hugeRows: scaled('BENCH_HUGE_ROWS', 1_000_000),
+    hugePayloadBytes: Math.round(num('BENCH_HUGE_PAYLOAD', 0)),
     cpuProfile: process.env.BENCH_CPU_PROF === '1',
     only,
     pgbisyncConfig: configOverrides(process.env.BENCH_PGBISYNC_CONFIG),

@@ -105,7 +105,9 @@ async function main(): Promise<number> {
       return { name: n.name, url: u.toString() };
     }),
     tables: TABLES.map((t) => `public.${t.name}`),
-    apply: { maxWaitMs: 10 },
+    // Small pieces: the one big transaction per node (--big-rows) crosses in many pieces of one open
+    // target transaction, under every fault.
+    apply: { maxWaitMs: 10, maxBatchRows: 2000 },
     http: { port: 0 },
   };
   writeFileSync(

@@ -27,7 +27,14 @@ export const TRUNCATE_TRIGGER = 'pgbisync_truncate';
 
 export interface SetupReport {
   readonly tables: readonly string[];
-  readonly nodes: readonly { node: string; publication: string; origins: string[]; triggers: number }[];
+  readonly nodes: readonly {
+    node: string;
+    publication: string;
+    origins: string[];
+    triggers: number;
+    /** Tables that had pgbisync's triggers and are no longer synced (their data is untouched). */
+    removed: string[];
+  }[];
   readonly topicsCreated: readonly string[];
 }
 
@@ -43,6 +50,7 @@ export async function setup(config: Config, log: (line: string) => void = () => 
       const publication = objectNames.publication(node.name);
       await ensurePublication(db, publication, tables);
       for (const name of tables) await installTombstoneTrigger(db, name);
+      const removed = await removeUnsynced(db, tables);
       const origins: string[] = [];
       for (const other of config.nodes) {
         if (other.name === node.name) continue;
@@ -54,10 +62,14 @@ export async function setup(config: Config, log: (line: string) => void = () => 
         origins.push(origin);
       }
       await db.query('COMMIT');
-      return { node: node.name, publication, origins, triggers: tables.length };
+      return { node: node.name, publication, origins, triggers: tables.length, removed };
     });
     log(
-      `${node.name}: schema pgbisync, publication ${report.publication} (${tables.length} tables), origins ${report.origins.join(', ')}`,
+      `${node.name}: schema pgbisync, publication ${report.publication} (${tables.length} tables), origins ${report.origins.join(', ')}${
+        report.removed.length === 0
+          ? ''
+          : `; no longer synced (data kept, pgbisync's triggers and tombstones dropped): ${report.removed.join(', ')}`
+      }`,
     );
     nodes.push(report);
   }
@@ -119,6 +131,31 @@ async function installTombstoneTrigger(db: import('pg').Client, name: string): P
     `CREATE OR REPLACE TRIGGER ${quoteIdent(TRUNCATE_TRIGGER)} AFTER TRUNCATE ON ${qualified}
        FOR EACH STATEMENT EXECUTE FUNCTION pgbisync.record_truncate()`,
   );
+}
+
+/**
+ * A table removed from `tables` (the publication no longer holds it: ensurePublication): its data stays,
+ * pgbisync's triggers on it and its tombstones go. Returns those tables.
+ */
+async function removeUnsynced(db: import('pg').Client, tables: readonly string[]): Promise<string[]> {
+  const r = await db.query<{ schema: string; table: string }>(
+    `SELECT DISTINCT n.nspname AS schema, c.relname AS table FROM pg_trigger tg
+       JOIN pg_class c ON c.oid = tg.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+      WHERE tg.tgname IN ($1, $2) AND NOT tg.tgisinternal`,
+    [TOMBSTONE_TRIGGER, TRUNCATE_TRIGGER],
+  );
+  const synced = new Set(tables);
+  const removed: string[] = [];
+  for (const { schema, table } of r.rows) {
+    const name = `${schema}.${table}`;
+    if (synced.has(name)) continue;
+    const qualified = qualifiedName(schema, table);
+    await db.query(`DROP TRIGGER IF EXISTS ${quoteIdent(TOMBSTONE_TRIGGER)} ON ${qualified}`);
+    await db.query(`DROP TRIGGER IF EXISTS ${quoteIdent(TRUNCATE_TRIGGER)} ON ${qualified}`);
+    await db.query('DELETE FROM pgbisync.tombstones WHERE table_name = $1', [name]);
+    removed.push(name);
+  }
+  return removed.sort();
 }
 
 export interface TeardownReport {

@@ -3,7 +3,8 @@
  * changes (once setup put it in the publication), never the rows it already held, and nothing said so.
  * Now: run before setup blocks each capture naming the table and `pgbisync setup`; after setup each
  * capture copies the added table (only it) with each row's own commit time while writes go on, and rows
- * on both nodes end with the newer version.
+ * on both nodes end with the newer version. Removed from `tables`, its data stays and pgbisync's triggers
+ * and tombstones on it go; added again, it is copied again.
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
@@ -79,6 +80,55 @@ test('a table added while syncing is copied both ways (its existing rows by last
       const copied = await sql('SELECT copied_tables FROM pgbisync.capture_state');
       assert.deepEqual([...copied.rows[0].copied_tables].sort(), ['public.added', 'public.first']);
     }
+    await sync.stop();
+  }
+  // Removed from tables: setup drops pgbisync's triggers on it and its tombstones, the data stays, and
+  // its changes no longer cross.
+  await dbs.sql1('DELETE FROM added WHERE id = 1');
+  assert.equal(
+    (await dbs.sql1("SELECT count(*)::int AS n FROM pgbisync.tombstones WHERE table_name = 'public.added'"))
+      .rows[0].n,
+    1,
+  );
+  const report = await setup(before);
+  assert.deepEqual(
+    report.nodes.map((n) => n.removed),
+    [['public.added'], ['public.added']],
+  );
+  for (const sql of [dbs.sql1, dbs.sql2]) {
+    const left = await sql(
+      `SELECT (SELECT count(*)::int FROM pg_trigger WHERE tgrelid = 'public.added'::regclass AND tgname LIKE 'pgbisync%') AS triggers,
+              (SELECT count(*)::int FROM pgbisync.tombstones WHERE table_name = 'public.added') AS tombstones,
+              (SELECT count(*)::int FROM added) AS rows`,
+    );
+    assert.equal(left.rows[0].triggers, 0);
+    assert.equal(left.rows[0].tombstones, 0);
+    assert.ok(left.rows[0].rows >= 8, 'the data stays');
+  }
+  {
+    await using sync = await startSync(before);
+    await waitForStreaming(before, [dbs.sql1, dbs.sql2]);
+    await dbs.sql1("INSERT INTO added VALUES (30, 'not synced')");
+    await dbs.sql1("INSERT INTO first VALUES (3, 'a')");
+    await waitFor('first row 3 on b', async () => (await tableRows(dbs.sql2, 'first')).length === 3);
+    assert.equal(
+      (await dbs.sql2('SELECT count(*)::int AS n FROM added WHERE id = 30')).rows[0].n,
+      0,
+      'row 30 did not cross',
+    );
+    // Row 1's delete was made while the table was synced (the slot streams it): it crossed.
+    assert.equal((await dbs.sql2('SELECT count(*)::int AS n FROM added WHERE id = 1')).rows[0].n, 0);
+    await sync.stop();
+  }
+  // Added again: copied again (the record of copied tables dropped it), so b gets row 30.
+  await setup(after);
+  {
+    await using sync = await startSync(after);
+    await waitForStreaming(after, [dbs.sql1, dbs.sql2]);
+    await waitFor(
+      'row 30 copied to b',
+      async () => (await dbs.sql2('SELECT 1 FROM added WHERE id = 30')).rowCount === 1,
+    );
     await sync.stop();
   }
   await teardown(after, { keepTopics: false });

@@ -60,7 +60,16 @@ export async function tablesToCopy(
     await recordCopied(db, node, tables);
     return [];
   }
+  const synced = new Set(tables);
   const done = new Set(copied);
+  // A table no longer synced leaves the record: added again later, it is copied again.
+  if (copied.some((t) => !synced.has(t))) {
+    await recordCopied(
+      db,
+      node,
+      copied.filter((t) => synced.has(t)),
+    );
+  }
   return tables.filter((t) => !done.has(t));
 }
 
