@@ -16,7 +16,7 @@ import { kafkaOptions } from '../kafka/kafka-options.ts';
 import { deadLetterTopic, serverName, topicSpecs } from '../kafka/topics.ts';
 import { ensurePgbisyncSchema } from '../pg/pgbisync-schema.ts';
 import { objectNames, qualifiedName, quoteIdent, quoteLiteral, splitTableName } from '../pg/sql-names.ts';
-import { readTable } from '../pg/table-catalog.ts';
+import { leafPartitions, readTable } from '../pg/table-catalog.ts';
 import { ErrorCode, FatalError } from '../runtime/errors.ts';
 import { ensurePublication } from '../source/slot-setup.ts';
 import { resolveTablesOn, withNode } from './sync-plan.ts';
@@ -120,6 +120,8 @@ async function installTombstoneTrigger(db: import('pg').Client, name: string): P
   const key = catalog?.primaryKey ?? [];
   if (key.length === 0) return;
   const qualified = qualifiedName(schema, table);
+  // On a partitioned table the row trigger is cloned onto every partition, present and future, and
+  // names the partition: changes are published, applied and remembered per partition.
   await db.query(
     `CREATE OR REPLACE TRIGGER ${quoteIdent(TOMBSTONE_TRIGGER)}
        AFTER DELETE OR UPDATE OF ${key.map(quoteIdent).join(', ')} ON ${qualified}
@@ -127,10 +129,14 @@ async function installTombstoneTrigger(db: import('pg').Client, name: string): P
   );
   await db.query(`ALTER TABLE ${qualified} ENABLE TRIGGER ${quoteIdent(TOMBSTONE_TRIGGER)}`);
   // Ordinary too: applied truncates are guarded deletes that write the table's tombstone themselves.
-  await db.query(
-    `CREATE OR REPLACE TRIGGER ${quoteIdent(TRUNCATE_TRIGGER)} AFTER TRUNCATE ON ${qualified}
-       FOR EACH STATEMENT EXECUTE FUNCTION pgbisync.record_truncate()`,
-  );
+  // Statement triggers are not cloned onto partitions: each partition gets its own (re-run setup after
+  // adding partitions).
+  for (const target of [qualified, ...(await leafPartitions(db, qualified))]) {
+    await db.query(
+      `CREATE OR REPLACE TRIGGER ${quoteIdent(TRUNCATE_TRIGGER)} AFTER TRUNCATE ON ${target}
+         FOR EACH STATEMENT EXECUTE FUNCTION pgbisync.record_truncate()`,
+    );
+  }
 }
 
 /**
@@ -138,10 +144,11 @@ async function installTombstoneTrigger(db: import('pg').Client, name: string): P
  * pgbisync's triggers on it and its tombstones go. Returns those tables.
  */
 async function removeUnsynced(db: import('pg').Client, tables: readonly string[]): Promise<string[]> {
+  // Partitions go with their partitioned table (its triggers are on them too).
   const r = await db.query<{ schema: string; table: string }>(
     `SELECT DISTINCT n.nspname AS schema, c.relname AS table FROM pg_trigger tg
        JOIN pg_class c ON c.oid = tg.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace
-      WHERE tg.tgname IN ($1, $2) AND NOT tg.tgisinternal`,
+      WHERE tg.tgname IN ($1, $2) AND NOT tg.tgisinternal AND NOT c.relispartition`,
     [TOMBSTONE_TRIGGER, TRUNCATE_TRIGGER],
   );
   const synced = new Set(tables);
@@ -150,9 +157,17 @@ async function removeUnsynced(db: import('pg').Client, tables: readonly string[]
     const name = `${schema}.${table}`;
     if (synced.has(name)) continue;
     const qualified = qualifiedName(schema, table);
+    const leaves = await leafPartitions(db, qualified);
     await db.query(`DROP TRIGGER IF EXISTS ${quoteIdent(TOMBSTONE_TRIGGER)} ON ${qualified}`);
-    await db.query(`DROP TRIGGER IF EXISTS ${quoteIdent(TRUNCATE_TRIGGER)} ON ${qualified}`);
-    await db.query('DELETE FROM pgbisync.tombstones WHERE table_name = $1', [name]);
+    for (const t of [qualified, ...leaves]) {
+      await db.query(`DROP TRIGGER IF EXISTS ${quoteIdent(TRUNCATE_TRIGGER)} ON ${t}`);
+    }
+    await db.query(
+      `DELETE FROM pgbisync.tombstones WHERE table_name = $1
+          OR table_name IN (SELECT n.nspname || '.' || c.relname FROM pg_partition_tree($2::regclass) t
+                              JOIN pg_class c ON c.oid = t.relid JOIN pg_namespace n ON n.oid = c.relnamespace)`,
+      [name, qualified],
+    );
     removed.push(name);
   }
   return removed.sort();
@@ -184,9 +199,10 @@ export async function teardown(
       if ((pubs.rowCount ?? 0) > 0) await db.query(`DROP PUBLICATION ${quoteIdent(pub)}`);
       const triggers = await db.query<{ tbl: string; name: string }>(
         `SELECT format('%I.%I', n.nspname, c.relname) AS tbl, t.tgname AS name FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
-           JOIN pg_namespace n ON n.oid = c.relnamespace WHERE t.tgname = ANY($1::text[])`,
+           JOIN pg_namespace n ON n.oid = c.relnamespace WHERE t.tgname = ANY($1::text[]) AND t.tgparentid = 0`,
         [[TOMBSTONE_TRIGGER, TRUNCATE_TRIGGER]],
       );
+      // (tgparentid = 0: not a partition's clone of its partitioned table's trigger, which goes with it.)
       for (const t of triggers.rows) await db.query(`DROP TRIGGER ${quoteIdent(t.name)} ON ${t.tbl}`);
       await db.query('DROP SCHEMA IF EXISTS pgbisync CASCADE');
       const origins = await db.query<{ roname: string }>(

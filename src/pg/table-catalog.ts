@@ -30,6 +30,10 @@ export interface CatalogTable {
   /** Primary key column names in key order; empty when there is none. */
   readonly primaryKey: readonly string[];
   readonly replicaIdentity: ReplicaIdentity;
+  /** A partitioned table (relkind 'p'): synced through its root, its partitions are not listed. */
+  readonly partitioned?: boolean;
+  /** A partition: the root table of its tree ('schema.table'), which is what gets synced. */
+  readonly partitionOf?: string;
 }
 
 /** Minimal client surface used here (pg.Client or pg.Pool). */
@@ -102,14 +106,32 @@ export async function readReferencedTables(
   return out;
 }
 
+/**
+ * The leaf partitions of `qualified` (a quoted, qualified name), quoted and qualified; none for a table
+ * that is not partitioned.
+ */
+export async function leafPartitions(db: Queryable, qualified: string): Promise<string[]> {
+  const r = await db.query<{ name: string }>(
+    `SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname) AS name
+       FROM pg_partition_tree($1::regclass) t JOIN pg_class c ON c.oid = t.relid
+       JOIN pg_namespace n ON n.oid = c.relnamespace
+      WHERE t.isleaf AND t.relid <> $1::regclass ORDER BY 1`,
+    [qualified],
+  );
+  return r.rows.map((row) => row.name);
+}
+
 /** Reads one table; undefined when it does not exist. */
 export async function readTable(
   db: Queryable,
   schema: string,
   table: string,
 ): Promise<CatalogTable | undefined> {
-  const rel = await db.query<{ oid: number; relreplident: string }>(
-    `SELECT c.oid, c.relreplident FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+  const rel = await db.query<{ oid: number; relreplident: string; relkind: string; root: string | null }>(
+    `SELECT c.oid, c.relreplident, c.relkind,
+            CASE WHEN c.relispartition THEN (SELECT rn.nspname || '.' || r.relname FROM pg_class r
+              JOIN pg_namespace rn ON rn.oid = r.relnamespace WHERE r.oid = pg_partition_root(c.oid)) END AS root
+       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
      WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p')`,
     [schema, table],
   );
@@ -147,10 +169,17 @@ export async function readTable(
     })),
     primaryKey,
     replicaIdentity: replicaIdentityOf(row.relreplident) ?? 'default',
+    ...(row.relkind === 'p' ? { partitioned: true } : {}),
+    ...(row.root === null ? {} : { partitionOf: row.root }),
   };
 }
 
-/** Reads a table that must exist and be syncable (a primary key, or REPLICA IDENTITY FULL). */
+/**
+ * Reads a table that must exist and be syncable: it needs a primary key. REPLICA IDENTITY FULL is not
+ * enough: the applier finds a row on the target, and last-writer-wins compares its versions, by the
+ * primary key (without one, two nodes' rows cannot be told apart or matched, not even for insert-only
+ * tables, whose replays would duplicate rows). `doctor` says the same, with the statement that fixes it.
+ */
 export async function requireSyncableTable(
   db: Queryable,
   node: string,
@@ -164,16 +193,28 @@ export async function requireSyncableTable(
       hint: `create it on ${node} with the same definition as on the other nodes, or remove it from 'tables'`,
     });
   }
-  if (found.primaryKey.length === 0 && found.replicaIdentity !== 'full') {
-    throw new FatalError(`table ${schema}.${table} on node ${node} has no primary key`, {
-      code: ErrorCode.PG_NO_KEY,
-      hint: `ALTER TABLE ${schema}.${table} ADD PRIMARY KEY (...); or ALTER TABLE ${schema}.${table} REPLICA IDENTITY FULL`,
+  if (found.partitionOf !== undefined) {
+    throw new FatalError(`table ${schema}.${table} on node ${node} is a partition of ${found.partitionOf}`, {
+      code: ErrorCode.CONFIG_INVALID,
+      hint: `sync the partitioned table: put ${found.partitionOf} in 'tables' instead of its partitions (its changes are published, copied and applied through it)`,
     });
+  }
+  if (found.primaryKey.length === 0) {
+    throw new FatalError(
+      `table ${schema}.${table} on node ${node} has no primary key${found.replicaIdentity === 'full' ? ' (REPLICA IDENTITY FULL is not enough: rows are matched across nodes by primary key)' : ''}`,
+      {
+        code: ErrorCode.PG_NO_KEY,
+        hint: `ALTER TABLE ${schema}.${table} ADD PRIMARY KEY (<columns that identify a row>) on every node; for an insert-only table without such columns (e.g. pgbench_history): ALTER TABLE ${schema}.${table} ADD COLUMN row_id uuid NOT NULL DEFAULT gen_random_uuid() PRIMARY KEY; or remove it from 'tables'`,
+      },
+    );
   }
   return found;
 }
 
-/** Expands include/exclude patterns (`*` wildcard) against the node's ordinary tables. */
+/**
+ * Expands include/exclude patterns (`*` wildcard) against the node's ordinary and partitioned tables;
+ * partitions are left out (a partitioned table is synced through its root).
+ */
 export async function matchTables(
   db: Queryable,
   include: readonly string[],
@@ -181,7 +222,8 @@ export async function matchTables(
 ): Promise<string[]> {
   const all = await db.query<{ name: string }>(
     `SELECT n.nspname || '.' || c.relname AS name FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-      WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'pgbisync')
+      WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition
+        AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'pgbisync')
         AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname NOT LIKE 'pg_temp%' ORDER BY 1`,
   );
   const toRegex = (p: string) =>

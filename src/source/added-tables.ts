@@ -21,8 +21,12 @@ export async function requirePublished(
   publication: string,
   tables: readonly string[],
 ): Promise<void> {
+  // pg_publication_rel: the tables named in the publication (pg_publication_tables would list a
+  // partitioned table's partitions instead of it).
   const r = await db.query<{ t: string }>(
-    "SELECT schemaname || '.' || tablename AS t FROM pg_publication_tables WHERE pubname = $1",
+    `SELECT n.nspname || '.' || c.relname AS t FROM pg_publication_rel pr
+       JOIN pg_publication p ON p.oid = pr.prpubid JOIN pg_class c ON c.oid = pr.prrelid
+       JOIN pg_namespace n ON n.oid = c.relnamespace WHERE p.pubname = $1`,
     [publication],
   );
   const published = new Set(r.rows.map((row) => row.t));

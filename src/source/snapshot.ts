@@ -89,6 +89,29 @@ async function describe(
   };
 }
 
+/** `tables` with each partitioned table replaced by its leaf partitions ('schema.table'), in order. */
+async function withPartitions(client: pg.Client, tables: readonly string[]): Promise<string[]> {
+  const r = await client.query<{ name: string; leaf: string }>(
+    `SELECT t.name, n.nspname || '.' || c.relname AS leaf
+       FROM unnest($1::text[]) WITH ORDINALITY AS t(name, i)
+       JOIN LATERAL pg_partition_tree(t.name::regclass) p ON p.isleaf
+       JOIN pg_class c ON c.oid = p.relid JOIN pg_namespace n ON n.oid = c.relnamespace
+      ORDER BY t.i, leaf`,
+    [
+      tables.map((t) => {
+        const { schema, table } = splitTableName(t);
+        return qualifiedName(schema, table);
+      }),
+    ],
+  );
+  const leaves = new Map<string, string[]>();
+  for (const row of r.rows) leaves.set(row.name, [...(leaves.get(row.name) ?? []), row.leaf]);
+  return tables.flatMap((t) => {
+    const { schema, table } = splitTableName(t);
+    return leaves.get(qualifiedName(schema, table)) ?? [t];
+  });
+}
+
 export async function runSnapshot(o: SnapshotOptions): Promise<number> {
   const client = newPgClient({
     connectionString: o.url,
@@ -114,7 +137,11 @@ export async function runSnapshot(o: SnapshotOptions): Promise<number> {
         [o.node],
       )
     ).rows[0]!.ids;
-    const tables = parentsFirst(o.tables, await readReferencedTables(client, o.tables));
+    // A partitioned table is read partition by partition, as its changes are published (by partition).
+    const tables = await withPartitions(
+      client,
+      parentsFirst(o.tables, await readReferencedTables(client, o.tables)),
+    );
     for (const [index, name] of tables.entries()) {
       const { schema, table } = splitTableName(name);
       const relation = await describe(client, schema, table, -(index + 1));
