@@ -147,7 +147,7 @@ async function request(
 }
 
 /** The progress lines while waiting, and the stall timeout: fails when `progress` stays the same too long. */
-class StallWatch {
+export class StallWatch {
   #last = '';
   #since = Date.now();
   #reportedAt = 0;
@@ -263,7 +263,7 @@ async function followCopy(
   }
 }
 
-async function endOffsets(admin: KafkaAdmin, topics: readonly string[]): Promise<Map<string, number>> {
+export async function endOffsets(admin: KafkaAdmin, topics: readonly string[]): Promise<Map<string, number>> {
   const ends = new Map<string, number>();
   for (const topic of topics) {
     let end = 0;
@@ -274,7 +274,7 @@ async function endOffsets(admin: KafkaAdmin, topics: readonly string[]): Promise
 }
 
 /** Waits until every target's stored position in each topic reached `ends`. */
-async function followApply(
+export async function followApply(
   source: string,
   targets: readonly NodeConfig[],
   ends: ReadonlyMap<string, number>,

@@ -1,7 +1,12 @@
-/** `pgbisync resync <node>`: re-copy a node's tables to the others (the fix for a lost slot, PGB2005). */
+/**
+ * `pgbisync resync <node>`: re-copy a node's tables to the others (the fix for a lost slot, PGB2005).
+ * `pgbisync resync <schema.table> [--from <node>]`: re-copy one table online, then verify it.
+ */
 import type { Command } from 'commander';
 import { loadConfigFile } from '../../config/load.ts';
 import { resync } from '../../operate/resync.ts';
+import { resyncTable } from '../../operate/resync-table.ts';
+import { ErrorCode, FatalError } from '../../runtime/errors.ts';
 import { parseIntegerOption } from '../options.ts';
 import { CONFIG_OPTION } from './sync.ts';
 
@@ -11,10 +16,14 @@ export function registerResyncCommand(program: Command): void {
   program
     .command('resync')
     .description(
-      "re-copy a node's rows and remembered deletes to the other nodes under the conflict policy (after its slot was lost), while the sync runs; waits until they are applied",
+      "re-copy a node's rows and remembered deletes to the other nodes under the conflict policy (after its slot was lost), or one table (from every node, or --from one), while the sync runs; waits until they are applied (a table: then verifies it)",
     )
-    .argument('<node>', 'the node whose tables are copied (its name in the config)')
+    .argument(
+      '<node-or-table>',
+      'a node whose tables are copied (its name in the config), or a synced table (schema.table)',
+    )
     .option(...CONFIG_OPTION)
+    .option('--from <node>', 'with a table: copy it from this node only (default: from every node)')
     .option('--no-wait', 'only ask for the copy; `pgbisync run` makes it at its next start')
     .option(
       '--timeout <seconds>',
@@ -22,12 +31,29 @@ export function registerResyncCommand(program: Command): void {
       parseIntegerOption,
       DEFAULT_TIMEOUT_S,
     )
-    .action(async (node: string, flags: { config: string; wait: boolean; timeout: number }) => {
-      const config = loadConfigFile(flags.config);
-      await resync(config, node, {
-        wait: flags.wait,
-        stallTimeoutMs: flags.timeout * 1000,
-        onProgress: (line) => process.stdout.write(`${line}\n`),
-      });
-    });
+    .action(
+      async (target: string, flags: { config: string; wait: boolean; timeout: number; from?: string }) => {
+        const config = loadConfigFile(flags.config);
+        const options = {
+          wait: flags.wait,
+          stallTimeoutMs: flags.timeout * 1000,
+          onProgress: (line: string) => process.stdout.write(`${line}\n`),
+        };
+        if (config.nodes.some((n) => n.name === target)) {
+          if (flags.from !== undefined) {
+            throw new FatalError(`resync ${target}: --from goes with a table, not a node`, {
+              code: ErrorCode.CONFIG_INVALID,
+              hint: `\`pgbisync resync ${target}\` re-copies every table of ${target}; \`pgbisync resync <schema.table> --from ${flags.from}\` one table`,
+            });
+          }
+          await resync(config, target, options);
+          return;
+        }
+        const result = await resyncTable(config, target, {
+          ...options,
+          ...(flags.from === undefined ? {} : { from: flags.from }),
+        });
+        if (result.verified !== undefined && !result.verified.identical) process.exitCode = 1;
+      },
+    );
 }
