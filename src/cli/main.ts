@@ -3,6 +3,7 @@
  * Each command lives in ./commands/<name>.ts and registers itself on the program.
  */
 import { Command } from 'commander';
+import { registerDdlCommand } from './commands/ddl.ts';
 import { registerDevCommand } from './commands/dev.ts';
 import { registerOperateCommands } from './commands/operate.ts';
 import { registerResyncCommand } from './commands/resync.ts';
@@ -19,6 +20,7 @@ export function buildProgram(): Command {
   registerSyncCommands(program);
   registerOperateCommands(program);
   registerResyncCommand(program);
+  registerDdlCommand(program);
   registerTailCommand(program);
   return program;
 }

@@ -192,6 +192,16 @@ export const configSchema = z.strictObject({
       host: z.string().default('127.0.0.1'),
     })
     .prefault({}),
+  schema: z
+    .strictObject({
+      addMissingColumns: z
+        .boolean()
+        .default(false)
+        .describe(
+          "an event's column the target table lacks is added there (nullable, the source's type) instead of blocking the direction (the JDBC sink's schema.evolution=basic)",
+        ),
+    })
+    .prefault({}),
   limits: z
     .strictObject({
       maxRetainedWalBytes: z

@@ -22,12 +22,20 @@ import type { ConflictPolicy } from '../conflicts/policy.ts';
 import type { InRecord, RecordConsumer, RecordProducer, StartOffset } from '../kafka/records.ts';
 import { deadLetterHeaders, WIRE_HEADER, WIRE_VERSION, wireVersionOf } from '../kafka/wire-headers.ts';
 import { quoteIdent } from '../pg/sql-names.ts';
-import { BlockedError, describeError, ErrorCode, FatalError, PgbisyncError } from '../runtime/errors.ts';
+import {
+  BlockedError,
+  describeError,
+  ErrorCode,
+  FatalError,
+  PgbisyncError,
+  RetryableError,
+} from '../runtime/errors.ts';
 import type { ApplyTransaction, TopicPosition } from './apply-model.ts';
 import { DebeziumTransactionAssembler } from './debezium-transactions.ts';
 import { decodeChange } from './event-changes.ts';
 import { EventSchemas } from './event-schemas.ts';
 import { describeRejected, findRejectedValue, sourceType } from './rejected-value.ts';
+import { addColumn } from './schema-evolution.ts';
 import { MissingColumnError } from './statement-builder.ts';
 import { recordPosition, TransactionGrouper } from './transaction-grouper.ts';
 import { TransactionWriter } from './transaction-writer.ts';
@@ -47,6 +55,8 @@ export interface ApplierOptions {
   readonly policyFor: (table: string) => ConflictPolicy;
   /** How a source TRUNCATE is applied (config apply.truncate; default guarded). */
   readonly truncate?: 'guarded' | 'skip';
+  /** A column an event has and the target lacks is added there (config schema.addMissingColumns). */
+  readonly addMissingColumns?: boolean;
   readonly maxBatchTransactions: number;
   readonly maxBatchRows: number;
   /**
@@ -204,6 +214,14 @@ export class Applier {
     if (error instanceof MissingColumnError) {
       const type = await sourceType(o.sourceUrl, error.schema, error.table, error.column);
       const column = `${error.schema}.${error.table}.${error.column}`;
+      if (o.addMissingColumns === true && type !== undefined) {
+        await addColumn(o.targetUrl, error.schema, error.table, error.column, type);
+        // Applied again from the same event by the restarted applier, which reads the new column.
+        return new RetryableError(
+          `applying ${o.sourceNode} -> ${o.targetNode}: added column ${column} ${type} (schema.addMissingColumns); applying again`,
+          { code: ErrorCode.SCHEMA_MISMATCH, cause: error },
+        );
+      }
       return new BlockedError(
         `applying ${o.sourceNode} -> ${o.targetNode}: column ${column} (source type ${type ?? 'unknown'}) does not exist on the target`,
         {
