@@ -11,6 +11,7 @@ import { startSync, syncConfig, tableRows, waitFor, waitForStreaming } from '../
 import { createTestDatabases } from '../testing/test-databases.ts';
 import { applyDdl } from './ddl.ts';
 import { setup, teardown } from './setup.ts';
+import { readStatus } from './status.ts';
 
 test('ddl adds a column on every node under two-way load; no direction stays blocked', async () => {
   await using dbs = await createTestDatabases();
@@ -77,6 +78,17 @@ test('schema.addMissingColumns adds a column made on one node to the other at it
   await using sync = await startSync(config);
   await waitForStreaming(config, [dbs.sql1, dbs.sql2]);
   await dbs.sql1('ALTER TABLE items ADD COLUMN qty numeric(10,2)');
+  // status warns of the drift, with the fix, without failing.
+  const [a, b] = config.nodes.map((n) => n.name) as [string, string];
+  const drifted = await readStatus(config);
+  const toB = drifted.directions.find((d) => d.source === a)!;
+  assert.match(
+    toB.warnings.join('\n'),
+    new RegExp(
+      `schema drift in public\\.items: column qty exists on ${a} but not on ${b}; fix: .*pgbisync ddl`,
+    ),
+  );
+  assert.equal(toB.healthy, true);
   await dbs.sql1("INSERT INTO items VALUES (1, 'a', 12.5)");
   await waitFor('row 1 with its new column on b', async () => {
     const r = await dbs
@@ -88,6 +100,11 @@ test('schema.addMissingColumns adds a column made on one node to the other at it
     "SELECT format_type(atttypid, atttypmod) AS t, attnotnull AS nn FROM pg_attribute WHERE attrelid = 'items'::regclass AND attname = 'qty'",
   );
   assert.deepEqual(type.rows[0], { t: 'numeric(10,2)', nn: false });
+  const settled = await readStatus(config);
+  assert.deepEqual(
+    settled.directions.flatMap((d) => d.warnings.filter((w) => w.includes('schema drift'))),
+    [],
+  );
   await sync.stop();
   await teardown(config, { keepTopics: false });
 });

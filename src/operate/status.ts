@@ -4,7 +4,8 @@
  * Read from the nodes and Kafka (not from a running process), so it works while `run` is down too.
  * A source whose slot is lost (gone after its capture streamed from it, or invalidated) makes its
  * directions unhealthy with the fix (`pgbisync resync <node>`); one close to being invalidated
- * (wal_status unreserved, little safe_wal_size left) or a resync under way is a warning.
+ * (wal_status unreserved, little safe_wal_size left), a resync under way or schema drift between the
+ * nodes (./schema-drift.ts) is a warning.
  */
 import type { Config } from '../config/schema.ts';
 import { KafkaAdmin } from '../kafka/admin.ts';
@@ -12,6 +13,7 @@ import { kafkaOptions } from '../kafka/kafka-options.ts';
 import { eventTopics, serverName } from '../kafka/topics.ts';
 import { objectNames } from '../pg/sql-names.ts';
 import { judgeSlot, readSlotHealth, type SlotVerdict } from '../source/slot-health.ts';
+import { driftBetween, readCatalogs } from './schema-drift.ts';
 import { directions, resolveTables, withNode } from './sync-plan.ts';
 
 export interface SlotStatus {
@@ -73,6 +75,7 @@ export async function readStatus(config: Config): Promise<StatusReport> {
     if (node.debezium === undefined) verdicts.set(node.name, judgeSlot(health));
   }
   const tables = await resolveTables(config);
+  const catalogs = await readCatalogs(config, tables);
   const admin = new KafkaAdmin(kafkaOptions(config, 'status'));
   const out: DirectionStatus[] = [];
   try {
@@ -129,6 +132,7 @@ export async function readStatus(config: Config): Promise<StatusReport> {
       const verdict = verdicts.get(d.source.name);
       if (verdict?.kind === 'lost') problems.push(`${verdict.error.message}; fix: ${verdict.error.hint}`);
       if (verdict?.kind === 'warn') warnings.push(`${verdict.problem}; fix: ${verdict.fix}`);
+      warnings.push(...driftBetween(catalogs, d.source.name, d.target.name));
       if (applied === undefined)
         problems.push(`pgbisync schema missing on ${d.target.name}: run pgbisync setup`);
       if (missing.length > 0) {
