@@ -182,3 +182,69 @@ test('snapshot chunks are never cut into pieces (the capture bounds them)', () =
   assert.deepEqual(ids(done), [['1', '2', '3', '4']]);
   assert.equal(done[0]?.piece, undefined);
 });
+
+/** A record of transaction `txId` at change LSN `lsn` (its own offset `offset`). */
+function change(offset: number, txId: string, lsn: number, last?: string): InRecord {
+  return { ...record(offset, txId, last), key: Buffer.from(String(lsn)) };
+}
+const byLsn = (r: InRecord): DecodedChange => ({
+  change: { op: 'u', schema: 'public', table: 't', after: { id: r.key!.toString() } },
+  lsn: BigInt(r.key!.toString()),
+  txId: r.value!.toString(),
+  commitTimeUs: 1n,
+  snapshot: false,
+});
+
+test('a transaction published again from its start after a part of it drops that stale part (never glued)', () => {
+  const grouper = new TransactionGrouper('a', byLsn, () => assert.fail('nothing is malformed'));
+  // A capture died after sending changes 100 and 110 of transaction 7; restarted, it sent 7 whole.
+  assert.deepEqual(grouper.add([change(1, '7', 100), change(2, '7', 110)]), []);
+  const done = grouper.add([change(3, '7', 100), change(4, '7', 110), change(5, '7', 120, '0/200')]);
+  assert.deepEqual(ids(done), [['100', '110', '120']]);
+  assert.equal(done[0]?.firstOffset, 3n, 'the transaction starts at its republished first record');
+});
+
+test("on our topics a stale part of another transaction is dropped, not applied as one (a fenced capture's last send)", () => {
+  const grouper = new TransactionGrouper('a', byLsn, () => assert.fail('nothing is malformed'));
+  assert.deepEqual(ids(grouper.add([change(1, '6', 50, '0/60')])), [['50']]);
+  // Part of transaction 7, then transaction 8 whole: 7's part never ends.
+  assert.deepEqual(grouper.add([change(2, '7', 100), change(3, '7', 110)]), []);
+  const done = grouper.add([change(4, '8', 130), change(5, '8', 140, '0/300')]);
+  assert.deepEqual(ids(done), [['130', '140']]);
+});
+
+test('a transaction restarted after some of its pieces were handed out starts over with a first piece', () => {
+  const grouper = new TransactionGrouper('a', byLsn, () => assert.fail('nothing is malformed'), 2);
+  const first = grouper.add([change(1, '7', 100), change(2, '7', 110), change(3, '7', 120)]);
+  assert.deepEqual(
+    first.map((t) => t.piece),
+    ['first'],
+  );
+  const again = grouper.add([
+    change(4, '7', 100),
+    change(5, '7', 110),
+    change(6, '7', 120),
+    change(7, '7', 130, '0/400'),
+  ]);
+  assert.deepEqual(
+    again.map((t) => [t.piece, ...t.changes.map((c) => c.after?.id)]),
+    [
+      ['first', '100', '110'],
+      ['last', '120', '130'],
+    ],
+  );
+});
+
+test('the tables of one TRUNCATE share a change position: not a restart', () => {
+  const truncates = (r: InRecord): DecodedChange => ({
+    ...byLsn(r),
+    change: { op: 't', schema: 'public', table: r.key!.toString() },
+  });
+  const grouper = new TransactionGrouper(
+    'a',
+    (r) => ({ ...truncates(r), lsn: 100n }),
+    () => assert.fail('nothing is malformed'),
+  );
+  const done = grouper.add([change(1, '7', 1), change(2, '7', 2, '0/500')]);
+  assert.equal(done[0]?.changes.length, 2);
+});

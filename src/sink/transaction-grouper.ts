@@ -49,6 +49,8 @@ export class TransactionGrouper {
   readonly #maxOpenRows: number;
   /** Pieces of the open transaction were handed out already: the next one handed out is not its first. */
   #pieces = false;
+  /** A record with our transaction marker was seen: the topic's transactions are marked (ours). */
+  #marked = false;
 
   constructor(
     sourceNode: string,
@@ -68,6 +70,7 @@ export class TransactionGrouper {
     for (const record of records) {
       const last = endsTransaction(record.headers);
       const ours = hasTransactionMarker(record.headers);
+      if (ours) this.#marked = true;
       if (record.value !== null) {
         let decoded: DecodedChange | undefined;
         try {
@@ -76,7 +79,11 @@ export class TransactionGrouper {
           this.#onMalformed(record, error);
         }
         if (decoded !== undefined) {
-          if (!ours && this.#last !== undefined && this.#last.txId !== decoded.txId) {
+          if (this.#last !== undefined && this.#restarts(decoded)) {
+            // The buffered changes are a stale part: a capture that died mid-transaction published
+            // it again from its start (or a fenced one's last send landed). Dropped, never applied.
+            this.#abandon();
+          } else if (!ours && this.#last !== undefined && this.#last.txId !== decoded.txId) {
             const closed = this.#close(undefined);
             if (closed !== undefined) done.push(closed);
           }
@@ -94,6 +101,28 @@ export class TransactionGrouper {
       }
     }
     return done;
+  }
+
+  /**
+   * `next` cannot continue the open transaction: its change position goes back (within a transaction
+   * change LSNs rise; the tables of one TRUNCATE share one), or, on a topic whose transactions our
+   * capture marks, its transaction id differs (a marked transaction ends with its marker, never with
+   * the next one's first record).
+   */
+  #restarts(next: DecodedChange): boolean {
+    const last = this.#last!;
+    if (last.txId !== next.txId) return this.#marked && !last.snapshot;
+    if (next.snapshot || last.snapshot) return false;
+    return next.lsn < last.lsn || (next.lsn === last.lsn && next.change.op !== 't');
+  }
+
+  /** Drops the open transaction's buffered changes (its pieces handed out are rolled back by the writer). */
+  #abandon(): void {
+    this.#changes = [];
+    this.#firstOffset = undefined;
+    // The next piece is a first one again, or the transaction whole: the writer rolls back what the
+    // abandoned pieces wrote in the open target transaction before it (TransactionWriter).
+    this.#pieces = false;
   }
 
   /** Hands out the open transaction's rows so far as a piece that more pieces follow. */

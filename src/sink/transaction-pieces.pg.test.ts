@@ -152,3 +152,29 @@ function setup2(url: string): TransactionWriter {
     policyFor: () => ({ policy: 'last-writer-wins' }),
   });
 }
+
+test('pieces of a transaction the grouper abandoned are rolled back before its new first piece, or a whole one', async () => {
+  await using dbs = await createTestDatabases('pieces');
+  const writer = await setup(dbs.db2);
+  const stale = rows.map((_, i) => insert(i + 1, String(1000 + i)));
+  try {
+    await writer.open();
+    // Two pieces of transaction 1 (stale values), then transaction 1 again from a first piece.
+    const [s1, s2] = pieces(1, stale, 3);
+    await writer.apply([s1!, s2!]);
+    for (const piece of pieces(1, rows, 4)) await writer.apply([piece]);
+    // A piece of transaction 2, abandoned, then transaction 2 whole (it fits in one).
+    const [t2] = pieces(2, [insert(50, '7'), insert(51, '7'), insert(52, '7')], 2);
+    await writer.apply([t2!]);
+    const { piece: _piece, ...whole } = pieces(2, [insert(60, '9')], 5)[0]!;
+    assert.deepEqual(await writer.apply([whole]), { applied: 1, skipped: 0, conflicts: 0 });
+  } finally {
+    await writer.close();
+  }
+  const applied = await dbs.sql2('SELECT count(*)::int AS n, sum(n)::int AS total FROM items');
+  assert.deepEqual(
+    applied.rows,
+    [{ n: 11, total: 55 + 9 }],
+    'only the republished transaction 1 and the whole 2',
+  );
+});

@@ -139,6 +139,12 @@ export class TransactionWriter {
           pending.push(...(await this.#queuePiece(txn, conflictResults)));
           continue;
         }
+        if (txn.piece === undefined && this.#pieceOpen) {
+          // The pieces written so far were of a transaction the grouper abandoned (published again from
+          // its start): what they wrote goes, and this transaction is applied on its own.
+          pending.push(this.#query('ROLLBACK', undefined));
+          this.#pieceOpen = false;
+        }
         const duplicate = this.#progress.alreadyApplied(txn);
         if (duplicate) skipped++;
         else applied++;
@@ -263,6 +269,11 @@ export class TransactionWriter {
   async #queuePiece(txn: ApplyTransaction, conflictResults: Promise<unknown>[]): Promise<Promise<unknown>[]> {
     const statements = await this.#plan(txn, isoFromMicros(txn.commitTimeUs));
     const queued: Promise<unknown>[] = [];
+    if (txn.piece === 'first' && this.#pieceOpen) {
+      // A first piece again: the open transaction's pieces were abandoned (see submit).
+      queued.push(this.#query('ROLLBACK', undefined));
+      this.#pieceOpen = false;
+    }
     if (!this.#pieceOpen) {
       queued.push(this.#query('BEGIN', undefined));
       this.#pieceOpen = true;
