@@ -138,10 +138,11 @@ BEGIN
   PERFORM set_config('pgbisync.conflicts', '0', true);
   RETURN n;
 END $$;
--- Commit time and writing node of a row version: NULL time (frozen or unknown) counts as oldest;
--- origin 0 is a local write, named by the caller.
+-- Commit time of a row version. Unknown (written while track_commit_timestamp was off, or its commit
+-- timestamp truncated) is the Unix epoch: the time the snapshot sends such a row with, so every node
+-- compares it the same way, equal times broken by the node name (src/conflicts/policy.ts).
 CREATE OR REPLACE FUNCTION pgbisync.version_time(x xid) RETURNS timestamptz LANGUAGE sql STABLE AS $$
-  SELECT coalesce(pg_xact_commit_timestamp(x), '-infinity'::timestamptz)
+  SELECT coalesce(pg_xact_commit_timestamp(x), 'epoch'::timestamptz)
 $$;
 -- The source node of a pgbisync origin: pgbisync_<source>@<target>, or pgbisync_<source> as earlier
 -- versions named it; NULL for any other origin.
