@@ -130,6 +130,7 @@ async function runApplier(
     deadLetter: { topic: deadLetterTopic(config, source.name), sink: dlqProducer },
     policyFor: policyFor(config),
     truncate: config.apply.truncate,
+    maxClockSkewMs: config.conflicts.maxClockSkewMs,
     maxBatchTransactions: config.apply.maxBatchTransactions,
     maxBatchRows: config.apply.maxBatchRows,
     ...(source.debezium !== undefined

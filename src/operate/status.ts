@@ -6,7 +6,9 @@
  * directions unhealthy with the fix (`pgbisync resync <node>`); one close to being invalidated
  * (wal_status unreserved, little safe_wal_size left) or a resync under way is a warning.
  */
+
 import type { Config } from '../config/schema.ts';
+import { type ClockOffset, readClockOffset, skewMs, skewWarning } from '../conflicts/clock-skew.ts';
 import { KafkaAdmin } from '../kafka/admin.ts';
 import { kafkaOptions } from '../kafka/kafka-options.ts';
 import { eventTopics, serverName } from '../kafka/topics.ts';
@@ -42,6 +44,8 @@ export interface DirectionStatus {
   /** Seconds between now and the commit time of the last applied transaction, when events are pending. */
   readonly lagSeconds: number;
   readonly conflicts: number;
+  /** How far the source server's clock runs ahead of the target's (ms; negative: behind). */
+  readonly clockSkewMs: number;
   readonly healthy: boolean;
   readonly problems: readonly string[];
   /** Not (yet) a problem: a slot close to being invalidated, a resync under way. */
@@ -56,10 +60,12 @@ export interface StatusReport {
 export async function readStatus(config: Config): Promise<StatusReport> {
   const slots = new Map<string, SlotStatus>();
   const verdicts = new Map<string, SlotVerdict>();
+  const clocks = new Map<string, ClockOffset>();
   for (const node of config.nodes) {
-    const health = await withNode(node, 'status', (db) =>
-      readSlotHealth(db, node.name, objectNames.slot(node.name)),
-    );
+    const health = await withNode(node, 'status', async (db) => {
+      clocks.set(node.name, await readClockOffset(db));
+      return await readSlotHealth(db, node.name, objectNames.slot(node.name));
+    });
     slots.set(node.name, {
       exists: health.exists,
       active: health.active,
@@ -129,6 +135,9 @@ export async function readStatus(config: Config): Promise<StatusReport> {
       const verdict = verdicts.get(d.source.name);
       if (verdict?.kind === 'lost') problems.push(`${verdict.error.message}; fix: ${verdict.error.hint}`);
       if (verdict?.kind === 'warn') warnings.push(`${verdict.problem}; fix: ${verdict.fix}`);
+      const clockSkewMs = skewMs(clocks.get(d.source.name)!, clocks.get(d.target.name)!);
+      const skewed = skewWarning(d.source.name, d.target.name, clockSkewMs, config.conflicts.maxClockSkewMs);
+      if (skewed !== undefined) warnings.push(skewed);
       if (applied === undefined)
         problems.push(`pgbisync schema missing on ${d.target.name}: run pgbisync setup`);
       if (missing.length > 0) {
@@ -160,6 +169,7 @@ export async function readStatus(config: Config): Promise<StatusReport> {
         lastAppliedCommitTime: applied?.progress?.ct ?? null,
         lagSeconds,
         conflicts: applied?.conflicts ?? 0,
+        clockSkewMs,
         healthy: problems.length === 0,
         problems,
         warnings,

@@ -47,6 +47,8 @@ export interface ApplierOptions {
   readonly policyFor: (table: string) => ConflictPolicy;
   /** How a source TRUNCATE is applied (config apply.truncate; default guarded). */
   readonly truncate?: 'guarded' | 'skip';
+  /** How far ahead of the target's clock a commit time is waited for (config conflicts.maxClockSkewMs). */
+  readonly maxClockSkewMs?: number;
   readonly maxBatchTransactions: number;
   readonly maxBatchRows: number;
   /**
@@ -91,6 +93,7 @@ export class Applier {
       sourceNode: o.sourceNode,
       policyFor: o.policyFor,
       ...(o.truncate !== undefined ? { truncate: o.truncate } : {}),
+      ...(o.maxClockSkewMs !== undefined ? { maxClockSkewMs: o.maxClockSkewMs } : {}),
     });
     let consumer: RecordConsumer | undefined;
     /** The group queued before the newest one: settles once it committed and was reported. */
