@@ -104,6 +104,8 @@ export const conflictsSchema = z
     priorityNode: z.string().optional(),
     /** Clocks further apart warn (status, doctor, run); an applier waits up to this for its target's clock. */
     maxClockSkewMs: z.number().int().min(0).default(DEFAULT_MAX_CLOCK_SKEW_MS),
+    /** Tombstones stay this long past the oldest commit time applied in any direction (then pruned). */
+    tombstoneRetentionMs: z.number().int().min(0).default(3_600_000),
     /** Per-table override: { "public.accounts": { policy: source-wins } }. */
     tables: z
       .record(
