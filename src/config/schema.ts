@@ -4,6 +4,7 @@
  * in ../conflicts/policy.ts.
  */
 import { z } from 'zod';
+import { DEFAULT_MAX_CLOCK_SKEW_MS } from '../conflicts/clock-skew.ts';
 import { CONFLICT_POLICY_NAMES } from '../conflicts/policy.ts';
 
 const NAME = /^[a-z][a-z0-9_]{0,39}$/;
@@ -101,6 +102,10 @@ export const conflictsSchema = z
     policy: conflictPolicySchema.default('last-writer-wins'),
     /** With node-priority: the node whose writes always win. */
     priorityNode: z.string().optional(),
+    /** Clocks further apart warn (status, doctor, run); an applier waits up to this for its target's clock. */
+    maxClockSkewMs: z.number().int().min(0).default(DEFAULT_MAX_CLOCK_SKEW_MS),
+    /** Tombstones stay this long past the oldest commit time applied in any direction (then pruned). */
+    tombstoneRetentionMs: z.number().int().min(0).default(3_600_000),
     /** Per-table override: { "public.accounts": { policy: source-wins } }. */
     tables: z
       .record(

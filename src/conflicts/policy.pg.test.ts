@@ -39,18 +39,20 @@ for (const c of CONFLICT_CASES) {
   });
 }
 
-test("an unknown or frozen commit time is '-infinity' in SQL, the TypeScript form's null", async () => {
-  // The cases stand for an unknown time as '-infinity': check that pgbisync.version_time gives it.
+test("an unknown commit time is the Unix epoch in SQL, the TypeScript form's null", async () => {
+  // The cases stand for an unknown time as the epoch: check that pgbisync.version_time gives it.
   await using dbs = await createTestDatabases('policy');
   const client = new pg.Client({ connectionString: dbs.db1 });
   await client.connect();
   try {
     await ensurePgbisyncSchema(client);
     // xid 2 is FrozenTransactionId, xid 1 BootstrapTransactionId: neither has a commit timestamp.
-    const r = await client.query<{ frozen: string; bootstrap: string }>(
+    await client.query("SET TimeZone = 'UTC'");
+    const epoch = '1970-01-01 00:00:00+00';
+    const u = await client.query<{ frozen: string; bootstrap: string }>(
       `SELECT pgbisync.version_time('2'::xid)::text AS frozen, pgbisync.version_time('1'::xid)::text AS bootstrap`,
     );
-    assert.deepEqual(r.rows[0], { frozen: '-infinity', bootstrap: '-infinity' });
+    assert.deepEqual(u.rows[0], { frozen: epoch, bootstrap: epoch });
   } finally {
     await client.end();
   }

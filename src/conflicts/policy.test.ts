@@ -37,7 +37,7 @@ const VERSIONS: readonly RowVersion[] = ['a', 'b', 'c'].flatMap((node) =>
 
 /**
  * A model of verify --repair's order, written independently of the guard: the priority node first, then
- * the later commit (an unknown one the oldest), then the greater node name.
+ * the later commit (an unknown one the Unix epoch, 0), then the greater node name.
  */
 function modelBeats(policy: ConflictPolicy, a: RowVersion, b: RowVersion): boolean {
   if (policy.policy === 'node-priority') {
@@ -45,11 +45,10 @@ function modelBeats(policy: ConflictPolicy, a: RowVersion, b: RowVersion): boole
     if (a.node === p && b.node !== p) return true;
     if (b.node === p && a.node !== p) return false;
   }
-  if (a.commitUs !== b.commitUs) {
-    if (a.commitUs === null) return false;
-    if (b.commitUs === null) return true;
-    return a.commitUs > b.commitUs;
-  }
+  // An unknown time is the Unix epoch (0): the snapshot's stamp for such a row equals it.
+  const at = a.commitUs ?? 0n;
+  const bt = b.commitUs ?? 0n;
+  if (at !== bt) return at > bt;
   return a.node > b.node;
 }
 
@@ -59,7 +58,7 @@ test('repair order: the model on every pair; one winner of two different version
       for (const b of VERSIONS) {
         const what = `${policy.policy}: ${a.node}@${a.commitUs} vs ${b.node}@${b.commitUs}`;
         assert.equal(beats(policy, a, b), modelBeats(policy, a, b), what);
-        const same = a.node === b.node && a.commitUs === b.commitUs;
+        const same = a.node === b.node && (a.commitUs ?? 0n) === (b.commitUs ?? 0n);
         const winners = Number(beats(policy, a, b)) + Number(beats(policy, b, a));
         assert.equal(winners, same ? 0 : 1, what);
         if (beats(policy, a, b))

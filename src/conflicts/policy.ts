@@ -8,8 +8,15 @@
  * A version is (commit time, writing node). The commit time of a row version is
  * pg_xact_commit_timestamp(xmin) — for rows applied by pgbisync that is the SOURCE commit time, because
  * the applier sets it with pg_replication_origin_xact_setup — and the writing node comes from the
- * transaction's replication origin (`pgbisync_<node>@<target>`, read by pgbisync.origin_node; no origin = this node). Unknown/frozen times count
- * as oldest (pgbisync.version_time gives '-infinity'; the TypeScript form, null). Comparing (time, node)
+ * transaction's replication origin (`pgbisync_<node>@<target>`, read by pgbisync.origin_node; no origin = this node).
+ *
+ * An unknown commit time (a row written while track_commit_timestamp was off, or whose commit timestamp
+ * PostgreSQL truncated) is the Unix epoch, on every node and in every form: pgbisync.version_time gives
+ * 'epoch', the TypeScript form's null compares as 0, and the snapshot sends such a row stamped 0
+ * (../source/snapshot.ts). One value everywhere matters: when the snapshot sent the epoch but the target
+ * compared its own unknown row as '-infinity', each node took the other's row and the nodes ended
+ * swapped. With the epoch on both sides the node name breaks the tie, the same way on every node.
+ * Comparing (time, node)
  * as a row value gives a total order that every node evaluates the same way, so all nodes keep the same
  * winner (convergence).
  *
@@ -45,7 +52,7 @@ export type ConflictPolicy =
 /**
  * SQL boolean: incoming ($ts, $src) beats the existing version (`timeExpr`, `nodeExpr`).
  * `ts` and `src` are SQL expressions for the incoming commit time and source node (parameters);
- * `timeExpr` is never NULL (pgbisync.version_time gives '-infinity' for an unknown time).
+ * `timeExpr` is never NULL (pgbisync.version_time gives the Unix epoch for an unknown time).
  */
 export function incomingWinsSql(
   policy: ConflictPolicy,
@@ -74,18 +81,16 @@ export function incomingWinsSql(
 
 /** A row version as the TypeScript form sees it. */
 export interface RowVersion {
-  /** Commit time in microseconds since the Unix epoch; null when unknown or frozen (SQL '-infinity'). */
+  /** Commit time in microseconds since the Unix epoch; null when unknown, which compares as 0 (SQL 'epoch'). */
   readonly commitUs: bigint | null;
   readonly node: string;
 }
 
-/** The SQL form's row comparison `(time, node) > (time, node)`, an unknown time the oldest. */
+/** The SQL form's row comparison `(time, node) > (time, node)`, an unknown time the Unix epoch. */
 export function later(a: RowVersion, b: RowVersion): boolean {
-  if (a.commitUs !== b.commitUs) {
-    if (a.commitUs === null) return false;
-    if (b.commitUs === null) return true;
-    return a.commitUs > b.commitUs;
-  }
+  const at = a.commitUs ?? 0n;
+  const bt = b.commitUs ?? 0n;
+  if (at !== bt) return at > bt;
   return a.node > b.node;
 }
 

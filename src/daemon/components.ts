@@ -131,6 +131,7 @@ async function runApplier(
     policyFor: policyFor(config),
     truncate: config.apply.truncate,
     addMissingColumns: config.schema.addMissingColumns,
+    maxClockSkewMs: config.conflicts.maxClockSkewMs,
     maxBatchTransactions: config.apply.maxBatchTransactions,
     maxBatchRows: config.apply.maxBatchRows,
     ...(source.debezium !== undefined

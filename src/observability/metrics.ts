@@ -17,6 +17,7 @@ export const METRIC = {
   conflicts: 'pgbisync_conflicts_total',
   slotRetainedWalBytes: 'pgbisync_slot_retained_wal_bytes',
   kafkaLagRecords: 'pgbisync_kafka_lag_records',
+  clockSkewSeconds: 'pgbisync_clock_skew_seconds',
 } as const;
 
 export class Metrics {
@@ -59,6 +60,12 @@ export class Metrics {
   readonly kafkaLagRecords = new Gauge({
     name: METRIC.kafkaLagRecords,
     help: "records on the source's topic not yet applied: end offset minus the applier's next offset",
+    labelNames: ['direction'],
+    registers: [this.registry],
+  });
+  readonly clockSkewSeconds = new Gauge({
+    name: METRIC.clockSkewSeconds,
+    help: "how far the source server's clock runs ahead of the target's (negative: behind), as run measures it",
     labelNames: ['direction'],
     registers: [this.registry],
   });

@@ -61,6 +61,15 @@ test('a good setup passes, sequence-filled keys only warn', async () => {
   const seq = report.checks.filter((c) => c.check === 'sequences public.s');
   assert.equal(seq.length, 2);
   assert.ok(seq.every((c) => c.status === 'warn' && /interleave-sequences/.test(c.fix ?? '')));
+  // Both servers run on this host's clock: b's is within the default limit of a's.
+  const clock = report.checks.filter((c) => c.check === 'clock_skew');
+  assert.equal(clock.length, 1);
+  assert.equal(clock[0]?.node, `${dbs.name}_b`);
+  assert.equal(clock[0]?.status, 'ok');
+  assert.match(
+    clock[0]?.detail ?? '',
+    new RegExp(`^\\d+ ms (ahead of|behind) ${dbs.name}_a's clock \\(limit 5000 ms\\)$`),
+  );
 });
 
 test('a table without primary key fails with the fix; a missing table fails naming it', async () => {

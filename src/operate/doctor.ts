@@ -13,8 +13,10 @@
  * invalidated by max_slot_wal_keep_size: warn). Kafka: brokers
  * reachable; existing event topics have one partition in transactional mode (commit order).
  */
+
 import type pg from 'pg';
 import type { Config, NodeConfig } from '../config/schema.ts';
+import { type ClockOffset, readClockOffset, skewMs, skewWarning } from '../conflicts/clock-skew.ts';
 import { KafkaAdmin } from '../kafka/admin.ts';
 import { kafkaOptions } from '../kafka/kafka-options.ts';
 import { eventTopics } from '../kafka/topics.ts';
@@ -39,12 +41,14 @@ export async function runDoctor(config: Config): Promise<DoctorReport> {
   // Table definitions per node: each is compared with the first reachable node's.
   const catalogs: { node: string; tables: Map<string, CatalogTable> }[] = [];
   let tableNames: string[] | undefined;
+  const clocks: { node: string; offset: ClockOffset }[] = [];
   for (const [index, node] of config.nodes.entries()) {
     const emit = emitFor(node.name);
     const db = await connect(node, index, emit);
     if (db === undefined) continue;
     try {
       await checkServer(db, node, emit);
+      clocks.push({ node: node.name, offset: await readClockOffset(db) });
       if (node.debezium === undefined) await checkSlot(db, node, emit);
       await checkReplicaRole(db, emit);
       const names = Array.isArray(config.tables)
@@ -68,8 +72,35 @@ export async function runDoctor(config: Config): Promise<DoctorReport> {
       await db.end().catch(() => undefined);
     }
   }
+  checkClocks(clocks, config.conflicts.maxClockSkewMs, emitFor);
   await checkKafka(config, tableNames ?? [], emitFor('kafka'));
   return { ok: checks.every((c) => c.status !== 'FAIL'), checks };
+}
+
+/**
+ * Each node's clock against the first reachable node's (../conflicts/clock-skew.ts): warn above
+ * conflicts.maxClockSkewMs (appliers then wait for the later clock, and block beyond the limit).
+ */
+function checkClocks(
+  clocks: readonly { node: string; offset: ClockOffset }[],
+  maxSkewMs: number,
+  emitFor: (node: string) => Emit,
+): void {
+  const [first, ...others] = clocks;
+  if (first === undefined) return;
+  for (const { node, offset } of others) {
+    const skew = skewMs(offset, first.offset);
+    const warning = skewWarning(node, first.node, skew, maxSkewMs);
+    const detail = `${Math.round(Math.abs(skew))} ms ${skew >= 0 ? 'ahead of' : 'behind'} ${first.node}'s clock`;
+    if (warning === undefined) emitFor(node)('clock_skew', 'ok', `${detail} (limit ${maxSkewMs} ms)`);
+    else
+      emitFor(node)(
+        'clock_skew',
+        'warn',
+        warning.replace(/; fix: .*/, ''),
+        "synchronize the nodes' clocks (NTP, chrony)",
+      );
+  }
 }
 
 /** Connects with a deadline; on failure emits one FAIL naming the cause in operator terms. */

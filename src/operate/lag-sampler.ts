@@ -1,7 +1,9 @@
 /**
  * Keeps the lag gauges of `pgbisync run` current: every interval it reads what `pgbisync status` reads
  * (each source slot's retained WAL, each direction's Kafka lag) and sets
- * pgbisync_slot_retained_wal_bytes{node} and pgbisync_kafka_lag_records{direction}. A failed sample is
+ * pgbisync_slot_retained_wal_bytes{node}, pgbisync_kafka_lag_records{direction} and
+ * pgbisync_clock_skew_seconds{direction} (logging a warning while clocks differ by more than
+ * conflicts.maxClockSkewMs). A failed sample is
  * logged and the gauges keep their last value; the sync itself never depends on it.
  */
 import type { Config } from '../config/schema.ts';
@@ -20,13 +22,19 @@ export async function sampleLag(
   intervalMs = LAG_SAMPLE_INTERVAL_MS,
 ): Promise<void> {
   let failing = false;
+  let warnedSkew = false;
   while (!signal.aborted) {
     try {
       const report = await readStatus(config);
       for (const d of report.directions) {
         metrics.slotRetainedWalBytes.set({ node: d.source }, d.slot.retainedWalBytes);
         metrics.kafkaLagRecords.set({ direction: `${d.source}->${d.target}` }, d.kafkaLag);
+        metrics.clockSkewSeconds.set({ direction: `${d.source}->${d.target}` }, d.clockSkewMs / 1000);
       }
+      const skewed = report.directions.flatMap((d) => d.warnings.filter((w) => w.startsWith('clock of ')));
+      if (skewed.length > 0 && !warnedSkew) log.warn({ warnings: skewed }, 'node clocks differ');
+      if (skewed.length === 0 && warnedSkew) log.info('node clocks agree again');
+      warnedSkew = skewed.length > 0;
       if (failing) log.info('lag sampling works again');
       failing = false;
     } catch (error) {

@@ -7,7 +7,9 @@
  * (wal_status unreserved, little safe_wal_size left), a resync under way or schema drift between the
  * nodes (./schema-drift.ts) is a warning.
  */
+
 import type { Config } from '../config/schema.ts';
+import { type ClockOffset, readClockOffset, skewMs, skewWarning } from '../conflicts/clock-skew.ts';
 import { KafkaAdmin } from '../kafka/admin.ts';
 import { kafkaOptions } from '../kafka/kafka-options.ts';
 import { eventTopics, serverName } from '../kafka/topics.ts';
@@ -44,6 +46,8 @@ export interface DirectionStatus {
   /** Seconds between now and the commit time of the last applied transaction, when events are pending. */
   readonly lagSeconds: number;
   readonly conflicts: number;
+  /** How far the source server's clock runs ahead of the target's (ms; negative: behind). */
+  readonly clockSkewMs: number;
   readonly healthy: boolean;
   readonly problems: readonly string[];
   /** Not (yet) a problem: a slot close to being invalidated, a resync under way. */
@@ -58,10 +62,12 @@ export interface StatusReport {
 export async function readStatus(config: Config): Promise<StatusReport> {
   const slots = new Map<string, SlotStatus>();
   const verdicts = new Map<string, SlotVerdict>();
+  const clocks = new Map<string, ClockOffset>();
   for (const node of config.nodes) {
-    const health = await withNode(node, 'status', (db) =>
-      readSlotHealth(db, node.name, objectNames.slot(node.name)),
-    );
+    const health = await withNode(node, 'status', async (db) => {
+      clocks.set(node.name, await readClockOffset(db));
+      return await readSlotHealth(db, node.name, objectNames.slot(node.name));
+    });
     slots.set(node.name, {
       exists: health.exists,
       active: health.active,
@@ -133,6 +139,9 @@ export async function readStatus(config: Config): Promise<StatusReport> {
       if (verdict?.kind === 'lost') problems.push(`${verdict.error.message}; fix: ${verdict.error.hint}`);
       if (verdict?.kind === 'warn') warnings.push(`${verdict.problem}; fix: ${verdict.fix}`);
       warnings.push(...driftBetween(catalogs, d.source.name, d.target.name));
+      const clockSkewMs = skewMs(clocks.get(d.source.name)!, clocks.get(d.target.name)!);
+      const skewed = skewWarning(d.source.name, d.target.name, clockSkewMs, config.conflicts.maxClockSkewMs);
+      if (skewed !== undefined) warnings.push(skewed);
       if (applied === undefined)
         problems.push(`pgbisync schema missing on ${d.target.name}: run pgbisync setup`);
       if (missing.length > 0) {
@@ -164,6 +173,7 @@ export async function readStatus(config: Config): Promise<StatusReport> {
         lastAppliedCommitTime: applied?.progress?.ct ?? null,
         lagSeconds,
         conflicts: applied?.conflicts ?? 0,
+        clockSkewMs,
         healthy: problems.length === 0,
         problems,
         warnings,

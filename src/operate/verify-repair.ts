@@ -50,7 +50,7 @@ export interface PairRepair {
 
 /** A row version as read from a node: commit time (null = unknown/frozen, the oldest) and writing node. */
 interface Version extends RowVersion {
-  /** The commit time as timestamptz text ('-infinity' when unknown), for pg_replication_origin_xact_setup. */
+  /** The commit time as timestamptz text (the Unix epoch when unknown), for pg_replication_origin_xact_setup. */
   readonly ts: string;
   readonly node: string;
 }
@@ -178,7 +178,7 @@ async function decide(
 
 const VERSION_COLUMNS = (x: string, localParam: string) => `
   vt.v::text AS ts,
-  CASE WHEN vt.v = '-infinity' THEN NULL ELSE (extract(epoch FROM vt.v) * 1000000)::bigint::text END AS us,
+  (extract(epoch FROM vt.v) * 1000000)::bigint::text AS us,
   pgbisync.version_node(${x}.xmin, ${localParam}::text) AS node`;
 
 interface VersionRow {

@@ -12,7 +12,10 @@
  * - conflicts: every conflict resolved on this node, with both versions.
  * - tombstones: keys deleted on this node, stamped by the deleting transaction (its xmin gives the
  *   commit time and origin), so a late, older update cannot resurrect a row deleted later; key '{}' is
- *   the table's latest TRUNCATE (local or applied), which every older row of the table lost to.
+ *   the table's latest TRUNCATE (local or applied), which every older row of the table lost to. Pruned
+ *   once every direction applied past them (src/operate/tombstone-pruner.ts).
+ * - tombstone_horizon: per table, the time before which its tombstones were pruned: an incoming change
+ *   older than it, for a key this node lacks, is refused as a tombstone would refuse it.
  * - event_schemas: with `capture.schemasEnabled: false`, the value schema of every relation version
  *   this node's capture encoded, by the id its schemaless records name (src/events/schema-store.ts).
  */
@@ -70,6 +73,10 @@ CREATE TABLE IF NOT EXISTS pgbisync.tombstones (
   table_name text NOT NULL,
   key jsonb NOT NULL,
   PRIMARY KEY (table_name, key)
+);
+CREATE TABLE IF NOT EXISTS pgbisync.tombstone_horizon (
+  table_name text PRIMARY KEY,
+  pruned_before timestamptz NOT NULL
 );
 CREATE OR REPLACE FUNCTION pgbisync.record_tombstone() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
@@ -138,10 +145,11 @@ BEGIN
   PERFORM set_config('pgbisync.conflicts', '0', true);
   RETURN n;
 END $$;
--- Commit time and writing node of a row version: NULL time (frozen or unknown) counts as oldest;
--- origin 0 is a local write, named by the caller.
+-- Commit time of a row version. Unknown (written while track_commit_timestamp was off, or its commit
+-- timestamp truncated) is the Unix epoch: the time the snapshot sends such a row with, so every node
+-- compares it the same way, equal times broken by the node name (src/conflicts/policy.ts).
 CREATE OR REPLACE FUNCTION pgbisync.version_time(x xid) RETURNS timestamptz LANGUAGE sql STABLE AS $$
-  SELECT coalesce(pg_xact_commit_timestamp(x), '-infinity'::timestamptz)
+  SELECT coalesce(pg_xact_commit_timestamp(x), 'epoch'::timestamptz)
 $$;
 -- The source node of a pgbisync origin: pgbisync_<source>@<target>, or pgbisync_<source> as earlier
 -- versions named it; NULL for any other origin.

@@ -61,6 +61,8 @@ export const ErrorCode = {
   APPLY_REJECTED: 'PGB4002',
   /** A local transaction on the same rows made the target abort the applier's (deadlock, serialization). */
   APPLY_CONCURRENT: 'PGB4003',
+  /** A source commit time further ahead of the target's clock than conflicts.maxClockSkewMs. */
+  CLOCK_SKEW: 'PGB4004',
   /** A capture or applier ended without being asked to (its stream ended, its worker thread exited). */
   COMPONENT_ENDED: 'PGB5001',
   /** `pgbisync resync` saw no progress for its timeout (the capture not running or blocked, an applier blocked). */

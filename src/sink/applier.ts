@@ -57,6 +57,8 @@ export interface ApplierOptions {
   readonly truncate?: 'guarded' | 'skip';
   /** A column an event has and the target lacks is added there (config schema.addMissingColumns). */
   readonly addMissingColumns?: boolean;
+  /** How far ahead of the target's clock a commit time is waited for (config conflicts.maxClockSkewMs). */
+  readonly maxClockSkewMs?: number;
   readonly maxBatchTransactions: number;
   readonly maxBatchRows: number;
   /**
@@ -101,6 +103,7 @@ export class Applier {
       sourceNode: o.sourceNode,
       policyFor: o.policyFor,
       ...(o.truncate !== undefined ? { truncate: o.truncate } : {}),
+      ...(o.maxClockSkewMs !== undefined ? { maxClockSkewMs: o.maxClockSkewMs } : {}),
     });
     let consumer: RecordConsumer | undefined;
     /** The group queued before the newest one: settles once it committed and was reported. */

@@ -32,6 +32,8 @@ const SCHEMA_FUNCTIONS = [
   'pgbisync.record_conflict',
   'pgbisync.take_conflicts',
 ];
+/** Tables of the pgbisync schema the statements read that older versions lack. */
+const SCHEMA_TABLES = ['pgbisync.tombstone_horizon'];
 
 /**
  * Prepares a connected session for applying `o.sourceNode`'s transactions. Throws a BlockedError, with
@@ -82,11 +84,13 @@ export function replicaRoleGrant(user: string): string {
   return `GRANT SET ON PARAMETER session_replication_role TO ${quoteIdent(user)};`;
 }
 
-/** The statements call functions of the pgbisync schema that `pgbisync setup` of an older version lacks. */
+/** The statements use functions and tables of the pgbisync schema that `pgbisync setup` of an older version lacks. */
 async function requireSchemaFunctions(db: Queryable, o: ApplySessionOptions): Promise<void> {
   const r = await db.query<{ missing: string | null }>(
-    `SELECT string_agg(f, ', ') AS missing FROM unnest($1::text[]) AS f WHERE to_regproc(f) IS NULL`,
-    [SCHEMA_FUNCTIONS],
+    `SELECT string_agg(f, ', ') AS missing FROM (
+       SELECT f FROM unnest($1::text[]) AS f WHERE to_regproc(f) IS NULL
+       UNION ALL SELECT t FROM unnest($2::text[]) AS t WHERE to_regclass(t) IS NULL) m`,
+    [SCHEMA_FUNCTIONS, SCHEMA_TABLES],
   );
   const missing = r.rows[0]?.missing ?? null;
   if (missing !== null) {

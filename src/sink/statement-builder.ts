@@ -170,7 +170,15 @@ export class TableStatements {
                   AND CASE WHEN ${wins(VERSION_TIME('b'), VERSION_NODE('b'))} THEN false WHEN ${this.#seen('i')} THEN false
                     ELSE pgbisync.record_conflict($4::text, 'update_deleted', ${this.#keyJson('i')}, NULL, ${VERSION_TIME('b')}, ${VERSION_NODE('b')},
                       NULL, $1::timestamptz, $2::text, 'keep_deleted', ${policy}) IS NOT NULL END OFFSET 0)`;
-    return `w AS (INSERT INTO ${this.#qualified} AS t (${cols}) SELECT ${cols} FROM i WHERE NOT ${tombstoneBlocks}
+    // Tombstones older than the table's horizon were pruned (../operate/tombstone-pruner.ts): a change
+    // older than it, for a key this node lacks, is refused as they would refuse it (no local node).
+    const horizonBlocks = `EXISTS (SELECT 1 FROM pgbisync.tombstone_horizon h
+                WHERE h.table_name = $4::text
+                  AND CASE WHEN ${wins('h.pruned_before', "''::text")} THEN false WHEN ${this.#seen('i')} THEN false
+                    ELSE pgbisync.record_conflict($4::text, 'update_deleted', ${this.#keyJson('i')}, NULL, h.pruned_before, NULL,
+                      NULL, $1::timestamptz, $2::text, 'keep_deleted', ${policy}) IS NOT NULL END OFFSET 0)`;
+    return `w AS (INSERT INTO ${this.#qualified} AS t (${cols}) SELECT ${cols} FROM i
+            WHERE CASE WHEN ${tombstoneBlocks} THEN false WHEN ${horizonBlocks} THEN false ELSE true END
             ON CONFLICT (${pk}) DO UPDATE SET ${set}
               WHERE CASE WHEN ${VERSION_NODE('t')} = $2::text THEN true
                 ELSE pgbisync.record_conflict($4::text, ${quoteLiteral(op === 'u' ? 'update_origin_differs' : 'insert_exists')},

@@ -9,6 +9,7 @@
  * applied rows).
  */
 import type pg from 'pg';
+import { CLOCK_WAIT_SQL, ClockGuard, DEFAULT_MAX_CLOCK_SKEW_MS } from '../conflicts/clock-skew.ts';
 import type { ConflictPolicy } from '../conflicts/policy.ts';
 import {
   type AppliedPosition,
@@ -41,6 +42,11 @@ export interface TransactionWriterOptions {
   readonly policyFor: (table: string) => ConflictPolicy;
   /** How a source TRUNCATE is applied: guarded (default; ./statement-builder.ts truncate) or skipped. */
   readonly truncate?: 'guarded' | 'skip';
+  /**
+   * A commit time up to this far ahead of the target's clock is waited for before it commits; further
+   * ahead blocks (../conflicts/clock-skew.ts). Default DEFAULT_MAX_CLOCK_SKEW_MS.
+   */
+  readonly maxClockSkewMs?: number;
 }
 
 export class TransactionWriter {
@@ -48,6 +54,7 @@ export class TransactionWriter {
   readonly #client: pg.Client;
   readonly #catalog: TargetCatalog;
   readonly #progress: ApplyProgress;
+  readonly #clock: ClockGuard;
   /** Statement text -> name of its prepared statement on this connection (parsed once, then reused). */
   readonly #prepared = new Map<string, string>();
   /** A run's statement text -> the same statement with the progress CTEs in front. */
@@ -69,12 +76,15 @@ export class TransactionWriter {
     });
     this.#catalog = new TargetCatalog(options);
     this.#progress = new ApplyProgress(options.sourceNode);
+    const maxSkewMs = options.maxClockSkewMs ?? DEFAULT_MAX_CLOCK_SKEW_MS;
+    this.#clock = new ClockGuard(options.sourceNode, options.targetNode, maxSkewMs);
   }
 
   /** Connects, binds the session to the source's replication origin and returns the stored progress. */
   async open(): Promise<AppliedPosition | undefined> {
     await this.#client.connect();
     await setUpApplySession(this.#client, this.#o);
+    await this.#clock.measure(this.#client);
     return await this.#progress.read(this.#client);
   }
 
@@ -221,6 +231,12 @@ export class TransactionWriter {
   ): Promise<Promise<unknown>[]> {
     const tsIso = isoFromMicros(txn.commitTimeUs);
     const statements = duplicate ? [] : await this.#plan(txn, tsIso);
+    // Committed only once the target's clock passed the commit time (../conflicts/clock-skew.ts): queued
+    // first, it runs before the transaction's statements (or, for a last piece, before its commit).
+    const clockWait =
+      !duplicate && this.#clock.needsWait(txn.commitTimeUs, tsIso)
+        ? [this.#query(CLOCK_WAIT_SQL, [tsIso])]
+        : [];
     if (txn.piece === 'last') {
       // Its first pieces are applied in the open target transaction. A duplicate (re-published by a
       // restarted capture: known only now, from the commit LSN on its last record) is rolled back whole.
@@ -231,6 +247,7 @@ export class TransactionWriter {
         return [this.#query('ROLLBACK', undefined), this.#query(PROGRESS_STATEMENT, progressValues)];
       }
       return [
+        ...clockWait,
         ...this.#queueStatements(statements, conflictResults),
         this.#query(PROGRESS_STATEMENT, progressValues),
         this.#query('COMMIT', undefined),
@@ -246,14 +263,15 @@ export class TransactionWriter {
         ...progress,
       ]);
       if (only.conflicts) conflictResults.push(result);
-      return [result];
+      return [...clockWait, result];
     }
     const progressValues = [tsIso, txn.sourceNode, ...progress];
-    if (statements.length === 0) return [this.#query(PROGRESS_STATEMENT, progressValues)];
+    if (statements.length === 0) return [...clockWait, this.#query(PROGRESS_STATEMENT, progressValues)];
     // Queries go out in the order they are made: BEGIN must be made first, or the progress write (and
     // the origin's commit LSN and time) would commit on its own, ahead of the transaction it belongs to.
     const begin = this.#query('BEGIN', undefined);
     return [
+      ...clockWait,
       begin,
       this.#query(PROGRESS_STATEMENT, progressValues),
       ...this.#queueStatements(statements, conflictResults),

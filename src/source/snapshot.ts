@@ -174,8 +174,8 @@ export async function runSnapshot(o: SnapshotOptions): Promise<number> {
       const qualified = qualifiedName(schema, table);
       const columns = relation.columns.map((c) => quoteIdent(c.name));
       // Each row carries its own commit time (the last column), as a streamed change would: conflict
-      // resolution compares it on every node. Unknown (frozen, or written before
-      // track_commit_timestamp was on) counts as oldest: the Unix epoch.
+      // resolution compares it on every node. Unknown (written before track_commit_timestamp was on, or
+      // truncated) is the Unix epoch, as pgbisync.version_time has it on every target (../conflicts/policy.ts).
       const rows = await sendCursor(
         client,
         o,

@@ -25,10 +25,13 @@ const v = (offsetUs: bigint | null, node: string): RowVersion => ({
   node,
 });
 
-/** A row version's commit time as the SQL form sees it: timestamptz text, '-infinity' when unknown. */
+/** A version stamped with the Unix epoch itself: what the snapshot sends for a row of unknown time. */
+const epoch = (node: string): RowVersion => ({ commitUs: 0n, node });
+
+/** A row version's commit time as the SQL form sees it: timestamptz text, the Unix epoch when unknown. */
 export function sqlTime(version: RowVersion): string {
   const us = version.commitUs;
-  if (us === null) return '-infinity';
+  if (us === null) return '1970-01-01 00:00:00+00';
   const ms = new Date(Number(us / 1000n)).toISOString().slice(0, 23); // 2026-01-01T00:00:00.000
   return `${ms}${String(us % 1000n).padStart(3, '0')}+00`;
 }
@@ -82,6 +85,29 @@ export const CONFLICT_CASES: readonly ConflictCase[] = [
     incoming: v(null, 'a'),
     existing: v(null, 'b'),
     wins: false,
+  },
+  // A snapshot sends a row of unknown time stamped with the epoch: against the target's own row of
+  // unknown time the node name decides, the same way on both nodes (it used to win on both).
+  {
+    name: 'snapshot epoch stamp over unknown, smaller node',
+    policy: LWW,
+    incoming: epoch('a'),
+    existing: v(null, 'b'),
+    wins: false,
+  },
+  {
+    name: 'snapshot epoch stamp over unknown, greater node',
+    policy: LWW,
+    incoming: epoch('b'),
+    existing: v(null, 'a'),
+    wins: true,
+  },
+  {
+    name: 'any known time over the epoch',
+    policy: LWW,
+    incoming: v(-S, 'a'),
+    existing: epoch('b'),
+    wins: true,
   },
   // source-wins
   {

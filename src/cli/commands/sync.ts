@@ -11,6 +11,7 @@ import { interleaveSequences } from '../../operate/sequences.ts';
 import { requireSyncSettings, setup, teardown } from '../../operate/setup.ts';
 import { formatStatus, readStatus } from '../../operate/status.ts';
 import { resolveTables, withNode } from '../../operate/sync-plan.ts';
+import { pruneTombstones } from '../../operate/tombstone-pruner.ts';
 import { classifyPgError } from '../../runtime/pg-errors.ts';
 import { retryTransient } from '../../runtime/retry.ts';
 import { parseIntegerOption } from '../options.ts';
@@ -106,11 +107,13 @@ export function registerSyncCommands(program: Command): void {
       const http = await startHttpServer({ host: config.http.host, port, metrics, runner });
       log.info({ tables, http: http.url }, 'running');
       const sampling = sampleLag(config, metrics, log, controller.signal);
+      const pruning = pruneTombstones(config, log, controller.signal);
       try {
         await runner.run(controller.signal);
       } finally {
         controller.abort(); // a failed run stops the sampler too
         await sampling;
+        await pruning;
         if (timer !== undefined) clearTimeout(timer);
         await http.close();
       }
