@@ -235,7 +235,7 @@ test('a transaction restarted after some of its pieces were handed out starts ov
   );
 });
 
-test('the tables of one TRUNCATE share a change position: not a restart', () => {
+test('changes of one WAL record (a TRUNCATE of several tables, a multi-insert) share a position: not a restart', () => {
   const truncates = (r: InRecord): DecodedChange => ({
     ...byLsn(r),
     change: { op: 't', schema: 'public', table: r.key!.toString() },

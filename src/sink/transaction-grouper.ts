@@ -105,15 +105,17 @@ export class TransactionGrouper {
 
   /**
    * `next` cannot continue the open transaction: its change position goes back (within a transaction
-   * change LSNs rise; the tables of one TRUNCATE share one), or, on a topic whose transactions our
-   * capture marks, its transaction id differs (a marked transaction ends with its marker, never with
-   * the next one's first record).
+   * change positions do not; one WAL record may carry several changes — a COPY's multi-insert, a
+   * TRUNCATE of several tables — so an equal one continues it, and a stale part ending in such a record
+   * merged with its re-send only writes rows again), or, on a topic whose transactions our capture
+   * marks, its transaction id differs (a marked transaction ends with its marker, never with the next
+   * one's first record).
    */
   #restarts(next: DecodedChange): boolean {
     const last = this.#last!;
     if (last.txId !== next.txId) return this.#marked && !last.snapshot;
     if (next.snapshot || last.snapshot) return false;
-    return next.lsn < last.lsn || (next.lsn === last.lsn && next.change.op !== 't');
+    return next.lsn < last.lsn;
   }
 
   /** Drops the open transaction's buffered changes (its pieces handed out are rolled back by the writer). */
