@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { BlockedError, ErrorCode, FatalError, RetryableError } from './errors.ts';
+import { BlockedError, ErrorCode, FatalError, MalformedInputError, RetryableError } from './errors.ts';
 import { supervise } from './supervisor.ts';
 
 const untilAborted = (signal: AbortSignal) =>
@@ -113,4 +113,48 @@ test('a transaction that lost a race with a local write is retried at once, with
   assert.equal(runs, 6);
   // Four immediate retries, then the first real failure starts the backoff at its minimum.
   assert.deepEqual(delays, [50, 50, 50, 50, 500]);
+});
+
+test('input one stream cannot read blocks that stream only (malformed bytes, a type without mapping); other fatal errors stop all', async () => {
+  const blocked: { name: string; code: string }[] = [];
+  let otherRuns = 0;
+  const controller = new AbortController();
+  let malformedRuns = 0;
+  let unmappedRuns = 0;
+  await supervise(
+    [
+      {
+        name: 'capture a',
+        run: async () => {
+          malformedRuns++;
+          throw new MalformedInputError('pgoutput: unknown message tag 0x5a', {
+            code: ErrorCode.PGOUTPUT_MALFORMED,
+          });
+        },
+      },
+      {
+        name: 'apply x->b',
+        run: async () => {
+          unmappedRuns++;
+          throw new FatalError('no PostgreSQL mapping for Connect schema io.example.Thing', {
+            code: ErrorCode.TYPE_UNSUPPORTED,
+          });
+        },
+      },
+      {
+        name: 'apply b->a',
+        run: async (signal) => {
+          otherRuns++;
+          setTimeout(() => controller.abort(), 1200);
+          await untilAborted(signal);
+        },
+      },
+    ],
+    controller.signal,
+    { onBlocked: (name, error) => blocked.push({ name, code: error.code }) },
+  );
+  assert.equal(otherRuns, 1, 'the other direction ran on, never restarted');
+  assert.ok(malformedRuns >= 2 && unmappedRuns >= 2, 'both blocked streams were retried');
+  assert.deepEqual(blocked.find((b) => b.name === 'capture a')?.code, ErrorCode.PGOUTPUT_MALFORMED);
+  assert.deepEqual(blocked.find((b) => b.name === 'apply x->b')?.code, ErrorCode.TYPE_UNSUPPORTED);
 });

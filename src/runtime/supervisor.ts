@@ -2,8 +2,11 @@
  * Runs long-lived components (captures, appliers) and restarts one that fails with a retryable error,
  * with exponential backoff (a transaction that lost a race with a local write is retried at once). A
  * BlockedError (one stream waits for an operator) is retried the same way but reported as blocked, while
- * the other components run on. A FatalError (an operator must act) or a MalformedInputError that reached
- * here stops everything: the whole run rejects with it, after every component has stopped.
+ * the other components run on. Input one stream cannot read (a MalformedInputError: bytes of its
+ * replication stream or a record of its topic; a FatalError for a type it has no mapping for) blocks that
+ * stream alone the same way: every other direction runs on. Any other FatalError (an operator must act:
+ * configuration, credentials, prerequisites) stops everything: the whole run rejects with it, after
+ * every component has stopped.
  */
 import {
   BlockedError,
@@ -63,7 +66,8 @@ export async function supervise(
         });
       } catch (error) {
         if (inner.signal.aborted) break;
-        if (error instanceof FatalError || error instanceof MalformedInputError) {
+        const stuck = streamBlocked(error);
+        if (stuck === undefined && error instanceof FatalError) {
           fatal ??= error;
           inner.abort();
           break;
@@ -74,13 +78,10 @@ export async function supervise(
           continue;
         }
         if (Date.now() - started > HEALTHY_AFTER_MS) backoffMs = MIN_BACKOFF_MS;
-        if (error instanceof BlockedError) hooks.onBlocked?.(component.name, error, backoffMs);
+        if (stuck !== undefined) hooks.onBlocked?.(component.name, stuck, backoffMs);
         else hooks.onRestart?.(component.name, error, backoffMs);
         await sleep(backoffMs, inner.signal);
-        backoffMs = Math.min(
-          backoffMs * 2,
-          error instanceof BlockedError ? MAX_BLOCKED_BACKOFF_MS : MAX_BACKOFF_MS,
-        );
+        backoffMs = Math.min(backoffMs * 2, stuck !== undefined ? MAX_BLOCKED_BACKOFF_MS : MAX_BACKOFF_MS);
       }
     }
     hooks.onStopped?.(component.name);
@@ -88,4 +89,23 @@ export async function supervise(
   await Promise.all(loops);
   signal.removeEventListener('abort', stop);
   if (fatal !== undefined) throw fatal;
+}
+
+/** Fatal codes that concern one stream's input, not the whole run (see the module comment). */
+const STREAM_INPUT_CODES: ReadonlySet<string> = new Set([ErrorCode.TYPE_UNSUPPORTED]);
+
+/** The error as one stream's blocked state, or undefined when it is not one (retry, or stop all). */
+function streamBlocked(error: unknown): BlockedError | undefined {
+  if (error instanceof BlockedError) return error;
+  const input =
+    error instanceof MalformedInputError ||
+    (error instanceof FatalError && STREAM_INPUT_CODES.has(error.code));
+  if (!input) return undefined;
+  return new BlockedError(error.message, {
+    code: error.code,
+    hint:
+      error.hint ??
+      'this stream cannot read its input; it is retried and resumes from the same place once the input is fixed',
+    cause: error.cause,
+  });
 }
