@@ -46,6 +46,11 @@ export interface ComponentState {
   events?: number;
   transactions?: number;
   lastLsn?: string;
+  /**
+   * A capture's copy of its tables (initial snapshot, an added table, a resync), by table: rows (and
+   * remembered deletes) sent so far and whether the table is done. Kept after the copy ends.
+   */
+  copy?: Record<string, { rows: number; deletes: number; rowsPerSec: number; done: boolean }>;
 }
 
 export class SyncRunner {
@@ -198,6 +203,8 @@ export class SyncRunner {
         if (events > counted) metrics.eventsCaptured.inc({ node, table }, events - counted);
         counts.set(table, events);
         this.#snapshotRows.set(node, counts);
+        const { rows, deletes, rowsPerSec, done } = event.progress;
+        state.copy = { ...state.copy, [table]: { rows, deletes, rowsPerSec, done } };
         log.info({ node, ...event.progress }, 'snapshot progress');
         break;
       }

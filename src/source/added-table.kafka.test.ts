@@ -75,7 +75,12 @@ test('a table added while syncing is copied both ways (its existing rows by last
       return JSON.stringify(x) === JSON.stringify(expected) && JSON.stringify(y) === JSON.stringify(expected);
     });
     await waitFor('first equal', async () => (await tableRows(dbs.sql2, 'first')).length === 2);
-    // The copy covered the added table only, and is recorded.
+    // The copy covered the added table only (its progress in /status's component state), and is recorded.
+    for (const n of [a, b]) {
+      const copy = sync.runner.states.get(`capture ${n}`)?.copy ?? {};
+      assert.deepEqual(Object.keys(copy), ['public.added'], JSON.stringify(copy));
+      assert.equal(copy['public.added']?.done, true);
+    }
     for (const sql of [dbs.sql1, dbs.sql2]) {
       const copied = await sql('SELECT copied_tables FROM pgbisync.capture_state');
       assert.deepEqual([...copied.rows[0].copied_tables].sort(), ['public.added', 'public.first']);
