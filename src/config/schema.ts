@@ -83,6 +83,12 @@ export const nodeSchema = z.strictObject({
     .refine((v) => /^postgres(ql)?:\/\//.test(v), 'must be a postgres:// URL')
     .refine((v) => URL.canParse(v), 'is not a valid URL'),
   debezium: debeziumSourceSchema.optional(),
+  failoverSlot: z
+    .boolean()
+    .default(false)
+    .describe(
+      "PostgreSQL 17+: create (or mark) the node's slot FAILOVER, so standbys with sync_replication_slots keep it and a promoted standby streams on from it",
+    ),
 });
 
 const tableName = z.string().regex(/^[^.\s]+\.[^.\s]+$/, 'must be schema.table');

@@ -88,6 +88,7 @@ async function runCapture(nodeName: string, { config, tables, report, signal }: 
     producer,
     topicFor: topicFor(config, node.name),
     snapshot: config.capture.snapshot,
+    failoverSlot: node.failoverSlot,
     snapshotChunkRows: config.capture.snapshotChunkRows,
     maxBatchEvents: config.capture.maxBatchEvents,
     onProgress: (event) => report({ kind: 'capture', event }),

@@ -24,6 +24,7 @@ import { newPgClient } from '../pg/client.ts';
 import { objectNames, quoteIdent } from '../pg/sql-names.ts';
 import { type CatalogTable, matchTables } from '../pg/table-catalog.ts';
 import { judgeSlot, readSlotHealth, type SlotHealth } from '../source/slot-health.ts';
+import { checkFailoverSlot } from './doctor-failover.ts';
 import type { CheckStatus, DoctorCheck, DoctorReport, Emit } from './doctor-report.ts';
 import { checkSequences, checkTable, compareTables } from './doctor-tables.ts';
 import { checkReplicaRole, checkTriggers } from './doctor-triggers.ts';
@@ -50,6 +51,7 @@ export async function runDoctor(config: Config): Promise<DoctorReport> {
       await checkServer(db, node, emit);
       clocks.push({ node: node.name, offset: await readClockOffset(db) });
       if (node.debezium === undefined) await checkSlot(db, node, emit);
+      if (node.debezium === undefined) await checkFailoverSlot(db, node, emit);
       await checkReplicaRole(db, emit);
       const names = Array.isArray(config.tables)
         ? [...config.tables]

@@ -47,7 +47,7 @@ export async function pruneTombstonesOnce(config: Config): Promise<PruneRound> {
   for (const d of directions(config)) {
     const ms = await withNode(d.target, 'prune', async (db) => {
       const r = await db.query<{ ms: string }>(
-        `SELECT (extract(epoch FROM commit_time) * 1000)::bigint::text AS ms
+        `SELECT floor(extract(epoch FROM commit_time) * 1000)::bigint::text AS ms
            FROM pgbisync.apply_progress WHERE source_node = $1`,
         [d.source.name],
       );

@@ -22,7 +22,7 @@ import { recordCopied, requirePublished, tablesToCopy } from './added-tables.ts'
 import { CaptureSender, type SentBatch } from './capture-sender.ts';
 import type { ChangeEncoder } from './change-encoder.ts';
 import { readSlotHealth, slotLoss, slotLostError } from './slot-health.ts';
-import { createSlotWithSnapshot } from './slot-setup.ts';
+import { createSlotWithSnapshot, ensureFailover } from './slot-setup.ts';
 import { runSnapshot, type SnapshotProgress } from './snapshot.ts';
 import { TransactionAssembler } from './transaction-assembler.ts';
 
@@ -60,6 +60,8 @@ export interface CaptureOptions {
   readonly producer: RecordProducer;
   readonly topicFor: (schema: string, table: string) => string;
   readonly snapshot: 'initial' | 'never';
+  /** The slot is created (or marked) FAILOVER (PostgreSQL 17+; nodes[].failoverSlot). */
+  readonly failoverSlot?: boolean;
   readonly snapshotChunkRows: number;
   readonly maxBatchEvents: number;
   readonly onProgress?: (event: CaptureProgressEvent) => void;
@@ -174,6 +176,7 @@ export class Capture {
       exists = false;
     }
     await requirePublished(admin, o.node, this.publication, o.tables);
+    if (o.failoverSlot === true) await ensureFailover(admin, conn, o.node, this.slot, exists);
     const snapshotDone = resync === null && (o.snapshot === 'never' || health.streamed);
     if (exists && snapshotDone) {
       const added = await tablesToCopy(admin, o.node, o.tables);
@@ -209,7 +212,7 @@ export class Capture {
       exists = false;
     }
     if (!exists) {
-      const created = await createSlotWithSnapshot(conn, this.slot);
+      const created = await createSlotWithSnapshot(conn, this.slot, o.failoverSlot === true);
       await admin.query(
         `INSERT INTO pgbisync.capture_state (node, slot, consistent_lsn, snapshot_done_at) VALUES ($1, $2, $3, NULL)
          ON CONFLICT (node) DO UPDATE SET slot = EXCLUDED.slot, consistent_lsn = EXCLUDED.consistent_lsn, snapshot_done_at = NULL`,

@@ -7,7 +7,7 @@ import { parseLsn } from '../pg/lsn.ts';
 import type { ReplicationConnection } from '../pg/replication/replication-connection.ts';
 import { qualifiedName, quoteIdent, splitTableName } from '../pg/sql-names.ts';
 import type { Queryable } from '../pg/table-catalog.ts';
-import { ErrorCode, RetryableError } from '../runtime/errors.ts';
+import { BlockedError, ErrorCode, RetryableError } from '../runtime/errors.ts';
 
 /** Creates or updates the publication so it holds exactly `tables`. */
 export async function ensurePublication(
@@ -32,13 +32,14 @@ export interface CreatedSlot {
   readonly snapshotName: string;
 }
 
-/** CREATE_REPLICATION_SLOT ... LOGICAL pgoutput, exporting its snapshot. */
+/** CREATE_REPLICATION_SLOT ... LOGICAL pgoutput, exporting its snapshot (FAILOVER: PostgreSQL 17+). */
 export async function createSlotWithSnapshot(
   conn: ReplicationConnection,
   slot: string,
+  failover = false,
 ): Promise<CreatedSlot> {
   const r = await conn.command<{ consistent_point: string; snapshot_name: string }>(
-    `CREATE_REPLICATION_SLOT ${quoteIdent(slot)} LOGICAL pgoutput EXPORT_SNAPSHOT`,
+    `CREATE_REPLICATION_SLOT ${quoteIdent(slot)} LOGICAL pgoutput ${failover ? "(SNAPSHOT 'export', FAILOVER true)" : 'EXPORT_SNAPSHOT'}`,
   );
   const row = r.rows[0];
   if (row === undefined) {
@@ -52,4 +53,34 @@ export async function createSlotWithSnapshot(
     );
   }
   return { consistentPoint: parseLsn(row.consistent_point), snapshotName: row.snapshot_name };
+}
+
+/**
+ * nodes[].failoverSlot: the node's slot must be a FAILOVER slot, which standbys with
+ * sync_replication_slots = on keep in step, so that a promoted standby has it (PostgreSQL 17+). An
+ * existing slot without the flag gets it (ALTER_REPLICATION_SLOT, while no walsender uses it: before
+ * streaming). An older server blocks the capture with the fix.
+ */
+export async function ensureFailover(
+  admin: Queryable,
+  conn: ReplicationConnection,
+  node: string,
+  slot: string,
+  exists: boolean,
+): Promise<void> {
+  const v = await admin.query<{ v: string }>("SELECT current_setting('server_version_num') AS v");
+  if (Number(v.rows[0]?.v ?? 0) < 170000) {
+    throw new BlockedError(`capture of node ${node}: nodes[].failoverSlot needs PostgreSQL 17 or later`, {
+      code: ErrorCode.PG_PREREQUISITE,
+      hint: `upgrade ${node} to PostgreSQL 17+, or set failoverSlot: false (then a failover loses the slot: \`pgbisync resync ${node}\` re-copies)`,
+    });
+  }
+  if (!exists) return; // created FAILOVER (createSlotWithSnapshot)
+  const r = await admin.query<{ failover: boolean }>(
+    'SELECT failover FROM pg_replication_slots WHERE slot_name = $1',
+    [slot],
+  );
+  if (r.rows[0]?.failover === false) {
+    await conn.command(`ALTER_REPLICATION_SLOT ${quoteIdent(slot)} (FAILOVER true)`);
+  }
 }
