@@ -42,6 +42,13 @@ export class TransactionGrouper {
   #lastRecord: InRecord | undefined;
   /** Offset of the open transaction's first record. */
   #firstOffset: bigint | undefined;
+  /**
+   * The stream showed our capture's marker: its transactions always end with one, so an open part that
+   * another transaction's record follows was left by a capture that stopped mid-transaction (killed, or
+   * fenced off by a takeover and waking to send what it had buffered, after its successor's newer
+   * transactions). Its successor sends that transaction whole; the part is dropped, never applied alone.
+   */
+  #markerSeen = false;
 
   constructor(
     sourceNode: string,
@@ -67,9 +74,15 @@ export class TransactionGrouper {
           this.#onMalformed(record, error);
         }
         if (decoded !== undefined) {
-          if (!ours && this.#last !== undefined && this.#last.txId !== decoded.txId) {
-            const closed = this.#close(undefined);
-            if (closed !== undefined) done.push(closed);
+          const open = this.#last;
+          if (open !== undefined && !open.snapshot && !decoded.snapshot && isResend(open, decoded)) {
+            this.#dropOpen(); // the same transaction sent again from its start: the part before is stale
+          } else if (open !== undefined && open.txId !== decoded.txId) {
+            if (ours || this.#markerSeen) this.#dropOpen();
+            else {
+              const closed = this.#close(undefined);
+              if (closed !== undefined) done.push(closed);
+            }
           }
           this.#last = decoded;
           this.#changes.push(decoded.change);
@@ -78,11 +91,19 @@ export class TransactionGrouper {
       this.#firstOffset ??= record.offset;
       this.#lastRecord = record;
       if (last) {
+        this.#markerSeen = true;
         const closed = this.#close(commitLsnOf(record.headers));
         if (closed !== undefined) done.push(closed);
       }
     }
     return done;
+  }
+
+  /** Forgets the open part of a transaction (see #markerSeen). */
+  #dropOpen(): void {
+    this.#changes = [];
+    this.#last = undefined;
+    this.#firstOffset = undefined;
   }
 
   #close(commitLsn: bigint | undefined): ApplyTransaction | undefined {
@@ -108,4 +129,13 @@ export class TransactionGrouper {
       ...(firstOffset === undefined ? {} : { firstOffset }),
     };
   }
+}
+
+/**
+ * A change of the open transaction before its latest one: a capture sending it again from its start.
+ * (Not at it: one WAL record may carry several changes, a COPY's multi-insert or a TRUNCATE of several
+ * tables; a part that ends in such a record and is merged with its re-send only writes rows again.)
+ */
+function isResend(open: DecodedChange, next: DecodedChange): boolean {
+  return next.txId === open.txId && next.lsn < open.lsn;
 }
