@@ -73,7 +73,18 @@ async function startCli() {
     process.execve(process.execPath, argv, env);
   }
 
+  // Node strips types only outside node_modules: an installed package (`npm install -g`) runs the
+  // JavaScript that `npm pack` built into dist/ (prepack), a checkout its sources.
   const src = new URL('../src/cli/main.ts', import.meta.url);
-  const { main } = await import(existsSync(src) ? src.href : new URL('../dist/cli/main.js', import.meta.url).href);
+  const dist = new URL('../dist/cli/main.js', import.meta.url);
+  const installed = import.meta.url.includes('/node_modules/');
+  const entry = existsSync(src) && !(installed && existsSync(dist)) ? src : dist;
+  if (!existsSync(entry)) {
+    process.stderr.write(
+      `pgbisync: ${new URL('..', import.meta.url).pathname} holds neither src/ nor a built dist/: install a package made by 'npm pack' (it builds dist/), or run 'npm run build' in a checkout\n`,
+    );
+    process.exit(1);
+  }
+  const { main } = await import(entry.href);
   await main(process.argv);
 }

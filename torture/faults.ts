@@ -3,8 +3,8 @@
  * times at random moments, free to overlap with the others.
  */
 import type { DevStack } from '../src/dev/stack.ts';
+import type { FaultProxy } from '../src/testing/fault-proxy.ts';
 import type { Daemon } from './daemon.ts';
-import type { FaultProxy } from './proxy.ts';
 import type { Random } from './random.ts';
 import { withSession } from './workload.ts';
 

@@ -16,6 +16,8 @@
 import pg from 'pg';
 
 export const CLIENT_KEEPALIVE_DELAY_MS = 5_000;
+/** A connection attempt whose server never answers (a path that drops packets silently) fails after this. */
+export const CONNECT_TIMEOUT_MS = 15_000;
 /** Server side: first probe after 5 s idle, then every 5 s, 3 unanswered end the session; unacked data 20 s. */
 export const SERVER_TCP_SETTINGS = {
   tcp_keepalives_idle: '5',
@@ -37,6 +39,7 @@ export function newPgClient(config: pg.ClientConfig, onLost?: (error: Error) => 
   const client = new pg.Client({
     keepAlive: true,
     keepAliveInitialDelayMillis: CLIENT_KEEPALIVE_DELAY_MS,
+    connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
     ...config,
     // A caller's own startup options (e.g. the lease's idle_session_timeout) come after ours.
     options: [serverOptions(SERVER_TCP_SETTINGS), config.options].filter((o) => o !== undefined).join(' '),
