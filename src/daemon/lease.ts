@@ -18,6 +18,7 @@ import {
   leaseKey,
   type OwnedComponent,
   ownerAppName,
+  preferringStandbyPattern,
   readOwner,
   standbyAppName,
 } from '../operate/ownership.ts';
@@ -98,10 +99,12 @@ export class ComponentLease {
         }),
       );
     };
+    const preferred =
+      this.#instance.prefer.length === 0 || this.#instance.prefer.includes(this.#component.node);
     const client = newPgClient(
       {
         connectionString: this.#url,
-        application_name: standbyAppName(this.#instance.name),
+        application_name: standbyAppName(this.#instance.name, this.#component.name, preferred),
         options: serverOptions({ idle_session_timeout: String(LEASE_TIMEOUT_MS) }),
       },
       fail,
@@ -111,8 +114,6 @@ export class ComponentLease {
     const key = [LEASE_CLASS_ID, leaseKey(this.#component.name)];
     try {
       await client.connect();
-      const preferred =
-        this.#instance.prefer.length === 0 || this.#instance.prefer.includes(this.#component.node);
       let previous: string | undefined;
       let freeSince: number | undefined;
       while (!signal.aborted) {
@@ -138,11 +139,33 @@ export class ComponentLease {
         'application_name',
         ownerAppName(this.#instance.name, since),
       ]);
+      // The heartbeat of an owner that does not prefer the node also looks for a standby that does.
+      const beat = preferred
+        ? () => client.query('SELECT false AS waiting')
+        : () =>
+            client.query<{ waiting: boolean }>(
+              `SELECT EXISTS (SELECT 1 FROM pg_stat_activity
+                 WHERE datname = current_database() AND application_name LIKE $1) AS waiting`,
+              [preferringStandbyPattern(this.#component.name)],
+            );
       this.#heartbeat = setInterval(() => {
         const timeout = sleep(HEARTBEAT_TIMEOUT_MS).then(() => {
           throw new Error(`no heartbeat answer within ${HEARTBEAT_TIMEOUT_MS} ms`);
         });
-        Promise.race([client.query('SELECT 1'), timeout]).catch(fail);
+        Promise.race([beat(), timeout])
+          .then((r) => {
+            if (r.rows[0]?.waiting !== true || lost.signal.aborted) return;
+            lost.abort(
+              new RetryableError(
+                `handing ${this.#component.name} over to an instance that prefers ${this.#component.node}`,
+                {
+                  code: ErrorCode.OWNERSHIP_HANDED_OVER,
+                  hint: 'nothing: instance.prefer places it there',
+                },
+              ),
+            );
+          })
+          .catch(fail);
       }, HEARTBEAT_MS);
       events.acquired(since, previous === this.#instance.name ? undefined : previous);
       return lost.signal;

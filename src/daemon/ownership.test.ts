@@ -9,6 +9,7 @@ import {
   ownedComponents,
   ownerAppName,
   parseOwnerAppName,
+  standbyAppName,
 } from '../operate/ownership.ts';
 import { FatalError } from '../runtime/errors.ts';
 import { resolveInstance } from './lease.ts';
@@ -38,6 +39,9 @@ test('an owner application_name carries the instance and since when, and fits in
   const name = ownerAppName('x'.repeat(32), since);
   assert.ok(Buffer.byteLength(name) <= 63, name);
   assert.deepEqual(parseOwnerAppName(name), { instance: 'x'.repeat(32), since: since.toISOString() });
+  const standby = standbyAppName('x'.repeat(32), 'apply db1->db2', true);
+  assert.ok(Buffer.byteLength(standby) <= 63, standby);
+  assert.equal(parseOwnerAppName(standby), undefined);
   assert.equal(parseOwnerAppName('pgbisync standby a'), undefined);
   assert.equal(parseOwnerAppName('psql'), undefined);
 });

@@ -11,7 +11,7 @@ import type { Config } from '../config/schema.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import { formatLsn } from '../pg/lsn.ts';
-import { describeError, isConcurrentApplyFailure, PgbisyncError } from '../runtime/errors.ts';
+import { describeError, ErrorCode, isConcurrentApplyFailure, PgbisyncError } from '../runtime/errors.ts';
 import { type Component, supervise } from '../runtime/supervisor.ts';
 import type { ApplierProgressEvent } from '../sink/applier.ts';
 import type { CaptureProgressEvent } from '../source/capture.ts';
@@ -105,6 +105,13 @@ export class SyncRunner {
           else delete state.code;
         }
         this.#o.metrics.restarts.inc({ component: name });
+        if (error instanceof PgbisyncError && error.code === ErrorCode.OWNERSHIP_HANDED_OVER) {
+          log.info(
+            { component: name, reason: error.message },
+            'component handed over as instance.prefer asks',
+          );
+          return;
+        }
         if (isConcurrentApplyFailure(error)) {
           // Expected when local writes and the applier meet on the same rows: no stack, no warning.
           log.info(

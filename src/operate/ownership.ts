@@ -46,8 +46,16 @@ export function leaseKey(component: string): number {
   return (h >>> 0) & 0x7fffffff;
 }
 
-/** application_name of a lease session (63 bytes at most: instance names are limited to 32). */
-export const standbyAppName = (instance: string): string => `pgbisync standby ${instance}`;
+/**
+ * application_name of a lease session (63 bytes at most: instance names are limited to 32). A standby
+ * names the component's lease key and, with ` p`, that it prefers the component's node: an owner that
+ * does not prefer it hands the component over to such a standby.
+ */
+export const standbyAppName = (instance: string, component: string, preferred: boolean): string =>
+  `pgbisync standby ${instance} ${leaseKey(component)}${preferred ? ' p' : ''}`;
+/** A LIKE pattern of the standbys that prefer the component's node. */
+export const preferringStandbyPattern = (component: string): string =>
+  `pgbisync standby % ${leaseKey(component)} p`;
 export const ownerAppName = (instance: string, since: Date): string =>
   `pgbisync owner ${instance} ${Math.floor(since.getTime() / 1000)}`;
 

@@ -60,6 +60,8 @@ export const ErrorCode = {
   RESYNC_STALLED: 'PGB5002',
   /** This instance lost a component's lease (its heartbeat failed): another instance takes it over. */
   OWNERSHIP_LOST: 'PGB5003',
+  /** This instance gave a component up to a standby that prefers its node (instance.prefer). */
+  OWNERSHIP_HANDED_OVER: 'PGB5004',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 
