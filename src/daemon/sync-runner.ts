@@ -98,16 +98,19 @@ export class SyncRunner {
     return supervise(components, signal, {
       onRestart: (name, error, delayMs) => {
         const state = this.states.get(name);
+        const code = error instanceof PgbisyncError ? error.code : undefined;
+        // A component given up to another instance stands by at once: nothing is wrong with it here.
+        const givenUp = code === ErrorCode.OWNERSHIP_LOST || code === ErrorCode.OWNERSHIP_HANDED_OVER;
         if (state !== undefined) {
-          state.state = 'restarting';
+          state.state = givenUp ? 'standby' : 'restarting';
           state.lastError = describeError(error);
-          if (error instanceof PgbisyncError) state.code = error.code;
+          if (code !== undefined) state.code = code;
           else delete state.code;
         }
         this.#o.metrics.restarts.inc({ component: name });
-        if (error instanceof PgbisyncError && error.code === ErrorCode.OWNERSHIP_HANDED_OVER) {
+        if (code === ErrorCode.OWNERSHIP_HANDED_OVER) {
           log.info(
-            { component: name, reason: error.message },
+            { component: name, reason: describeError(error) },
             'component handed over as instance.prefer asks',
           );
           return;
