@@ -149,10 +149,7 @@ export class ComponentLease {
               [preferringStandbyPattern(this.#component.name)],
             );
       this.#heartbeat = setInterval(() => {
-        const timeout = sleep(HEARTBEAT_TIMEOUT_MS).then(() => {
-          throw new Error(`no heartbeat answer within ${HEARTBEAT_TIMEOUT_MS} ms`);
-        });
-        Promise.race([beat(), timeout])
+        answeredWithin(beat(), HEARTBEAT_TIMEOUT_MS)
           .then((r) => {
             if (r.rows[0]?.waiting !== true || lost.signal.aborted) return;
             lost.abort(
@@ -200,4 +197,22 @@ export class ComponentLease {
     client?.removeAllListeners('end');
     await client?.end().catch(() => undefined);
   }
+}
+
+/** `answer`, or a rejection once `ms` passed without one (the timer does not keep the process alive). */
+function answeredWithin<T>(answer: Promise<T>, ms: number): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`no heartbeat answer within ${ms} ms`)), ms);
+    timer.unref();
+    answer.then(
+      (value) => {
+        clearTimeout(timer);
+        resolve(value);
+      },
+      (error: unknown) => {
+        clearTimeout(timer);
+        reject(error);
+      },
+    );
+  });
 }
