@@ -5,6 +5,7 @@
  * components handed back. Nothing is lost or applied twice meanwhile.
  */
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { test } from 'node:test';
 import { setup, teardown } from '../operate/setup.ts';
 import {
@@ -20,6 +21,7 @@ import { syncConfig, waitFor } from '../testing/sync-fixture.ts';
 import { createTestDatabases } from '../testing/test-databases.ts';
 
 const COMPONENTS = 4;
+const BIN = new URL('../../bin/pgbisync.js', import.meta.url).pathname;
 
 test('each instance runs the components of the node it prefers; a survivor runs all and hands back', async () => {
   await using dbs = await createTestDatabases();
@@ -64,6 +66,22 @@ test('each instance runs the components of the node it prefers; a survivor runs 
       60_000,
     );
     process.stderr.write(`handed back in ${Date.now() - handedAt} ms (including the start)\n`);
+    // `pgbisync status`, from any host, reads the owners from the nodes.
+    const status = spawnSync(process.execPath, [BIN, 'status', '-c', configPath, '--json'], {
+      encoding: 'utf8',
+      timeout: 60_000,
+    });
+    const report = JSON.parse(status.stdout) as {
+      components: { component: string; owner: string | null; since: string | null }[];
+    };
+    const owners = Object.fromEntries(report.components.map((c) => [c.component, c.owner]));
+    assert.deepEqual(owners, {
+      [ofA[0]!]: 'server1-again',
+      [ofA[1]!]: 'server1-again',
+      [ofB[0]!]: 'server2',
+      [ofB[1]!]: 'server2',
+    });
+    for (const c of report.components) assert.ok(Date.parse(c.since ?? '') <= Date.now(), c.component);
     const perNode = await load.stop();
     assert.equal(await checkLedger(dbs.sql1, dbs.sql2, perNode), undefined);
   } finally {
