@@ -3,7 +3,7 @@
  * src/kafka/producer.ts and consumer.ts) against kafkajs, same workload, each case in its own child process so that peak
  * RSS belongs to one client.
  *
- *   node bench/kafka-clients.ts --brokers 127.0.0.1:59092 [--records 200000] [--value-bytes 200]
+ *   node bench/kafka-clients.ts --brokers 127.0.0.1:25092 [--records 200000] [--value-bytes 200]
  *                               [--batches 2000,100] [--outstanding 8] [--repeat 3]
  *
  * Workload, as the capture side sends it: 1-partition topic, idempotent producer, acks=all, no

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# `npm run bench`: brings up a stack of its own (ports 56432/56433/56092/56093, Kafka Connect's REST API
-# on 56094 when the debezium scenario runs; state .state/bench, so the shared dev stack is never
+# `npm run bench`: brings up a stack of its own (ports 25500/25501/25502/25503, Kafka Connect's REST API
+# on 25504 when the debezium scenario runs; state .state/bench, so the shared dev stack is never
 # touched), runs bench/main.ts and stops the stack again.
 # BENCH_PORT_BASE=p moves the stack to ports p (db1), p+1 (db2), p+2 (Kafka), p+3 (Kafka controller) and
 # p+4 (Connect), so that two checkouts can run the bench at once; BENCH_STATE_DIR changes the state folder.
@@ -11,15 +11,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/node-env.sh
 state="${BENCH_STATE_DIR:-.state/bench}"
-if [ -n "${BENCH_PORT_BASE:-}" ]; then
-  base=$BENCH_PORT_BASE
-  ports=(--db1-port "$base" --db2-port $((base + 1)) --kafka-port $((base + 2))
-    --kafka-controller-port $((base + 3)))
-  connect_port=$((base + 4))
-else
-  ports=(--db1-port 56432 --db2-port 56433 --kafka-port 56092 --kafka-controller-port 56093)
-  connect_port=56094
-fi
+# The default lies below Linux's ephemeral ports (32768-60999): an outgoing connection can hold one of
+# those for a moment, and `dev up` then finds the port taken though nothing listens.
+base=${BENCH_PORT_BASE:-25500}
+ports=(--db1-port "$base" --db2-port $((base + 1)) --kafka-port $((base + 2))
+  --kafka-controller-port $((base + 3)))
+connect_port=$((base + 4))
 connect=()
 case ",${BENCH_ONLY:-debezium}," in
   *,debezium,*) connect=(--connect --connect-port "$connect_port") ;;

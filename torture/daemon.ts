@@ -1,7 +1,8 @@
 /**
  * `pgbisync run` under torture: a child process that the fault schedule kills (SIGKILL), freezes
  * (SIGSTOP/SIGCONT) and restarts. An exit that no fault caused is a finding: the daemon must survive
- * whatever happens to the nodes and the broker.
+ * whatever happens to the nodes and the broker. With `--instances 2` two of them share the config
+ * (docs/deployment.md), each under its own instance name.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { closeSync, openSync, readFileSync } from 'node:fs';
@@ -12,6 +13,7 @@ const CLI = resolve(import.meta.dirname, '..', 'bin', 'pgbisync.js');
 export class Daemon {
   readonly #configPath: string;
   readonly #logPath: string;
+  readonly #instance: string | undefined;
   #child: ChildProcess | undefined;
   #expectExit = false;
   #frozen = false;
@@ -19,9 +21,10 @@ export class Daemon {
   /** Exits that no fault caused, with the log's last lines. */
   readonly unexpectedExits: string[] = [];
 
-  constructor(configPath: string, logPath: string) {
+  constructor(configPath: string, logPath: string, instance?: string) {
     this.#configPath = configPath;
     this.#logPath = logPath;
+    this.#instance = instance;
   }
 
   get running(): boolean {
@@ -37,7 +40,11 @@ export class Daemon {
     const out = openSync(this.#logPath, 'a');
     const child = spawn(process.execPath, [CLI, 'run', '-c', this.#configPath], {
       stdio: ['ignore', out, out],
-      env: { ...process.env, PGBISYNC_LOG_LEVEL: process.env.PGBISYNC_LOG_LEVEL ?? 'info' },
+      env: {
+        ...process.env,
+        PGBISYNC_LOG_LEVEL: process.env.PGBISYNC_LOG_LEVEL ?? 'info',
+        ...(this.#instance === undefined ? {} : { PGBISYNC_INSTANCE: this.#instance }),
+      },
     });
     closeSync(out);
     this.starts++;

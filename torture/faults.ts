@@ -3,14 +3,14 @@
  * times at random moments, free to overlap with the others.
  */
 import type { DevStack } from '../src/dev/stack.ts';
+import type { FaultProxy } from '../src/testing/fault-proxy.ts';
 import type { Daemon } from './daemon.ts';
-import type { FaultProxy } from './proxy.ts';
 import type { Random } from './random.ts';
 import { withSession } from './workload.ts';
 
 export const FAULT_KINDS = [
-  'kill', // SIGKILL of the daemon, restarted 0.5-3 s later
-  'freeze', // SIGSTOP of the daemon for 10-40 s, then SIGCONT
+  'kill', // SIGKILL of the daemon (with --instances 2: of one of them), restarted 0.5-3 s later
+  'freeze', // SIGSTOP of the daemon (or of one of them) for 10-40 s, then SIGCONT
   'kafka', // SIGKILL of the Kafka broker, restarted 1-5 s later
   'pg-crash', // immediate stop of one node's PostgreSQL (crash recovery at restart), restarted 1-5 s later
   'net-drop', // every connection from the daemon to one node reset
@@ -23,7 +23,7 @@ export type FaultKind = (typeof FAULT_KINDS)[number];
 export interface ScheduledFault {
   readonly atMs: number;
   readonly kind: FaultKind;
-  /** Index of the node it hits (pg-crash, net-*, slow-target). */
+  /** Index of the node it hits (pg-crash, net-*, slow-target); kill and freeze: of the instance, modulo. */
   readonly node: number;
   /** How long it lasts (freeze, stall, delay, lock) or how long until the restart (kill, kafka, pg-crash). */
   readonly forMs: number;
@@ -77,7 +77,8 @@ export function schedule(
 }
 
 export interface FaultTargets {
-  readonly daemon: Daemon;
+  /** The `pgbisync run` instances sharing the config (one, or two with --instances 2). */
+  readonly daemons: readonly Daemon[];
   readonly stack: DevStack;
   /** The server of each node (several nodes may share one). */
   readonly serverOf: (node: number) => number;
@@ -119,16 +120,18 @@ export async function inject(
     t.log(
       `fault: ${f.kind}${f.kind.startsWith('net') || f.kind === 'pg-crash' || f.kind === 'slow-target' ? ` on ${node}` : ''} for ${f.forMs} ms`,
     );
+    // The instance a kill or freeze hits (drawn as the node, so one instance keeps a seed's schedule).
+    const daemon = t.daemons[f.node % t.daemons.length]!;
     switch (f.kind) {
       case 'kill':
-        await t.daemon.kill();
+        await daemon.kill();
         await wait(f.forMs);
-        t.daemon.start();
+        daemon.start();
         return;
       case 'freeze':
-        t.daemon.freeze();
+        daemon.freeze();
         await wait(f.forMs);
-        t.daemon.thaw();
+        daemon.thaw();
         return;
       case 'kafka': {
         const pid = t.stack.broker.pid();

@@ -1,5 +1,5 @@
 /**
- * `npm run torture -- [--seed N] [--duration S] [--nodes 2|3] [--faults list|all|none] [--workload list|all]`
+ * `npm run torture -- [--seed N] [--duration S] [--nodes 2|3] [--instances 1|2] [--faults list|all|none] [--workload list|all]`
  * (scripts/torture.sh brings up a stack of its own and calls this). Random transactions on every node
  * while faults hit the daemon, the broker, the nodes and the network; then a drain, and the independent
  * checker (torture/checker.ts). Prints one summary line, writes bench/results/torture-<seed>.json, and
@@ -12,10 +12,10 @@ import { join, resolve } from 'node:path';
 import { parseArgs, promisify } from 'node:util';
 import pg from 'pg';
 import { DevStack } from '../src/dev/stack.ts';
+import { FaultProxy } from '../src/testing/fault-proxy.ts';
 import { type CheckNode, checkData, checkQuiet, type Finding } from './checker.ts';
 import { Daemon } from './daemon.ts';
 import { FAULT_KINDS, type FaultKind, inject, schedule } from './faults.ts';
-import { FaultProxy } from './proxy.ts';
 import { Random } from './random.ts';
 import { TABLES } from './schema.ts';
 import { History, runWorkload, WORKLOAD_KINDS, type WorkloadKind, withSession } from './workload.ts';
@@ -39,6 +39,8 @@ async function main(): Promise<number> {
       seed: { type: 'string', default: String(Date.now() % 1_000_000) },
       duration: { type: 'string', default: '60' },
       nodes: { type: 'string', default: '2' },
+      // Two `pgbisync run` on one config: kills and freezes hit one of them, the other takes over.
+      instances: { type: 'string', default: '1' },
       faults: { type: 'string', default: 'all' },
       workload: { type: 'string', default: 'all' },
       clients: { type: 'string', default: '3' },
@@ -54,6 +56,8 @@ async function main(): Promise<number> {
   const nodeCount = Number(values.nodes);
   if (!Number.isInteger(seed) || seed < 0) throw new Error('--seed: a non-negative integer');
   if (nodeCount !== 2 && nodeCount !== 3) throw new Error('--nodes: 2 or 3');
+  const instanceCount = Number(values.instances);
+  if (instanceCount !== 1 && instanceCount !== 2) throw new Error('--instances: 1 or 2');
   const faultKinds = list<FaultKind>(values.faults!, FAULT_KINDS, 'faults');
   const workloadKinds = new Set(list<WorkloadKind>(values.workload!, WORKLOAD_KINDS, 'workload'));
   workloadKinds.add('basic');
@@ -115,12 +119,15 @@ async function main(): Promise<number> {
     `# written by npm run torture (seed ${seed})\n${JSON.stringify(config, null, 2)}\n`,
   );
   await exec(process.execPath, [CLI, 'setup', '-c', configPath], { cwd: ROOT });
-  const daemon = new Daemon(configPath, join(runDir, 'pgbisync.log'));
-  daemon.start();
-  // Interrupted (Ctrl-C, a CI timeout): the daemon must not outlive the run.
+  const daemons =
+    instanceCount === 1
+      ? [new Daemon(configPath, join(runDir, 'pgbisync.log'))]
+      : [1, 2].map((i) => new Daemon(configPath, join(runDir, `pgbisync-${i}.log`), `torture-${i}`));
+  for (const daemon of daemons) daemon.start();
+  // Interrupted (Ctrl-C, a CI timeout): the daemons must not outlive the run.
   for (const signal of ['SIGINT', 'SIGTERM'] as const)
     process.once(signal, () => {
-      void daemon.kill().finally(() => process.exit(130));
+      void Promise.all(daemons.map((d) => d.kill())).finally(() => process.exit(130));
     });
 
   const history = new History(join(runDir, 'history.jsonl'));
@@ -141,7 +148,7 @@ async function main(): Promise<number> {
   );
   const injecting = inject(
     faults,
-    { daemon, stack, serverOf, proxies, nodeUrls: nodes.map((n) => n.url), log },
+    { daemons, stack, serverOf, proxies, nodeUrls: nodes.map((n) => n.url), log },
     started,
     stopFaults.signal,
   );
@@ -151,9 +158,9 @@ async function main(): Promise<number> {
   log(`writes stopped: ${JSON.stringify(history.counts)}; waiting for the faults to end`);
   await injecting;
   for (const p of proxies) p.set({ kind: 'pass' });
-  daemon.thaw();
+  for (const daemon of daemons) daemon.thaw();
   await stack.up(() => undefined);
-  if (!daemon.running) daemon.start();
+  for (const daemon of daemons) if (!daemon.running) daemon.start();
 
   const findings: Finding[] = [];
   for (let i = 0; i < 60 && (await history.resolveInDoubt()) > 0; i++)
@@ -170,7 +177,7 @@ async function main(): Promise<number> {
   if (!drained)
     findings.push({
       check: 'drain',
-      detail: `the nodes did not see each other's fence rows within ${values['drain-timeout']} s (see ${join(runDir, 'pgbisync.log')})`,
+      detail: `the nodes did not see each other's fence rows within ${values['drain-timeout']} s (see ${join(runDir, instanceCount === 1 ? 'pgbisync.log' : 'pgbisync-*.log')})`,
     });
   const data = await checkData(nodes, history.transactions);
   findings.push(...data.findings);
@@ -178,9 +185,10 @@ async function main(): Promise<number> {
     findings.push(
       ...(await checkQuiet(nodes, config.kafka.brokers, topicPrefix, Number(values['quiet-ms']))),
     );
-  for (const exit of daemon.unexpectedExits) findings.push({ check: 'daemon', detail: exit });
+  for (const exit of daemons.flatMap((d) => d.unexpectedExits))
+    findings.push({ check: 'daemon', detail: exit });
 
-  await daemon.stop();
+  await Promise.all(daemons.map((d) => d.stop()));
   await exec(process.execPath, [CLI, 'teardown', '-c', configPath], { cwd: ROOT }).catch((error: unknown) =>
     findings.push({ check: 'daemon', detail: `teardown failed: ${String(error)}` }),
   );
@@ -193,11 +201,12 @@ async function main(): Promise<number> {
     ok,
     durationS: durationMs / 1000,
     nodes: nodeCount,
+    instances: instanceCount,
     workload: [...workloadKinds],
     faults,
     counts: history.counts,
     rows: data.rows,
-    daemonStarts: daemon.starts,
+    daemonStarts: daemons.reduce((n, d) => n + d.starts, 0),
     drainS: (Date.now() - drainStarted) / 1000,
     findings,
     runDir,
@@ -212,7 +221,7 @@ async function main(): Promise<number> {
     for (const h of f.history ?? []) log(`    ${h}`);
   }
   console.log(
-    `torture seed ${seed}: ${ok ? 'PASS' : 'FAIL'} (${history.counts.committed} transactions, ${faults.length} faults, ${findings.length} findings; rerun: npm run torture -- --seed ${seed} --duration ${durationMs / 1000} --nodes ${nodeCount} --faults ${faultKinds.join(',') || 'none'} --workload ${[...workloadKinds].join(',')})`,
+    `torture seed ${seed}: ${ok ? 'PASS' : 'FAIL'} (${history.counts.committed} transactions, ${faults.length} faults, ${findings.length} findings; rerun: npm run torture -- --seed ${seed} --duration ${durationMs / 1000} --nodes ${nodeCount} --instances ${instanceCount} --faults ${faultKinds.join(',') || 'none'} --workload ${[...workloadKinds].join(',')})`,
   );
   return ok ? 0 : 1;
 }

@@ -197,6 +197,21 @@ export const configSchema = z.strictObject({
     .describe(
       'captures on a worker thread, appliers on the main thread: more throughput for ~80 MiB more RSS',
     ),
+  instance: z
+    .strictObject({
+      name: z
+        .string()
+        .regex(/^[A-Za-z0-9_.:-]{1,32}$/, 'at most 32 letters, digits or _.:-')
+        .optional()
+        .describe('this instance in /status and on the nodes; env PGBISYNC_INSTANCE; default <host>-<pid>'),
+      prefer: z
+        .array(z.string())
+        .default([])
+        .describe(
+          'nodes whose capture and appliers into them this instance takes first; env PGBISYNC_PREFER',
+        ),
+    })
+    .prefault({}),
   http: z
     .strictObject({
       port: z.number().int().min(0).max(65535).default(9187),

@@ -11,6 +11,7 @@ import { KafkaConsumer } from '../kafka/consumer.ts';
 import { kafkaOptions } from '../kafka/kafka-options.ts';
 import { KafkaProducer } from '../kafka/producer.ts';
 import { deadLetterTopic, eventTopics, serverName, topicFor, transactionTopic } from '../kafka/topics.ts';
+import { applyComponent, captureComponent, type OwnedComponent } from '../operate/ownership.ts';
 import { directions, policyFor } from '../operate/sync-plan.ts';
 import { ErrorCode, FatalError } from '../runtime/errors.ts';
 import { Applier, type ApplierProgressEvent } from '../sink/applier.ts';
@@ -37,8 +38,13 @@ export interface Attempt {
   readonly signal: AbortSignal;
 }
 
+/** The component as ownership knows it: its name and the node whose lease it takes. */
+export function ownedSpec(spec: ComponentSpec): OwnedComponent {
+  return spec.kind === 'capture' ? captureComponent(spec.node) : applyComponent(spec.source, spec.target);
+}
+
 export function componentName(spec: ComponentSpec): string {
-  return spec.kind === 'capture' ? `capture ${spec.node}` : `apply ${spec.source}->${spec.target}`;
+  return ownedSpec(spec).name;
 }
 
 /** The components a config runs. A node captured by a Debezium connector has no pgbisync capture. */

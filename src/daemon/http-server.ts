@@ -31,17 +31,20 @@ export async function startHttpServer(o: {
       return;
     }
     if (req.url === '/healthz') {
-      const healthy = states.every((s) => s.state === 'running' || s.state === 'starting');
-      res.writeHead(healthy ? 200 : 503, { 'content-type': 'text/plain' });
-      const unhealthy = states
-        .filter((s) => s.state !== 'running' && s.state !== 'starting')
-        .map((s) => `${s.name}: ${s.state}${s.lastError === undefined ? '' : ` (${s.lastError})`}\n`);
-      res.end(healthy ? 'ok\n' : `unhealthy\n${unhealthy.join('')}`);
+      // 200 "active" (owns components, all well) or "standby" (owns none, stands by to take over);
+      // 503 "unhealthy" with the components that are not (blocked, restarting, stopped).
+      const unhealthy = states.filter((s) => !['running', 'starting', 'standby'].includes(s.state));
+      const active = states.some((s) => s.state !== 'standby');
+      res.writeHead(unhealthy.length === 0 ? 200 : 503, { 'content-type': 'text/plain' });
+      const lines = unhealthy.map(
+        (s) => `${s.name}: ${s.state}${s.lastError === undefined ? '' : ` (${s.lastError})`}\n`,
+      );
+      res.end(unhealthy.length > 0 ? `unhealthy\n${lines.join('')}` : active ? 'active\n' : 'standby\n');
       return;
     }
     if (req.url === '/status') {
       res.writeHead(200, { 'content-type': 'application/json' });
-      res.end(`${JSON.stringify({ components: states }, null, 2)}\n`);
+      res.end(`${JSON.stringify({ instance: o.runner.instance, components: states }, null, 2)}\n`);
       return;
     }
     res.writeHead(404);

@@ -11,7 +11,7 @@ import type { Config } from '../config/schema.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import { formatLsn } from '../pg/lsn.ts';
-import { describeError, isConcurrentApplyFailure, PgbisyncError } from '../runtime/errors.ts';
+import { describeError, ErrorCode, isConcurrentApplyFailure, PgbisyncError } from '../runtime/errors.ts';
 import { type Component, supervise } from '../runtime/supervisor.ts';
 import type { ApplierProgressEvent } from '../sink/applier.ts';
 import type { CaptureProgressEvent } from '../source/capture.ts';
@@ -21,13 +21,18 @@ import {
   type ComponentSpec,
   componentName,
   componentSpecs,
+  ownedSpec,
   runComponent,
 } from './components.ts';
+import { type Instance, resolveInstance } from './lease.ts';
+import { ownedComponent } from './owned-component.ts';
 
 export interface SyncRunnerOptions {
   readonly config: Config;
   /** The resolved synced tables (see resolveTables). */
   readonly tables: readonly string[];
+  /** This instance: its name and the nodes it prefers; default resolveInstance(config). */
+  readonly instance?: Instance;
   readonly log: Logger;
   readonly metrics: Metrics;
 }
@@ -35,8 +40,15 @@ export interface SyncRunnerOptions {
 /** Live state for /status and the demo's status line. */
 export interface ComponentState {
   name: string;
-  /** blocked: waits for an operator to fix the target (lastError, fix); retried until fixed. */
-  state: 'starting' | 'running' | 'restarting' | 'blocked' | 'stopped';
+  /**
+   * blocked: waits for an operator to fix the target (lastError, fix); retried until fixed.
+   * standby: another instance owns the component (owner); this one takes it over when that one dies.
+   */
+  state: 'starting' | 'standby' | 'running' | 'restarting' | 'blocked' | 'stopped';
+  /** The instance that owns the component (this one while it runs here), when known. */
+  owner?: string;
+  /** Since when this instance owns it (ISO time), while it does. */
+  ownerSince?: string;
   /** The last failure with its causes, on one line. */
   lastError?: string;
   /** The last failure's code (docs/errors.md), when it has one. */
@@ -54,13 +66,18 @@ export interface ComponentState {
 }
 
 export class SyncRunner {
-  readonly #o: SyncRunnerOptions;
+  readonly #o: SyncRunnerOptions & { readonly instance: Instance };
   readonly states = new Map<string, ComponentState>();
   /** Snapshot rows counted so far in the current attempt, by node and table. */
   readonly #snapshotRows = new Map<string, Map<string, number>>();
 
   constructor(options: SyncRunnerOptions) {
-    this.#o = options;
+    this.#o = { ...options, instance: options.instance ?? resolveInstance(options.config) };
+  }
+
+  /** This instance's name, as other instances and `status` see it. */
+  get instance(): string {
+    return this.#o.instance.name;
   }
 
   /** Runs until `signal` aborts; rejects on a fatal error (after stopping every component). */
@@ -86,13 +103,23 @@ export class SyncRunner {
     return supervise(components, signal, {
       onRestart: (name, error, delayMs) => {
         const state = this.states.get(name);
+        const code = error instanceof PgbisyncError ? error.code : undefined;
+        // A component given up to another instance stands by at once: nothing is wrong with it here.
+        const givenUp = code === ErrorCode.OWNERSHIP_LOST || code === ErrorCode.OWNERSHIP_HANDED_OVER;
         if (state !== undefined) {
-          state.state = 'restarting';
+          state.state = givenUp ? 'standby' : 'restarting';
           state.lastError = describeError(error);
-          if (error instanceof PgbisyncError) state.code = error.code;
+          if (code !== undefined) state.code = code;
           else delete state.code;
         }
         this.#o.metrics.restarts.inc({ component: name });
+        if (code === ErrorCode.OWNERSHIP_HANDED_OVER) {
+          log.info(
+            { component: name, reason: describeError(error) },
+            'component handed over as instance.prefer asks',
+          );
+          return;
+        }
         if (isConcurrentApplyFailure(error)) {
           // Expected when local writes and the applier meet on the same rows: no stack, no warning.
           log.info(
@@ -132,16 +159,59 @@ export class SyncRunner {
 
   /** `thread`: where captures run (appliers always run here); undefined: here too. */
   #component(spec: ComponentSpec, thread: ComponentThread | undefined): Component {
-    const { config, tables } = this.#o;
+    const { config, tables, instance, log, metrics } = this.#o;
     const name = componentName(spec);
     const onReport = (r: ComponentReport) => this.#onReport(spec, name, r);
-    return {
+    const inner: Component = {
       name,
       run: (signal) =>
         spec.kind === 'capture' && thread !== undefined
           ? thread.run(spec, signal, onReport)
           : runComponent(spec, { config, tables, report: onReport, signal }),
     };
+    const owned = ownedSpec(spec);
+    const node = config.nodes.find((n) => n.name === owned.node);
+    if (node === undefined) return inner; // not reached: specs come from the config's nodes
+    const state = () => this.states.get(name);
+    return ownedComponent(inner, {
+      component: owned,
+      url: node.url,
+      instance,
+      log,
+      events: {
+        standby: (owner) => {
+          const s = state();
+          if (s === undefined) return;
+          if (s.state !== 'standby' || s.owner !== owner)
+            log.info(
+              { component: name, owner: owner ?? null },
+              'standing by: another instance owns the component',
+            );
+          s.state = 'standby';
+          if (owner === undefined) delete s.owner;
+          else s.owner = owner;
+          delete s.ownerSince;
+        },
+        acquired: (since, previous) => {
+          const s = state();
+          if (s !== undefined) {
+            s.state = 'starting';
+            s.owner = instance.name;
+            s.ownerSince = since.toISOString();
+          }
+          if (previous !== undefined) {
+            metrics.takeovers.inc({ component: name });
+            log.warn({ component: name, from: previous }, 'took the component over from another instance');
+          } else log.info({ component: name }, 'owning the component');
+        },
+        released: () => {
+          const s = state();
+          if (s === undefined) return;
+          delete s.ownerSince;
+          if (s.owner === instance.name) delete s.owner;
+        },
+      },
+    });
   }
 
   #onReport(spec: ComponentSpec, name: string, r: ComponentReport): void {

@@ -14,7 +14,7 @@ import { newPgClient } from '../pg/client.ts';
 import { quoteIdent } from '../pg/sql-names.ts';
 import { ErrorCode, FatalError } from '../runtime/errors.ts';
 import { cacheDir } from './paths.ts';
-import { run, tailFile, waitFor } from './process-tools.ts';
+import { isProcessAlive, run, tailFile, waitFor } from './process-tools.ts';
 
 export const SUPPORTED_PG_MAJORS = [15, 16, 17, 18] as const;
 
@@ -199,6 +199,7 @@ export class PostgresServer {
 
   async start(): Promise<void> {
     await this.initIfNeeded();
+    this.#writePort();
     try {
       await this.#exec('pg_ctl', ['-D', this.dataDir, '-l', this.logFile, '-w', '-t', '60', 'start']);
     } catch (error) {
@@ -238,6 +239,31 @@ export class PostgresServer {
   async crash(): Promise<void> {
     if (!existsSync(join(this.dataDir, 'postmaster.pid'))) return;
     await this.#exec('pg_ctl', ['-D', this.dataDir, '-m', 'immediate', '-w', 'stop']);
+  }
+
+  /**
+   * The port the server of this data folder listens on while it runs (postmaster.pid's fourth line,
+   * https://www.postgresql.org/docs/current/storage-file-layout.html), or undefined when it is stopped.
+   */
+  runningPort(): number | undefined {
+    const file = join(this.dataDir, 'postmaster.pid');
+    let lines: string[];
+    try {
+      lines = readFileSync(file, 'utf8').split('\n');
+    } catch {
+      return undefined; // stopped (or not readable: then start() finds out and says so)
+    }
+    const pid = Number(lines[0]);
+    const port = Number(lines[3]);
+    return Number.isInteger(pid) && isProcessAlive(pid) && Number.isInteger(port) ? port : undefined;
+  }
+
+  /** The port `dev up` asked for, in the file initdb's settings went to: a moved stack starts there. */
+  #writePort(): void {
+    const conf = join(this.dataDir, 'postgresql.auto.conf');
+    const text = readFileSync(conf, 'utf8');
+    const next = text.replace(/^port = \d+$/m, `port = ${this.spec.port}`);
+    if (next !== text) writeFileSync(conf, next);
   }
 
   /** True when the server is up and answers a query (on its maintenance database). */

@@ -29,13 +29,15 @@ export interface StackOptions {
 
 export const DEFAULT_STACK: Omit<StackOptions, 'stateDir'> = {
   pgMajor: 18,
-  db1Port: 55432,
-  db2Port: 55433,
-  kafkaPort: 59092,
-  kafkaControllerPort: 59093,
+  // Below Linux's ephemeral range (32768-60999), where an outgoing connection may hold any port for a
+  // moment, and apart from the tests' (26000-26500) and the torture test's (24100-24103).
+  db1Port: 25432,
+  db2Port: 25433,
+  kafkaPort: 25092,
+  kafkaControllerPort: 25093,
   kafkaHeapMb: 512,
   connect: false,
-  connectPort: 58083,
+  connectPort: 25083,
   connectHeapMb: 512,
 };
 
@@ -118,6 +120,7 @@ export class DevStack {
   async up(log: (line: string) => void): Promise<StackStatus> {
     mkdirSync(this.options.stateDir, { recursive: true });
     this.#assertSameShape();
+    this.#assertPortsApply();
     const libs = await fetchKafkaJars(log);
     const connectJars = this.connect === undefined ? undefined : await fetchConnectJars(log);
     for (const server of this.servers) {
@@ -227,6 +230,33 @@ export class DevStack {
       version: health.version,
       plugins: health.plugins.map((p) => ({ class: p.class, version: p.version })),
     };
+  }
+
+  /**
+   * A part that already runs keeps its port until it is stopped: asked for another one, `up` refuses
+   * with the fix rather than start the rest around it (a stopped part starts on the port asked for).
+   */
+  #assertPortsApply(): void {
+    const moved: string[] = [];
+    for (const server of this.servers) {
+      const running = server.runningPort();
+      if (running !== undefined && running !== server.spec.port)
+        moved.push(`${server.spec.name} runs on ${running}, not ${server.spec.port}`);
+    }
+    const saved = DevStack.fromStateDir(this.options.stateDir)?.options;
+    if (saved !== undefined && this.broker.pid() !== undefined) {
+      if (saved.kafkaPort !== this.options.kafkaPort)
+        moved.push(`Kafka runs on ${saved.kafkaPort}, not ${this.options.kafkaPort}`);
+      if (saved.kafkaControllerPort !== this.options.kafkaControllerPort)
+        moved.push(
+          `the Kafka controller runs on ${saved.kafkaControllerPort}, not ${this.options.kafkaControllerPort}`,
+        );
+    }
+    if (moved.length === 0) return;
+    throw new FatalError(`the stack in ${this.options.stateDir} runs on other ports: ${moved.join('; ')}`, {
+      code: ErrorCode.CONFIG_INVALID,
+      hint: `run 'pgbisync dev down --state-dir ${this.options.stateDir}' first (the data stays) and 'dev up' again with the new ports, or leave the port flags out to keep the running ones`,
+    });
   }
 
   /** A state folder already holding a stack of another major cannot be reused silently. */

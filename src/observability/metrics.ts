@@ -14,6 +14,7 @@ export const METRIC = {
   applyLagSeconds: 'pgbisync_apply_lag_seconds',
   deadLetters: 'pgbisync_dead_letters_total',
   componentRestarts: 'pgbisync_component_restarts_total',
+  takeovers: 'pgbisync_takeovers_total',
   conflicts: 'pgbisync_conflicts_total',
   slotRetainedWalBytes: 'pgbisync_slot_retained_wal_bytes',
   kafkaLagRecords: 'pgbisync_kafka_lag_records',
@@ -88,6 +89,11 @@ export class Metrics {
   readonly restarts = this.#counter(METRIC.componentRestarts, 'component restarts after a failure', [
     'component',
   ]);
+  readonly takeovers = this.#counter(
+    METRIC.takeovers,
+    'components this instance took over from another instance (whose lease came free)',
+    ['component'],
+  );
 
   #counter(name: string, help: string, labelNames: string[]): Counter {
     return new Counter({ name, help, labelNames, registers: [this.registry] });

@@ -15,6 +15,7 @@ import { kafkaOptions } from '../kafka/kafka-options.ts';
 import { eventTopics, serverName } from '../kafka/topics.ts';
 import { objectNames } from '../pg/sql-names.ts';
 import { judgeSlot, readSlotHealth, type SlotVerdict } from '../source/slot-health.ts';
+import { ownedComponents, readOwner } from './ownership.ts';
 import { driftBetween, readCatalogs } from './schema-drift.ts';
 import { directions, resolveTables, withNode } from './sync-plan.ts';
 
@@ -54,9 +55,20 @@ export interface DirectionStatus {
   readonly warnings: readonly string[];
 }
 
+/** Who runs a component (several `run` instances share them, docs/deployment.md). */
+export interface ComponentOwnerStatus {
+  readonly component: string;
+  readonly node: string;
+  /** The owning instance, or null when none does (no `run` up, or between owners). */
+  readonly owner: string | null;
+  /** Since when it owns the component (ISO time), or null. */
+  readonly since: string | null;
+}
+
 export interface StatusReport {
   readonly healthy: boolean;
   readonly directions: readonly DirectionStatus[];
+  readonly components: readonly ComponentOwnerStatus[];
 }
 
 export async function readStatus(config: Config): Promise<StatusReport> {
@@ -182,7 +194,29 @@ export async function readStatus(config: Config): Promise<StatusReport> {
   } finally {
     await admin.close();
   }
-  return { healthy: out.every((d) => d.healthy), directions: out };
+  return { healthy: out.every((d) => d.healthy), directions: out, components: await readOwners(config) };
+}
+
+/** Each component's owner, from the leases on the nodes. */
+async function readOwners(config: Config): Promise<ComponentOwnerStatus[]> {
+  const owned = ownedComponents(config);
+  const out: ComponentOwnerStatus[] = [];
+  for (const node of config.nodes) {
+    const here = owned.filter((c) => c.node === node.name);
+    if (here.length === 0) continue;
+    await withNode(node, 'status', async (db) => {
+      for (const c of here) {
+        const owner = await readOwner(db, c.name);
+        out.push({
+          component: c.name,
+          node: c.node,
+          owner: owner?.instance ?? null,
+          since: owner?.since || null,
+        });
+      }
+    });
+  }
+  return out;
 }
 
 export function formatStatus(report: StatusReport): string {
@@ -200,6 +234,11 @@ export function formatStatus(report: StatusReport): string {
         String(d.conflicts).padStart(9),
         `  ${d.healthy ? 'ok' : `UNHEALTHY: ${d.problems.join('; ')}`}${d.warnings.length === 0 ? '' : `${d.healthy ? ',' : ';'} WARNING: ${d.warnings.join('; ')}`}`,
       ].join(' '),
+    ),
+    '',
+    'component         owner (since)',
+    ...report.components.map(
+      (c) => `${c.component.padEnd(17)} ${c.owner === null ? '-' : `${c.owner} (${c.since ?? '?'})`}`,
     ),
   ];
   return lines.join('\n');

@@ -59,3 +59,28 @@ test('a client from newPgClient reports the loss and fails its next query; the p
   assert.ok(seen.lost >= 1, 'the loss reaches onLost');
   assert.equal(seen.next, 'rejected');
 });
+
+test('every session detects a dead peer within a bound: server keepalives and tcp_user_timeout, client keepalives', async () => {
+  const { CLIENT_KEEPALIVE_DELAY_MS, newPgClient, SERVER_TCP_SETTINGS } = await import('./client.ts');
+  // A caller's own startup options are kept beside ours.
+  const client = newPgClient({
+    connectionString: testEnv.db1Url(),
+    options: '-c idle_session_timeout=60000',
+  });
+  await client.connect();
+  try {
+    const r = await client.query<Record<string, string>>(
+      `SELECT current_setting('tcp_keepalives_idle') AS tcp_keepalives_idle,
+              current_setting('tcp_keepalives_interval') AS tcp_keepalives_interval,
+              current_setting('tcp_keepalives_count') AS tcp_keepalives_count,
+              current_setting('tcp_user_timeout') AS tcp_user_timeout,
+              current_setting('idle_session_timeout') AS idle_session_timeout`,
+    );
+    assert.deepEqual({ ...r.rows[0] }, { ...SERVER_TCP_SETTINGS, idle_session_timeout: '1min' });
+    const connection = (client as unknown as { connection: Record<string, unknown> }).connection;
+    assert.equal(connection._keepAlive, true);
+    assert.equal(connection._keepAliveInitialDelayMillis, CLIENT_KEEPALIVE_DELAY_MS);
+  } finally {
+    await client.end();
+  }
+});

@@ -67,6 +67,10 @@ export const ErrorCode = {
   COMPONENT_ENDED: 'PGB5001',
   /** `pgbisync resync` saw no progress for its timeout (the capture not running or blocked, an applier blocked). */
   RESYNC_STALLED: 'PGB5002',
+  /** This instance lost a component's lease (its heartbeat failed): another instance takes it over. */
+  OWNERSHIP_LOST: 'PGB5003',
+  /** This instance gave a component up to a standby that prefers its node (instance.prefer). */
+  OWNERSHIP_HANDED_OVER: 'PGB5004',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 

@@ -113,7 +113,7 @@ export class TransactionGrouper {
    */
   #restarts(next: DecodedChange): boolean {
     const last = this.#last!;
-    if (last.txId !== next.txId) return this.#marked && !last.snapshot;
+    if (last.txId !== next.txId) return this.#marked;
     if (next.snapshot || last.snapshot) return false;
     return next.lsn < last.lsn;
   }

@@ -19,6 +19,8 @@ interface DevUpFlags {
   json?: boolean;
 }
 
+type PortFlag = 'db1Port' | 'db2Port' | 'kafkaPort' | 'kafkaControllerPort' | 'connectPort';
+
 const progress = (line: string): void => {
   process.stderr.write(`pgbisync dev: ${line}\n`);
 };
@@ -62,21 +64,25 @@ export function registerDevCommand(program: Command): void {
       DEFAULT_STACK.connectHeapMb,
     )
     .option('--json', 'print the status as JSON')
-    .action(async (flags: DevUpFlags) => {
+    .action(async (flags: DevUpFlags, command: Command) => {
       const stateDir = flags.stateDir ?? defaultStateDir();
       // A stack that runs Connect keeps it on a later `up` without --connect (down must still stop it).
       const saved = DevStack.fromStateDir(stateDir)?.options;
       const keepConnect = flags.connect !== true && saved?.connect === true;
+      // A port not given keeps the one the state folder recorded; one given moves that part (or, while
+      // it runs elsewhere, makes `up` refuse with the fix).
+      const port = (flag: PortFlag): number =>
+        saved !== undefined && command.getOptionValueSource(flag) === 'default' ? saved[flag] : flags[flag];
       const options: StackOptions = {
         stateDir,
         pgMajor: flags.pg,
-        db1Port: flags.db1Port,
-        db2Port: flags.db2Port,
-        kafkaPort: flags.kafkaPort,
-        kafkaControllerPort: flags.kafkaControllerPort,
+        db1Port: port('db1Port'),
+        db2Port: port('db2Port'),
+        kafkaPort: port('kafkaPort'),
+        kafkaControllerPort: port('kafkaControllerPort'),
         kafkaHeapMb: flags.kafkaHeapMb,
         connect: flags.connect === true || keepConnect,
-        connectPort: keepConnect && saved !== undefined ? saved.connectPort : flags.connectPort,
+        connectPort: port('connectPort'),
         connectHeapMb: flags.connectHeapMb,
       };
       const started = Date.now();

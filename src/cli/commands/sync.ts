@@ -105,7 +105,7 @@ export function registerSyncCommands(program: Command): void {
           : setTimeout(() => stop('duration elapsed'), flags.duration * 1000);
       const port = flags.httpPort === undefined ? config.http.port : Number(flags.httpPort);
       const http = await startHttpServer({ host: config.http.host, port, metrics, runner });
-      log.info({ tables, http: http.url }, 'running');
+      log.info({ tables, http: http.url, instance: runner.instance }, 'running');
       const sampling = sampleLag(config, metrics, log, controller.signal);
       const pruning = pruneTombstones(config, log, controller.signal);
       try {
