@@ -1,6 +1,7 @@
 /** HTTP endpoints of `pgbisync run`: /metrics (Prometheus), /healthz, /status (JSON). */
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { redactText } from '../config/redact.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import type { SyncRunner } from './sync-runner.ts';
 
@@ -36,12 +37,12 @@ export async function startHttpServer(o: {
       const unhealthy = states
         .filter((s) => s.state !== 'running' && s.state !== 'starting')
         .map((s) => `${s.name}: ${s.state}${s.lastError === undefined ? '' : ` (${s.lastError})`}\n`);
-      res.end(healthy ? 'ok\n' : `unhealthy\n${unhealthy.join('')}`);
+      res.end(healthy ? 'ok\n' : redactText(`unhealthy\n${unhealthy.join('')}`));
       return;
     }
     if (req.url === '/status') {
       res.writeHead(200, { 'content-type': 'application/json' });
-      res.end(`${JSON.stringify({ components: states }, null, 2)}\n`);
+      res.end(redactText(`${JSON.stringify({ components: states }, null, 2)}\n`));
       return;
     }
     res.writeHead(404);

@@ -1,6 +1,7 @@
 /** `pgbisync resync <node>`: re-copy a node's tables to the others (the fix for a lost slot, PGB2005). */
 import type { Command } from 'commander';
 import { loadConfigFile } from '../../config/load.ts';
+import { redactText } from '../../config/redact.ts';
 import { resync } from '../../operate/resync.ts';
 import { parseIntegerOption } from '../options.ts';
 import { CONFIG_OPTION } from './sync.ts';
@@ -27,7 +28,7 @@ export function registerResyncCommand(program: Command): void {
       await resync(config, node, {
         wait: flags.wait,
         stallTimeoutMs: flags.timeout * 1000,
-        onProgress: (line) => process.stdout.write(`${line}\n`),
+        onProgress: (line) => process.stdout.write(`${redactText(line)}\n`),
       });
     });
 }
