@@ -11,7 +11,7 @@ import type { Config } from '../config/schema.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import { formatLsn } from '../pg/lsn.ts';
-import { describeError, isConcurrentApplyFailure, PgbisyncError } from '../runtime/errors.ts';
+import { describeError, ErrorCode, isConcurrentApplyFailure, PgbisyncError } from '../runtime/errors.ts';
 import { type Component, supervise } from '../runtime/supervisor.ts';
 import type { ApplierProgressEvent } from '../sink/applier.ts';
 import type { CaptureProgressEvent } from '../source/capture.ts';
@@ -226,7 +226,8 @@ export class SyncRunner {
       state.transactions = (state.transactions ?? 0) + event.transactions;
       state.lastLsn = formatLsn(event.last.commitLsn);
     } else {
-      metrics.deadLetters.inc({ direction });
+      const code = event.error instanceof PgbisyncError ? event.error.code : ErrorCode.EVENT_MALFORMED;
+      metrics.deadLetters.inc({ direction, code });
       log.error(
         { direction, topic: event.record.topic, offset: String(event.record.offset), err: event.error },
         'record sent to the dead-letter topic',
