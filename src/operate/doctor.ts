@@ -4,10 +4,10 @@
  *
  * Checks per node: connection (reachable, authenticated, database exists), server version (15+),
  * wal_level, track_commit_timestamp, room for pgbisync's slot and walsender beyond those in use,
- * REPLICATION (or superuser), EXECUTE on the replication-origin functions, CREATE on the database
- * (publication, pgbisync schema), SET session_replication_role (appliers write with it); per table:
- * exists, primary key, replica identity, owned by the user (CREATE PUBLICATION ... FOR TABLE and the
- * delete trigger need ownership), same columns and key as on the first node, sequence-filled columns
+ * REPLICATION (or superuser), the grants of docs/security.md's run role and, until setup ran on the node,
+ * its setup role (./doctor-grants.ts), SET session_replication_role (appliers write with it); per table:
+ * exists, primary key, replica identity, owned by the user until setup ran (CREATE PUBLICATION ... FOR
+ * TABLE and the delete trigger need ownership), same columns and key as on the first node, sequence-filled columns
  * (inserts on two nodes collide unless interleaved), user triggers and rules (which do not fire on
  * applied rows, or break applying: ./doctor-triggers.ts); the node's slot (lost: FAIL; close to being
  * invalidated by max_slot_wal_keep_size: warn). Kafka: brokers
@@ -22,6 +22,13 @@ import { newPgClient } from '../pg/client.ts';
 import { objectNames, quoteIdent } from '../pg/sql-names.ts';
 import { type CatalogTable, matchTables } from '../pg/table-catalog.ts';
 import { judgeSlot, readSlotHealth, type SlotHealth } from '../source/slot-health.ts';
+import {
+  checkCreate,
+  checkOriginFunctions,
+  checkOwnSchema,
+  checkTablePrivileges,
+  readRoleFacts,
+} from './doctor-grants.ts';
 import type { CheckStatus, DoctorCheck, DoctorReport, Emit } from './doctor-report.ts';
 import { checkSequences, checkTable, compareTables } from './doctor-tables.ts';
 import { checkReplicaRole, checkTriggers } from './doctor-triggers.ts';
@@ -45,6 +52,10 @@ export async function runDoctor(config: Config): Promise<DoctorReport> {
     if (db === undefined) continue;
     try {
       await checkServer(db, node, emit);
+      const role = await readRoleFacts(db, node.name);
+      await checkOriginFunctions(db, role, emit);
+      checkCreate(role, emit);
+      await checkOwnSchema(db, role, emit);
       if (node.debezium === undefined) await checkSlot(db, node, emit);
       await checkReplicaRole(db, emit);
       const names = Array.isArray(config.tables)
@@ -56,9 +67,10 @@ export async function runDoctor(config: Config): Promise<DoctorReport> {
       tableNames ??= names;
       const tables = new Map<string, CatalogTable>();
       for (const name of names) {
-        const found = await checkTable(db, node, name, config.nodes[0]!.name, emit);
+        const found = await checkTable(db, node, name, config.nodes[0]!.name, emit, role.setupDone);
         if (found !== undefined) tables.set(name, found);
       }
+      await checkTablePrivileges(db, role, [...tables.keys()], emit);
       await checkSequences(db, config, [...tables.values()], index, emit);
       await checkTriggers(db, [...tables.keys()], emit);
       const first = catalogs[0];
@@ -142,10 +154,8 @@ async function checkServer(db: pg.Client, node: NodeConfig, emit: Emit): Promise
       max_senders: number;
       other_senders: number;
       usr: string;
-      db: string;
       superuser: boolean;
       replication: boolean;
-      can_create: boolean;
     }>(
       `SELECT current_setting('server_version_num')::int AS version_num, current_setting('server_version') AS version,
               current_setting('wal_level') AS wal_level, current_setting('track_commit_timestamp') AS tct,
@@ -154,8 +164,7 @@ async function checkServer(db: pg.Client, node: NodeConfig, emit: Emit): Promise
               current_setting('max_wal_senders')::int AS max_senders,
               (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'walsender' AND pid IS DISTINCT FROM
                  (SELECT active_pid FROM pg_replication_slots WHERE slot_name = $1))::int AS other_senders,
-              current_user AS usr, current_database() AS db, r.rolsuper AS superuser,
-              r.rolreplication AS replication, has_database_privilege(current_database(), 'CREATE') AS can_create
+              current_user AS usr, r.rolsuper AS superuser, r.rolreplication AS replication
          FROM pg_roles r WHERE r.rolname = current_user`,
       [slot],
     )
@@ -209,32 +218,6 @@ async function checkServer(db: pg.Client, node: NodeConfig, emit: Emit): Promise
       `${s.usr} lacks REPLICATION (needed to create and read the slot)`,
       `ALTER ROLE ${role} REPLICATION;`,
     );
-  if (!s.superuser) {
-    // The origin functions are superuser-only unless granted: the applier (and verify --repair) use them.
-    const denied = await db.query<{ sig: string }>(
-      `SELECT p.oid::regprocedure::text AS sig FROM pg_proc p
-        WHERE p.pronamespace = 'pg_catalog'::regnamespace AND p.proname = ANY($1::text[])
-          AND NOT has_function_privilege(p.oid, 'EXECUTE') ORDER BY 1`,
-      [ORIGIN_FUNCTIONS],
-    );
-    if (denied.rowCount === 0) emit('origin_functions', 'ok', `${s.usr} may use replication origins`);
-    else
-      emit(
-        'origin_functions',
-        'FAIL',
-        `${s.usr} may not execute ${denied.rows.map((r) => r.sig).join(', ')}`,
-        `GRANT EXECUTE ON FUNCTION ${denied.rows.map((r) => r.sig).join(', ')} TO ${role};`,
-      );
-  }
-  if (s.superuser || s.can_create)
-    emit('create_publication', 'ok', `${s.usr} may create publications and the pgbisync schema`);
-  else
-    emit(
-      'create_publication',
-      'FAIL',
-      `${s.usr} lacks CREATE on database ${s.db} (publication, pgbisync schema)`,
-      `GRANT CREATE ON DATABASE ${quoteIdent(s.db)} TO ${role};`,
-    );
 }
 
 /**
@@ -276,14 +259,6 @@ async function checkSlot(db: pg.Client, node: NodeConfig, emit: Emit): Promise<v
       verdict satisfies never;
   }
 }
-
-const ORIGIN_FUNCTIONS = [
-  'pg_replication_origin_create',
-  'pg_replication_origin_drop',
-  'pg_replication_origin_session_setup',
-  'pg_replication_origin_session_reset',
-  'pg_replication_origin_xact_setup',
-];
 
 async function checkKafka(config: Config, tables: readonly string[], emit: Emit): Promise<void> {
   const brokers = config.kafka.brokers.join(',');
