@@ -31,6 +31,7 @@ import {
 } from './doctor-grants.ts';
 import type { CheckStatus, DoctorCheck, DoctorReport, Emit } from './doctor-report.ts';
 import { checkSequences, checkTable, compareTables } from './doctor-tables.ts';
+import { innermost, kafkaTransportProblem, pgTransportProblem } from './doctor-transport.ts';
 import { checkReplicaRole, checkTriggers } from './doctor-triggers.ts';
 
 const MIN_SERVER_VERSION_NUM = 150000;
@@ -105,7 +106,10 @@ async function connect(node: NodeConfig, index: number, emit: Emit): Promise<pg.
     const code = typeof e.code === 'string' ? e.code : '';
     const message = typeof e.message === 'string' ? e.message : String(error);
     const field = `nodes[${index}].url`;
-    if (code === '28P01') {
+    const transport = pgTransportProblem(error, where, user, field);
+    if (transport !== undefined) {
+      emit('connection', 'FAIL', transport.detail, transport.fix);
+    } else if (code === '28P01') {
       emit(
         'connection',
         'FAIL',
@@ -269,12 +273,8 @@ async function checkKafka(config: Config, tables: readonly string[], emit: Emit)
       existing = new Set(await withTimeout(admin.listTopics(), KAFKA_TIMEOUT_MS));
       emit('broker', 'ok', `${brokers} reachable (${existing.size} topics)`);
     } catch (error) {
-      emit(
-        'broker',
-        'FAIL',
-        `cannot reach Kafka at ${brokers} (${rootMessage(error)})`,
-        'start Kafka or fix kafka.brokers (and kafka.sasl / kafka.tls) in the config',
-      );
+      const problem = kafkaTransportProblem(error, brokers);
+      emit('broker', 'FAIL', problem.detail, problem.fix);
       return;
     }
     for (const node of config.nodes) {
@@ -303,14 +303,8 @@ async function checkKafka(config: Config, tables: readonly string[], emit: Emit)
 
 /** The innermost message of an error (the Kafka client nests AggregateErrors and causes). */
 function rootMessage(error: unknown): string {
-  let current: unknown = error;
-  for (let depth = 0; depth < 10; depth++) {
-    const e = current as { errors?: unknown[]; cause?: unknown } | undefined;
-    const next = e?.errors?.[0] ?? e?.cause;
-    if (next === undefined) break;
-    current = next;
-  }
-  return current instanceof Error ? current.message : String(current);
+  const root = innermost(error);
+  return root instanceof Error ? root.message : String(root);
 }
 
 function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
