@@ -54,7 +54,13 @@ async function runUntil(
   } finally {
     if (child.exitCode === null) child.kill('SIGTERM');
   }
-  return { code: await exited, output };
+  // SIGTERM while run was still starting up used to be lost (its components kept retrying forever):
+  // a run that does not stop within the grace is killed and reported.
+  const grace = setTimeout(() => child.kill('SIGKILL'), 30_000);
+  const code = await exited;
+  clearTimeout(grace);
+  assert.notEqual(child.signalCode, 'SIGKILL', `run did not stop on SIGTERM:\n${output.slice(-3000)}`);
+  return { code, output };
 }
 
 function assertNoSecret(what: string, output: string): void {

@@ -114,3 +114,26 @@ test('a transaction that lost a race with a local write is retried at once, with
   // Four immediate retries, then the first real failure starts the backoff at its minimum.
   assert.deepEqual(delays, [50, 50, 50, 50, 500]);
 });
+
+test('a signal aborted before supervise starts (SIGTERM during start-up) stops it at once', async () => {
+  const controller = new AbortController();
+  controller.abort();
+  let runs = 0;
+  const outcome = await Promise.race([
+    supervise(
+      [
+        {
+          name: 'kafka-less',
+          run: async () => {
+            runs++;
+            throw new RetryableError('no broker', { code: ErrorCode.KAFKA });
+          },
+        },
+      ],
+      controller.signal,
+    ).then(() => 'stopped'),
+    new Promise((resolve) => setTimeout(() => resolve('still running after 2 s'), 2_000).unref()),
+  ]);
+  assert.equal(outcome, 'stopped');
+  assert.equal(runs, 0);
+});
