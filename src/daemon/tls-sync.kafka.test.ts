@@ -14,6 +14,8 @@ import { parseConfig } from '../config/load.ts';
 import { ensureTlsMaterial } from '../dev/tls-material.ts';
 import { formatDoctor, runDoctor } from '../operate/doctor.ts';
 import { setup, teardown } from '../operate/setup.ts';
+import { readStatus } from '../operate/status.ts';
+import { FatalError } from '../runtime/errors.ts';
 import { startSync, tableRows, waitFor, waitForStreaming } from '../testing/sync-fixture.ts';
 import { createTestDatabases } from '../testing/test-databases.ts';
 import { testEnv } from '../testing/test-env.ts';
@@ -107,10 +109,18 @@ test('two-way sync over TLS with SCRAM on PostgreSQL and SASL_SSL on Kafka; wron
     assert.ok(!found.detail.includes('\n') && !(found.fix ?? '').includes('\n'), formatDoctor(report));
     return found;
   };
-  const wrongCa = await failure(
-    config({ url1: url(dbs.db1, { params: { sslmode: 'verify-full', sslrootcert: otherCa } }) }),
-    node,
-    'connection',
+  const wrongCaConfig = config({
+    url1: url(dbs.db1, { params: { sslmode: 'verify-full', sslrootcert: otherCa } }),
+  });
+  const wrongCa = await failure(wrongCaConfig, node, 'connection');
+  // Outside doctor too: status (and run at its start) stop with the node and the fix, no retrying.
+  await assert.rejects(
+    readStatus(wrongCaConfig),
+    (e: FatalError) =>
+      e instanceof FatalError &&
+      e.message ===
+        `connecting to node ${node}: the server's TLS certificate is not trusted (UNABLE_TO_VERIFY_LEAF_SIGNATURE)` &&
+      /sslrootcert=/.test(e.hint ?? ''),
   );
   assert.match(wrongCa.detail, new RegExp(`TLS.*${pgAt}`));
   assert.match(wrongCa.fix ?? '', /sslrootcert=.*nodes\[0\]\.url/);

@@ -3,21 +3,7 @@
  * not sign, a password refused, a plaintext attempt where TLS is required. Each becomes one line naming
  * where (PostgreSQL's host:port or the brokers) and the config field to change.
  */
-
-/** Node's TLS verification failures (tls.TLSSocket's error codes). */
-const TLS_CERT_CODES = new Set([
-  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
-  'UNABLE_TO_GET_ISSUER_CERT',
-  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
-  'SELF_SIGNED_CERT_IN_CHAIN',
-  'DEPTH_ZERO_SELF_SIGNED_CERT',
-  'CERT_SIGNATURE_FAILURE',
-  'CERT_UNTRUSTED',
-  'CERT_HAS_EXPIRED',
-  'CERT_NOT_YET_VALID',
-  'ERR_TLS_CERT_ALTNAME_INVALID',
-]);
-
+import { TLS_CERT_CODES } from '../runtime/pg-errors.ts';
 export interface TransportProblem {
   readonly detail: string;
   readonly fix: string;
