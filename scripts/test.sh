@@ -73,13 +73,18 @@ start_stack() { # major, state folder, first port, extra dev-up flags...: starts
   export PGBISYNC_TEST_PG_URL="$PGBISYNC_TEST_DB1_URL"
   export PGBISYNC_TEST_KAFKA_BROKERS; PGBISYNC_TEST_KAFKA_BROKERS="$(node -e 'const s=JSON.parse(process.argv[1]);console.log(s.kafka.brokers.join(","))' "$stack")"
   export PGBISYNC_TEST_CONNECT_URL; PGBISYNC_TEST_CONNECT_URL="$(node -e 'const s=JSON.parse(process.argv[1]);console.log(s.connect?.url ?? "")' "$stack")"
+  # With --secure: the CA, the TLS-only PostgreSQL role and the SASL_SSL listener (src/testing/test-env.ts).
+  export PGBISYNC_TEST_SECURE; PGBISYNC_TEST_SECURE="$(node -e 'const s=JSON.parse(process.argv[1]);console.log(s.secure ? JSON.stringify(s.secure) : "")' "$stack")"
 }
 
 if [ "$suite" = pg ] || [ "$suite" = kafka ] || [ "$suite" = all ]; then
   kinds="pg kafka"; [ "$suite" = pg ] && kinds="pg"; [ "$suite" = kafka ] && kinds="kafka"
   for major in $majors; do
     state="$PWD/.state/test-pg$major"
-    start_stack "$major" "$state" $((port_base + major * 10))
+    # --secure: TLS and SCRAM for one PostgreSQL role and a SASL_SSL Kafka listener on p+4, beside the
+    # trusted plaintext access every other test uses (src/daemon/tls-sync.kafka.test.ts).
+    p=$((port_base + major * 10))
+    start_stack "$major" "$state" "$p" --secure --kafka-secure-port $((p + 4))
     for kind in $kinds; do
       mapfile -t files < <(list "$kind")
       # Kafka suites check that WAL stops moving once the sync is idle: WAL is per server, so their

@@ -1,3 +1,4 @@
+import { redactText } from '../config/redact.ts';
 import { errorChain } from '../runtime/errors.ts';
 
 /**
@@ -9,6 +10,6 @@ export function reportFatal(error: unknown): number {
     `${depth === 0 ? 'error' : 'caused by'}: ${link.message}`,
     ...(link.hint === undefined ? [] : [`  fix: ${link.hint}`]),
   ]);
-  process.stderr.write(`${lines.join('\n')}\n`);
+  process.stderr.write(`${redactText(lines.join('\n'))}\n`);
   return 1;
 }

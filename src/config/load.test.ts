@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { FatalError } from '../runtime/errors.ts';
-import { parseConfig, redactConfig } from './load.ts';
+import { parseConfig } from './load.ts';
+import { redactConfig } from './redact.ts';
 
 const GOOD = `
 kafka: { brokers: [localhost:9092], topicPrefix: pgbisync }

@@ -7,6 +7,7 @@ import { parse as parseYaml } from 'yaml';
 import type { z } from 'zod';
 import { checkPolicySettings } from '../conflicts/policy.ts';
 import { ErrorCode, FatalError } from '../runtime/errors.ts';
+import { registerSecrets } from './redact.ts';
 import { type Config, configSchema } from './schema.ts';
 
 export function loadConfigFile(path: string, env: NodeJS.ProcessEnv = process.env): Config {
@@ -36,6 +37,8 @@ export function parseConfig(text: string, source: string, env: NodeJS.ProcessEnv
   }
   const result = configSchema.safeParse(raw);
   if (!result.success) throw configError(source, result.error);
+  // From here on, every log line, fatal error and status output of this process masks its secrets.
+  registerSecrets(result.data);
   return normalize(result.data, source);
 }
 
@@ -94,21 +97,4 @@ function normalize(config: Config, source: string): Config {
   const conflicts = checkPolicySettings(config.conflicts, names);
   if (conflicts !== undefined) fail(source, conflicts.path, conflicts.message);
   return config;
-}
-
-/** The config with secrets masked, for logs and `status`. */
-export function redactConfig(config: Config): unknown {
-  const maskUrl = (url: string) => {
-    const parsed = new URL(url);
-    if (parsed.password !== '') parsed.password = '***';
-    return parsed.toString();
-  };
-  return {
-    ...config,
-    nodes: config.nodes.map((n) => ({ ...n, url: maskUrl(n.url) })),
-    kafka: {
-      ...config.kafka,
-      ...(config.kafka.sasl ? { sasl: { ...config.kafka.sasl, password: '***' } } : {}),
-    },
-  };
 }

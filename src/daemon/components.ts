@@ -121,6 +121,7 @@ async function runApplier(
     targetNode: target.name,
     targetUrl: target.url,
     sourceUrl: source.url,
+    tables,
     topics,
     openConsumer: (startOffsets) =>
       new KafkaConsumer({

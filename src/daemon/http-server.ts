@@ -1,6 +1,7 @@
 /** HTTP endpoints of `pgbisync run`: /metrics (Prometheus), /healthz, /status (JSON). */
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { redactText } from '../config/redact.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import type { SyncRunner } from './sync-runner.ts';
 
@@ -39,12 +40,16 @@ export async function startHttpServer(o: {
       const lines = unhealthy.map(
         (s) => `${s.name}: ${s.state}${s.lastError === undefined ? '' : ` (${s.lastError})`}\n`,
       );
-      res.end(unhealthy.length > 0 ? `unhealthy\n${lines.join('')}` : active ? 'active\n' : 'standby\n');
+      res.end(
+        unhealthy.length > 0 ? redactText(`unhealthy\n${lines.join('')}`) : active ? 'active\n' : 'standby\n',
+      );
       return;
     }
     if (req.url === '/status') {
       res.writeHead(200, { 'content-type': 'application/json' });
-      res.end(`${JSON.stringify({ instance: o.runner.instance, components: states }, null, 2)}\n`);
+      res.end(
+        redactText(`${JSON.stringify({ instance: o.runner.instance, components: states }, null, 2)}\n`),
+      );
       return;
     }
     res.writeHead(404);

@@ -303,7 +303,8 @@ export class SyncRunner {
       state.transactions = (state.transactions ?? 0) + event.transactions;
       state.lastLsn = formatLsn(event.last.commitLsn);
     } else {
-      metrics.deadLetters.inc({ direction });
+      const code = event.error instanceof PgbisyncError ? event.error.code : ErrorCode.EVENT_MALFORMED;
+      metrics.deadLetters.inc({ direction, code });
       log.error(
         { direction, topic: event.record.topic, offset: String(event.record.offset), err: event.error },
         'record sent to the dead-letter topic',

@@ -4,12 +4,13 @@
  * storage formatted with the storage tool's main class, started with `kafka.Kafka` and a bounded heap.
  */
 import { randomUUID } from 'node:crypto';
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ErrorCode, FatalError } from '../runtime/errors.ts';
 import { fetchMavenDependencies, JavaProcess, jvmFlags, requireJava } from './java-service.ts';
 import { cacheDir, PROJECT_ROOT } from './paths.ts';
 import { isPortFree, isProcessAlive, run, tailFile, waitFor } from './process-tools.ts';
+import type { SecureCredentials, TlsMaterial } from './tls-material.ts';
 
 /** Kafka release used by the dev stack; keep in step with dev/kafka/pom.xml. */
 export const KAFKA_VERSION = '4.1.1';
@@ -21,6 +22,12 @@ export interface KafkaBrokerSpec {
   /** Folder for server.properties, data/ and broker.log. */
   readonly dir: string;
   readonly heapMb: number;
+  /** `dev up --secure`: a SASL_SSL listener (SCRAM-SHA-256, this certificate) on `port` as well. */
+  readonly secure?: {
+    readonly port: number;
+    readonly tls: TlsMaterial;
+    readonly credentials: SecureCredentials;
+  };
 }
 
 /** Fetches the broker's jars into the cache (once) and returns the folder holding them. */
@@ -60,17 +67,44 @@ export class KafkaBroker {
     return this.#process.pid();
   }
 
+  /** Where the SASL_SSL listener is, with --secure. */
+  get secureBootstrap(): string | undefined {
+    return this.spec.secure === undefined ? undefined : `127.0.0.1:${this.spec.secure.port}`;
+  }
+
+  /** The SASL_SSL listener's settings; its key and certificate in one PEM file (Kafka's PEM keystore). */
+  #secureProperties(): string[] {
+    const secure = this.spec.secure;
+    if (secure === undefined) return [];
+    const keystore = join(this.spec.dir, 'keystore.pem');
+    writeFileSync(
+      keystore,
+      readFileSync(secure.tls.keyFile, 'utf8') + readFileSync(secure.tls.certFile, 'utf8'),
+      {
+        mode: 0o600,
+      },
+    );
+    return [
+      'sasl.enabled.mechanisms=SCRAM-SHA-256',
+      'listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;',
+      'ssl.keystore.type=PEM',
+      `ssl.keystore.location=${keystore}`,
+    ];
+  }
+
   #properties(dataDir: string): string {
     const { port, controllerPort } = this.spec;
+    const secure = this.spec.secure === undefined ? '' : `,SASL_SSL://127.0.0.1:${this.spec.secure.port}`;
     return [
       'process.roles=broker,controller',
       'node.id=1',
       `controller.quorum.voters=1@127.0.0.1:${controllerPort}`,
-      `listeners=PLAINTEXT://127.0.0.1:${port},CONTROLLER://127.0.0.1:${controllerPort}`,
-      `advertised.listeners=PLAINTEXT://127.0.0.1:${port}`,
+      `listeners=PLAINTEXT://127.0.0.1:${port}${secure},CONTROLLER://127.0.0.1:${controllerPort}`,
+      `advertised.listeners=PLAINTEXT://127.0.0.1:${port}${secure}`,
       'controller.listener.names=CONTROLLER',
       'inter.broker.listener.name=PLAINTEXT',
-      'listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT',
+      'listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_SSL:SASL_SSL',
+      ...this.#secureProperties(),
       `log.dirs=${dataDir}`,
       'num.partitions=1',
       'offsets.topic.replication.factor=1',
@@ -100,7 +134,22 @@ export class KafkaBroker {
         java,
         // `--cluster-id=<id>` in one argument: an id starting with '-' (1 in 64) would otherwise be
         // taken for an option and the format refused (seen once in CI).
-        ['-cp', classpath, 'kafka.tools.StorageTool', 'format', `--cluster-id=${clusterId()}`, '-c', props],
+        [
+          '-cp',
+          classpath,
+          'kafka.tools.StorageTool',
+          'format',
+          `--cluster-id=${clusterId()}`,
+          '-c',
+          props,
+          // SCRAM users live in the metadata log: the listener's user is created with the storage.
+          ...(this.spec.secure === undefined
+            ? []
+            : [
+                '--add-scram',
+                `SCRAM-SHA-256=[name=${this.spec.secure.credentials.kafkaUser},password=${this.spec.secure.credentials.kafkaPassword}]`,
+              ]),
+        ],
         {
           timeoutMs: 120_000,
         },
@@ -120,7 +169,11 @@ export class KafkaBroker {
       props,
     ]);
     const listening = await waitFor(
-      async () => !(await isPortFree(this.spec.port)) || !isProcessAlive(pid),
+      async () =>
+        !(
+          (await isPortFree(this.spec.port)) ||
+          (this.spec.secure !== undefined && (await isPortFree(this.spec.secure.port)))
+        ) || !isProcessAlive(pid),
       90_000,
       250,
     );

@@ -7,14 +7,15 @@
  * Debian postgresql-15 package (`pg_config --bindir` or /usr/lib/postgresql/15/bin).
  */
 import { spawnSync } from 'node:child_process';
-import { chownSync, cpSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, cpSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { newPgClient } from '../pg/client.ts';
-import { quoteIdent } from '../pg/sql-names.ts';
+import { quoteIdent, quoteLiteral } from '../pg/sql-names.ts';
 import { ErrorCode, FatalError } from '../runtime/errors.ts';
 import { cacheDir } from './paths.ts';
 import { isProcessAlive, run, tailFile, waitFor } from './process-tools.ts';
+import { type SecureCredentials, TLS_GROUP, type TlsMaterial } from './tls-material.ts';
 
 export const SUPPORTED_PG_MAJORS = [15, 16, 17, 18] as const;
 
@@ -132,6 +133,11 @@ export interface PostgresServerSpec {
   readonly dir: string;
   /** Database created on first start (the seed's db1/db2). */
   readonly database: string;
+  /**
+   * `dev up --secure`: ssl = on with this certificate, and members of {@link TLS_GROUP} (the role in
+   * `credentials` among them) must connect over TLS with their SCRAM password; others are trusted.
+   */
+  readonly secure?: { readonly tls: TlsMaterial; readonly credentials: SecureCredentials };
 }
 
 export class PostgresServer {
@@ -192,9 +198,33 @@ export class PostgresServer {
     );
     const lines = Object.entries(SERVER_SETTINGS).map(([k, v]) => `${k} = ${v}`);
     lines.push(`port = ${this.spec.port}`, `unix_socket_directories = '${this.spec.dir}'`);
+    if (this.spec.secure !== undefined) lines.push(...this.#secureSettings(this.spec.secure.tls, hba));
     const conf = join(this.dataDir, 'postgresql.auto.conf');
     writeFileSync(conf, `# written by pgbisync dev\n${lines.join('\n')}\n`);
     if (this.#user !== undefined) chownSync(conf, this.#user.uid, this.#user.gid);
+  }
+
+  /** Copies the certificate into the data folder (the key private to the server user), TLS-only hba lines. */
+  #secureSettings(tls: TlsMaterial, hba: string): string[] {
+    for (const [from, to] of [
+      [tls.certFile, 'server.pem'],
+      [tls.keyFile, 'server.key'],
+    ] as const) {
+      const target = join(this.dataDir, to);
+      cpSync(from, target);
+      chmodSync(target, 0o600);
+      if (this.#user !== undefined) chownSync(target, this.#user.uid, this.#user.gid);
+    }
+    writeFileSync(
+      hba,
+      `hostssl all +${TLS_GROUP} 127.0.0.1/32 scram-sha-256\nhostnossl all +${TLS_GROUP} 127.0.0.1/32 reject\n${readFileSync(hba, 'utf8')}`,
+    );
+    return [
+      'ssl = on',
+      "ssl_cert_file = 'server.pem'",
+      "ssl_key_file = 'server.key'",
+      "password_encryption = 'scram-sha-256'",
+    ];
   }
 
   async start(): Promise<void> {
@@ -296,6 +326,18 @@ export class PostgresServer {
     try {
       const found = await client.query('SELECT 1 FROM pg_database WHERE datname = $1', [this.spec.database]);
       if (found.rowCount === 0) await client.query(`CREATE DATABASE ${quoteIdent(this.spec.database)}`);
+      const secure = this.spec.secure?.credentials;
+      if (secure !== undefined) {
+        const roles = await client.query('SELECT rolname FROM pg_roles WHERE rolname = ANY($1)', [
+          [TLS_GROUP, secure.pgUser],
+        ]);
+        const has = new Set(roles.rows.map((r: { rolname: string }) => r.rolname));
+        if (!has.has(TLS_GROUP)) await client.query(`CREATE ROLE ${quoteIdent(TLS_GROUP)} NOLOGIN`);
+        if (!has.has(secure.pgUser))
+          await client.query(
+            `CREATE ROLE ${quoteIdent(secure.pgUser)} LOGIN SUPERUSER PASSWORD ${quoteLiteral(secure.pgPassword)} IN ROLE ${quoteIdent(TLS_GROUP)}`,
+          );
+      }
     } finally {
       await client.end();
     }

@@ -12,6 +12,7 @@ import { checkKafka } from './kafka-health.ts';
 import { serverDataRoot } from './paths.ts';
 import { PostgresServer } from './postgres-server.ts';
 import { requireFreePort } from './process-tools.ts';
+import { ensureCredentials, ensureTlsMaterial, TLS_GROUP, tlsPaths } from './tls-material.ts';
 
 export interface StackOptions {
   readonly stateDir: string;
@@ -25,6 +26,9 @@ export interface StackOptions {
   readonly connect: boolean;
   readonly connectPort: number;
   readonly connectHeapMb: number;
+  /** `--secure`: PostgreSQL with TLS and SCRAM for the pgbisync_tls group, Kafka SASL_SSL on kafkaSecurePort. */
+  readonly secure?: boolean;
+  readonly kafkaSecurePort?: number;
 }
 
 export const DEFAULT_STACK: Omit<StackOptions, 'stateDir'> = {
@@ -59,6 +63,20 @@ export interface StackStatus {
     readonly pid?: number;
     readonly log: string;
   };
+  /**
+   * With `up --secure`: the CA clients trust, the PostgreSQL role that must use TLS and SCRAM (members
+   * of `group` must), and the Kafka SASL_SSL listener with its SCRAM-SHA-256 user.
+   */
+  readonly secure?: {
+    readonly caFile: string;
+    readonly pg: { readonly group: string; readonly user: string; readonly password: string };
+    readonly kafka: {
+      readonly brokers: readonly string[];
+      readonly mechanism: 'scram-sha-256';
+      readonly username: string;
+      readonly password: string;
+    };
+  };
   /** Present when the stack runs Kafka Connect (`up --connect`). */
   readonly connect?: {
     readonly url: string;
@@ -82,6 +100,11 @@ export class DevStack {
     this.options = options;
     const dataRoot = serverDataRoot(options.stateDir);
     const ports = [options.db1Port, options.db2Port];
+    const secureDir = join(options.stateDir, 'secure');
+    const secure =
+      options.secure === true
+        ? { tls: tlsPaths(secureDir), credentials: ensureCredentials(secureDir) }
+        : undefined;
     this.servers = NODE_NAMES.map(
       (name, i) =>
         new PostgresServer({
@@ -90,6 +113,7 @@ export class DevStack {
           port: ports[i] ?? 0,
           dir: join(dataRoot, `pg${options.pgMajor}-${name}`),
           database: name,
+          ...(secure === undefined ? {} : { secure }),
         }),
     );
     this.broker = new KafkaBroker({
@@ -97,6 +121,9 @@ export class DevStack {
       controllerPort: options.kafkaControllerPort,
       dir: join(options.stateDir, 'kafka'),
       heapMb: options.kafkaHeapMb,
+      ...(secure === undefined
+        ? {}
+        : { secure: { ...secure, port: options.kafkaSecurePort ?? options.kafkaPort + 2 } }),
     });
     this.connect = options.connect
       ? new KafkaConnect({
@@ -123,6 +150,7 @@ export class DevStack {
     this.#assertPortsApply();
     const libs = await fetchKafkaJars(log);
     const connectJars = this.connect === undefined ? undefined : await fetchConnectJars(log);
+    if (this.options.secure === true) await ensureTlsMaterial(join(this.options.stateDir, 'secure'));
     for (const server of this.servers) {
       if (await server.isReady()) {
         log(`${server.spec.name}: already running on ${server.spec.port}`);
@@ -143,6 +171,9 @@ export class DevStack {
         'the Kafka controller',
         '--kafka-controller-port',
       );
+      const securePort = this.broker.spec.secure?.port;
+      if (securePort !== undefined)
+        await requireFreePort(securePort, 'Kafka SASL_SSL', '--kafka-secure-port');
       log(`kafka: starting broker ${this.broker.bootstrap} (KRaft)`);
       await this.broker.start(libs);
     } else {
@@ -214,6 +245,25 @@ export class DevStack {
         log: this.broker.logFile,
       },
       ...(this.connect === undefined ? {} : { connect: await this.#connectStatus(this.connect) }),
+      ...this.#secureStatus(),
+    };
+  }
+
+  #secureStatus(): Pick<StackStatus, 'secure'> {
+    const secure = this.broker.spec.secure;
+    if (secure === undefined) return {};
+    const c = secure.credentials;
+    return {
+      secure: {
+        caFile: secure.tls.caFile,
+        pg: { group: TLS_GROUP, user: c.pgUser, password: c.pgPassword },
+        kafka: {
+          brokers: [`127.0.0.1:${secure.port}`],
+          mechanism: 'scram-sha-256',
+          username: c.kafkaUser,
+          password: c.kafkaPassword,
+        },
+      },
     };
   }
 
@@ -262,6 +312,15 @@ export class DevStack {
   /** A state folder already holding a stack of another major cannot be reused silently. */
   #assertSameShape(): void {
     const saved = DevStack.fromStateDir(this.options.stateDir);
+    if (saved !== undefined && (saved.options.secure === true) !== (this.options.secure === true)) {
+      throw new FatalError(
+        `the stack in ${this.options.stateDir} was made ${saved.options.secure === true ? 'with' : 'without'} --secure`,
+        {
+          code: ErrorCode.CONFIG_INVALID,
+          hint: `run 'pgbisync dev down --destroy' first, or use another --state-dir`,
+        },
+      );
+    }
     if (saved !== undefined && saved.options.pgMajor !== this.options.pgMajor) {
       throw new FatalError(
         `the stack in ${this.options.stateDir} runs PostgreSQL ${saved.options.pgMajor}, not ${this.options.pgMajor}`,

@@ -8,6 +8,7 @@ import {
   deadLetterHeaders,
   endOfTransaction,
   endsTransaction,
+  forgedHeader,
   hasTransactionMarker,
   LAST_HEADER,
   LAST_VALUE,
@@ -119,4 +120,28 @@ test('a transaction end keeps the highest wire version of its last record, and a
   assert.equal(endOfTransaction({ 'pgbisync.schema': 'x' }, 0x10n, true, 2)['pgbisync.wire'], '2');
   assert.deepEqual(relationWireHeaders(1), {});
   assert.deepEqual(relationWireHeaders(2), { 'pgbisync.wire': '2' });
+});
+
+test('forgedHeader: what a capture writes passes, anything else is named', () => {
+  const cases: [Record<string, string>, RegExp | undefined][] = [
+    [{}, undefined],
+    [transactionEndHeaders(0x16_b374d848n), undefined],
+    [transactionEndHeaders(1n, true), undefined],
+    [{ 'pgbisync.schema': 'abc' }, undefined],
+    [{ 'pgbisync.wire': '1' }, undefined],
+    [{ traceparent: 'x' }, undefined],
+    [{ 'pgbisync.dlq.code': 'PGB3101' }, /header pgbisync\.dlq\.code is not one a capture writes/],
+    [{ 'PGBISYNC.LAST': '1' }, /header PGBISYNC\.LAST is not one/],
+    [{ 'pgbisync.last': '2', 'pgbisync.commit_lsn': '0/1' }, /pgbisync\.last is '2'/],
+    [{ 'pgbisync.last': '1' }, undefined],
+    [{ 'pgbisync.last': '1', 'pgbisync.commit_lsn': 'zz' }, /pgbisync\.commit_lsn is 'zz', not an LSN/],
+    [{ 'pgbisync.commit_lsn': '0/1' }, /pgbisync\.commit_lsn without pgbisync\.last/],
+    [{ 'pgbisync.snapshot': '1' }, /pgbisync\.snapshot without pgbisync\.last/],
+    [{ ...transactionEndHeaders(1n), 'pgbisync.snapshot': 'yes' }, /pgbisync\.snapshot is 'yes'/],
+  ];
+  for (const [headers, expected] of cases) {
+    const reason = forgedHeader(new Map(Object.entries(headers)));
+    if (expected === undefined) assert.equal(reason, undefined, JSON.stringify(headers));
+    else assert.match(reason ?? '', expected, JSON.stringify(headers));
+  }
 });

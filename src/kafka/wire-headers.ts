@@ -181,3 +181,47 @@ export function deadLetterHeaders(record: InRecord, error: string, code: string)
     [DEAD_LETTER_HEADERS.code]: code,
   };
 }
+
+/** The headers a capture writes on a change record; any other `pgbisync.*` header on one is forged. */
+const CAPTURE_HEADERS: ReadonlySet<string> = new Set([
+  WIRE_HEADER,
+  LAST_HEADER,
+  COMMIT_LSN_HEADER,
+  SCHEMA_HEADER,
+  SNAPSHOT_HEADER,
+]);
+
+/**
+ * Why a record's `pgbisync.*` headers cannot be a capture's, or undefined when they can: a name the
+ * capture never writes (a dead letter's `pgbisync.dlq.*` included), `pgbisync.last` other than `1`, a
+ * `pgbisync.commit_lsn` that is not an LSN, a commit LSN or snapshot mark without `pgbisync.last`. The
+ * applier sets such a record aside (docs/security.md): read, `pgbisync.last` would close a transaction
+ * and a malformed commit LSN would stop the direction. `pgbisync.wire` is judged by the version check.
+ */
+export function forgedHeader(headers: ReadonlyMap<string, string>): string | undefined {
+  for (const name of headers.keys()) {
+    if (name.toLowerCase().startsWith('pgbisync.') && !CAPTURE_HEADERS.has(name)) {
+      return `header ${name} is not one a capture writes`;
+    }
+  }
+  const last = headers.get(LAST_HEADER);
+  const lsn = headers.get(COMMIT_LSN_HEADER);
+  if (last === undefined) {
+    if (lsn !== undefined) return `header ${COMMIT_LSN_HEADER} without ${LAST_HEADER}`;
+    if (headers.has(SNAPSHOT_HEADER)) return `header ${SNAPSHOT_HEADER} without ${LAST_HEADER}`;
+    return undefined;
+  }
+  if (last !== LAST_VALUE) return `header ${LAST_HEADER} is '${last}', not '${LAST_VALUE}'`;
+  // Without a commit LSN the transaction closes unordered by LSN (the grouper's rule for such records).
+  if (lsn !== undefined) {
+    try {
+      parseLsn(lsn);
+    } catch {
+      return `header ${COMMIT_LSN_HEADER} is '${lsn}', not an LSN such as 16/B374D848`;
+    }
+  }
+  const snapshot = headers.get(SNAPSHOT_HEADER);
+  if (snapshot !== undefined && snapshot !== '1')
+    return `header ${SNAPSHOT_HEADER} is '${snapshot}', not '1'`;
+  return undefined;
+}

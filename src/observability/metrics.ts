@@ -83,8 +83,10 @@ export class Metrics {
     labelNames: ['direction'],
     registers: [this.registry],
   });
+  /** By direction and error code (PGB3101 not an event, PGB3103 a table not synced, PGB3104 a forged header). */
   readonly deadLetters = this.#counter(METRIC.deadLetters, 'records sent to the dead-letter topic', [
     'direction',
+    'code',
   ]);
   readonly restarts = this.#counter(METRIC.componentRestarts, 'component restarts after a failure', [
     'component',

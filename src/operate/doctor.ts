@@ -4,10 +4,10 @@
  *
  * Checks per node: connection (reachable, authenticated, database exists), server version (15+),
  * wal_level, track_commit_timestamp, room for pgbisync's slot and walsender beyond those in use,
- * REPLICATION (or superuser), EXECUTE on the replication-origin functions, CREATE on the database
- * (publication, pgbisync schema), SET session_replication_role (appliers write with it); per table:
- * exists, primary key, replica identity, owned by the user (CREATE PUBLICATION ... FOR TABLE and the
- * delete trigger need ownership), same columns and key as on the first node, sequence-filled columns
+ * REPLICATION (or superuser), the grants of docs/security.md's run role and, until setup ran on the node,
+ * its setup role (./doctor-grants.ts), SET session_replication_role (appliers write with it); per table:
+ * exists, primary key, replica identity, owned by the user until setup ran (CREATE PUBLICATION ... FOR
+ * TABLE and the delete trigger need ownership), same columns and key as on the first node, sequence-filled columns
  * (inserts on two nodes collide unless interleaved), user triggers and rules (which do not fire on
  * applied rows, or break applying: ./doctor-triggers.ts); the node's slot (lost: FAIL; close to being
  * invalidated by max_slot_wal_keep_size: warn). Kafka: brokers
@@ -25,8 +25,16 @@ import { objectNames, quoteIdent } from '../pg/sql-names.ts';
 import { type CatalogTable, matchTables } from '../pg/table-catalog.ts';
 import { judgeSlot, readSlotHealth, type SlotHealth } from '../source/slot-health.ts';
 import { checkFailoverSlot } from './doctor-failover.ts';
+import {
+  checkCreate,
+  checkOriginFunctions,
+  checkOwnSchema,
+  checkTablePrivileges,
+  readRoleFacts,
+} from './doctor-grants.ts';
 import type { CheckStatus, DoctorCheck, DoctorReport, Emit } from './doctor-report.ts';
 import { checkSequences, checkTable, compareTables } from './doctor-tables.ts';
+import { innermost, kafkaTransportProblem, pgTransportProblem } from './doctor-transport.ts';
 import { checkReplicaRole, checkTriggers } from './doctor-triggers.ts';
 
 const MIN_SERVER_VERSION_NUM = 150000;
@@ -50,6 +58,10 @@ export async function runDoctor(config: Config): Promise<DoctorReport> {
     try {
       await checkServer(db, node, emit);
       clocks.push({ node: node.name, offset: await readClockOffset(db) });
+      const role = await readRoleFacts(db, node.name);
+      await checkOriginFunctions(db, role, emit);
+      checkCreate(role, emit);
+      await checkOwnSchema(db, role, emit);
       if (node.debezium === undefined) await checkSlot(db, node, emit);
       if (node.debezium === undefined) await checkFailoverSlot(db, node, emit);
       await checkReplicaRole(db, emit);
@@ -62,9 +74,10 @@ export async function runDoctor(config: Config): Promise<DoctorReport> {
       tableNames ??= names;
       const tables = new Map<string, CatalogTable>();
       for (const name of names) {
-        const found = await checkTable(db, node, name, config.nodes[0]!.name, emit);
+        const found = await checkTable(db, node, name, config.nodes[0]!.name, emit, role.setupDone);
         if (found !== undefined) tables.set(name, found);
       }
+      await checkTablePrivileges(db, role, [...tables.keys()], emit);
       await checkSequences(db, config, [...tables.values()], index, emit);
       await checkTriggers(db, [...tables.keys()], emit);
       const first = catalogs[0];
@@ -126,7 +139,10 @@ async function connect(node: NodeConfig, index: number, emit: Emit): Promise<pg.
     const code = typeof e.code === 'string' ? e.code : '';
     const message = typeof e.message === 'string' ? e.message : String(error);
     const field = `nodes[${index}].url`;
-    if (code === '28P01') {
+    const transport = pgTransportProblem(error, where, user, field);
+    if (transport !== undefined) {
+      emit('connection', 'FAIL', transport.detail, transport.fix);
+    } else if (code === '28P01') {
       emit(
         'connection',
         'FAIL',
@@ -175,10 +191,8 @@ async function checkServer(db: pg.Client, node: NodeConfig, emit: Emit): Promise
       max_senders: number;
       other_senders: number;
       usr: string;
-      db: string;
       superuser: boolean;
       replication: boolean;
-      can_create: boolean;
     }>(
       `SELECT current_setting('server_version_num')::int AS version_num, current_setting('server_version') AS version,
               current_setting('wal_level') AS wal_level, current_setting('track_commit_timestamp') AS tct,
@@ -187,8 +201,7 @@ async function checkServer(db: pg.Client, node: NodeConfig, emit: Emit): Promise
               current_setting('max_wal_senders')::int AS max_senders,
               (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'walsender' AND pid IS DISTINCT FROM
                  (SELECT active_pid FROM pg_replication_slots WHERE slot_name = $1))::int AS other_senders,
-              current_user AS usr, current_database() AS db, r.rolsuper AS superuser,
-              r.rolreplication AS replication, has_database_privilege(current_database(), 'CREATE') AS can_create
+              current_user AS usr, r.rolsuper AS superuser, r.rolreplication AS replication
          FROM pg_roles r WHERE r.rolname = current_user`,
       [slot],
     )
@@ -242,32 +255,6 @@ async function checkServer(db: pg.Client, node: NodeConfig, emit: Emit): Promise
       `${s.usr} lacks REPLICATION (needed to create and read the slot)`,
       `ALTER ROLE ${role} REPLICATION;`,
     );
-  if (!s.superuser) {
-    // The origin functions are superuser-only unless granted: the applier (and verify --repair) use them.
-    const denied = await db.query<{ sig: string }>(
-      `SELECT p.oid::regprocedure::text AS sig FROM pg_proc p
-        WHERE p.pronamespace = 'pg_catalog'::regnamespace AND p.proname = ANY($1::text[])
-          AND NOT has_function_privilege(p.oid, 'EXECUTE') ORDER BY 1`,
-      [ORIGIN_FUNCTIONS],
-    );
-    if (denied.rowCount === 0) emit('origin_functions', 'ok', `${s.usr} may use replication origins`);
-    else
-      emit(
-        'origin_functions',
-        'FAIL',
-        `${s.usr} may not execute ${denied.rows.map((r) => r.sig).join(', ')}`,
-        `GRANT EXECUTE ON FUNCTION ${denied.rows.map((r) => r.sig).join(', ')} TO ${role};`,
-      );
-  }
-  if (s.superuser || s.can_create)
-    emit('create_publication', 'ok', `${s.usr} may create publications and the pgbisync schema`);
-  else
-    emit(
-      'create_publication',
-      'FAIL',
-      `${s.usr} lacks CREATE on database ${s.db} (publication, pgbisync schema)`,
-      `GRANT CREATE ON DATABASE ${quoteIdent(s.db)} TO ${role};`,
-    );
 }
 
 /**
@@ -310,14 +297,6 @@ async function checkSlot(db: pg.Client, node: NodeConfig, emit: Emit): Promise<v
   }
 }
 
-const ORIGIN_FUNCTIONS = [
-  'pg_replication_origin_create',
-  'pg_replication_origin_drop',
-  'pg_replication_origin_session_setup',
-  'pg_replication_origin_session_reset',
-  'pg_replication_origin_xact_setup',
-];
-
 async function checkKafka(config: Config, tables: readonly string[], emit: Emit): Promise<void> {
   const brokers = config.kafka.brokers.join(',');
   const admin = new KafkaAdmin(kafkaOptions(config, 'doctor'));
@@ -327,12 +306,8 @@ async function checkKafka(config: Config, tables: readonly string[], emit: Emit)
       existing = new Set(await withTimeout(admin.listTopics(), KAFKA_TIMEOUT_MS));
       emit('broker', 'ok', `${brokers} reachable (${existing.size} topics)`);
     } catch (error) {
-      emit(
-        'broker',
-        'FAIL',
-        `cannot reach Kafka at ${brokers} (${rootMessage(error)})`,
-        'start Kafka or fix kafka.brokers (and kafka.sasl / kafka.tls) in the config',
-      );
+      const problem = kafkaTransportProblem(error, brokers);
+      emit('broker', 'FAIL', problem.detail, problem.fix);
       return;
     }
     for (const node of config.nodes) {
@@ -361,14 +336,8 @@ async function checkKafka(config: Config, tables: readonly string[], emit: Emit)
 
 /** The innermost message of an error (the Kafka client nests AggregateErrors and causes). */
 function rootMessage(error: unknown): string {
-  let current: unknown = error;
-  for (let depth = 0; depth < 10; depth++) {
-    const e = current as { errors?: unknown[]; cause?: unknown } | undefined;
-    const next = e?.errors?.[0] ?? e?.cause;
-    if (next === undefined) break;
-    current = next;
-  }
-  return current instanceof Error ? current.message : String(current);
+  const root = innermost(error);
+  return root instanceof Error ? root.message : String(root);
 }
 
 function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {

@@ -6,6 +6,7 @@
 import type pg from 'pg';
 import { ErrorCode, FatalError } from '../runtime/errors.ts';
 import type { ReplicaIdentity } from './pgoutput/messages.ts';
+import { qualifiedName, splitTableName } from './sql-names.ts';
 
 export interface CatalogColumn {
   readonly name: string;
@@ -119,6 +120,28 @@ export async function leafPartitions(db: Queryable, qualified: string): Promise<
     [qualified],
   );
   return r.rows.map((row) => row.name);
+}
+
+/**
+ * `tables` ('schema.table') with the leaf partitions of each partitioned one added: a partitioned
+ * table's changes are published, and applied, as its partitions' (pgoutput without
+ * publish_via_partition_root).
+ */
+export async function withLeafPartitions(db: Queryable, tables: readonly string[]): Promise<string[]> {
+  const r = await db.query<{ name: string }>(
+    `SELECT n.nspname || '.' || c.relname AS name
+       FROM unnest($1::text[]) AS t(name)
+       JOIN pg_class p ON p.oid = to_regclass(t.name) AND p.relkind = 'p'
+       JOIN LATERAL pg_partition_tree(p.oid) tree ON tree.isleaf
+       JOIN pg_class c ON c.oid = tree.relid JOIN pg_namespace n ON n.oid = c.relnamespace`,
+    [
+      tables.map((t) => {
+        const { schema, table } = splitTableName(t);
+        return qualifiedName(schema, table);
+      }),
+    ],
+  );
+  return [...tables, ...r.rows.map((row) => row.name)];
 }
 
 /** Reads one table; undefined when it does not exist. */

@@ -55,6 +55,10 @@ export const ErrorCode = {
   EVENT_MALFORMED: 'PGB3101',
   /** A record was written by a newer pgbisync: its wire version is one this applier does not read. */
   WIRE_VERSION_UNSUPPORTED: 'PGB3102',
+  /** A change event names a table that is not synced, or one of pgbisync's own. */
+  EVENT_FOREIGN_TABLE: 'PGB3103',
+  /** A record carries a `pgbisync.*` header that a capture never writes (or with a value it never writes). */
+  EVENT_FORGED_HEADER: 'PGB3104',
   /** The target table or column does not match the event. */
   SCHEMA_MISMATCH: 'PGB4001',
   /** The target rejected a value or a constraint failed (type, length, NOT NULL, unique). */

@@ -4,6 +4,20 @@
  */
 import { BlockedError, ErrorCode, FatalError, PgbisyncError, RetryableError } from './errors.ts';
 
+/** Node's TLS verification failures (tls.TLSSocket's error codes): the server's certificate is not trusted. */
+export const TLS_CERT_CODES: ReadonlySet<string> = new Set([
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'UNABLE_TO_GET_ISSUER_CERT',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'CERT_SIGNATURE_FAILURE',
+  'CERT_UNTRUSTED',
+  'CERT_HAS_EXPIRED',
+  'CERT_NOT_YET_VALID',
+  'ERR_TLS_CERT_ALTNAME_INVALID',
+]);
+
 interface PgLikeError {
   code?: string;
 }
@@ -24,6 +38,21 @@ export function classifyPgError(error: unknown, where: string): PgbisyncError {
   if (error instanceof PgbisyncError) return error;
   const e = (error ?? {}) as PgLikeError;
   const sqlstate = typeof e.code === 'string' ? e.code : '';
+  // Transport: retrying cannot help, the node url must change (docs/security.md).
+  if (TLS_CERT_CODES.has(sqlstate)) {
+    return new FatalError(`${where}: the server's TLS certificate is not trusted (${sqlstate})`, {
+      code: ErrorCode.PG_CONNECTION,
+      hint: "set sslrootcert=<the CA file that signed the server's certificate> (with sslmode=verify-full) in the node url",
+      cause: error,
+    });
+  }
+  if (sqlstate === '28000' && /no encryption/.test(String((error as { message?: unknown }).message))) {
+    return new FatalError(`${where}: the server accepts this user over TLS only`, {
+      code: ErrorCode.PG_AUTH,
+      hint: "add sslmode=verify-full&sslrootcert=<the server's CA file> to the node url",
+      cause: error,
+    });
+  }
   if (sqlstate.startsWith('28')) {
     return new FatalError(`${where}: authentication failed${sqlstateNote(sqlstate)}`, {
       code: ErrorCode.PG_AUTH,

@@ -158,3 +158,26 @@ test('input one stream cannot read blocks that stream only (malformed bytes, a t
   assert.deepEqual(blocked.find((b) => b.name === 'capture a')?.code, ErrorCode.PGOUTPUT_MALFORMED);
   assert.deepEqual(blocked.find((b) => b.name === 'apply x->b')?.code, ErrorCode.TYPE_UNSUPPORTED);
 });
+
+test('a signal aborted before supervise starts (SIGTERM during start-up) stops it at once', async () => {
+  const controller = new AbortController();
+  controller.abort();
+  let runs = 0;
+  const outcome = await Promise.race([
+    supervise(
+      [
+        {
+          name: 'kafka-less',
+          run: async () => {
+            runs++;
+            throw new RetryableError('no broker', { code: ErrorCode.KAFKA });
+          },
+        },
+      ],
+      controller.signal,
+    ).then(() => 'stopped'),
+    new Promise((resolve) => setTimeout(() => resolve('still running after 2 s'), 2_000).unref()),
+  ]);
+  assert.equal(outcome, 'stopped');
+  assert.equal(runs, 0);
+});

@@ -50,7 +50,9 @@ export async function supervise(
 ): Promise<void> {
   const inner = new AbortController();
   const stop = () => inner.abort();
-  signal.addEventListener('abort', stop, { once: true });
+  // An abort listener never fires for a signal aborted already (SIGTERM while `run` was starting up).
+  if (signal.aborted) stop();
+  else signal.addEventListener('abort', stop, { once: true });
   let fatal: unknown;
   const loops = components.map(async (component) => {
     let backoffMs = MIN_BACKOFF_MS;

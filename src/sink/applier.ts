@@ -34,6 +34,7 @@ import type { ApplyTransaction, TopicPosition } from './apply-model.ts';
 import { DebeziumTransactionAssembler } from './debezium-transactions.ts';
 import { decodeChange } from './event-changes.ts';
 import { EventSchemas } from './event-schemas.ts';
+import { RecordGuard } from './record-guard.ts';
 import { describeRejected, findRejectedValue, sourceType } from './rejected-value.ts';
 import { addColumn } from './schema-evolution.ts';
 import { MissingColumnError } from './statement-builder.ts';
@@ -46,6 +47,8 @@ export interface ApplierOptions {
   readonly targetUrl: string;
   /** The source node's URL, when it is a configured node: names the source type of a rejected value. */
   readonly sourceUrl?: string;
+  /** The synced tables (`schema.table`): a record naming another is dead-lettered (./record-guard.ts). */
+  readonly tables: readonly string[];
   /** Topics holding the source's events (transactional mode: the one node topic). */
   readonly topics: readonly string[];
   /** A consumer of `topics` from these positions (one per stored topic/partition; others: earliest). */
@@ -134,11 +137,12 @@ export class Applier {
         targetNode: o.targetNode,
         targetUrl: o.targetUrl,
       });
+      const guard = new RecordGuard({ ...o, tables: await writer.withPartitions(o.tables) });
       const grouper =
         o.debezium === undefined
           ? new TransactionGrouper(
               o.sourceNode,
-              (record) => decodeChange(record, schemas),
+              (record) => guard.admit(decodeChange(record, schemas), record),
               onMalformed,
               o.maxBatchRows,
             )
@@ -149,11 +153,12 @@ export class Applier {
               dataTopics: o.topics.filter((t) => t !== o.debezium?.transactionTopic),
               onMalformed,
               schemas,
+              guard,
             });
       for await (const records of consumer.batches(AbortSignal.any([signal, failed.signal]))) {
         checkWireVersion(records, o.sourceNode, o.targetNode);
         await schemas.load(records);
-        const txns = grouper.add(records);
+        const txns = grouper.add(guard.screen(records, onMalformed));
         if (malformed.length > 0) {
           await this.#deadLetter(malformed);
           malformed = [];

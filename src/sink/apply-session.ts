@@ -53,10 +53,11 @@ export async function setUpApplySession(db: Queryable, o: ApplySessionOptions): 
   // tiny must not scan it whole once it is large (the statements are also written to prefer lookups).
   await db.query('SET plan_cache_mode = force_generic_plan');
   await db.query('SET enable_seqscan = off');
-  await db.query(
-    'SELECT pg_replication_origin_create($1) WHERE NOT EXISTS (SELECT 1 FROM pg_replication_origin WHERE roname = $1)',
-    [origin],
-  );
+  // setup creates the origin; created here only when missing, so that the run role (docs/security.md)
+  // needs no EXECUTE on pg_replication_origin_create (checked when a statement is planned, even when
+  // a WHERE would skip the call).
+  const known = await db.query('SELECT 1 FROM pg_replication_origin WHERE roname = $1', [origin]);
+  if (known.rowCount === 0) await db.query('SELECT pg_replication_origin_create($1)', [origin]);
   await db.query('SELECT pg_replication_origin_session_setup($1)', [origin]);
 }
 

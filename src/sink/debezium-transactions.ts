@@ -34,6 +34,7 @@ import { ErrorCode, MalformedInputError } from '../runtime/errors.ts';
 import type { ApplyTransaction, RowChange, TopicPosition } from './apply-model.ts';
 import { toDecodedChange } from './event-changes.ts';
 import type { EventSchemas } from './event-schemas.ts';
+import type { RecordGuard } from './record-guard.ts';
 import { type DecodedChange, recordPosition } from './transaction-grouper.ts';
 
 export interface DebeziumTopicsOptions {
@@ -47,6 +48,8 @@ export interface DebeziumTopicsOptions {
   readonly onMalformed: (record: InRecord, error: unknown) => void;
   /** Schemas of schemaless records (pgbisync's own per-table topics), loaded for each batch. */
   readonly schemas?: EventSchemas;
+  /** Refuses changes of tables that are not synced (dead-lettered). */
+  readonly guard?: RecordGuard;
 }
 
 interface Item {
@@ -160,7 +163,8 @@ export class DebeziumTransactionAssembler {
   #addEvent(record: InRecord, loose: Item[]): void {
     const event = decodeRecord(record.key, record.value, this.#o.schemas?.schemaOf(record));
     if (event.kind === 'tombstone') return;
-    const decoded = toDecodedChange(event, record);
+    const change = toDecodedChange(event, record);
+    const decoded = this.#o.guard === undefined ? change : this.#o.guard.admit(change, record);
     const block = event.transaction;
     if (this.#o.transactionTopic === undefined || block === null) {
       loose.push({ decoded, totalOrder: 0n, record });

@@ -20,6 +20,7 @@ import {
   withProgress,
 } from '../offsets/apply-progress.ts';
 import { newPgClient } from '../pg/client.ts';
+import { withLeafPartitions } from '../pg/table-catalog.ts';
 import { classifyApplyError } from '../runtime/pg-errors.ts';
 import type { ApplyTransaction } from './apply-model.ts';
 import { groupRuns, isoFromMicros, type PlannedStatement, planRun, splitByCommitTime } from './apply-plan.ts';
@@ -94,6 +95,11 @@ export class TransactionWriter {
    */
   async topicPositions(): Promise<TopicPosition[]> {
     return await this.#progress.readTopicPositions(this.#client);
+  }
+
+  /** `tables` with the target's leaf partitions of the partitioned ones (their events name those). */
+  async withPartitions(tables: readonly string[]): Promise<string[]> {
+    return await withLeafPartitions(this.#client, tables);
   }
 
   async close(): Promise<void> {

@@ -3,6 +3,8 @@
  * Tests that need a service call these accessors; a missing variable is a clear setup error (tests are
  * run through `npm test`, which sets them), never a silent skip.
  */
+import type { StackStatus } from '../dev/stack.ts';
+
 function required(name: string): string {
   const value = process.env[name];
   if (value === undefined || value.length === 0) {
@@ -20,4 +22,7 @@ export const testEnv = {
   pgMajor: (): number => Number(process.env.PGBISYNC_TEST_PG_MAJOR ?? '0'),
   /** Kafka Connect's REST API (stacks started with `dev up --connect`; `*.connect.test.ts` only). */
   connectUrl: (): string => required('PGBISYNC_TEST_CONNECT_URL'),
+  /** The stack's TLS and SCRAM side (`dev up --secure`; `dev status --json`'s `secure`). */
+  secure: (): NonNullable<StackStatus['secure']> =>
+    JSON.parse(required('PGBISYNC_TEST_SECURE')) as NonNullable<StackStatus['secure']>,
 };

@@ -16,6 +16,8 @@ interface DevUpFlags {
   connect?: boolean;
   connectPort: number;
   connectHeapMb: number;
+  secure?: boolean;
+  kafkaSecurePort?: number;
   json?: boolean;
 }
 
@@ -63,6 +65,15 @@ export function registerDevCommand(program: Command): void {
       parseIntegerOption,
       DEFAULT_STACK.connectHeapMb,
     )
+    .option(
+      '--secure',
+      'PostgreSQL with TLS (ssl = on, a CA made with openssl) and scram-sha-256 for the pgbisync_tls group; Kafka with a SASL_SSL (SCRAM-SHA-256) listener too',
+    )
+    .option(
+      '--kafka-secure-port <port>',
+      'Kafka SASL_SSL port with --secure (default kafka port + 2)',
+      parseIntegerOption,
+    )
     .option('--json', 'print the status as JSON')
     .action(async (flags: DevUpFlags, command: Command) => {
       const stateDir = flags.stateDir ?? defaultStateDir();
@@ -84,6 +95,13 @@ export function registerDevCommand(program: Command): void {
         connect: flags.connect === true || keepConnect,
         connectPort: port('connectPort'),
         connectHeapMb: flags.connectHeapMb,
+        // Like Connect, a secure stack stays secure on a later `up` without the flag.
+        ...(flags.secure === true || saved?.secure === true
+          ? {
+              secure: true,
+              kafkaSecurePort: saved?.kafkaSecurePort ?? flags.kafkaSecurePort ?? flags.kafkaPort + 2,
+            }
+          : {}),
       };
       const started = Date.now();
       const status = await new DevStack(options).up(progress);
@@ -174,6 +192,12 @@ function printStatus(status: StackStatus, json: boolean): void {
   }
   const k = status.kafka;
   lines.push(`  kafka  ${k.running ? `up   pid ${k.pid ?? '?'}` : 'DOWN'}  ${k.brokers.join(',')}`);
+  const s = status.secure;
+  if (s !== undefined) {
+    lines.push(
+      `  secure kafka SASL_SSL ${s.kafka.brokers.join(',')} (SCRAM user ${s.kafka.username}); PostgreSQL role ${s.pg.user} over TLS only; CA ${s.caFile}; passwords: dev status --json`,
+    );
+  }
   const c = status.connect;
   if (c !== undefined) {
     const plugins = (c.plugins ?? []).map((p) => `${p.class.split('.').pop()} ${p.version}`).join(', ');

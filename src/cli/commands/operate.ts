@@ -1,6 +1,7 @@
 /** `pgbisync doctor | verify`: check the prerequisites; compare (and repair) the synced tables. */
 import type { Command } from 'commander';
 import { loadConfigFile } from '../../config/load.ts';
+import { redactText } from '../../config/redact.ts';
 import { formatDoctor, runDoctor } from '../../operate/doctor.ts';
 import { DEFAULT_CHUNK_ROWS, formatVerify, type VerifyProgress, verify } from '../../operate/verify.ts';
 import { type PairRepair, repair } from '../../operate/verify-repair.ts';
@@ -8,7 +9,7 @@ import { parseIntegerOption } from '../options.ts';
 import { CONFIG_OPTION } from './sync.ts';
 
 const out = (line: string): void => {
-  process.stdout.write(`${line}\n`);
+  process.stdout.write(`${redactText(line)}\n`);
 };
 
 export function registerOperateCommands(program: Command): void {

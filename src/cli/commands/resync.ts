@@ -4,6 +4,7 @@
  */
 import type { Command } from 'commander';
 import { loadConfigFile } from '../../config/load.ts';
+import { redactText } from '../../config/redact.ts';
 import { resync } from '../../operate/resync.ts';
 import { resyncTable } from '../../operate/resync-table.ts';
 import { ErrorCode, FatalError } from '../../runtime/errors.ts';
@@ -37,7 +38,7 @@ export function registerResyncCommand(program: Command): void {
         const options = {
           wait: flags.wait,
           stallTimeoutMs: flags.timeout * 1000,
-          onProgress: (line: string) => process.stdout.write(`${line}\n`),
+          onProgress: (line: string) => process.stdout.write(`${redactText(line)}\n`),
         };
         if (config.nodes.some((n) => n.name === target)) {
           if (flags.from !== undefined) {

@@ -1,6 +1,7 @@
 /** `pgbisync setup | teardown | run`: prepare the nodes and Kafka, run the sync, remove everything. */
 import type { Command } from 'commander';
-import { loadConfigFile, redactConfig } from '../../config/load.ts';
+import { loadConfigFile } from '../../config/load.ts';
+import { redactConfig, redactText } from '../../config/redact.ts';
 import { startHttpServer } from '../../daemon/http-server.ts';
 import { exitOnUnhandledRejection } from '../../daemon/last-resort.ts';
 import { SyncRunner } from '../../daemon/sync-runner.ts';
@@ -18,8 +19,9 @@ import { parseIntegerOption } from '../options.ts';
 
 export const CONFIG_OPTION = ['-c, --config <file>', 'config file (YAML)', 'pgbisync.yaml'] as const;
 
+/** Every line a command prints passes the redaction rule (../../config/redact.ts). */
 const out = (line: string): void => {
-  process.stdout.write(`${line}\n`);
+  process.stdout.write(`${redactText(line)}\n`);
 };
 
 export function registerSyncCommands(program: Command): void {
