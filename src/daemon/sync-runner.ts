@@ -225,6 +225,16 @@ export class SyncRunner {
       metrics.applyLagSeconds.set({ direction }, Number(lagUs) / 1e6);
       state.transactions = (state.transactions ?? 0) + event.transactions;
       state.lastLsn = formatLsn(event.last.commitLsn);
+    } else if (event.kind === 'repaired') {
+      log.info(
+        { direction, repaired: event.repaired, superseded: event.superseded },
+        'rows repaired from the source',
+      );
+    } else if (event.kind === 'repair-failed') {
+      log.warn(
+        { direction, err: event.error },
+        'repair from the source failed; the keys stay needs_repair, retried',
+      );
     } else {
       metrics.deadLetters.inc({ direction });
       log.error(

@@ -37,6 +37,7 @@ import { EventSchemas } from './event-schemas.ts';
 import { describeRejected, findRejectedValue, sourceType } from './rejected-value.ts';
 import { addColumn } from './schema-evolution.ts';
 import { MissingColumnError } from './statement-builder.ts';
+import { type RepairCounts, repairFromSource } from './toast-repair.ts';
 import { recordPosition, TransactionGrouper } from './transaction-grouper.ts';
 import { TransactionWriter } from './transaction-writer.ts';
 
@@ -44,7 +45,10 @@ export interface ApplierOptions {
   readonly sourceNode: string;
   readonly targetNode: string;
   readonly targetUrl: string;
-  /** The source node's URL, when it is a configured node: names the source type of a rejected value. */
+  /**
+   * The source node's URL, when it is a configured node: names the source type of a rejected value; rows
+   * an update lacking unchanged TOAST values could not write whole are repaired from it (./toast-repair.ts).
+   */
   readonly sourceUrl?: string;
   /** Topics holding the source's events (transactional mode: the one node topic). */
   readonly topics: readonly string[];
@@ -85,7 +89,11 @@ export type ApplierProgressEvent =
       readonly conflicts: number;
       readonly last: ApplyTransaction;
     }
-  | { readonly kind: 'dead-letter'; readonly record: InRecord; readonly error: unknown };
+  | { readonly kind: 'dead-letter'; readonly record: InRecord; readonly error: unknown }
+  /** Records of `needs_repair` settled from the source (./toast-repair.ts). */
+  | ({ readonly kind: 'repaired' } & RepairCounts)
+  /** A repair round failed: the records stay `needs_repair`, tried again after the next commit. */
+  | { readonly kind: 'repair-failed'; readonly error: unknown };
 
 export class Applier {
   readonly #o: ApplierOptions;
@@ -113,8 +121,20 @@ export class Applier {
     let failure: { readonly error: unknown } | undefined;
     /** What the pieces of a transaction not ended yet applied (see ApplyTransaction.piece). */
     let carried = NOTHING_CARRIED;
+    /** Repair rounds (./toast-repair.ts), one at a time; a round never rejects. */
+    let repairing: Promise<void> = Promise.resolve();
+    /** A round could not run or failed: tried again by the first commit after this time (ms). */
+    let repairRetryAt: number | undefined;
+    const repair = () => {
+      repairRetryAt = undefined;
+      repairing = repairing.then(async () => {
+        if (!(await this.#repair(writer))) repairRetryAt = Date.now() + REPAIR_RETRY_MS;
+      });
+    };
     try {
       const progress = await writer.open();
+      // Keys left to repair by an earlier run (a crash after their commit): the conflicts table keeps them.
+      repair();
       // Nothing applied yet: pgbisync's topic is read from its very first record, and a topic that no
       // longer holds it (retention ran before the first apply) blocks instead of starting after a gap.
       const stored =
@@ -165,6 +185,8 @@ export class Applier {
           });
           const reported = committed.then(
             ({ applied, skipped, conflicts }) => {
+              // Only a transaction that recorded a conflict can have recorded a key to repair.
+              if (conflicts > 0 || (repairRetryAt !== undefined && Date.now() >= repairRetryAt)) repair();
               // Pieces of a transaction not ended yet are counted with the piece that ends it.
               const counts = rowsByTable(chunk, carried.byTable);
               const rows = carried.rows + chunk.reduce((n, t) => n + t.changes.length, 0);
@@ -203,8 +225,28 @@ export class Applier {
     } finally {
       // Never close the connection under queued transactions (they would fail instead of committing).
       await inFlight?.catch(() => undefined);
+      await repairing;
       await consumer?.close();
       await writer.close();
+    }
+  }
+
+  /**
+   * A repair round on the writer's session (between its transactions): whether it ran. Its failure (the
+   * source unreachable...) is reported, not thrown: the records stay and the applier goes on.
+   */
+  async #repair(writer: TransactionWriter): Promise<boolean> {
+    const o = this.#o;
+    if (o.sourceUrl === undefined) return true;
+    const options = { sourceNode: o.sourceNode, targetNode: o.targetNode, sourceUrl: o.sourceUrl };
+    try {
+      const counts = await writer.between((session, catalog) => repairFromSource(session, catalog, options));
+      if (counts === undefined) return false; // a piece of a transaction is open: after its commit
+      if (counts.repaired + counts.superseded > 0) o.onProgress?.({ kind: 'repaired', ...counts });
+      return true;
+    } catch (error) {
+      o.onProgress?.({ kind: 'repair-failed', error });
+      return false;
     }
   }
 
@@ -336,6 +378,9 @@ interface Carried {
   readonly byTable: ReadonlyMap<string, number>;
   readonly conflicts: number;
 }
+
+/** How long a failed repair round waits before the next commit tries it again. */
+const REPAIR_RETRY_MS = 5_000;
 
 const NOTHING_CARRIED: Carried = { rows: 0, byTable: new Map<string, number>(), conflicts: 0 };
 

@@ -96,6 +96,24 @@ export class TransactionWriter {
     return await this.#progress.readTopicPositions(this.#client);
   }
 
+  /**
+   * Runs `work` on this writer's session between its transactions: after every transaction queued so
+   * far, before any submitted later. Not while a piece of a source transaction is open (its target
+   * transaction is, too) nor once the writer is unusable: then `work` does not run (undefined).
+   */
+  async between<T>(work: (session: pg.Client, catalog: TargetCatalog) => Promise<T>): Promise<T | undefined> {
+    const previous = this.#queueing;
+    const turn = Promise.withResolvers<void>();
+    this.#queueing = turn.promise;
+    await previous;
+    try {
+      if (this.#pieceOpen || this.#unusable !== undefined) return undefined;
+      return await work(this.#client, this.#catalog);
+    } finally {
+      turn.resolve();
+    }
+  }
+
   async close(): Promise<void> {
     await this.#client.end().catch(() => undefined);
   }

@@ -1,0 +1,172 @@
+/**
+ * The automatic repair of rows that an update lacking unchanged TOAST values could not write whole
+ * (docs/correctness.md, "Situations": unchanged TOAST values). Under REPLICA IDENTITY DEFAULT such an
+ * update carries only the changed columns. The writer applies it as a partial update and records in
+ * pgbisync.conflicts, with resolution `needs_repair`, each key where that is not enough: the target
+ * lacks the row (`update_missing`), or the update won over a version another node wrote, whose own
+ * TOASTed values stay (`update_origin_differs`). The conflicts table is the durable list of keys to
+ * repair: a crash between the commit and the repair loses nothing, the next start repairs them.
+ *
+ * For each such key this reads the source's current row with its version (pgbisync.version_time and
+ * version_node there). The source row at exactly the event's version (same commit time, written by the
+ * source) is the row the event described, whole: it is applied by the guarded upsert under that same
+ * version (the source's origin and commit time), as the event itself would have been with every column,
+ * and the record becomes `repaired`. A source row at another version, or none, means a later change of
+ * the key (an update or a delete) committed on the source after the event; its own event follows on the
+ * same topic and settles the key (an update lacking the values again is repaired at its own turn): the
+ * record becomes `superseded`.
+ */
+import type pg from 'pg';
+import { newPgClient } from '../pg/client.ts';
+import { qualifiedName, quoteIdent, quoteLiteral, splitTableName } from '../pg/sql-names.ts';
+import { type CatalogTable, type Queryable, readTable } from '../pg/table-catalog.ts';
+import { isoFromMicros } from './apply-plan.ts';
+import type { TargetCatalog } from './target-catalog.ts';
+
+export interface RepairCounts {
+  /** Rows written whole from the source. */
+  readonly repaired: number;
+  /** Records whose key the source changed again since (its later event settles it). */
+  readonly superseded: number;
+}
+
+/** The keys left to repair from one source, oldest first (a partial index covers them: ../pg/pgbisync-schema.ts). */
+const PENDING_SQL = `SELECT id::text AS id, table_name, key,
+    (extract(epoch FROM remote_commit_time) * 1000000)::bigint::text AS us
+  FROM pgbisync.conflicts WHERE resolution = 'needs_repair' AND remote_node = $1::text ORDER BY id LIMIT $2::int`;
+
+const RESOLVE_SQL = 'UPDATE pgbisync.conflicts SET resolution = $2::text WHERE id = $1::bigint';
+
+/** Records taken per round (a round repeats while it finds a full page). */
+const PAGE = 100;
+
+interface Pending {
+  readonly id: string;
+  readonly table_name: string;
+  readonly key: Record<string, unknown>;
+  readonly us: string;
+}
+
+export interface RepairOptions {
+  readonly sourceNode: string;
+  readonly targetNode: string;
+  readonly sourceUrl: string;
+}
+
+/**
+ * Repairs every `needs_repair` record of `o.sourceNode` on the target. `target` is the applier's own
+ * session (bound to the source's replication origin, triggers off), used between its transactions.
+ */
+export async function repairFromSource(
+  target: Queryable,
+  catalog: TargetCatalog,
+  o: RepairOptions,
+): Promise<RepairCounts> {
+  let repaired = 0;
+  let superseded = 0;
+  let source: pg.Client | undefined;
+  const sourceTables = new Map<string, CatalogTable>();
+  try {
+    for (;;) {
+      const pending = (await target.query<Pending>(PENDING_SQL, [o.sourceNode, PAGE])).rows;
+      for (const p of pending) {
+        if (source === undefined) {
+          source = newPgClient({ connectionString: o.sourceUrl, application_name: 'pgbisync-repair' });
+          await source.connect();
+        }
+        const table = await sourceTable(source, sourceTables, p.table_name, o.sourceNode);
+        const statements = await catalog.statements(p.table_name);
+        const columns = statements.table.columns
+          .map((c) => c.name)
+          .filter((c) => table.columns.some((s) => s.name === c));
+        const row = await readSourceRow(source, table, columns, p.key, o.sourceNode);
+        if (row === undefined || row['~us'] !== p.us || row['~node'] !== o.sourceNode) {
+          await target.query(RESOLVE_SQL, [p.id, 'superseded']);
+          superseded++;
+          continue;
+        }
+        const tsIso = isoFromMicros(BigInt(p.us));
+        const values = columns.map((c) => row[c] ?? null);
+        await target.query('BEGIN');
+        try {
+          // Marked as the source's, at the event's commit time: the version the event described.
+          await target.query("SELECT pg_replication_origin_xact_setup('0/0'::pg_lsn, $1::timestamptz)", [
+            tsIso,
+          ]);
+          await target.query(statements.upsert('u', columns, true), [
+            tsIso,
+            o.sourceNode,
+            o.targetNode,
+            p.table_name,
+            ...values,
+          ]);
+          // Guarded: a version on the target newer than the event's stays (the upsert records it).
+          const written = await target.query<{ written: boolean }>(
+            `SELECT EXISTS (SELECT 1 FROM ${qualifiedName(statements.table.schema, statements.table.table)} t
+               WHERE ${keyMatch(statements.table, '$1')} AND t.xmin = xid(pg_current_xact_id_if_assigned())) AS written`,
+            [JSON.stringify(p.key)],
+          );
+          const done = written.rows[0]?.written === true;
+          await target.query(RESOLVE_SQL, [p.id, done ? 'repaired' : 'superseded']);
+          await target.query('COMMIT');
+          if (!done) {
+            superseded++;
+            continue;
+          }
+        } catch (error) {
+          await target.query('ROLLBACK').catch(() => undefined);
+          throw error;
+        }
+        repaired++;
+      }
+      if (pending.length < PAGE) return { repaired, superseded };
+    }
+  } finally {
+    await source?.end().catch(() => undefined);
+  }
+}
+
+async function sourceTable(
+  source: Queryable,
+  cache: Map<string, CatalogTable>,
+  name: string,
+  sourceNode: string,
+): Promise<CatalogTable> {
+  const cached = cache.get(name);
+  if (cached !== undefined) return cached;
+  const { schema, table } = splitTableName(name);
+  const read = await readTable(source, schema, table);
+  if (read === undefined) throw new Error(`table ${name} does not exist on source node ${sourceNode}`);
+  cache.set(name, read);
+  return read;
+}
+
+/**
+ * The source's row at `key` as text values of `columns`, with its version: `~us` the commit time in
+ * microseconds, `~node` the node that wrote it (the source itself for a local write).
+ */
+async function readSourceRow(
+  source: Queryable,
+  table: CatalogTable,
+  columns: readonly string[],
+  key: Record<string, unknown>,
+  sourceNode: string,
+): Promise<Record<string, string | null> | undefined> {
+  const select = columns.map((c) => `t.${quoteIdent(c)}::text AS ${quoteIdent(c)}`);
+  const r = await source.query<Record<string, string | null>>(
+    `SELECT ${select.join(', ')},
+       (extract(epoch FROM pgbisync.version_time(t.xmin)) * 1000000)::bigint::text AS "~us",
+       pgbisync.version_node(t.xmin, $2::text) AS "~node"
+     FROM ${qualifiedName(table.schema, table.table)} t WHERE ${keyMatch(table, '$1')}`,
+    [JSON.stringify(key), sourceNode],
+  );
+  return r.rows[0];
+}
+
+/** `t`'s primary key equals the one in the JSON object `param` (as pgbisync.conflicts.key has it). */
+function keyMatch(table: CatalogTable, param: string): string {
+  const types = new Map(table.columns.map((c) => [c.name, c.castType]));
+  return table.primaryKey
+    .map((k) => `t.${quoteIdent(k)} = (${param}::jsonb ->> ${quoteLiteral(k)})::${types.get(k)}`)
+    .join(' AND ');
+}
