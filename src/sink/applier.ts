@@ -37,7 +37,7 @@ import { EventSchemas } from './event-schemas.ts';
 import { describeRejected, findRejectedValue, sourceType } from './rejected-value.ts';
 import { addColumn } from './schema-evolution.ts';
 import { MissingColumnError } from './statement-builder.ts';
-import { type RepairCounts, repairFromSource } from './toast-repair.ts';
+import { type RepairCounts, RepairRounds, repairFromSource } from './toast-repair.ts';
 import { recordPosition, TransactionGrouper } from './transaction-grouper.ts';
 import { TransactionWriter } from './transaction-writer.ts';
 
@@ -121,20 +121,12 @@ export class Applier {
     let failure: { readonly error: unknown } | undefined;
     /** What the pieces of a transaction not ended yet applied (see ApplyTransaction.piece). */
     let carried = NOTHING_CARRIED;
-    /** Repair rounds (./toast-repair.ts), one at a time; a round never rejects. */
-    let repairing: Promise<void> = Promise.resolve();
-    /** A round could not run or failed: tried again by the first commit after this time (ms). */
-    let repairRetryAt: number | undefined;
-    const repair = () => {
-      repairRetryAt = undefined;
-      repairing = repairing.then(async () => {
-        if (!(await this.#repair(writer))) repairRetryAt = Date.now() + REPAIR_RETRY_MS;
-      });
-    };
+    /** Repairs from the source (./toast-repair.ts): one round at a time, a failed one retried. */
+    const repairs = new RepairRounds(() => this.#repair(writer));
     try {
       const progress = await writer.open();
       // Keys left to repair by an earlier run (a crash after their commit): the conflicts table keeps them.
-      repair();
+      repairs.request();
       // Nothing applied yet: pgbisync's topic is read from its very first record, and a topic that no
       // longer holds it (retention ran before the first apply) blocks instead of starting after a gap.
       const stored =
@@ -186,7 +178,7 @@ export class Applier {
           const reported = committed.then(
             ({ applied, skipped, conflicts }) => {
               // Only a transaction that recorded a conflict can have recorded a key to repair.
-              if (conflicts > 0 || (repairRetryAt !== undefined && Date.now() >= repairRetryAt)) repair();
+              if (conflicts > 0) repairs.request();
               // Pieces of a transaction not ended yet are counted with the piece that ends it.
               const counts = rowsByTable(chunk, carried.byTable);
               const rows = carried.rows + chunk.reduce((n, t) => n + t.changes.length, 0);
@@ -225,16 +217,13 @@ export class Applier {
     } finally {
       // Never close the connection under queued transactions (they would fail instead of committing).
       await inFlight?.catch(() => undefined);
-      await repairing;
+      await repairs.stop();
       await consumer?.close();
       await writer.close();
     }
   }
 
-  /**
-   * A repair round on the writer's session (between its transactions): whether it ran. Its failure (the
-   * source unreachable...) is reported, not thrown: the records stay and the applier goes on.
-   */
+  /** A repair round on the writer's session: whether it ran. A failure is reported, not thrown. */
   async #repair(writer: TransactionWriter): Promise<boolean> {
     const o = this.#o;
     if (o.sourceUrl === undefined) return true;
@@ -378,9 +367,6 @@ interface Carried {
   readonly byTable: ReadonlyMap<string, number>;
   readonly conflicts: number;
 }
-
-/** How long a failed repair round waits before the next commit tries it again. */
-const REPAIR_RETRY_MS = 5_000;
 
 const NOTHING_CARRIED: Carried = { rows: 0, byTable: new Map<string, number>(), conflicts: 0 };
 

@@ -47,6 +47,46 @@ interface Pending {
   readonly us: string;
 }
 
+/**
+ * Runs repair rounds one at a time, each when requested (a commit that recorded a conflict, the start).
+ * A round that did not run or failed (`round` resolves false; it never rejects) runs again after
+ * `retryMs` (default 5 s), doubling up to twelve times that, until one runs. Stopped: no more rounds.
+ */
+export class RepairRounds {
+  readonly #round: () => Promise<boolean>;
+  readonly #firstRetryMs: number;
+  #running: Promise<void> = Promise.resolve();
+  #timer: NodeJS.Timeout | undefined;
+  #retryMs: number;
+  #stopped = false;
+
+  constructor(round: () => Promise<boolean>, retryMs = 5_000) {
+    this.#round = round;
+    this.#firstRetryMs = retryMs;
+    this.#retryMs = retryMs;
+  }
+
+  request(): void {
+    clearTimeout(this.#timer);
+    this.#running = this.#running.then(async () => {
+      if (this.#stopped) return;
+      if (await this.#round()) {
+        this.#retryMs = this.#firstRetryMs;
+      } else if (!this.#stopped) {
+        this.#timer = setTimeout(() => this.request(), this.#retryMs);
+        this.#retryMs = Math.min(2 * this.#retryMs, 12 * this.#firstRetryMs);
+      }
+    });
+  }
+
+  /** Resolves once the round under way (if any) ended; none starts after. */
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    clearTimeout(this.#timer);
+    await this.#running;
+  }
+}
+
 export interface RepairOptions {
   readonly sourceNode: string;
   readonly targetNode: string;
