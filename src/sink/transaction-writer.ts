@@ -65,6 +65,8 @@ export class TransactionWriter {
   #pieceOpen = false;
   /** Why a transaction could not be queued: nothing after it may be (see submit). */
   #unusable: { readonly error: unknown } | undefined;
+  /** Whether everything submitted so far committed (false once one failed), settled once known. */
+  #settled: Promise<boolean> = Promise.resolve(true);
 
   constructor(options: TransactionWriterOptions) {
     this.#o = options;
@@ -97,9 +99,10 @@ export class TransactionWriter {
   }
 
   /**
-   * Runs `work` on this writer's session between its transactions: after every transaction queued so
-   * far, before any submitted later. Not while a piece of a source transaction is open (its target
-   * transaction is, too) nor once the writer is unusable: then `work` does not run (undefined).
+   * Runs `work` on this writer's session between its transactions: once every transaction queued so
+   * far settled (a failure's ROLLBACK sent: none can interleave with `work`'s own transactions), before
+   * any submitted later. Not while a piece of a source transaction is open (its target transaction is,
+   * too) nor after a failure: then `work` does not run (undefined).
    */
   async between<T>(work: (session: pg.Client, catalog: TargetCatalog) => Promise<T>): Promise<T | undefined> {
     const previous = this.#queueing;
@@ -107,7 +110,7 @@ export class TransactionWriter {
     this.#queueing = turn.promise;
     await previous;
     try {
-      if (this.#pieceOpen || this.#unusable !== undefined) return undefined;
+      if (this.#pieceOpen || this.#unusable !== undefined || !(await this.#settled)) return undefined;
       return await work(this.#client, this.#catalog);
     } finally {
       turn.resolve();
@@ -205,6 +208,11 @@ export class TransactionWriter {
     }
     const committed = this.#settle(pending, conflictResults, { applied, skipped }, commits);
     committed.catch(() => undefined); // the caller's to handle; never an unhandled rejection meanwhile
+    const before = this.#settled;
+    this.#settled = committed.then(
+      () => before,
+      () => false,
+    );
     return { committed };
   }
 
