@@ -113,8 +113,8 @@ test('a row the target lacks comes back whole from the source, under the version
   await dbs.sql1('UPDATE docs SET n = 1 WHERE id = 2');
   const one = await sourceRow(dbs, 1);
   const two = await sourceRow(dbs, 2);
-  // Row 2 changes again on the source after the event below: that later event settles it, not the repair.
-  await dbs.sql1('UPDATE docs SET n = 2 WHERE id = 2');
+  // Row 2 is deleted on the source after the event below: that later event settles it, not the repair.
+  await dbs.sql1('DELETE FROM docs WHERE id = 2');
   // db2 lacks both rows (deleted there earlier, or never arrived): the updates cannot write them.
   assert.equal(await applyFromSource(dbs, one.us, [partial(1, 1)]), 1);
   assert.equal(await applyFromSource(dbs, two.us, [partial(2, 1)]), 1);
@@ -165,11 +165,18 @@ test("an update that wins over the target's own TOASTed value brings the source'
     { id: '1', conflict_type: 'update_origin_differs', resolution: 'needs_repair' },
   ]);
 
+  // Another update of n on the source, applied before the repair runs: the row is dated by the source
+  // now, so this one records nothing; the first record must still bring the source's body.
+  await dbs.sql1('UPDATE docs SET n = 2 WHERE id = 1');
+  const v2 = await sourceRow(dbs, 1);
+  assert.equal(await applyFromSource(dbs, v2.us, [partial(1, 2)]), 0);
+
   assert.deepEqual(await repair(dbs), { repaired: 1, superseded: 0 });
   assert.deepEqual(
     (await dbs.sql2(VERSION, [1])).rows.map((r) => ({ ...r, us: BigInt(r.us) })),
-    [{ us: v1.us, n: 1, body: v1.body }],
+    [{ us: v2.us, n: 2, body: v2.body }],
   );
+  assert.equal(v2.body, v1.body);
   assert.deepEqual((await dbs.sql2(RECORDS)).rows, [
     { id: '1', conflict_type: 'update_origin_differs', resolution: 'repaired' },
   ]);

@@ -8,13 +8,18 @@
  * repair: a crash between the commit and the repair loses nothing, the next start repairs them.
  *
  * For each such key this reads the source's current row with its version (pgbisync.version_time and
- * version_node there). The source row at exactly the event's version (same commit time, written by the
- * source) is the row the event described, whole: it is applied by the guarded upsert under that same
- * version (the source's origin and commit time), as the event itself would have been with every column,
- * and the record becomes `repaired`. A source row at another version, or none, means a later change of
- * the key (an update or a delete) committed on the source after the event; its own event follows on the
- * same topic and settles the key (an update lacking the values again is repaired at its own turn): the
- * record becomes `superseded`.
+ * version_node there). A row the source itself wrote, at the event's version or a later one, is applied
+ * whole by the guarded upsert under that version (the source's origin and its commit time), as its own
+ * event would have been with every column: the record becomes `repaired`. At the event's version it is
+ * exactly the row the event described. At a later one, the events between are the same source's and
+ * follow on this direction's topic: applied in order on top of it (a version of the row's own source is
+ * replaced without a time comparison, as always), they end at the same state as the source. Taking the
+ * later version matters: an update lacking the values that follows one recorded here finds a row dated
+ * by its own source and records nothing, so the first record is the only one left for the key.
+ * No row, or one another node wrote (a delete or another node's write came later on the source): that
+ * later change reaches this node on its own (the delete's event from this source, or the other node's
+ * write from that node, repaired there in its turn when it lacks values): the record becomes
+ * `superseded`.
  */
 import type pg from 'pg';
 import { newPgClient } from '../pg/client.ts';
@@ -120,16 +125,17 @@ export async function repairFromSource(
           .map((c) => c.name)
           .filter((c) => table.columns.some((s) => s.name === c));
         const row = await readSourceRow(source, table, columns, p.key, o.sourceNode);
-        if (row === undefined || row['~us'] !== p.us || row['~node'] !== o.sourceNode) {
+        // The source's own version, the event's or a later one (never older: the event committed there).
+        if (row === undefined || row['~node'] !== o.sourceNode || BigInt(row['~us']!) < BigInt(p.us)) {
           await target.query(RESOLVE_SQL, [p.id, 'superseded']);
           superseded++;
           continue;
         }
-        const tsIso = isoFromMicros(BigInt(p.us));
+        const tsIso = isoFromMicros(BigInt(row['~us']!));
         const values = columns.map((c) => row[c] ?? null);
         await target.query('BEGIN');
         try {
-          // Marked as the source's, at the event's commit time: the version the event described.
+          // Marked as the source's, at that version's commit time, as its own event would be.
           await target.query("SELECT pg_replication_origin_xact_setup('0/0'::pg_lsn, $1::timestamptz)", [
             tsIso,
           ]);
