@@ -42,6 +42,9 @@ const PENDING_SQL = `SELECT id::text AS id, table_name, key,
 
 const RESOLVE_SQL = 'UPDATE pgbisync.conflicts SET resolution = $2::text WHERE id = $1::bigint';
 
+/** How long the source may take to connect or answer one query of a round (then the round fails). */
+const SOURCE_TIMEOUT_MS = 10_000;
+
 /** Records taken per round (a round repeats while it finds a full page). */
 const PAGE = 100;
 
@@ -116,7 +119,13 @@ export async function repairFromSource(
       const pending = (await target.query<Pending>(PENDING_SQL, [o.sourceNode, PAGE])).rows;
       for (const p of pending) {
         if (source === undefined) {
-          source = newPgClient({ connectionString: o.sourceUrl, application_name: 'pgbisync-repair' });
+          // Bounded: the round holds the applier's session, so a stalled source must not hold it long.
+          source = newPgClient({
+            connectionString: o.sourceUrl,
+            application_name: 'pgbisync-repair',
+            connectionTimeoutMillis: SOURCE_TIMEOUT_MS,
+            query_timeout: SOURCE_TIMEOUT_MS,
+          });
           await source.connect();
         }
         const table = await sourceTable(source, sourceTables, p.table_name, o.sourceNode);
