@@ -224,7 +224,7 @@ export class Applier {
   }
 
   /** A repair round on the writer's session: whether it ran. A failure is reported, not thrown. */
-  async #repair(writer: TransactionWriter): Promise<boolean> {
+  async #repair(writer: TransactionWriter): Promise<boolean | 'soon'> {
     const o = this.#o;
     if (o.sourceUrl === undefined) return true;
     const options = { sourceNode: o.sourceNode, targetNode: o.targetNode, sourceUrl: o.sourceUrl };
@@ -232,7 +232,7 @@ export class Applier {
       const counts = await writer.between((session, catalog) => repairFromSource(session, catalog, options));
       if (counts === undefined) return false; // a piece of a transaction is open: after its commit
       if (counts.repaired + counts.superseded > 0) o.onProgress?.({ kind: 'repaired', ...counts });
-      return true;
+      return counts.waiting > 0 ? 'soon' : true;
     } catch (error) {
       o.onProgress?.({ kind: 'repair-failed', error });
       return false;

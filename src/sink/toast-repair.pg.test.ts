@@ -124,7 +124,7 @@ test('a row the target lacks comes back whole from the source, under the version
     { id: '2', conflict_type: 'update_missing', resolution: 'needs_repair' },
   ]);
 
-  assert.deepEqual(await repair(dbs), { repaired: 1, superseded: 1 });
+  assert.deepEqual(await repair(dbs), { repaired: 1, superseded: 1, waiting: 0 });
   // Row 1: whole, with the source's commit time and origin (so every node compares the same version).
   assert.deepEqual(
     (await dbs.sql2(VERSION, [1])).rows.map((r) => ({ ...r, us: BigInt(r.us) })),
@@ -141,7 +141,7 @@ test('a row the target lacks comes back whole from the source, under the version
     { id: '2', conflict_type: 'update_missing', resolution: 'superseded' },
   ]);
   // Nothing left: a second round does nothing.
-  assert.deepEqual(await repair(dbs), { repaired: 0, superseded: 0 });
+  assert.deepEqual(await repair(dbs), { repaired: 0, superseded: 0, waiting: 0 });
 });
 
 test("an update that wins over the target's own TOASTed value brings the source's value", async () => {
@@ -165,13 +165,17 @@ test("an update that wins over the target's own TOASTed value brings the source'
     { id: '1', conflict_type: 'update_origin_differs', resolution: 'needs_repair' },
   ]);
 
-  // Another update of n on the source, applied before the repair runs: the row is dated by the source
-  // now, so this one records nothing; the first record must still bring the source's body.
+  // Another update of n on the source: once applied here the row is dated by the source, so it records
+  // nothing; the first record must still bring the source's body.
   await dbs.sql1('UPDATE docs SET n = 2 WHERE id = 1');
   const v2 = await sourceRow(dbs, 1);
+  // Not applied here yet: the source's row at v2 waits for it (older events of the source would
+  // otherwise be replayed over it).
+  assert.deepEqual(await repair(dbs), { repaired: 0, superseded: 0, waiting: 1 });
+  assert.notEqual((await dbs.sql2(VERSION, [1])).rows[0].body, v1.body);
   assert.equal(await applyFromSource(dbs, v2.us, [partial(1, 2)]), 0);
 
-  assert.deepEqual(await repair(dbs), { repaired: 1, superseded: 0 });
+  assert.deepEqual(await repair(dbs), { repaired: 1, superseded: 0, waiting: 0 });
   assert.deepEqual(
     (await dbs.sql2(VERSION, [1])).rows.map((r) => ({ ...r, us: BigInt(r.us) })),
     [{ us: v2.us, n: 2, body: v2.body }],
@@ -191,7 +195,7 @@ test('a repair loses to a write on the target newer than the event: the guarded 
   assert.equal(await applyFromSource(dbs, v1.us, [partial(1, 1)]), 1);
   // Before the repair runs, the target writes the key itself (later than the source's update).
   await dbs.sql2("INSERT INTO docs VALUES (1, 7, 'local')");
-  assert.deepEqual(await repair(dbs), { repaired: 0, superseded: 1 });
+  assert.deepEqual(await repair(dbs), { repaired: 0, superseded: 1, waiting: 0 });
   assert.deepEqual((await dbs.sql2('SELECT n, body FROM docs')).rows, [{ n: 7, body: 'local' }]);
   const records = await dbs.sql2('SELECT conflict_type, resolution FROM pgbisync.conflicts ORDER BY id');
   assert.deepEqual(records.rows, [

@@ -33,6 +33,8 @@ export interface RepairCounts {
   readonly repaired: number;
   /** Records whose key the source changed again since (its later event settles it). */
   readonly superseded: number;
+  /** Records left for a later round: the source's row is at a version this direction has not applied yet. */
+  readonly waiting: number;
 }
 
 /** The keys left to repair from one source, oldest first (a partial index covers them: ../pg/pgbisync-schema.ts). */
@@ -58,17 +60,18 @@ interface Pending {
 /**
  * Runs repair rounds one at a time, each when requested (a commit that recorded a conflict, the start).
  * A round that did not run or failed (`round` resolves false; it never rejects) runs again after
- * `retryMs` (default 5 s), doubling up to twelve times that, until one runs. Stopped: no more rounds.
+ * `retryMs` (default 5 s), doubling up to twelve times that, until one runs; one that left records
+ * waiting ('soon') runs again after a fifth of `retryMs`. Stopped: no more rounds.
  */
 export class RepairRounds {
-  readonly #round: () => Promise<boolean>;
+  readonly #round: () => Promise<boolean | 'soon'>;
   readonly #firstRetryMs: number;
   #running: Promise<void> = Promise.resolve();
   #timer: NodeJS.Timeout | undefined;
   #retryMs: number;
   #stopped = false;
 
-  constructor(round: () => Promise<boolean>, retryMs = 5_000) {
+  constructor(round: () => Promise<boolean | 'soon'>, retryMs = 5_000) {
     this.#round = round;
     this.#firstRetryMs = retryMs;
     this.#retryMs = retryMs;
@@ -78,8 +81,11 @@ export class RepairRounds {
     clearTimeout(this.#timer);
     this.#running = this.#running.then(async () => {
       if (this.#stopped) return;
-      if (await this.#round()) {
+      const ran = await this.#round();
+      if (ran === true) {
         this.#retryMs = this.#firstRetryMs;
+      } else if (ran === 'soon' && !this.#stopped) {
+        this.#timer = setTimeout(() => this.request(), this.#firstRetryMs / 5);
       } else if (!this.#stopped) {
         this.#timer = setTimeout(() => this.request(), this.#retryMs);
         this.#retryMs = Math.min(2 * this.#retryMs, 12 * this.#firstRetryMs);
@@ -112,6 +118,7 @@ export async function repairFromSource(
 ): Promise<RepairCounts> {
   let repaired = 0;
   let superseded = 0;
+  let waiting = 0;
   let source: pg.Client | undefined;
   const sourceTables = new Map<string, CatalogTable>();
   try {
@@ -138,6 +145,13 @@ export async function repairFromSource(
         if (row === undefined || row['~node'] !== o.sourceNode || BigInt(row['~us']!) < BigInt(p.us)) {
           await target.query(RESOLVE_SQL, [p.id, 'superseded']);
           superseded++;
+          continue;
+        }
+        // A later version only once this direction applied the source up to it: the source's older events
+        // still to come would otherwise be replayed over it, and the value it took from another node's
+        // write there (whose event does not travel this way) would be lost. Tried again later.
+        if (row['~us'] !== p.us && !(await appliedUpTo(target, o.sourceNode, row['~us']!))) {
+          waiting++;
           continue;
         }
         const tsIso = isoFromMicros(BigInt(row['~us']!));
@@ -174,7 +188,7 @@ export async function repairFromSource(
         }
         repaired++;
       }
-      if (pending.length < PAGE) return { repaired, superseded };
+      if (pending.length < PAGE || waiting > 0) return { repaired, superseded, waiting };
     }
   } finally {
     await source?.end().catch(() => undefined);
@@ -224,4 +238,14 @@ function keyMatch(table: CatalogTable, param: string): string {
   return table.primaryKey
     .map((k) => `t.${quoteIdent(k)} = (${param}::jsonb ->> ${quoteLiteral(k)})::${types.get(k)}`)
     .join(' AND ');
+}
+
+/** Whether this direction's stored progress is at or past the source commit time `us` (microseconds). */
+async function appliedUpTo(target: Queryable, sourceNode: string, us: string): Promise<boolean> {
+  const r = await target.query<{ ok: boolean }>(
+    `SELECT (extract(epoch FROM commit_time) * 1000000)::bigint >= $2::bigint AS ok
+       FROM pgbisync.apply_progress WHERE source_node = $1::text`,
+    [sourceNode, us],
+  );
+  return r.rows[0]?.ok === true;
 }
