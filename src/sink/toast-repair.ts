@@ -8,14 +8,14 @@
  * repair: a crash between the commit and the repair loses nothing, the next start repairs them.
  *
  * For each such key this reads the source's current row with its version (pgbisync.version_time and
- * version_node there). A row the source itself wrote, at the event's version or a later one, is applied
- * whole by the guarded upsert under that version (the source's origin and its commit time), as its own
- * event would have been with every column: the record becomes `repaired`. At the event's version it is
- * exactly the row the event described. At a later one, the events between are the same source's and
- * follow on this direction's topic: applied in order on top of it (a version of the row's own source is
- * replaced without a time comparison, as always), they end at the same state as the source. Taking the
- * later version matters: an update lacking the values that follows one recorded here finds a row dated
- * by its own source and records nothing, so the first record is the only one left for the key.
+ * version_node there). A row the source itself wrote, at the event's version or at a later one this
+ * direction already applied (apply_progress.commit_time at or past it), is applied whole by the guarded
+ * upsert under that version (the source's origin and its commit time), as its own event would have been
+ * with every column: the record becomes `repaired`. Taking the later version matters: an update lacking
+ * the values that follows one recorded here finds a row dated by its own source and records nothing, so
+ * the first record is the only one left for the key. A later version not applied here yet waits (the
+ * record stays, the round is repeated soon): copied early, the source's older events would replay over
+ * it, and a value the source's row took from another node's write (not sent this way) would be lost.
  * No row, or one another node wrote (a delete or another node's write came later on the source): that
  * later change reaches this node on its own (the delete's event from this source, or the other node's
  * write from that node, repaired there in its turn when it lacks values): the record becomes
