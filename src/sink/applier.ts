@@ -230,7 +230,7 @@ export class Applier {
     const options = { sourceNode: o.sourceNode, targetNode: o.targetNode, sourceUrl: o.sourceUrl };
     try {
       const counts = await writer.between((session, catalog) => repairFromSource(session, catalog, options));
-      if (counts === undefined) return false; // a piece of a transaction is open: after its commit
+      if (counts === undefined) return 'soon'; // a piece of a transaction is open: after its commit
       if (counts.repaired + counts.superseded > 0) o.onProgress?.({ kind: 'repaired', ...counts });
       return counts.waiting > 0 ? 'soon' : true;
     } catch (error) {
