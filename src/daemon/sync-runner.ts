@@ -302,6 +302,16 @@ export class SyncRunner {
       metrics.applyLagSeconds.set({ direction }, Number(lagUs) / 1e6);
       state.transactions = (state.transactions ?? 0) + event.transactions;
       state.lastLsn = formatLsn(event.last.commitLsn);
+    } else if (event.kind === 'repaired') {
+      log.info(
+        { direction, repaired: event.repaired, superseded: event.superseded },
+        'rows repaired from the source',
+      );
+    } else if (event.kind === 'repair-failed') {
+      log.warn(
+        { direction, err: event.error },
+        'repair from the source failed; the keys stay needs_repair, retried',
+      );
     } else {
       const code = event.error instanceof PgbisyncError ? event.error.code : ErrorCode.EVENT_MALFORMED;
       metrics.deadLetters.inc({ direction, code });

@@ -1,9 +1,11 @@
 /**
- * Unchanged TOAST values of a row the target lacks, end to end: db2 deletes a row with a large TOASTed
- * column while its sync is down, then db1 updates another column of it. The update is the later write,
- * so the row must come back on db2. With REPLICA IDENTITY FULL the update carries the whole row and both
- * nodes end the same; with the default identity db2 cannot restore the unchanged value and records the
- * key as needing repair (never a silent skip). Checked with plain SQL against both nodes.
+ * Unchanged TOAST values, end to end: db2 deletes a row with a large TOASTed column while its sync is
+ * down, then db1 updates another column of it. The update is the later write, so the row must come back
+ * on db2. With REPLICA IDENTITY FULL the update carries the whole row; with the default identity it does
+ * not, db2 records the key as needing repair and the applier repairs it from db1 (src/sink/toast-repair.ts).
+ * Also under the default identity: db2 rewrites the TOASTed value of another row, then db1 updates another
+ * column of it later: db1's update wins and db2 must end with db1's value, not its own. Both nodes end
+ * the same, checked with plain SQL against both.
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
@@ -18,7 +20,7 @@ const DDL = `CREATE TABLE public.docs_full (id int PRIMARY KEY, body text, n int
 /** A body far over the TOAST threshold, random so that it does not compress below it. */
 const BODY = `(SELECT string_agg(md5(random()::text), '') FROM generate_series(1, 400))`;
 
-test('an update of a row deleted on the other node brings it back whole, or is recorded as needing repair', async () => {
+test('an update lacking unchanged TOAST values brings the row back whole, or is repaired from its source', async () => {
   await using dbs = await createTestDatabases();
   await dbs.sql1(DDL);
   await dbs.sql2(DDL);
@@ -26,12 +28,16 @@ test('an update of a row deleted on the other node brings it back whole, or is r
   await setup(config);
   {
     await using sync = await startSync(config);
-    await dbs.sql1(`INSERT INTO docs_full VALUES (1, ${BODY}, 0); INSERT INTO docs VALUES (1, ${BODY}, 0)`);
-    await waitFor('the rows on db2', async () => (await dbs.sql2('SELECT 1 FROM docs')).rowCount === 1);
+    await dbs.sql1(
+      `INSERT INTO docs_full VALUES (1, ${BODY}, 0); INSERT INTO docs VALUES (1, ${BODY}, 0), (2, ${BODY}, 0)`,
+    );
+    await waitFor('the rows on db2', async () => (await dbs.sql2('SELECT 1 FROM docs')).rowCount === 2);
     await sync.stop();
   }
   // The sync is down: db2 deletes, then db1 updates another column (the later write).
-  await dbs.sql2('DELETE FROM docs_full WHERE id = 1; DELETE FROM docs WHERE id = 1');
+  // db2 also rewrites row 2's body, before db1's update of row 2's n.
+  await dbs.sql2(`DELETE FROM docs_full WHERE id = 1; DELETE FROM docs WHERE id = 1;
+    UPDATE docs SET body = 'db2' || ${BODY} WHERE id = 2`);
   await new Promise((r) => setTimeout(r, 50));
   await dbs.sql1('UPDATE docs_full SET n = 1; UPDATE docs SET n = 1');
   {
@@ -48,9 +54,11 @@ test('an update of a row deleted on the other node brings it back whole, or is r
       60_000,
     );
     await waitFor(
-      'the needs_repair record on db2',
-      async () =>
-        (await dbs.sql2("SELECT 1 FROM pgbisync.conflicts WHERE resolution = 'needs_repair'")).rowCount === 1,
+      'docs equal on both nodes',
+      async () => {
+        const [x, y] = await Promise.all([tableRows(dbs.sql1, 'docs'), tableRows(dbs.sql2, 'docs')]);
+        return x.length === 2 && JSON.stringify(x) === JSON.stringify(y);
+      },
       60_000,
     );
     await sync.stop();
@@ -58,18 +66,32 @@ test('an update of a row deleted on the other node brings it back whole, or is r
   const row = 'SELECT id, n, length(body) AS len FROM docs_full';
   assert.deepEqual((await dbs.sql2(row)).rows, [{ id: 1, n: 1, len: 12800 }]);
   assert.deepEqual((await dbs.sql1(row)).rows, [{ id: 1, n: 1, len: 12800 }]);
+  const docs = 'SELECT id, n, length(body) AS len FROM docs ORDER BY id';
+  const expected = [
+    { id: 1, n: 1, len: 12800 },
+    { id: 2, n: 1, len: 12800 },
+  ];
+  assert.deepEqual((await dbs.sql1(docs)).rows, expected);
+  assert.deepEqual((await dbs.sql2(docs)).rows, expected);
   const conflicts = async (sql: typeof dbs.sql1) =>
     (
       await sql(
-        'SELECT table_name, key::text, conflict_type, resolution FROM pgbisync.conflicts ORDER BY table_name, id',
+        'SELECT table_name, key::text, conflict_type, resolution FROM pgbisync.conflicts ORDER BY table_name, key::text, id',
       )
     ).rows;
-  // db1 kept its later update against db2's delete (both tables); db2 could not restore docs' row.
+  // db1 kept its later updates against db2's delete (both tables) and db2's body; db2 repaired docs'
+  // rows 1 (missing) and 2 (db1's update won over db2's own body) from db1.
   assert.deepEqual(await conflicts(dbs.sql1), [
     {
       table_name: 'public.docs',
       key: '{"id": 1}',
       conflict_type: 'delete_origin_differs',
+      resolution: 'keep_local',
+    },
+    {
+      table_name: 'public.docs',
+      key: '{"id": 2}',
+      conflict_type: 'update_origin_differs',
       resolution: 'keep_local',
     },
     {
@@ -84,7 +106,13 @@ test('an update of a row deleted on the other node brings it back whole, or is r
       table_name: 'public.docs',
       key: '{"id": 1}',
       conflict_type: 'update_missing',
-      resolution: 'needs_repair',
+      resolution: 'repaired',
+    },
+    {
+      table_name: 'public.docs',
+      key: '{"id": 2}',
+      conflict_type: 'update_origin_differs',
+      resolution: 'repaired',
     },
   ]);
   await teardown(config, { keepTopics: false });

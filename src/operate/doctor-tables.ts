@@ -75,8 +75,8 @@ export async function checkTable(
   }
   if (found.replicaIdentity === 'default' && found.primaryKey.length > 0) {
     // An update that leaves a TOASTed value alone sends it as unchanged; a node that lacks the row then
-    // cannot bring it back whole (recorded as needs_repair). FULL logs the old row whole, and capture
-    // fills the unchanged values from it.
+    // cannot bring it back whole from the event (recorded as needs_repair, then read from the source:
+    // src/sink/toast-repair.ts). FULL logs the old row whole, and capture fills the unchanged values from it.
     const toastable = await db.query<{ cols: string | null }>(
       `SELECT string_agg(attname, ', ' ORDER BY attnum) AS cols FROM pg_attribute
         WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped AND attstorage <> 'p'`,
@@ -87,7 +87,7 @@ export async function checkTable(
       fail(
         check,
         'warn',
-        `${name} has TOASTable columns (${cols}) and REPLICA IDENTITY DEFAULT: an update that leaves a large value unchanged does not carry it, so a node that lacks the row (deleted there earlier) cannot restore it and records it as needs_repair`,
+        `${name} has TOASTable columns (${cols}) and REPLICA IDENTITY DEFAULT: an update that leaves a large value unchanged does not carry it, so a node that lacks the row (deleted there earlier) records it as needs_repair and its applier reads the row from the source afterwards (one more read per such key)`,
         `ALTER TABLE ${qualified} REPLICA IDENTITY FULL; (costs more WAL per update and delete: the whole old row is logged)`,
       );
     }

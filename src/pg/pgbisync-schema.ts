@@ -64,6 +64,8 @@ CREATE TABLE IF NOT EXISTS pgbisync.conflicts (
   resolution text NOT NULL,
   policy text NOT NULL
 );
+-- The keys the applier repairs from their source (src/sink/toast-repair.ts): found without a scan.
+CREATE INDEX IF NOT EXISTS conflicts_needs_repair ON pgbisync.conflicts (remote_node, id) WHERE resolution = 'needs_repair';
 CREATE TABLE IF NOT EXISTS pgbisync.event_schemas (
   schema_id text PRIMARY KEY,
   value_schema text NOT NULL,

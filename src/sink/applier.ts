@@ -38,6 +38,7 @@ import { RecordGuard } from './record-guard.ts';
 import { describeRejected, findRejectedValue, sourceType } from './rejected-value.ts';
 import { addColumn } from './schema-evolution.ts';
 import { MissingColumnError } from './statement-builder.ts';
+import { type RepairCounts, RepairRounds, repairFromSource } from './toast-repair.ts';
 import { recordPosition, TransactionGrouper } from './transaction-grouper.ts';
 import { TransactionWriter } from './transaction-writer.ts';
 
@@ -45,7 +46,10 @@ export interface ApplierOptions {
   readonly sourceNode: string;
   readonly targetNode: string;
   readonly targetUrl: string;
-  /** The source node's URL, when it is a configured node: names the source type of a rejected value. */
+  /**
+   * The source node's URL, when it is a configured node: names the source type of a rejected value; rows
+   * an update lacking unchanged TOAST values could not write whole are repaired from it (./toast-repair.ts).
+   */
   readonly sourceUrl?: string;
   /** The synced tables (`schema.table`): a record naming another is dead-lettered (./record-guard.ts). */
   readonly tables: readonly string[];
@@ -88,7 +92,11 @@ export type ApplierProgressEvent =
       readonly conflicts: number;
       readonly last: ApplyTransaction;
     }
-  | { readonly kind: 'dead-letter'; readonly record: InRecord; readonly error: unknown };
+  | { readonly kind: 'dead-letter'; readonly record: InRecord; readonly error: unknown }
+  /** Records of `needs_repair` settled from the source (./toast-repair.ts). */
+  | ({ readonly kind: 'repaired' } & RepairCounts)
+  /** A repair round failed: the records stay `needs_repair`, tried again after the next commit. */
+  | { readonly kind: 'repair-failed'; readonly error: unknown };
 
 export class Applier {
   readonly #o: ApplierOptions;
@@ -116,8 +124,12 @@ export class Applier {
     let failure: { readonly error: unknown } | undefined;
     /** What the pieces of a transaction not ended yet applied (see ApplyTransaction.piece). */
     let carried = NOTHING_CARRIED;
+    /** Repairs from the source (./toast-repair.ts): one round at a time, a failed one retried. */
+    const repairs = new RepairRounds(() => this.#repair(writer));
     try {
       const progress = await writer.open();
+      // Keys left to repair by an earlier run (a crash after their commit): the conflicts table keeps them.
+      repairs.request();
       // Nothing applied yet: pgbisync's topic is read from its very first record, and a topic that no
       // longer holds it (retention ran before the first apply) blocks instead of starting after a gap.
       const stored =
@@ -170,6 +182,8 @@ export class Applier {
           });
           const reported = committed.then(
             ({ applied, skipped, conflicts }) => {
+              // Only a transaction that recorded a conflict can have recorded a key to repair.
+              if (conflicts > 0) repairs.request();
               // Pieces of a transaction not ended yet are counted with the piece that ends it.
               const counts = rowsByTable(chunk, carried.byTable);
               const rows = carried.rows + chunk.reduce((n, t) => n + t.changes.length, 0);
@@ -208,8 +222,25 @@ export class Applier {
     } finally {
       // Never close the connection under queued transactions (they would fail instead of committing).
       await inFlight?.catch(() => undefined);
+      await repairs.stop();
       await consumer?.close();
       await writer.close();
+    }
+  }
+
+  /** A repair round on the writer's session: whether it ran. A failure is reported, not thrown. */
+  async #repair(writer: TransactionWriter): Promise<boolean | 'soon'> {
+    const o = this.#o;
+    if (o.sourceUrl === undefined) return true;
+    const options = { sourceNode: o.sourceNode, targetNode: o.targetNode, sourceUrl: o.sourceUrl };
+    try {
+      const counts = await writer.between((session, catalog) => repairFromSource(session, catalog, options));
+      if (counts === undefined) return 'soon'; // a piece of a transaction is open: after its commit
+      if (counts.repaired + counts.superseded > 0) o.onProgress?.({ kind: 'repaired', ...counts });
+      return counts.waiting > 0 ? 'soon' : true;
+    } catch (error) {
+      o.onProgress?.({ kind: 'repair-failed', error });
+      return false;
     }
   }
 

@@ -106,12 +106,12 @@ export class TableStatements {
         FROM ${this.#qualified} t WHERE ${this.#keyJoin('t', input)} OFFSET 0) x)`;
   }
 
-  #conflictInsert(type: string, remoteRow: string, appliedCte: string): string {
+  #conflictInsert(type: string, remoteRow: string, appliedCte: string, applied = 'apply_remote'): string {
     return `INSERT INTO pgbisync.conflicts (table_name, conflict_type, key, local_row, local_commit_time, local_node,
         remote_row, remote_commit_time, remote_node, resolution, policy)
       SELECT $4::text, ${quoteLiteral(type)}, ${this.#keyJson('e')}, e."~row", e."~ts", e."~node", ${remoteRow}, $1::timestamptz,
         $2::text, CASE WHEN EXISTS (SELECT 1 FROM ${appliedCte} w WHERE ${this.#keyJoin('w', 'e')})
-          THEN 'apply_remote' ELSE 'keep_local' END, ${quoteLiteral(this.#policy.policy)}
+          THEN ${quoteLiteral(applied)} ELSE 'keep_local' END, ${quoteLiteral(this.#policy.policy)}
       FROM e WHERE e."~node" <> $2::text`;
   }
 
@@ -213,7 +213,9 @@ export class TableStatements {
    * tombstone of the key or of the table (a truncate) is newer than the incoming change, the delete wins
    * (update_deleted, keep_deleted, recorded like the upsert's); otherwise the row should come back whole
    * and this node lacks its unchanged values: recorded as update_missing, needs_repair, with the incoming
-   * columns (`pgbisync verify --repair` copies the winning row). Both count as conflicts.
+   * columns. An update that wins over a version another node wrote leaves that node's TOASTed values in
+   * place: recorded as update_origin_differs, needs_repair. The applier repairs both from the source
+   * (./toast-repair.ts). All count as conflicts.
    */
   update(columns: readonly string[], one = false): string {
     const cacheKey = `update:${one ? 'one' : 'many'}:${columns.join(',')}`;
@@ -240,7 +242,7 @@ export class TableStatements {
                 ORDER BY 1 DESC LIMIT 1) bt ON true
             WHERE NOT EXISTS (SELECT 1 FROM e WHERE ${this.#keyJoin('e', 'i')})
             RETURNING 1),
-      c AS (${this.#conflictInsert('update_origin_differs', `(SELECT to_jsonb(r.*) FROM i r WHERE ${this.#keyJoin('r', 'e')})`, 'w')}
+      c AS (${this.#conflictInsert('update_origin_differs', `(SELECT to_jsonb(r.*) FROM i r WHERE ${this.#keyJoin('r', 'e')})`, 'w', 'needs_repair')}
             RETURNING 1)
       SELECT 1 FROM c UNION ALL SELECT 1 FROM m`;
     this.#cache.set(cacheKey, text);

@@ -66,6 +66,8 @@ export class TransactionWriter {
   #pieceOpen = false;
   /** Why a transaction could not be queued: nothing after it may be (see submit). */
   #unusable: { readonly error: unknown } | undefined;
+  /** Whether everything submitted so far committed (false once one failed), settled once known. */
+  #settled: Promise<boolean> = Promise.resolve(true);
 
   constructor(options: TransactionWriterOptions) {
     this.#o = options;
@@ -100,6 +102,25 @@ export class TransactionWriter {
   /** `tables` with the target's leaf partitions of the partitioned ones (their events name those). */
   async withPartitions(tables: readonly string[]): Promise<string[]> {
     return await withLeafPartitions(this.#client, tables);
+  }
+
+  /**
+   * Runs `work` on this writer's session between its transactions: once every transaction queued so
+   * far settled (a failure's ROLLBACK sent: none can interleave with `work`'s own transactions), before
+   * any submitted later. Not while a piece of a source transaction is open (its target transaction is,
+   * too) nor after a failure: then `work` does not run (undefined).
+   */
+  async between<T>(work: (session: pg.Client, catalog: TargetCatalog) => Promise<T>): Promise<T | undefined> {
+    const previous = this.#queueing;
+    const turn = Promise.withResolvers<void>();
+    this.#queueing = turn.promise;
+    await previous;
+    try {
+      if (this.#pieceOpen || this.#unusable !== undefined || !(await this.#settled)) return undefined;
+      return await work(this.#client, this.#catalog);
+    } finally {
+      turn.resolve();
+    }
   }
 
   async close(): Promise<void> {
@@ -193,6 +214,11 @@ export class TransactionWriter {
     }
     const committed = this.#settle(pending, conflictResults, { applied, skipped }, commits);
     committed.catch(() => undefined); // the caller's to handle; never an unhandled rejection meanwhile
+    const before = this.#settled;
+    this.#settled = committed.then(
+      () => before,
+      () => false,
+    );
     return { committed };
   }
 
