@@ -37,6 +37,11 @@ import { directions, resolveTables, withNode } from './sync-plan.ts';
 export interface ResyncOptions {
   /** false: only ask, and say what happens next. */
   readonly wait: boolean;
+  /**
+   * Drop the node's slot first (the fix for a slot PostgreSQL cannot decode, PGB2006): the capture
+   * then makes a new one and copies from its snapshot.
+   */
+  readonly newSlot?: boolean;
   /** Gives up (RESYNC_STALLED) after this long without any progress. */
   readonly stallTimeoutMs: number;
   readonly pollMs?: number;
@@ -72,6 +77,10 @@ export async function resync(config: Config, nodeName: string, o: ResyncOptions)
     });
   }
   const slot = objectNames.slot(node.name);
+  // Dropped before the request is made: a capture starting in between finds no slot and no request
+  // and stays blocked (PGB2005) until the request comes. The other order could let it copy from the
+  // old slot's snapshot and clear the request before the slot is gone.
+  if (o.newSlot === true) await withNode(node, 'resync', (db) => dropSlot(db, node.name, slot, o));
   const requested = await withNode(node, 'resync', (db) => request(db, node.name, slot));
   o.onProgress(
     requested.fresh
@@ -106,6 +115,48 @@ export async function resync(config: Config, nodeName: string, o: ResyncOptions)
     return { node: node.name, requestedAt: requested.at, applied: true, targets: applied };
   } finally {
     await admin.close();
+  }
+}
+
+/** How long `--new-slot` tries to drop a slot its capture keeps taking again. */
+const DROP_SLOT_TIMEOUT_MS = 30_000;
+
+/**
+ * Drops the node's slot, ending the walsender that holds it (a blocked capture retries every few
+ * seconds and takes it again meanwhile, hence the retries). No slot: nothing to do.
+ */
+async function dropSlot(db: Queryable, node: string, slot: string, o: ResyncOptions): Promise<void> {
+  const deadline = Date.now() + DROP_SLOT_TIMEOUT_MS;
+  for (;;) {
+    const r = await db.query<{ lsn: string | null; pid: number | null }>(
+      'SELECT confirmed_flush_lsn::text AS lsn, active_pid AS pid FROM pg_replication_slots WHERE slot_name = $1',
+      [slot],
+    );
+    const s = r.rows[0];
+    if (s === undefined) {
+      o.onProgress(`resync ${node}: no replication slot ${slot} to drop`);
+      return;
+    }
+    try {
+      if (s.pid !== null) await db.query('SELECT pg_terminate_backend($1)', [s.pid]);
+      await db.query('SELECT pg_drop_replication_slot($1)', [slot]);
+      o.onProgress(
+        `resync ${node}: dropped replication slot ${slot} (confirmed up to ${s.lsn ?? 'nothing'}): the capture makes a new one and copies from its snapshot`,
+      );
+      return;
+    } catch (error) {
+      // 55006: active again (the walsender had not ended yet, or the capture took it back); 42704: gone.
+      const code = (error as { code?: string }).code;
+      if (code === '42704') continue;
+      if (code !== '55006' || Date.now() > deadline) {
+        throw new FatalError(`resync ${node}: could not drop replication slot ${slot}`, {
+          code: ErrorCode.PG_PREREQUISITE,
+          hint: `stop \`pgbisync run\`, then run \`pgbisync resync ${node} --new-slot\` again`,
+          cause: error,
+        });
+      }
+      await sleep(200);
+    }
   }
 }
 

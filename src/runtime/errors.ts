@@ -38,6 +38,11 @@ export const ErrorCode = {
    * streamed from it: the changes in the gap cannot be captured; `pgbisync resync <node>` re-copies.
    */
   SLOT_LOST: 'PGB2005',
+  /**
+   * PostgreSQL's logical decoding of a node's slot fails at the same change on every attempt: the
+   * capture is blocked; `pgbisync resync <node> --new-slot` replaces the slot and re-copies.
+   */
+  SLOT_UNDECODABLE: 'PGB2006',
   /** The replication stream sent bytes that cannot be decoded. */
   PGOUTPUT_MALFORMED: 'PGB2101',
   /** A column type has no mapping. */

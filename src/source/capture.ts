@@ -21,6 +21,13 @@ import { BlockedError, ErrorCode, RetryableError } from '../runtime/errors.ts';
 import { recordCopied, requirePublished, tablesToCopy } from './added-tables.ts';
 import { CaptureSender, type SentBatch } from './capture-sender.ts';
 import type { ChangeEncoder } from './change-encoder.ts';
+import {
+  RepeatedFailures,
+  SAME_FAILURES_TO_BLOCK,
+  serverError,
+  transientServerError,
+  undecodableSlotError,
+} from './decode-failure.ts';
 import { readSlotHealth, slotLoss, slotLostError } from './slot-health.ts';
 import { createSlotWithSnapshot, ensureFailover } from './slot-setup.ts';
 import { runSnapshot, type SnapshotProgress } from './snapshot.ts';
@@ -46,6 +53,12 @@ const PARTITION = 0;
 
 /** How long the check of the slot after a failure may take (connecting included). */
 const SLOT_CHECK_TIMEOUT_MS = 5_000;
+
+/**
+ * Per slot, the walsender failures of consecutive attempts (./decode-failure.ts). Module state: an
+ * attempt's Capture is new, the count must span attempts (the components of one node run in one thread).
+ */
+const failuresBySlot = new Map<string, RepeatedFailures>();
 
 /** Sends every record to {@link PARTITION}. */
 function toPartition(producer: RecordProducer): RecordProducer {
@@ -97,6 +110,7 @@ export class Capture {
     const admin = newPgClient({ connectionString: o.url, application_name: `pgbisync-capture-${o.node}` });
     await admin.connect();
     const conn = await ReplicationConnection.connect(o.url, `pgbisync-capture-${o.node}`);
+    let streaming = false;
     try {
       // Before anything is encoded: the snapshot and the stream compile relations with these.
       const regclasses = o.tables.map((t) => {
@@ -112,10 +126,11 @@ export class Capture {
       );
       const primaryKeys = await primaryKeysByTable(admin, o.tables);
       await admin.end();
+      streaming = true;
       await this.#stream(conn, major >= 160000, primaryKeys, signal);
     } catch (error) {
       if (signal.aborted || error instanceof BlockedError) throw error;
-      throw (await this.#lostSlot(error)) ?? error;
+      throw (await this.#blockedAfter(error, streaming)) ?? error;
     } finally {
       await admin.end().catch(() => undefined);
       await conn.close();
@@ -124,11 +139,15 @@ export class Capture {
 
   /**
    * After a failure: a slot invalidated meanwhile (START_REPLICATION fails with SQLSTATE 55000, or the
-   * checkpointer ended the walsender) or dropped meanwhile blocks the capture, with `error` as its cause;
-   * undefined when the slot is fine or cannot be checked (the failure is then retried as it is).
+   * checkpointer ended the walsender) or dropped meanwhile blocks the capture (PGB2005), and so does the
+   * same walsender error at the same slot position on {@link SAME_FAILURES_TO_BLOCK} attempts in a row
+   * (PGB2006, ./decode-failure.ts); `error` is the cause. Undefined when the slot is fine or cannot be
+   * checked: the failure is then retried as it is.
    */
-  async #lostSlot(error: unknown): Promise<BlockedError | undefined> {
+  async #blockedAfter(error: unknown, streaming: boolean): Promise<BlockedError | undefined> {
     const o = this.#options;
+    const failures = failuresBySlot.get(this.slot) ?? new RepeatedFailures();
+    failuresBySlot.set(this.slot, failures);
     // Bounded: a node that does not answer must not hold up the restart of the failed capture.
     const db = newPgClient({
       connectionString: o.url,
@@ -140,8 +159,20 @@ export class Capture {
       await db.connect();
       const health = await readSlotHealth(db, o.node, this.slot);
       const loss = slotLoss(health);
-      if (loss === undefined || health.resyncRequestedAt !== null) return undefined;
-      return slotLostError(health, loss, error);
+      if (loss !== undefined) {
+        failures.reset();
+        return health.resyncRequestedAt === null ? slotLostError(health, loss, error) : undefined;
+      }
+      const server = streaming ? serverError(error) : undefined;
+      if (server === undefined || transientServerError(server.code)) {
+        failures.reset();
+        return undefined;
+      }
+      const failure = { ...server, confirmedLsn: health.confirmedFlushLsn };
+      const count = failures.record(failure);
+      return count >= SAME_FAILURES_TO_BLOCK
+        ? undecodableSlotError(o.node, this.slot, failure, count, error)
+        : undefined;
     } catch {
       return undefined;
     } finally {

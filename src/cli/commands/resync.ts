@@ -27,13 +27,20 @@ export function registerResyncCommand(program: Command): void {
     .option('--from <node>', 'with a table: copy it from this node only (default: from every node)')
     .option('--no-wait', 'only ask for the copy; `pgbisync run` makes it at its next start')
     .option(
+      '--new-slot',
+      'with a node: drop its replication slot first, so the copy starts from a new one (the fix for a slot PostgreSQL cannot decode, PGB2006)',
+    )
+    .option(
       '--timeout <seconds>',
       'give up (exit 1) after this long without progress; the request stands',
       parseIntegerOption,
       DEFAULT_TIMEOUT_S,
     )
     .action(
-      async (target: string, flags: { config: string; wait: boolean; timeout: number; from?: string }) => {
+      async (
+        target: string,
+        flags: { config: string; wait: boolean; timeout: number; from?: string; newSlot?: boolean },
+      ) => {
         const config = loadConfigFile(flags.config);
         const options = {
           wait: flags.wait,
@@ -47,8 +54,14 @@ export function registerResyncCommand(program: Command): void {
               hint: `\`pgbisync resync ${target}\` re-copies every table of ${target}; \`pgbisync resync <schema.table> --from ${flags.from}\` one table`,
             });
           }
-          await resync(config, target, options);
+          await resync(config, target, { ...options, newSlot: flags.newSlot === true });
           return;
+        }
+        if (flags.newSlot === true) {
+          throw new FatalError(`resync ${target}: --new-slot goes with a node, not a table`, {
+            code: ErrorCode.CONFIG_INVALID,
+            hint: 'a slot belongs to a node: `pgbisync resync <node> --new-slot`',
+          });
         }
         const result = await resyncTable(config, target, {
           ...options,
