@@ -134,6 +134,11 @@ test('a tombstone is pruned once every direction applied past it; an older delay
     ]),
     [['update_deleted', 'keep_deleted', null, horizonMs, b]],
   );
+  // So is each row of a delayed transaction of several (the statement asks once whether the horizon
+  // beats it, then row by row).
+  const staleRows = await apply(b, a, t1 - S, [row(30, 'stale'), row(31, 'stale')]);
+  assert.equal(staleRows.conflicts, 2);
+  assert.equal((await dbs.sql1('SELECT count(*)::int AS n FROM item WHERE id IN (30, 31)')).rows[0].n, 0);
   await apply(b, a, t1 + 3n * S, [row(1, 'new')]);
   assert.deepEqual((await dbs.sql1('SELECT v FROM item WHERE id = 1')).rows, [{ v: 'new' }]);
 });

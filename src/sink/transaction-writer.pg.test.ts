@@ -725,6 +725,8 @@ test('a row older than a truncate that arrives after it stays deleted, whether t
   // Applied: the truncate (at 20) never saw key 5, written at 15 on another node.
   await applyAs(dbs, 'src', 20n, [truncateOf('items')]);
   assert.equal(await applyAs(dbs, 'late', 15n, [insert('5', '5')]), 1, 'recorded as a conflict');
+  // So are the rows of a transaction of several (the statement asks once whether the truncate beats it).
+  assert.equal(await applyAs(dbs, 'late', 16n, [insert('8', '8'), insert('9', '9')]), 2);
   // A later row is inserted as usual.
   await applyAs(dbs, 'late', 25n, [insert('6', '6')]);
   assert.deepEqual((await dbs.sql2('SELECT id::int FROM items')).rows, [{ id: 6 }]);
@@ -737,6 +739,8 @@ test('a row older than a truncate that arrives after it stays deleted, whether t
   );
   assert.deepEqual(recorded.rows, [
     { key: '{"id": 5}', resolution: 'keep_deleted', remote_node: 'late' },
+    { key: '{"id": 8}', resolution: 'keep_deleted', remote_node: 'late' },
+    { key: '{"id": 9}', resolution: 'keep_deleted', remote_node: 'late' },
     { key: '{"id": 7}', resolution: 'keep_deleted', remote_node: 'other' },
   ]);
 });
