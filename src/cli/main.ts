@@ -6,6 +6,7 @@ import { Command } from 'commander';
 import { registerDdlCommand } from './commands/ddl.ts';
 import { registerDevCommand } from './commands/dev.ts';
 import { registerOperateCommands } from './commands/operate.ts';
+import { registerReloadCommand } from './commands/reload.ts';
 import { registerResyncCommand } from './commands/resync.ts';
 import { registerSyncCommands } from './commands/sync.ts';
 import { registerTailCommand } from './commands/tail.ts';
@@ -20,6 +21,7 @@ export function buildProgram(): Command {
   registerSyncCommands(program);
   registerOperateCommands(program);
   registerResyncCommand(program);
+  registerReloadCommand(program);
   registerDdlCommand(program);
   registerTailCommand(program);
   return program;

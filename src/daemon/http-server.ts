@@ -1,9 +1,29 @@
-/** HTTP endpoints of `pgbisync run`: /metrics (Prometheus), /healthz, /status (JSON). */
+/**
+ * HTTP endpoints of `pgbisync run`: /metrics (Prometheus), /healthz, /status (JSON), and POST /reload
+ * (reads the config file again, ./daemon.ts; answers the outcome as JSON, 200 or 409 when refused).
+ */
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { redactText } from '../config/redact.ts';
 import type { Metrics } from '../observability/metrics.ts';
-import type { SyncRunner } from './sync-runner.ts';
+import type { ComponentState } from './sync-runner.ts';
+
+/** What a reload did, as POST /reload answers it and `pgbisync reload` prints it. */
+export interface ReloadOutcome {
+  readonly reloaded: boolean;
+  readonly tables: readonly string[];
+  readonly added: readonly string[];
+  readonly removed: readonly string[];
+  /** Why the reload was refused (the running sync goes on unchanged), and what to do. */
+  readonly error?: string;
+  readonly fix?: string;
+}
+
+/** What the endpoints read of the running sync. */
+export interface RunnerView {
+  readonly states: ReadonlyMap<string, ComponentState>;
+  readonly instance: string;
+}
 
 export interface HttpServer {
   readonly url: string;
@@ -14,9 +34,28 @@ export async function startHttpServer(o: {
   host: string;
   port: number;
   metrics: Metrics;
-  runner: SyncRunner;
+  runner: RunnerView;
+  reload?: () => Promise<ReloadOutcome>;
 }): Promise<HttpServer> {
   const server = createServer((req, res) => {
+    if (req.url === '/reload' && o.reload !== undefined) {
+      if (req.method !== 'POST') {
+        res.writeHead(405, { allow: 'POST' });
+        res.end('POST /reload reads the config file again\n');
+        return;
+      }
+      o.reload().then(
+        (outcome) => {
+          res.writeHead(outcome.reloaded ? 200 : 409, { 'content-type': 'application/json' });
+          res.end(redactText(`${JSON.stringify(outcome, null, 2)}\n`));
+        },
+        (error: unknown) => {
+          res.writeHead(500);
+          res.end(redactText(String(error)));
+        },
+      );
+      return;
+    }
     const states = [...o.runner.states.values()];
     if (req.url === '/metrics') {
       o.metrics.registry

@@ -80,6 +80,8 @@ export const ErrorCode = {
   OWNERSHIP_LOST: 'PGB5003',
   /** This instance gave a component up to a standby that prefers its node (instance.prefer). */
   OWNERSHIP_HANDED_OVER: 'PGB5004',
+  /** `pgbisync reload`: no `pgbisync run` answered, or it refused the reloaded config (it runs on unchanged). */
+  RELOAD_FAILED: 'PGB5005',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 

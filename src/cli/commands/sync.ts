@@ -2,17 +2,14 @@
 import type { Command } from 'commander';
 import { loadConfigFile } from '../../config/load.ts';
 import { redactConfig, redactText } from '../../config/redact.ts';
-import { startHttpServer } from '../../daemon/http-server.ts';
+import { Daemon } from '../../daemon/daemon.ts';
 import { exitOnUnhandledRejection } from '../../daemon/last-resort.ts';
-import { SyncRunner } from '../../daemon/sync-runner.ts';
 import { createLogger } from '../../observability/logger.ts';
 import { Metrics } from '../../observability/metrics.ts';
-import { sampleLag } from '../../operate/lag-sampler.ts';
 import { interleaveSequences } from '../../operate/sequences.ts';
 import { requireSyncSettings, setup, teardown } from '../../operate/setup.ts';
 import { formatStatus, readStatus } from '../../operate/status.ts';
 import { resolveTables, withNode } from '../../operate/sync-plan.ts';
-import { pruneTombstones } from '../../operate/tombstone-pruner.ts';
 import { classifyPgError } from '../../runtime/pg-errors.ts';
 import { retryTransient } from '../../runtime/retry.ts';
 import { parseIntegerOption } from '../options.ts';
@@ -57,7 +54,9 @@ export function registerSyncCommands(program: Command): void {
 
   program
     .command('run')
-    .description('run the sync: a capture per node and an applier per direction, until SIGTERM/SIGINT')
+    .description(
+      'run the sync: a capture per node and an applier per direction, until SIGTERM/SIGINT; SIGHUP (or `pgbisync reload`) reads the config again',
+    )
     .option(...CONFIG_OPTION)
     .option(
       '--duration <seconds>',
@@ -100,24 +99,28 @@ export function registerSyncCommands(program: Command): void {
         },
       );
       const metrics = new Metrics();
-      const runner = new SyncRunner({ config, tables, log, metrics });
+      const daemon = new Daemon({
+        configFile: flags.config,
+        config,
+        tables,
+        httpPort: flags.httpPort === undefined ? config.http.port : Number(flags.httpPort),
+        log,
+        metrics,
+        onListening: (url, instance) => log.info({ tables, http: url, instance }, 'running'),
+      });
+      // SIGHUP reloads the config (its default action would end the process).
+      const reload = () => void daemon.reload('SIGHUP');
+      process.on('SIGHUP', reload);
       const timer =
         flags.duration === undefined
           ? undefined
           : setTimeout(() => stop('duration elapsed'), flags.duration * 1000);
-      const port = flags.httpPort === undefined ? config.http.port : Number(flags.httpPort);
-      const http = await startHttpServer({ host: config.http.host, port, metrics, runner });
-      log.info({ tables, http: http.url, instance: runner.instance }, 'running');
-      const sampling = sampleLag(config, metrics, log, controller.signal);
-      const pruning = pruneTombstones(config, log, controller.signal);
       try {
-        await runner.run(controller.signal);
+        await daemon.run(controller.signal);
       } finally {
-        controller.abort(); // a failed run stops the sampler too
-        await sampling;
-        await pruning;
+        controller.abort();
+        process.off('SIGHUP', reload);
         if (timer !== undefined) clearTimeout(timer);
-        await http.close();
       }
       log.info('stopped');
     });
