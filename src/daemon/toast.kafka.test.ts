@@ -117,3 +117,45 @@ test('an update lacking unchanged TOAST values brings the row back whole, or is 
   ]);
   await teardown(config, { keepTopics: false });
 });
+
+test('a key change lacking unchanged TOAST values of a row the target deleted meanwhile is repaired whole', async () => {
+  await using dbs = await createTestDatabases();
+  await dbs.sql1(DDL);
+  await dbs.sql2(DDL);
+  const config = syncConfig(dbs, ['public.docs']);
+  await setup(config);
+  {
+    await using sync = await startSync(config);
+    await dbs.sql1(`INSERT INTO docs VALUES (3, ${BODY}, 0)`);
+    await waitFor('the row on db2', async () => (await dbs.sql2('SELECT 1 FROM docs')).rowCount === 1);
+    await sync.stop();
+  }
+  // The sync is down: db2 deletes row 3, then db1 moves it to key 4 (the later write of key 4; the
+  // key change carries no body: unchanged TOAST). db2 has no row at 3 to take the body from.
+  await dbs.sql2('DELETE FROM docs WHERE id = 3');
+  await new Promise((r) => setTimeout(r, 50));
+  await dbs.sql1('UPDATE docs SET id = 4, n = 1 WHERE id = 3');
+  {
+    await using sync = await startSync(config);
+    await waitFor(
+      'docs equal on both nodes',
+      async () => {
+        const [x, y] = await Promise.all([tableRows(dbs.sql1, 'docs'), tableRows(dbs.sql2, 'docs')]);
+        return x.length === 1 && JSON.stringify(x) === JSON.stringify(y);
+      },
+      60_000,
+    );
+    await sync.stop();
+  }
+  const docs = 'SELECT id, n, length(body) AS len FROM docs ORDER BY id';
+  assert.deepEqual((await dbs.sql2(docs)).rows, [{ id: 4, n: 1, len: 12800 }]);
+  assert.deepEqual(
+    (
+      await dbs.sql2(
+        "SELECT key::text, conflict_type, resolution FROM pgbisync.conflicts WHERE resolution <> 'keep_deleted' ORDER BY id",
+      )
+    ).rows,
+    [{ key: '{"id": 4}', conflict_type: 'update_missing', resolution: 'repaired' }],
+  );
+  await teardown(config, { keepTopics: false });
+});

@@ -295,8 +295,11 @@ export class TableStatements {
    * the old key and an upsert of the new row, each guarded as {@link delete} and {@link upsert} are (a row
    * already at the new key is a conflict of the upsert: replaced when the incoming change wins, else
    * kept; either way recorded). The new row takes the values the change lacks (and those of columns only
-   * the target has) from the row at the old key, as the statement's snapshot shows it; without that row
-   * there is no new row to write, only the old key's tombstone. Parameters after the common ones: one
+   * the target has) from the row at the old key, as the statement's snapshot shows it. Where those may
+   * not be the source's values, the new key is recorded for repair from the source (needs_repair,
+   * ./toast-repair.ts): without a row at the old key there is no new row to write (update_missing: it
+   * was silently lost, seen in the torture test), and a row at the old key newer than the change is not
+   * the version the source moved (update_origin_differs). Parameters after the common ones: one
    * single-element array per column in `columns`, then one per primary-key column with the old key.
    * Returns one row per conflict recorded.
    */
@@ -322,8 +325,17 @@ export class TableStatements {
         SELECT t.* FROM ${this.#qualified} t WHERE ${atOldKey} OFFSET 0) o),
       ${this.#upsertCte('u', [...columns, ...kept], true)},
       ${this.#deleteCtes('k')},
-      dc AS (${this.#conflictInsert('delete_origin_differs', 'NULL::jsonb', 'd')} RETURNING 1)
-      ${this.#upsertResult('\n      SELECT true FROM dc\n      UNION ALL')}`;
+      dc AS (${this.#conflictInsert('delete_origin_differs', 'NULL::jsonb', 'd')} RETURNING 1),
+      rm AS (INSERT INTO pgbisync.conflicts (table_name, conflict_type, key, local_row, local_commit_time, local_node,
+              remote_row, remote_commit_time, remote_node, resolution, policy)
+            SELECT $4::text, CASE WHEN o.row IS NULL THEN 'update_missing' ELSE 'update_origin_differs' END,
+              ${this.#keyJson('n')}, o.row, o.at, o.node, to_jsonb(n.*), $1::timestamptz, $2::text, 'needs_repair',
+              ${quoteLiteral(this.#policy.policy)}
+            FROM n LEFT JOIN LATERAL (SELECT to_jsonb(t.*) AS row, ${VERSION_TIME('t')} AS at, ${VERSION_NODE('t')} AS node
+                FROM ${this.#qualified} t WHERE ${atOldKey} OFFSET 0) o ON true
+            WHERE o.row IS NULL OR (${incomingWinsSql(this.#policy, '$1', '$2', 'o.at', 'o.node')}) IS NOT TRUE
+            RETURNING 1)
+      ${this.#upsertResult('\n      SELECT true FROM dc\n      UNION ALL\n      SELECT true FROM rm\n      UNION ALL')}`;
     this.#cache.set(cacheKey, text);
     return text;
   }
