@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # `npm run torture -- [--seed N] [--duration S] [--nodes 2|3] [--faults list] [--workload list]`: brings up a
-# stack of its own (PostgreSQL TORTURE_PG_MAJOR, default 18, on ports p and p+1, Kafka on p+2 and p+3, with
+# stack of its own (PostgreSQL TORTURE_PG_MAJOR, default 18, on ports p and p+1, Kafka on p+2 and p+3 and a
+# listener on p+4 advertising p+5, where the torture's fault proxy to the broker listens, with
 # p = TORTURE_PORT_BASE, default 24100; state .state/torture), runs torture/main.ts once per seed and stops
 # the stack again (TORTURE_KEEP_STACK=1 leaves it running). Several seeds: --seeds "1 2 3" (each run gets the
 # other arguments). Ends with "torture: N passed, N failed".
@@ -30,7 +31,7 @@ stop_stack() {
 }
 trap stop_stack EXIT
 ./bin/pgbisync.js dev up --pg "$major" --state-dir "$state" --db1-port "$p" --db2-port $((p + 1)) \
-  --kafka-port $((p + 2)) --kafka-controller-port $((p + 3)) >/dev/null
+  --kafka-port $((p + 2)) --kafka-controller-port $((p + 3)) --kafka-proxied-port $((p + 4)) >/dev/null
 
 passed=0; failed=0
 if [ -z "$seeds" ]; then

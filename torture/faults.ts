@@ -17,6 +17,10 @@ export const FAULT_KINDS = [
   'net-stall', // the daemon's connections to one node stop passing bytes for 5-30 s, without closing
   'net-delay', // 20-200 ms added to every chunk between the daemon and one node for 5-20 s
   'slow-target', // a table locked on one node for 5-15 s: applies into it wait
+  // Between the daemon and the Kafka broker (its proxied listener: scripts/torture.sh):
+  'kafka-drop', // every connection to the broker reset
+  'kafka-stall', // bytes to and from the broker stop for 5-30 s, the connections stay open
+  'kafka-delay', // 20-200 ms added to every chunk to and from the broker for 5-15 s
 ] as const;
 export type FaultKind = (typeof FAULT_KINDS)[number];
 
@@ -40,6 +44,9 @@ const PERIOD_MS: Record<FaultKind, number> = {
   'net-stall': 90_000,
   'net-delay': 60_000,
   'slow-target': 60_000,
+  'kafka-drop': 60_000,
+  'kafka-stall': 90_000,
+  'kafka-delay': 60_000,
 };
 
 export function schedule(
@@ -57,9 +64,9 @@ export function schedule(
       const forMs =
         kind === 'freeze'
           ? r.int(10_000, longest)
-          : kind === 'net-stall'
+          : kind === 'net-stall' || kind === 'kafka-stall'
             ? r.int(5_000, Math.min(30_000, longest))
-            : kind === 'net-delay' || kind === 'slow-target'
+            : kind === 'net-delay' || kind === 'kafka-delay' || kind === 'slow-target'
               ? r.int(5_000, 15_000)
               : kind === 'kill'
                 ? r.int(500, 3_000)
@@ -83,6 +90,8 @@ export interface FaultTargets {
   /** The server of each node (several nodes may share one). */
   readonly serverOf: (node: number) => number;
   readonly proxies: readonly FaultProxy[];
+  /** Between the daemon and the broker; undefined: the stack has no proxied listener (kafka-* faults skipped). */
+  readonly kafkaProxy: FaultProxy | undefined;
   readonly nodeUrls: readonly string[];
   readonly log: (line: string) => void;
 }
@@ -161,6 +170,25 @@ export async function inject(
         await wait(f.forMs);
         t.proxies[f.node]!.set({ kind: 'pass' });
         return;
+      case 'kafka-drop':
+      case 'kafka-stall':
+      case 'kafka-delay': {
+        const proxy = t.kafkaProxy;
+        if (proxy === undefined) {
+          t.log(
+            `fault: ${f.kind} skipped: the stack has no proxied Kafka listener (dev up --kafka-proxied-port)`,
+          );
+          return;
+        }
+        if (f.kind === 'kafka-drop') {
+          proxy.drop();
+          return;
+        }
+        proxy.set(f.kind === 'kafka-stall' ? { kind: 'stall' } : { kind: 'delay', ms: f.delayMs });
+        await wait(f.forMs);
+        proxy.set({ kind: 'pass' });
+        return;
+      }
       case 'slow-target':
         await lockTable(t.nodeUrls[f.node]!, f.forMs).catch((error: unknown) =>
           t.log(`fault: slow-target lock failed: ${String(error)}`),

@@ -99,10 +99,17 @@ async function main(): Promise<number> {
   const proxies = await Promise.all(
     nodes.map((_, i) => FaultProxy.start({ host: '127.0.0.1', port: stack.servers[serverOf(i)]!.spec.port })),
   );
+  // The daemon reaches the broker through a proxy too, where the stack has a listener for one: it
+  // advertises the proxy's port, so the clients stay on the proxy after bootstrapping.
+  const proxied = stack.options.kafkaProxiedPort;
+  const kafkaProxy =
+    proxied === undefined
+      ? undefined
+      : await FaultProxy.start({ host: '127.0.0.1', port: proxied }, proxied + 1);
   const topicPrefix = `torture${seed}x${started.toString(36)}`;
   const configPath = join(runDir, 'pgbisync.yaml');
   const config = {
-    kafka: { brokers: [`127.0.0.1:${stack.options.kafkaPort}`], topicPrefix },
+    kafka: { brokers: [`127.0.0.1:${kafkaProxy?.port ?? stack.options.kafkaPort}`], topicPrefix },
     nodes: nodes.map((n, i) => {
       const u = new URL(n.url);
       u.port = String(proxies[i]!.port);
@@ -148,7 +155,7 @@ async function main(): Promise<number> {
   );
   const injecting = inject(
     faults,
-    { daemons, stack, serverOf, proxies, nodeUrls: nodes.map((n) => n.url), log },
+    { daemons, stack, serverOf, proxies, kafkaProxy, nodeUrls: nodes.map((n) => n.url), log },
     started,
     stopFaults.signal,
   );
@@ -158,6 +165,7 @@ async function main(): Promise<number> {
   log(`writes stopped: ${JSON.stringify(history.counts)}; waiting for the faults to end`);
   await injecting;
   for (const p of proxies) p.set({ kind: 'pass' });
+  kafkaProxy?.set({ kind: 'pass' });
   for (const daemon of daemons) daemon.thaw();
   await stack.up(() => undefined);
   for (const daemon of daemons) if (!daemon.running) daemon.start();
@@ -193,6 +201,7 @@ async function main(): Promise<number> {
     findings.push({ check: 'daemon', detail: `teardown failed: ${String(error)}` }),
   );
   await Promise.all(proxies.map((p) => p.close()));
+  await kafkaProxy?.close();
   if (!values.keep) for (const n of nodes) await dropDatabase(n.admin, new URL(n.url).pathname.slice(1));
 
   const ok = findings.length === 0;

@@ -22,6 +22,12 @@ export interface KafkaBrokerSpec {
   /** Folder for server.properties, data/ and broker.log. */
   readonly dir: string;
   readonly heapMb: number;
+  /**
+   * `dev up --kafka-proxied-port`: a second plaintext listener on this port that advertises the port
+   * after it, where a TCP proxy forwarding to it is expected: clients bootstrapped at the proxy stay on
+   * it (the torture test injects network faults between the daemon and the broker there).
+   */
+  readonly proxiedPort?: number;
   /** `dev up --secure`: a SASL_SSL listener (SCRAM-SHA-256, this certificate) on `port` as well. */
   readonly secure?: {
     readonly port: number;
@@ -95,15 +101,18 @@ export class KafkaBroker {
   #properties(dataDir: string): string {
     const { port, controllerPort } = this.spec;
     const secure = this.spec.secure === undefined ? '' : `,SASL_SSL://127.0.0.1:${this.spec.secure.port}`;
+    const proxied = this.spec.proxiedPort;
+    const listen = proxied === undefined ? '' : `,PROXIED://127.0.0.1:${proxied}`;
+    const advertise = proxied === undefined ? '' : `,PROXIED://127.0.0.1:${proxied + 1}`;
     return [
       'process.roles=broker,controller',
       'node.id=1',
       `controller.quorum.voters=1@127.0.0.1:${controllerPort}`,
-      `listeners=PLAINTEXT://127.0.0.1:${port}${secure},CONTROLLER://127.0.0.1:${controllerPort}`,
-      `advertised.listeners=PLAINTEXT://127.0.0.1:${port}${secure}`,
+      `listeners=PLAINTEXT://127.0.0.1:${port}${secure}${listen},CONTROLLER://127.0.0.1:${controllerPort}`,
+      `advertised.listeners=PLAINTEXT://127.0.0.1:${port}${secure}${advertise}`,
       'controller.listener.names=CONTROLLER',
       'inter.broker.listener.name=PLAINTEXT',
-      'listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_SSL:SASL_SSL',
+      'listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_SSL:SASL_SSL,PROXIED:PLAINTEXT',
       ...this.#secureProperties(),
       `log.dirs=${dataDir}`,
       'num.partitions=1',

@@ -29,6 +29,8 @@ export interface StackOptions {
   /** `--secure`: PostgreSQL with TLS and SCRAM for the pgbisync_tls group, Kafka SASL_SSL on kafkaSecurePort. */
   readonly secure?: boolean;
   readonly kafkaSecurePort?: number;
+  /** A second Kafka listener on this port advertising the next one, for a fault proxy (the torture test). */
+  readonly kafkaProxiedPort?: number;
 }
 
 export const DEFAULT_STACK: Omit<StackOptions, 'stateDir'> = {
@@ -62,6 +64,8 @@ export interface StackStatus {
     readonly running: boolean;
     readonly pid?: number;
     readonly log: string;
+    /** With `up --kafka-proxied-port`: the second listener's port and the one it advertises. */
+    readonly proxied?: { readonly listener: number; readonly advertised: number };
   };
   /**
    * With `up --secure`: the CA clients trust, the PostgreSQL role that must use TLS and SCRAM (members
@@ -121,6 +125,7 @@ export class DevStack {
       controllerPort: options.kafkaControllerPort,
       dir: join(options.stateDir, 'kafka'),
       heapMb: options.kafkaHeapMb,
+      ...(options.kafkaProxiedPort === undefined ? {} : { proxiedPort: options.kafkaProxiedPort }),
       ...(secure === undefined
         ? {}
         : { secure: { ...secure, port: options.kafkaSecurePort ?? options.kafkaPort + 2 } }),
@@ -174,6 +179,12 @@ export class DevStack {
       const securePort = this.broker.spec.secure?.port;
       if (securePort !== undefined)
         await requireFreePort(securePort, 'Kafka SASL_SSL', '--kafka-secure-port');
+      if (this.options.kafkaProxiedPort !== undefined)
+        await requireFreePort(
+          this.options.kafkaProxiedPort,
+          'Kafka (proxied listener)',
+          '--kafka-proxied-port',
+        );
       log(`kafka: starting broker ${this.broker.bootstrap} (KRaft)`);
       await this.broker.start(libs);
     } else {
@@ -240,6 +251,14 @@ export class DevStack {
       nodes,
       kafka: {
         brokers: [this.broker.bootstrap],
+        ...(this.options.kafkaProxiedPort === undefined
+          ? {}
+          : {
+              proxied: {
+                listener: this.options.kafkaProxiedPort,
+                advertised: this.options.kafkaProxiedPort + 1,
+              },
+            }),
         running: pid !== undefined,
         ...(pid === undefined ? {} : { pid }),
         log: this.broker.logFile,

@@ -298,8 +298,11 @@ export class TableStatements {
    * the target has) from the row at the old key, as the statement's snapshot shows it. Where those may
    * not be the source's values, the new key is recorded for repair from the source (needs_repair,
    * ./toast-repair.ts): without a row at the old key there is no new row to write (update_missing: it
-   * was silently lost, seen in the torture test), and a row at the old key newer than the change is not
-   * the version the source moved (update_origin_differs). Parameters after the common ones: one
+   * was silently lost, seen in the torture test); a row at the old key that the source did not write
+   * (a local write, or a third node's, the source may not have seen when it moved the row) or that is
+   * newer than the change may hold other values than the ones the source moved (update_origin_differs:
+   * seen in the torture test too, a concurrent local write's small value under the moved row). A row at
+   * the old key the source wrote is its latest version there (changes are applied in its commit order). Parameters after the common ones: one
    * single-element array per column in `columns`, then one per primary-key column with the old key.
    * Returns one row per conflict recorded.
    */
@@ -333,7 +336,8 @@ export class TableStatements {
               ${quoteLiteral(this.#policy.policy)}
             FROM n LEFT JOIN LATERAL (SELECT to_jsonb(t.*) AS row, ${VERSION_TIME('t')} AS at, ${VERSION_NODE('t')} AS node
                 FROM ${this.#qualified} t WHERE ${atOldKey} OFFSET 0) o ON true
-            WHERE o.row IS NULL OR (${incomingWinsSql(this.#policy, '$1', '$2', 'o.at', 'o.node')}) IS NOT TRUE
+            WHERE o.row IS NULL OR o.node IS DISTINCT FROM $2::text
+              OR (${incomingWinsSql(this.#policy, '$1', '$2', 'o.at', 'o.node')}) IS NOT TRUE
             RETURNING 1)
       ${this.#upsertResult('\n      SELECT true FROM dc\n      UNION ALL\n      SELECT true FROM rm\n      UNION ALL')}`;
     this.#cache.set(cacheKey, text);

@@ -910,6 +910,36 @@ test('a key change deletes the old key and writes the new row each under its own
   });
 
   await t.test(
+    'the row at the old key is a local write older than the change: the new row is written and recorded for repair',
+    async () => {
+      await using dbs = await createTestDatabases('writer');
+      const writer = await docsWithRow7(dbs);
+      try {
+        // A concurrent local write the source had not seen when it moved the row: its body may differ.
+        await dbs.sql2("UPDATE docs SET body = 'local body' WHERE id = 7");
+        const localUs = await localWriteUs((t) => dbs.sql2(t), 7);
+        assert.deepEqual(await writer.apply([moveTo5(localUs + 1000n)]), {
+          applied: 1,
+          skipped: 0,
+          conflicts: 2,
+        });
+      } finally {
+        await writer.close();
+      }
+      assert.deepEqual((await dbs.sql2('SELECT id::int, n, body FROM docs ORDER BY id')).rows, [
+        { id: 5, n: 70, body: 'local body' },
+      ]);
+      assert.deepEqual(
+        (await dbs.sql2(CONFLICTS_OF_DOCS)).rows.map((r) => [r.id, r.conflict_type, r.resolution]).sort(),
+        [
+          ['5', 'update_origin_differs', 'needs_repair'],
+          ['7', 'delete_origin_differs', 'apply_remote'],
+        ],
+      );
+    },
+  );
+
+  await t.test(
     'the target lacks the row at the old key: the new row is recorded for repair, never lost silently',
     async () => {
       await using dbs = await createTestDatabases('writer');

@@ -1,6 +1,7 @@
 /**
- * A fault-injecting TCP proxy on 127.0.0.1: the daemon reaches a PostgreSQL node through it, the workload
- * and the checker do not. Faults:
+ * A fault-injecting TCP proxy on 127.0.0.1: the daemon reaches a PostgreSQL node (or the Kafka broker,
+ * through a listener that advertises the proxy's port) through it, the workload and the checker do not.
+ * Faults:
  * - `drop`: every open connection is reset (what a restarted firewall or load balancer does);
  * - `stall`: bytes stop flowing both ways, the connections stay open (a network cut without FIN/RST,
  *   a frozen peer) until `heal`;
@@ -23,11 +24,12 @@ export class FaultProxy {
     this.#server = net.createServer((client) => this.#accept(client));
   }
 
-  static async start(target: { host: string; port: number }): Promise<FaultProxy> {
+  /** Listens on `listenPort` (default: a free port). */
+  static async start(target: { host: string; port: number }, listenPort = 0): Promise<FaultProxy> {
     const proxy = new FaultProxy(target);
     await new Promise<void>((resolve, reject) => {
       proxy.#server.once('error', reject);
-      proxy.#server.listen(0, '127.0.0.1', () => resolve());
+      proxy.#server.listen(listenPort, '127.0.0.1', () => resolve());
     });
     return proxy;
   }

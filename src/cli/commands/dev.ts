@@ -18,10 +18,15 @@ interface DevUpFlags {
   connectHeapMb: number;
   secure?: boolean;
   kafkaSecurePort?: number;
+  kafkaProxiedPort?: number;
   json?: boolean;
 }
 
 type PortFlag = 'db1Port' | 'db2Port' | 'kafkaPort' | 'kafkaControllerPort' | 'connectPort';
+
+/** The proxied Kafka listener given now or recorded by the state folder (kept on a later `up`). */
+const proxiedPort = (port: number | undefined): { kafkaProxiedPort?: number } =>
+  port === undefined ? {} : { kafkaProxiedPort: port };
 
 const progress = (line: string): void => {
   process.stderr.write(`pgbisync dev: ${line}\n`);
@@ -74,6 +79,11 @@ export function registerDevCommand(program: Command): void {
       'Kafka SASL_SSL port with --secure (default kafka port + 2)',
       parseIntegerOption,
     )
+    .option(
+      '--kafka-proxied-port <port>',
+      'also a plaintext Kafka listener on <port> that advertises <port>+1, for a TCP proxy there (fault injection: the torture test)',
+      parseIntegerOption,
+    )
     .option('--json', 'print the status as JSON')
     .action(async (flags: DevUpFlags, command: Command) => {
       const stateDir = flags.stateDir ?? defaultStateDir();
@@ -95,6 +105,7 @@ export function registerDevCommand(program: Command): void {
         connect: flags.connect === true || keepConnect,
         connectPort: port('connectPort'),
         connectHeapMb: flags.connectHeapMb,
+        ...proxiedPort(flags.kafkaProxiedPort ?? saved?.kafkaProxiedPort),
         // Like Connect, a secure stack stays secure on a later `up` without the flag.
         ...(flags.secure === true || saved?.secure === true
           ? {
