@@ -36,7 +36,7 @@ export interface StackOptions {
 export const DEFAULT_STACK: Omit<StackOptions, 'stateDir'> = {
   pgMajor: 18,
   // Below Linux's ephemeral range (32768-60999), where an outgoing connection may hold any port for a
-  // moment, and apart from the tests' (26000-26500) and the torture test's (24100-24103).
+  // moment, and apart from the tests' (26000-26500) and the torture test's (24100-24105).
   db1Port: 25432,
   db2Port: 25433,
   kafkaPort: 25092,
