@@ -21,14 +21,8 @@ import { BlockedError, ErrorCode, RetryableError } from '../runtime/errors.ts';
 import { recordCopied, requirePublished, tablesToCopy } from './added-tables.ts';
 import { CaptureSender, type SentBatch } from './capture-sender.ts';
 import type { ChangeEncoder } from './change-encoder.ts';
-import {
-  RepeatedFailures,
-  SAME_FAILURES_TO_BLOCK,
-  serverError,
-  transientServerError,
-  undecodableSlotError,
-} from './decode-failure.ts';
 import { readSlotHealth, slotLoss, slotLostError } from './slot-health.ts';
+import { judgeFailure, nudgeCatalog } from './slot-recovery.ts';
 import { createSlotWithSnapshot, ensureFailover } from './slot-setup.ts';
 import { runSnapshot, type SnapshotProgress } from './snapshot.ts';
 import { TransactionAssembler } from './transaction-assembler.ts';
@@ -50,15 +44,6 @@ const MAX_UNACKED_BYTES = 2 * 1024 * 1024;
  * mode. Naming the partition on every record also spares the client a murmur2 hash of every key.
  */
 const PARTITION = 0;
-
-/** How long the check of the slot after a failure may take (connecting included). */
-const SLOT_CHECK_TIMEOUT_MS = 5_000;
-
-/**
- * Per slot, the walsender failures of consecutive attempts (./decode-failure.ts). Module state: an
- * attempt's Capture is new, the count must span attempts (the components of one node run in one thread).
- */
-const failuresBySlot = new Map<string, RepeatedFailures>();
 
 /** Sends every record to {@link PARTITION}. */
 function toPartition(producer: RecordProducer): RecordProducer {
@@ -130,53 +115,10 @@ export class Capture {
       await this.#stream(conn, major >= 160000, primaryKeys, signal);
     } catch (error) {
       if (signal.aborted || error instanceof BlockedError) throw error;
-      throw (await this.#blockedAfter(error, streaming)) ?? error;
+      throw (await judgeFailure(o, this.slot, error, streaming)) ?? error;
     } finally {
       await admin.end().catch(() => undefined);
       await conn.close();
-    }
-  }
-
-  /**
-   * After a failure: a slot invalidated meanwhile (START_REPLICATION fails with SQLSTATE 55000, or the
-   * checkpointer ended the walsender) or dropped meanwhile blocks the capture (PGB2005), and so does the
-   * same walsender error at the same slot position on {@link SAME_FAILURES_TO_BLOCK} attempts in a row
-   * (PGB2006, ./decode-failure.ts); `error` is the cause. Undefined when the slot is fine or cannot be
-   * checked: the failure is then retried as it is.
-   */
-  async #blockedAfter(error: unknown, streaming: boolean): Promise<BlockedError | undefined> {
-    const o = this.#options;
-    const failures = failuresBySlot.get(this.slot) ?? new RepeatedFailures();
-    failuresBySlot.set(this.slot, failures);
-    // Bounded: a node that does not answer must not hold up the restart of the failed capture.
-    const db = newPgClient({
-      connectionString: o.url,
-      application_name: `pgbisync-capture-${o.node}`,
-      connectionTimeoutMillis: SLOT_CHECK_TIMEOUT_MS,
-      query_timeout: SLOT_CHECK_TIMEOUT_MS,
-    });
-    try {
-      await db.connect();
-      const health = await readSlotHealth(db, o.node, this.slot);
-      const loss = slotLoss(health);
-      if (loss !== undefined) {
-        failures.reset();
-        return health.resyncRequestedAt === null ? slotLostError(health, loss, error) : undefined;
-      }
-      const server = streaming ? serverError(error) : undefined;
-      if (server === undefined || transientServerError(server.code)) {
-        failures.reset();
-        return undefined;
-      }
-      const failure = { ...server, confirmedLsn: health.confirmedFlushLsn };
-      const count = failures.record(failure);
-      return count >= SAME_FAILURES_TO_BLOCK
-        ? undecodableSlotError(o.node, this.slot, failure, count, error)
-        : undefined;
-    } catch {
-      return undefined;
-    } finally {
-      await db.end().catch(() => undefined);
     }
   }
 
@@ -244,6 +186,7 @@ export class Capture {
     }
     if (!exists) {
       const created = await createSlotWithSnapshot(conn, this.slot, o.failoverSlot === true);
+      await nudgeCatalog(admin);
       await admin.query(
         `INSERT INTO pgbisync.capture_state (node, slot, consistent_lsn, snapshot_done_at) VALUES ($1, $2, $3, NULL)
          ON CONFLICT (node) DO UPDATE SET slot = EXCLUDED.slot, consistent_lsn = EXCLUDED.consistent_lsn, snapshot_done_at = NULL`,

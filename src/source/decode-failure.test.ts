@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { ErrorCode, RetryableError } from '../runtime/errors.ts';
 import {
+  isSlotCreationBug,
   RepeatedFailures,
   SAME_FAILURES_TO_BLOCK,
   serverError,
@@ -67,4 +68,20 @@ test('the blocked error names node, slot, position and PostgreSQL message, and t
     /capture of node n2: PostgreSQL cannot decode replication slot pgbisync_n2 past 0\/16B3748: its walsender failed 3 times in a row at that position with "boom" \(SQLSTATE XX000\)/,
   );
   assert.match(e.hint ?? '', /`pgbisync resync n2 --new-slot` drops it/);
+});
+
+test("the slot-creation bug's signature: PostgreSQL 16+ and 15 wordings, nothing else", () => {
+  assert.equal(
+    isSlotCreationBug({ code: 'XX000', message: 'could not map filenumber "base/5/16384" to relation OID' }),
+    true,
+  );
+  assert.equal(
+    isSlotCreationBug({ code: 'XX000', message: 'could not map filenode "base/5/16384" to relation OID' }),
+    true,
+  );
+  assert.equal(isSlotCreationBug({ code: '22012', message: 'division by zero' }), false);
+  assert.equal(
+    isSlotCreationBug({ code: 'XX000', message: 'cache lookup failed for relation 16384' }),
+    false,
+  );
 });

@@ -11,8 +11,16 @@
  * Only errors the server sent (an ErrorResponse with a SQLSTATE) count, and not those of classes that
  * are transient by nature: connection loss (08), operator intervention such as a shutdown or a
  * cancelled walsender (57), resources (53), rollback and recovery conflicts (40).
+ *
+ * The filenumber error has a known cause, a PostgreSQL bug (seen on 18.4 and 15.20; pgsql-hackers, Nov
+ * 2025: "the snapshot builder does not track transactions in BUILDING_SNAPSHOT"): a catalog change
+ * (a TRUNCATE, any table's) that commits while a slot is being created, with an older transaction still
+ * open when the creation moves on, is missing from the slot's historic catalog, and a later write to the
+ * relation's new file cannot be decoded, on every attempt. A slot that hit it before confirming anything
+ * beyond its creation's consistent point lost nothing yet: it is replaced (dropped, a new one made, the
+ * node's tables copied again as `pgbisync resync` does) without an operator; see {@link isSlotCreationBug}.
  */
-import { BlockedError, ErrorCode } from '../runtime/errors.ts';
+import { BlockedError, ErrorCode, RetryableError } from '../runtime/errors.ts';
 
 /** Identical walsender failures at one position before the capture is blocked. */
 export const SAME_FAILURES_TO_BLOCK = 3;
@@ -86,5 +94,29 @@ export function undecodableSlotError(
       hint: `if the cause can be removed on ${node} (an expression in a publication row filter that fails, for one), remove it: the capture retries every few seconds. Otherwise the slot cannot stream past that change: \`pgbisync resync ${node} --new-slot\` drops it, makes a new one and re-copies ${node}'s rows and remembered deletes to the other nodes under last-writer-wins while the other directions run on`,
       cause,
     },
+  );
+}
+
+/**
+ * PostgreSQL's "could not map filenumber" (15: "filenode") error of a relation the decoder's historic
+ * catalog lacks: the signature of the slot-creation bug in the module comment.
+ */
+export function isSlotCreationBug(f: { readonly code: string; readonly message: string }): boolean {
+  return f.code === 'XX000' && /^could not map file(number|node) ".*" to relation OID$/.test(f.message);
+}
+
+/** Replacements of a fresh slot hit by that bug, per slot and process, before the capture is blocked. */
+export const MAX_FRESH_SLOT_REPLACEMENTS = 3;
+
+/** The capture's message when it replaces such a slot (a retryable failure: the next attempt copies). */
+export function freshSlotReplacedError(
+  node: string,
+  slot: string,
+  f: StreamFailure,
+  cause: unknown,
+): RetryableError {
+  return new RetryableError(
+    `capture of node ${node}: replication slot ${slot} cannot be decoded ("${f.message}", SQLSTATE ${f.code}): PostgreSQL missed a catalog change committed while the slot was being created. Nothing was confirmed from it since its consistent point ${f.confirmedLsn ?? ''}, so nothing is lost: it was dropped, and the capture makes a new one and copies ${node}'s tables again`,
+    { code: ErrorCode.SLOT_UNDECODABLE, cause },
   );
 }
