@@ -72,6 +72,20 @@ export class Daemon {
     this.#frozen = false;
   }
 
+  /** SIGHUP: `pgbisync run` reads its config again (delivered once thawed, if frozen). */
+  hup(): void {
+    this.#child?.kill('SIGHUP');
+  }
+
+  /** How many times the log says a reload succeeded (`config reloaded`) or was refused. */
+  reloads(): { readonly done: number; readonly refused: number } {
+    const log = readFileSync(this.#logPath, 'utf8');
+    return {
+      done: log.split('config reloaded').length - 1,
+      refused: log.split('reload refused').length - 1,
+    };
+  }
+
   freeze(): void {
     if (this.#child === undefined || this.#frozen) return;
     this.#child.kill('SIGSTOP');

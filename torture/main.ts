@@ -13,6 +13,7 @@ import { parseArgs, promisify } from 'node:util';
 import pg from 'pg';
 import { DevStack } from '../src/dev/stack.ts';
 import { FaultProxy } from '../src/testing/fault-proxy.ts';
+import { addTableLater } from './add-table.ts';
 import { type CheckNode, checkData, checkQuiet, type Finding } from './checker.ts';
 import { Daemon } from './daemon.ts';
 import { FAULT_KINDS, type FaultKind, inject, schedule } from './faults.ts';
@@ -107,6 +108,8 @@ async function main(): Promise<number> {
       ? undefined
       : await FaultProxy.start({ host: '127.0.0.1', port: proxied }, proxied + 1);
   const topicPrefix = `torture${seed}x${started.toString(36)}`;
+  const lateTable = workloadKinds.has('addtable');
+  let lateSynced = !lateTable;
   const configPath = join(runDir, 'pgbisync.yaml');
   const config = {
     kafka: { brokers: [`127.0.0.1:${kafkaProxy?.port ?? stack.options.kafkaPort}`], topicPrefix },
@@ -115,7 +118,8 @@ async function main(): Promise<number> {
       u.port = String(proxies[i]!.port);
       return { name: n.name, url: u.toString() };
     }),
-    tables: TABLES.map((t) => `public.${t.name}`),
+    // With `addtable`, t_late is added while the sync runs (./add-table.ts).
+    tables: TABLES.filter((t) => !(lateTable && t.name === 't_late')).map((t) => `public.${t.name}`),
     // Small pieces: the one big transaction per node (--big-rows) crosses in many pieces of one open
     // target transaction, under every fault.
     apply: { maxWaitMs: 10, maxBatchRows: 2000 },
@@ -151,8 +155,23 @@ async function main(): Promise<number> {
       random: rnd.fork(`workload-${n.name}`),
       history,
       signal: stopWrites.signal,
+      lateSynced: () => lateSynced,
     }),
   );
+  const adding = lateTable
+    ? addTableLater({
+        configPath,
+        config,
+        table: 'public.t_late',
+        daemons,
+        atMs: Math.round(durationMs * 0.4),
+        log,
+        signal: stopWrites.signal,
+      }).then((problem) => {
+        if (problem === undefined) lateSynced = true;
+        return problem;
+      })
+    : Promise.resolve(undefined);
   const injecting = inject(
     faults,
     { daemons, stack, serverOf, proxies, kafkaProxy, nodeUrls: nodes.map((n) => n.url), log },
@@ -162,6 +181,7 @@ async function main(): Promise<number> {
   await new Promise((r) => setTimeout(r, durationMs));
   stopWrites.abort();
   await Promise.all(workloads);
+  const addProblem = await adding;
   log(`writes stopped: ${JSON.stringify(history.counts)}; waiting for the faults to end`);
   await injecting;
   for (const p of proxies) p.set({ kind: 'pass' });
@@ -171,6 +191,7 @@ async function main(): Promise<number> {
   for (const daemon of daemons) if (!daemon.running) daemon.start();
 
   const findings: Finding[] = [];
+  if (addProblem !== undefined) findings.push({ check: 'addtable', detail: addProblem });
   for (let i = 0; i < 60 && (await history.resolveInDoubt()) > 0; i++)
     await new Promise((r) => setTimeout(r, 1000));
   if (history.inDoubt.length > 0)

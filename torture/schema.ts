@@ -83,6 +83,15 @@ export const TABLES: readonly TortureTable[] = [
     modelled: true,
   },
   {
+    // With the workload kind `addtable`: written on every node from the start, added to the synced
+    // tables while the sync runs (`pgbisync run` reloads its config), deleted from only after that.
+    name: 't_late',
+    ddl: 'CREATE TABLE t_late (id int PRIMARY KEY, v int NOT NULL, note text)',
+    key: 'jsonb_build_array(id)::text',
+    image: `jsonb_build_object('id', id, 'v', v, 'note', note)::text`,
+    modelled: true,
+  },
+  {
     name: 'fence',
     ddl: 'CREATE TABLE fence (node text PRIMARY KEY, token text NOT NULL)',
     key: 'jsonb_build_array(node)::text',

@@ -28,7 +28,16 @@ export interface CommittedTransaction {
   readonly truncated: readonly string[];
 }
 
-export const WORKLOAD_KINDS = ['basic', 'toast', 'keychange', 'trigger', 'truncate', 'long', 'big'] as const;
+export const WORKLOAD_KINDS = [
+  'basic',
+  'toast',
+  'keychange',
+  'trigger',
+  'truncate',
+  'long',
+  'big',
+  'addtable',
+] as const;
 export type WorkloadKind = (typeof WORKLOAD_KINDS)[number];
 
 export interface WorkloadOptions {
@@ -42,6 +51,8 @@ export interface WorkloadOptions {
   readonly random: Random;
   readonly history: History;
   readonly signal: AbortSignal;
+  /** Kind `addtable`: t_late is synced now (its deletes are remembered from here on). */
+  readonly lateSynced: () => boolean;
 }
 
 const HOT_KEYS = 120;
@@ -323,6 +334,24 @@ function pickStatement(
       ]);
       if (moved > 0) tx.writes.push({ table: 't_int', key: old.rows[0]!.k, row: null });
     });
+  }
+  if (k.has('addtable')) {
+    const late = rnd.int(1, 60);
+    choices.push((tx) =>
+      tx
+        .write(
+          't_late',
+          'INSERT INTO t_late VALUES ($1, $2, $3) ON CONFLICT (id) DO UPDATE SET v = EXCLUDED.v, note = EXCLUDED.note',
+          [late, v, note],
+        )
+        .then(() => undefined),
+    );
+    // A delete before the table is synced leaves no tombstone: the other node's row would come back
+    // with the copy (documented), so the workload deletes only once it is synced.
+    if (o.lateSynced())
+      choices.push((tx) =>
+        tx.remove('t_late', 'DELETE FROM t_late WHERE id = $1', [late]).then(() => undefined),
+      );
   }
   if (k.has('trigger')) {
     choices.push(
