@@ -118,6 +118,13 @@ test('failover: the capture and the applier of a node follow its promoted standb
       );
 
       await primary.crash();
+      // Until the promotion, no host of a's URL takes writes: the capture restarts, naming each host.
+      const capture = () => sync.runner.states.get(`capture ${a}`)?.lastError ?? '';
+      await waitFor('the capture of a finding no read-write host', async () =>
+        /no host of the node url gives a target_session_attrs=read-write session; tried 127\.0\.0\.1:\d+ \(connect ECONNREFUSED.*\), 127\.0\.0\.1:\d+ \(read-only: transaction_read_only = on\)/.test(
+          capture(),
+        ),
+      );
       await standby.promote();
       // Written on the promoted standby (the URL's read-write host now), and on b.
       await writeRows(nodes.sql1, 'a', ROWS, ROWS);
