@@ -219,9 +219,7 @@ function printStatus(status: StackStatus, json: boolean): void {
   }
   const sb = status.standby;
   if (sb !== undefined)
-    lines.push(
-      `  standby ${sb.running ? `up   ${sb.version ?? ''}` : 'DOWN'}  ${sb.url} (streaming from db1)`,
-    );
+    lines.push(`  standby ${sb.running ? `up   ${sb.version ?? ''}` : 'DOWN'}  ${sb.url} (standby of db1)`);
   const k = status.kafka;
   lines.push(`  kafka  ${k.running ? `up   pid ${k.pid ?? '?'}` : 'DOWN'}  ${k.brokers.join(',')}`);
   const s = status.secure;
