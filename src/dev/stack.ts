@@ -33,16 +33,20 @@ export interface StackOptions {
   readonly kafkaSecurePort?: number;
   /** A second Kafka listener on this port advertising the next one, for a fault proxy (the torture test). */
   readonly kafkaProxiedPort?: number;
-  /** `--standby`: a streaming physical standby of db1 on standbyPort (default db1's port + 5). */
+  /** `--standby`: a streaming physical standby of db1 on standbyPort (default: {@link standbyPortOf}). */
   readonly standby?: boolean;
   readonly standbyPort?: number;
 }
 
 /** The physical slot on db1 that the standby streams from. */
 export const STANDBY_SLOT = 'db1_standby';
-/** The standby's port when none is given: after db1, db2, Kafka, its controller and Kafka SASL_SSL (db1 + 4). */
+/**
+ * The standby's port when none is given: db1's + 6, after db1, db2, Kafka, its controller (+ 0 to + 3)
+ * and Kafka's SASL_SSL listener (+ 4 in scripts/test.sh) or proxied listener (+ 4, + 5 in scripts/torture.sh).
+ */
+export const STANDBY_PORT_OFFSET = 6;
 export const standbyPortOf = (options: Pick<StackOptions, 'db1Port' | 'standbyPort'>): number =>
-  options.standbyPort ?? options.db1Port + 5;
+  options.standbyPort ?? options.db1Port + STANDBY_PORT_OFFSET;
 
 export const DEFAULT_STACK: Omit<StackOptions, 'stateDir'> = {
   pgMajor: 18,

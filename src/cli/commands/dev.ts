@@ -2,7 +2,13 @@
 import type { Command } from 'commander';
 import { runDemo } from '../../dev/demo.ts';
 import { defaultStateDir } from '../../dev/paths.ts';
-import { DEFAULT_STACK, DevStack, type StackOptions, type StackStatus } from '../../dev/stack.ts';
+import {
+  DEFAULT_STACK,
+  DevStack,
+  STANDBY_PORT_OFFSET,
+  type StackOptions,
+  type StackStatus,
+} from '../../dev/stack.ts';
 import { parseIntegerOption } from '../options.ts';
 
 interface DevUpFlags {
@@ -90,7 +96,11 @@ export function registerDevCommand(program: Command): void {
       '--standby',
       'PostgreSQL 17+: also a streaming physical standby of db1 made for failover slots (a physical slot on db1, hot_standby_feedback, sync_replication_slots)',
     )
-    .option('--standby-port <port>', "the standby's port (default db1's port + 5)", parseIntegerOption)
+    .option(
+      '--standby-port <port>',
+      `the standby's port (default db1's port + ${STANDBY_PORT_OFFSET})`,
+      parseIntegerOption,
+    )
     .option('--json', 'print the status as JSON')
     .action(async (flags: DevUpFlags, command: Command) => {
       const stateDir = flags.stateDir ?? defaultStateDir();
@@ -124,7 +134,7 @@ export function registerDevCommand(program: Command): void {
         ...(flags.standby === true || saved?.standby === true
           ? {
               standby: true,
-              standbyPort: flags.standbyPort ?? saved?.standbyPort ?? port('db1Port') + 5,
+              standbyPort: flags.standbyPort ?? saved?.standbyPort ?? port('db1Port') + STANDBY_PORT_OFFSET,
             }
           : {}),
       };
