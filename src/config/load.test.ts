@@ -52,6 +52,21 @@ describe('config', () => {
     );
   });
 
+  test('a node url with several hosts, as libpq takes them', () => {
+    const c = parseConfig(
+      GOOD.replace('@host1:5432/app', '@h1:5432,h2:5433/app?target_session_attrs=read-write'),
+      'c.yaml',
+      env,
+    );
+    assert.equal(
+      c.nodes[0]!.url,
+      'postgres://app:s3cret@h1:5432,h2:5433/app?target_session_attrs=read-write',
+    );
+    const text = JSON.stringify(redactConfig(c));
+    assert.ok(!text.includes('s3cret'), text);
+    assert.ok(text.includes('postgres://app:***@h1:5432,h2:5433/app?target_session_attrs=read-write'), text);
+  });
+
   test('the redacted view hides passwords', () => {
     const text = JSON.stringify(redactConfig(parseConfig(GOOD, 'c.yaml', env)));
     assert.ok(!text.includes('s3cret'), text);
@@ -73,6 +88,19 @@ describe('config', () => {
       'bad URL',
       GOOD.replace('postgres://app@host2:5433/app', 'mysql://x'),
       /^c\.yaml: nodes\[1\]\.url: must be a postgres:\/\/ URL/,
+    ],
+    [
+      'a host list with an empty host',
+      GOOD.replace('postgres://app@host2:5433/app', '"postgres://app@host2:5433,,host3/app"'),
+      /^c\.yaml: nodes\[1\]\.url: host 2 of the host list is not host\[:port\]/,
+    ],
+    [
+      'an unknown target_session_attrs',
+      GOOD.replace(
+        'postgres://app@host2:5433/app',
+        '"postgres://app@host2:5433,host3/app?target_session_attrs=readwrite"',
+      ),
+      /^c\.yaml: nodes\[1\]\.url: target_session_attrs must be one of any, read-write/,
     ],
     [
       'bad broker',

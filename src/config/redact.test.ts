@@ -89,6 +89,17 @@ test('redactUrl masks the password and secret parameters, keeps the rest', () =>
   assert.equal(redactUrl('not a url'), 'not a url');
 });
 
+test('a URL with several hosts: password and secret parameters masked, the host list kept', () => {
+  const url = 'postgres://u:p4ss%40w@h1:5432,h2:5433/db?target_session_attrs=read-write&password=x2y';
+  assert.equal(
+    redactUrl(url),
+    'postgres://u:***@h1:5432,h2:5433/db?target_session_attrs=read-write&password=***',
+  );
+  const values = secretValues({ url });
+  for (const secret of ['p4ss%40w', 'p4ss@w', 'x2y']) assert.ok(values.includes(secret), secret);
+  assert.equal(redactText(`connect ${url} failed`).includes('p4ss'), false);
+});
+
 test('isSecretName: one rule for current and future fields', () => {
   for (const name of ['password', 'sslpassword', 'key', 'sslkey', 'token', 'clientSecret', 'privateKey'])
     assert.ok(isSecretName(name), name);

@@ -10,6 +10,8 @@
  * A new secret-bearing field needs nothing here as long as its name matches `SECRET_NAME`.
  */
 
+import { firstHostUrl, withHostListOf } from '../pg/node-url.ts';
+
 export const MASK = '***';
 
 /** Field and query-parameter names whose values are secrets. */
@@ -21,15 +23,21 @@ export function isSecretName(name: string): boolean {
   return !name.includes('.') && SECRET_NAME.test(name);
 }
 
-/** `url` with its password and every secret query parameter masked; not a URL: returned as it is. */
+/**
+ * `url` with its password and every secret query parameter masked; not a URL: returned as it is. A URL
+ * with several hosts (`postgres://u:pw@h1:5432,h2:5432/db`) is masked on its first-host form and gets
+ * its host list back.
+ */
 export function redactUrl(url: string): string {
-  if (!/^[a-z][a-z0-9+.-]*:\/\//i.test(url) || !URL.canParse(url)) return url;
-  const parsed = new URL(url);
+  if (!/^[a-z][a-z0-9+.-]*:\/\//i.test(url)) return url;
+  const single = firstHostUrl(url);
+  if (!URL.canParse(single)) return url;
+  const parsed = new URL(single);
   if (parsed.password !== '') parsed.password = MASK;
   for (const name of [...parsed.searchParams.keys()]) {
     if (isSecretName(name)) parsed.searchParams.set(name, MASK);
   }
-  return parsed.toString();
+  return single === url ? parsed.toString() : withHostListOf(url, parsed.toString());
 }
 
 /** A deep copy of `value` with secret fields masked and URLs redacted (for logs and `status`). */
@@ -51,8 +59,8 @@ export function secretValues(value: unknown): string[] {
   const walk = (v: unknown, secret: boolean): void => {
     if (typeof v === 'string') {
       if (secret) found.push(v);
-      else if (/^[a-z][a-z0-9+.-]*:\/\//i.test(v) && URL.canParse(v)) {
-        const url = new URL(v);
+      else if (/^[a-z][a-z0-9+.-]*:\/\//i.test(v) && URL.canParse(firstHostUrl(v))) {
+        const url = new URL(firstHostUrl(v));
         if (url.password !== '') found.push(url.password, decode(url.password));
         for (const [name, param] of url.searchParams) if (isSecretName(name)) found.push(param);
       }

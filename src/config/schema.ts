@@ -6,6 +6,7 @@
 import { z } from 'zod';
 import { DEFAULT_MAX_CLOCK_SKEW_MS } from '../conflicts/clock-skew.ts';
 import { CONFLICT_POLICY_NAMES } from '../conflicts/policy.ts';
+import { firstHostUrl, isMultiHost, parseNodeUrl } from '../pg/node-url.ts';
 
 const NAME = /^[a-z][a-z0-9_]{0,39}$/;
 
@@ -81,7 +82,19 @@ export const nodeSchema = z.strictObject({
   url: z
     .string()
     .refine((v) => /^postgres(ql)?:\/\//.test(v), 'must be a postgres:// URL')
-    .refine((v) => URL.canParse(v), 'is not a valid URL'),
+    .refine((v) => URL.canParse(firstHostUrl(v)), 'is not a valid URL')
+    .superRefine((v, ctx) => {
+      // Several hosts (h1:p1,h2:p2) and target_session_attrs, as libpq takes them (src/pg/node-url.ts).
+      if (!isMultiHost(v) && !v.includes('target_session_attrs=')) return;
+      try {
+        parseNodeUrl(v);
+      } catch (error) {
+        ctx.addIssue({ code: 'custom', message: (error as Error).message });
+      }
+    })
+    .describe(
+      'postgres://user:password@host:port/database?params; several hosts as libpq takes them (h1:p1,h2:p2, with target_session_attrs=read-write to follow the primary)',
+    ),
   debezium: debeziumSourceSchema.optional(),
   failoverSlot: z
     .boolean()

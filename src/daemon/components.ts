@@ -13,6 +13,7 @@ import { KafkaProducer } from '../kafka/producer.ts';
 import { deadLetterTopic, eventTopics, serverName, topicFor, transactionTopic } from '../kafka/topics.ts';
 import { applyComponent, captureComponent, type OwnedComponent } from '../operate/ownership.ts';
 import { directions, policyFor } from '../operate/sync-plan.ts';
+import { firstHostUrl } from '../pg/node-url.ts';
 import { ErrorCode, FatalError } from '../runtime/errors.ts';
 import { Applier, type ApplierProgressEvent } from '../sink/applier.ts';
 import { Capture, type CaptureProgressEvent } from '../source/capture.ts';
@@ -86,7 +87,7 @@ async function runCapture(nodeName: string, { config, tables, report, signal }: 
     tables,
     encoder: new DebeziumChangeEncoder({
       serverName: serverName(config, node.name),
-      database: new URL(node.url).pathname.slice(1),
+      database: new URL(firstHostUrl(node.url)).pathname.slice(1),
       schemas: config.capture.schemasEnabled,
       connectorVersion: CONNECTOR_VERSION,
       types: config.capture.types,

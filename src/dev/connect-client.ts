@@ -3,6 +3,7 @@
  * and its tasks run, read its status, delete it and wait until the worker forgot it. A connector or
  * task that fails is reported with Connect's own stack trace, so a caller never only times out.
  */
+import { firstHostUrl } from '../pg/node-url.ts';
 import { sleep } from './process-tools.ts';
 
 export interface ConnectorStatus {
@@ -91,7 +92,8 @@ export function databaseParts(url: string): {
   password: string;
   database: string;
 } {
-  const u = new URL(url);
+  // A connector takes one host: the first of a node url listing several.
+  const u = new URL(firstHostUrl(url));
   return {
     host: u.hostname,
     port: u.port || '5432',

@@ -15,6 +15,7 @@ import { quoteIdent, quoteLiteral } from '../pg/sql-names.ts';
 import { ErrorCode, FatalError } from '../runtime/errors.ts';
 import { cacheDir } from './paths.ts';
 import { isProcessAlive, run, tailFile, waitFor } from './process-tools.ts';
+import { makeStandbyData, type StandbyOf, walk } from './standby.ts';
 import { type SecureCredentials, TLS_GROUP, type TlsMaterial } from './tls-material.ts';
 
 export const SUPPORTED_PG_MAJORS = [15, 16, 17, 18] as const;
@@ -138,6 +139,8 @@ export interface PostgresServerSpec {
    * `credentials` among them) must connect over TLS with their SCRAM password; others are trusted.
    */
   readonly secure?: { readonly tls: TlsMaterial; readonly credentials: SecureCredentials };
+  /** A streaming physical standby of this primary (./standby.ts) instead of a server of its own. */
+  readonly standbyOf?: StandbyOf;
 }
 
 export class PostgresServer {
@@ -177,6 +180,7 @@ export class PostgresServer {
     if (existsSync(join(this.dataDir, 'PG_VERSION'))) return;
     // Parents stay traversable for the server user; the server's own folder is private to it.
     mkdirSync(dirname(this.spec.dir), { recursive: true, mode: 0o755 });
+    if (this.spec.standbyOf !== undefined) return this.#initStandby(this.spec.standbyOf);
     mkdirSync(this.spec.dir, { mode: 0o700 });
     if (this.#user !== undefined) chownSync(this.spec.dir, this.#user.uid, this.#user.gid);
     await this.#exec('initdb', [
@@ -202,6 +206,14 @@ export class PostgresServer {
     const conf = join(this.dataDir, 'postgresql.auto.conf');
     writeFileSync(conf, `# written by pgbisync dev\n${lines.join('\n')}\n`);
     if (this.#user !== undefined) chownSync(conf, this.#user.uid, this.#user.gid);
+  }
+
+  async #initStandby(primary: StandbyOf): Promise<void> {
+    const { name, port, dir } = this.spec;
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    await makeStandbyData({ name, primary, dataDir: this.dataDir, port, socketDir: dir });
+    const user = this.#user;
+    if (user !== undefined) for (const path of [dir, ...walk(dir)]) chownSync(path, user.uid, user.gid);
   }
 
   /** Copies the certificate into the data folder (the key private to the server user), TLS-only hba lines. */
@@ -249,7 +261,13 @@ export class PostgresServer {
         },
       );
     }
-    await this.#ensureDatabase();
+    // A standby has its primary's databases and roles, and takes no writes.
+    if (this.spec.standbyOf === undefined) await this.#ensureDatabase();
+  }
+
+  /** Ends a standby's recovery: it becomes a primary (pg_ctl promote, waiting until it takes writes). */
+  async promote(): Promise<void> {
+    await this.#exec('pg_ctl', ['-D', this.dataDir, '-w', '-t', '60', 'promote']);
   }
 
   async stop(): Promise<void> {
@@ -292,7 +310,8 @@ export class PostgresServer {
   #writePort(): void {
     const conf = join(this.dataDir, 'postgresql.auto.conf');
     const text = readFileSync(conf, 'utf8');
-    const next = text.replace(/^port = \d+$/m, `port = ${this.spec.port}`);
+    // ALTER SYSTEM (the standby's setup runs it on its primary) writes the value quoted.
+    const next = text.replace(/^port = '?\d+'?$/m, `port = ${this.spec.port}`);
     if (next !== text) writeFileSync(conf, next);
   }
 

@@ -1,6 +1,8 @@
 /**
  * The local dev stack behind `pgbisync dev up | down | status`: two PostgreSQL servers (db1, db2), one
- * Kafka broker and, with `--connect`, a Kafka Connect worker with the Debezium connectors. `up` is idempotent and returns only once every part passed its health check; `down` stops
+ * Kafka broker and, with `--connect`, a Kafka Connect worker with the Debezium connectors; with
+ * `--standby` (PostgreSQL 17+), a streaming physical standby of db1 ready for failover slots
+ * (./standby.ts). `up` is idempotent and returns only once every part passed its health check; `down` stops
  * everything `up` started. The state file (state.json in the state folder) records what runs where.
  */
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -31,7 +33,20 @@ export interface StackOptions {
   readonly kafkaSecurePort?: number;
   /** A second Kafka listener on this port advertising the next one, for a fault proxy (the torture test). */
   readonly kafkaProxiedPort?: number;
+  /** `--standby`: a streaming physical standby of db1 on standbyPort (default: {@link standbyPortOf}). */
+  readonly standby?: boolean;
+  readonly standbyPort?: number;
 }
+
+/** The physical slot on db1 that the standby streams from. */
+export const STANDBY_SLOT = 'db1_standby';
+/**
+ * The standby's port when none is given: db1's + 6, after db1, db2, Kafka, its controller (+ 0 to + 3)
+ * and Kafka's SASL_SSL listener (+ 4 in scripts/test.sh) or proxied listener (+ 4, + 5 in scripts/torture.sh).
+ */
+export const STANDBY_PORT_OFFSET = 6;
+export const standbyPortOf = (options: Pick<StackOptions, 'db1Port' | 'standbyPort'>): number =>
+  options.standbyPort ?? options.db1Port + STANDBY_PORT_OFFSET;
 
 export const DEFAULT_STACK: Omit<StackOptions, 'stateDir'> = {
   pgMajor: 18,
@@ -81,6 +96,14 @@ export interface StackStatus {
       readonly password: string;
     };
   };
+  /** Present when the stack runs a standby of db1 (`up --standby`): `url` is db1's database on it. */
+  readonly standby?: {
+    readonly url: string;
+    readonly port: number;
+    readonly running: boolean;
+    readonly version?: string;
+    readonly log: string;
+  };
   /** Present when the stack runs Kafka Connect (`up --connect`). */
   readonly connect?: {
     readonly url: string;
@@ -97,6 +120,7 @@ const NODE_NAMES = ['db1', 'db2'] as const;
 export class DevStack {
   readonly options: StackOptions;
   readonly servers: readonly PostgresServer[];
+  readonly standby: PostgresServer | undefined;
   readonly broker: KafkaBroker;
   readonly connect: KafkaConnect | undefined;
 
@@ -120,6 +144,18 @@ export class DevStack {
           ...(secure === undefined ? {} : { secure }),
         }),
     );
+    const db1 = this.servers[0]!;
+    this.standby =
+      options.standby === true
+        ? new PostgresServer({
+            name: 'standby',
+            major: options.pgMajor,
+            port: standbyPortOf(options),
+            dir: join(dataRoot, `pg${options.pgMajor}-db1-standby`),
+            database: db1.spec.database,
+            standbyOf: { port: db1.spec.port, dataDir: db1.dataDir, slot: STANDBY_SLOT },
+          })
+        : undefined;
     this.broker = new KafkaBroker({
       port: options.kafkaPort,
       controllerPort: options.kafkaControllerPort,
@@ -150,6 +186,12 @@ export class DevStack {
   }
 
   async up(log: (line: string) => void): Promise<StackStatus> {
+    if (this.options.standby === true && this.options.pgMajor < 17) {
+      throw new FatalError(
+        `dev up --standby needs PostgreSQL 17 or later (failover slots: sync_replication_slots); this stack runs PostgreSQL ${this.options.pgMajor}`,
+        { code: ErrorCode.CONFIG_INVALID, hint: 'use --pg 18 (with another --state-dir)' },
+      );
+    }
     mkdirSync(this.options.stateDir, { recursive: true });
     this.#assertSameShape();
     this.#assertPortsApply();
@@ -164,6 +206,16 @@ export class DevStack {
       await requireFreePort(server.spec.port, `PostgreSQL ${server.spec.name}`, `--${server.spec.name}-port`);
       log(`${server.spec.name}: starting PostgreSQL ${this.options.pgMajor} on ${server.spec.port}`);
       await server.start();
+    }
+    const standby = this.standby;
+    if (standby !== undefined && (await standby.isReady())) {
+      log(`standby: already running on ${standby.spec.port}`);
+    } else if (standby !== undefined) {
+      await requireFreePort(standby.spec.port, 'the standby of db1', '--standby-port');
+      log(
+        `standby: starting a streaming standby of db1 on ${standby.spec.port} (slot ${STANDBY_SLOT} on db1)`,
+      );
+      await standby.start();
     }
     writeFileSync(
       join(this.options.stateDir, 'state.json'),
@@ -215,7 +267,8 @@ export class DevStack {
       log('connect: stopping');
       await this.connect.stop();
     }
-    for (const server of this.servers) {
+    // The standby first: it would otherwise retry its primary until it goes.
+    for (const server of [...(this.standby === undefined ? [] : [this.standby]), ...this.servers]) {
       log(`${server.spec.name}: stopping`);
       await server.stop();
     }
@@ -263,6 +316,7 @@ export class DevStack {
         ...(pid === undefined ? {} : { pid }),
         log: this.broker.logFile,
       },
+      ...(this.standby === undefined ? {} : { standby: await this.#standbyStatus(this.standby) }),
       ...(this.connect === undefined ? {} : { connect: await this.#connectStatus(this.connect) }),
       ...this.#secureStatus(),
     };
@@ -283,6 +337,17 @@ export class DevStack {
           password: c.kafkaPassword,
         },
       },
+    };
+  }
+
+  async #standbyStatus(standby: PostgresServer): Promise<NonNullable<StackStatus['standby']>> {
+    const version = await standby.version();
+    return {
+      url: standby.url,
+      port: standby.spec.port,
+      running: version !== undefined,
+      ...(version === undefined ? {} : { version }),
+      log: standby.logFile,
     };
   }
 
@@ -307,7 +372,7 @@ export class DevStack {
    */
   #assertPortsApply(): void {
     const moved: string[] = [];
-    for (const server of this.servers) {
+    for (const server of [...this.servers, ...(this.standby === undefined ? [] : [this.standby])]) {
       const running = server.runningPort();
       if (running !== undefined && running !== server.spec.port)
         moved.push(`${server.spec.name} runs on ${running}, not ${server.spec.port}`);

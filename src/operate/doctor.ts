@@ -21,6 +21,7 @@ import { KafkaAdmin } from '../kafka/admin.ts';
 import { kafkaOptions } from '../kafka/kafka-options.ts';
 import { eventTopics } from '../kafka/topics.ts';
 import { newPgClient } from '../pg/client.ts';
+import { firstHostUrl, formatHost, isMultiHost, parseNodeUrl } from '../pg/node-url.ts';
 import { objectNames, quoteIdent } from '../pg/sql-names.ts';
 import { type CatalogTable, matchTables } from '../pg/table-catalog.ts';
 import { judgeSlot, readSlotHealth, type SlotHealth } from '../source/slot-health.ts';
@@ -120,8 +121,10 @@ function checkClocks(
 
 /** Connects with a deadline; on failure emits one FAIL naming the cause in operator terms. */
 async function connect(node: NodeConfig, index: number, emit: Emit): Promise<pg.Client | undefined> {
-  const url = new URL(node.url);
-  const where = `${url.hostname}:${url.port || '5432'}`;
+  const url = new URL(firstHostUrl(node.url));
+  const where = isMultiHost(node.url)
+    ? parseNodeUrl(node.url).hosts.map(formatHost).join(',')
+    : `${url.hostname}:${url.port || '5432'}`;
   const user = decodeURIComponent(url.username) || process.env.PGUSER || 'the OS user';
   const database = decodeURIComponent(url.pathname.slice(1)) || user;
   const client = newPgClient({

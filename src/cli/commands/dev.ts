@@ -2,7 +2,13 @@
 import type { Command } from 'commander';
 import { runDemo } from '../../dev/demo.ts';
 import { defaultStateDir } from '../../dev/paths.ts';
-import { DEFAULT_STACK, DevStack, type StackOptions, type StackStatus } from '../../dev/stack.ts';
+import {
+  DEFAULT_STACK,
+  DevStack,
+  STANDBY_PORT_OFFSET,
+  type StackOptions,
+  type StackStatus,
+} from '../../dev/stack.ts';
 import { parseIntegerOption } from '../options.ts';
 
 interface DevUpFlags {
@@ -19,6 +25,8 @@ interface DevUpFlags {
   secure?: boolean;
   kafkaSecurePort?: number;
   kafkaProxiedPort?: number;
+  standby?: boolean;
+  standbyPort?: number;
   json?: boolean;
 }
 
@@ -84,6 +92,15 @@ export function registerDevCommand(program: Command): void {
       'also a plaintext Kafka listener on <port> that advertises <port>+1, for a TCP proxy there (fault injection: the torture test)',
       parseIntegerOption,
     )
+    .option(
+      '--standby',
+      'PostgreSQL 17+: also a streaming physical standby of db1 made for failover slots (a physical slot on db1, hot_standby_feedback, sync_replication_slots)',
+    )
+    .option(
+      '--standby-port <port>',
+      `the standby's port (default db1's port + ${STANDBY_PORT_OFFSET})`,
+      parseIntegerOption,
+    )
     .option('--json', 'print the status as JSON')
     .action(async (flags: DevUpFlags, command: Command) => {
       const stateDir = flags.stateDir ?? defaultStateDir();
@@ -111,6 +128,13 @@ export function registerDevCommand(program: Command): void {
           ? {
               secure: true,
               kafkaSecurePort: saved?.kafkaSecurePort ?? flags.kafkaSecurePort ?? flags.kafkaPort + 2,
+            }
+          : {}),
+        // Like Connect, a stack with a standby keeps it on a later `up` without the flag.
+        ...(flags.standby === true || saved?.standby === true
+          ? {
+              standby: true,
+              standbyPort: flags.standbyPort ?? saved?.standbyPort ?? port('db1Port') + STANDBY_PORT_OFFSET,
             }
           : {}),
       };
@@ -142,7 +166,7 @@ export function registerDevCommand(program: Command): void {
     .option('--state-dir <dir>', "the stack's state folder (env PGBISYNC_STATE_DIR)")
     .option(
       '--json',
-      'print JSON: {"nodes":[{"name","url"}],"kafka":{"brokers":[]},"connect":{"url"}} (connect only with --connect)',
+      'print JSON: {"nodes":[{"name","url"}],"kafka":{"brokers":[]},"standby":{"url","port"},"connect":{"url"}} (standby only with --standby, connect only with --connect)',
     )
     .action(async (flags: { stateDir?: string; json?: boolean }) => {
       const stateDir = flags.stateDir ?? defaultStateDir();
@@ -159,7 +183,9 @@ export function registerDevCommand(program: Command): void {
       const status = await stack.status();
       printStatus(status, flags.json === true);
       const connectDown = status.connect !== undefined && !status.connect.running;
-      if (!status.kafka.running || connectDown || status.nodes.some((n) => !n.running)) process.exitCode = 3;
+      const standbyDown = status.standby !== undefined && !status.standby.running;
+      if (!status.kafka.running || connectDown || standbyDown || status.nodes.some((n) => !n.running))
+        process.exitCode = 3;
     });
 
   registerDemo(dev);
@@ -201,6 +227,9 @@ function printStatus(status: StackStatus, json: boolean): void {
       `  ${node.name.padEnd(6)} ${node.running ? `up   ${node.version ?? ''}` : 'DOWN'}  ${node.url}`,
     );
   }
+  const sb = status.standby;
+  if (sb !== undefined)
+    lines.push(`  standby ${sb.running ? `up   ${sb.version ?? ''}` : 'DOWN'}  ${sb.url} (standby of db1)`);
   const k = status.kafka;
   lines.push(`  kafka  ${k.running ? `up   pid ${k.pid ?? '?'}` : 'DOWN'}  ${k.brokers.join(',')}`);
   const s = status.secure;
