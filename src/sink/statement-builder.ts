@@ -185,15 +185,21 @@ export class TableStatements {
                     ELSE pgbisync.record_conflict($4::text, 'update_deleted', ${this.#keyJson('i')}, NULL, h.pruned_before, NULL,
                       NULL, $1::timestamptz, $2::text, 'keep_deleted', ${policy}) IS NOT NULL END OFFSET 0)`;
     const tableBlocks = `CASE WHEN ${truncateBlocks} THEN true ELSE ${horizonBlocks} END`;
-    // For a statement of one row, asking once is asking per row. IS NOT TRUE: where the comparison is null the per-row checks above block (their CASE falls to ELSE).
+    // A statement of one row keeps one probe for its key's and the table's tombstone (an IN list) and
+    // the horizon's: asking once is asking per row there, and two probes instead of one cost the
+    // one-row transactions of the bench about 8% (two alternated runs). IS NOT TRUE: where the
+    // comparison is null, the per-row checks above block (their CASE falls to ELSE).
     const tableMayBlock = `(SELECT EXISTS (SELECT 1 FROM pgbisync.tombstones b
                   WHERE b.table_name = $4::text AND b.key = '{}'::jsonb AND (${wins(VERSION_TIME('b'), VERSION_NODE('b'))}) IS NOT TRUE)
                 OR EXISTS (SELECT 1 FROM pgbisync.tombstone_horizon h
                   WHERE h.table_name = $4::text AND (${wins('h.pruned_before', "''::text")}) IS NOT TRUE))`;
     return `w AS (INSERT INTO ${this.#qualified} AS t (${cols}) SELECT ${cols} FROM i
-            WHERE CASE WHEN ${keyBlocks} THEN false
-              WHEN ${one ? tableBlocks : `CASE WHEN ${tableMayBlock} THEN ${tableBlocks} ELSE false END`} THEN false
-              ELSE true END
+            WHERE ${
+              one
+                ? `CASE WHEN ${blocks(`b.key IN (${this.#keyJson('i')}, '{}'::jsonb)`)} THEN false WHEN ${horizonBlocks} THEN false ELSE true END`
+                : `CASE WHEN ${keyBlocks} THEN false
+              WHEN CASE WHEN ${tableMayBlock} THEN ${tableBlocks} ELSE false END THEN false ELSE true END`
+            }
             ON CONFLICT (${pk}) DO UPDATE SET ${set}
               WHERE CASE WHEN ${VERSION_NODE('t')} = $2::text THEN true
                 ELSE pgbisync.record_conflict($4::text, ${quoteLiteral(op === 'u' ? 'update_origin_differs' : 'insert_exists')},
