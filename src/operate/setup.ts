@@ -45,24 +45,7 @@ export async function setup(config: Config, log: (line: string) => void = () => 
     const report = await withNode(node, 'setup', async (db) => {
       await requireSyncSettings(db, node.name);
       tables = await resolveTablesOn(db, node.name, config);
-      await db.query('BEGIN');
-      await ensurePgbisyncSchema(db);
-      const publication = objectNames.publication(node.name);
-      await ensurePublication(db, publication, tables);
-      for (const name of tables) await installTombstoneTrigger(db, name);
-      const removed = await removeUnsynced(db, tables);
-      const origins: string[] = [];
-      for (const other of config.nodes) {
-        if (other.name === node.name) continue;
-        const origin = objectNames.origin(other.name, node.name);
-        await db.query(
-          'SELECT pg_replication_origin_create($1) WHERE NOT EXISTS (SELECT 1 FROM pg_replication_origin WHERE roname = $1)',
-          [origin],
-        );
-        origins.push(origin);
-      }
-      await db.query('COMMIT');
-      return { node: node.name, publication, origins, triggers: tables.length, removed };
+      return await withLockRetry(db, node.name, log, () => setUpNode(db, config, node.name, tables));
     });
     log(
       `${node.name}: schema pgbisync, publication ${report.publication} (${tables.length} tables), origins ${report.origins.join(', ')}${
@@ -81,6 +64,65 @@ export async function setup(config: Config, log: (line: string) => void = () => 
     return { tables, nodes, topicsCreated: created };
   } finally {
     await admin.close();
+  }
+}
+
+/** One node's part of setup, in one transaction (the caller's). */
+async function setUpNode(
+  db: import('pg').Client,
+  config: Config,
+  node: string,
+  tables: readonly string[],
+): Promise<SetupReport['nodes'][number]> {
+  await ensurePgbisyncSchema(db);
+  const publication = objectNames.publication(node);
+  await ensurePublication(db, publication, tables);
+  for (const name of tables) await installTombstoneTrigger(db, name);
+  const removed = await removeUnsynced(db, tables);
+  const origins: string[] = [];
+  for (const other of config.nodes) {
+    if (other.name === node) continue;
+    const origin = objectNames.origin(other.name, node);
+    await db.query(
+      'SELECT pg_replication_origin_create($1) WHERE NOT EXISTS (SELECT 1 FROM pg_replication_origin WHERE roname = $1)',
+      [origin],
+    );
+    origins.push(origin);
+  }
+  return { node, publication, origins, triggers: tables.length, removed };
+}
+
+/** How long setup waits for one lock (a table's writers) before it lets go and tries again. */
+const SETUP_LOCK_TIMEOUT = '5s';
+const SETUP_ATTEMPTS = 6;
+
+/**
+ * Runs `work` in a transaction with a lock timeout, again after a deadlock (40P01) or a lock it could
+ * not get in time (55P03): setup takes locks on tables the applications write while it runs, and lets
+ * go of them rather than hold the applications up (or be chosen as the victim of a deadlock forever).
+ */
+async function withLockRetry<T>(
+  db: import('pg').Client,
+  node: string,
+  log: (line: string) => void,
+  work: () => Promise<T>,
+): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await db.query('BEGIN');
+      await db.query(`SET LOCAL lock_timeout = '${SETUP_LOCK_TIMEOUT}'`);
+      const result = await work();
+      await db.query('COMMIT');
+      return result;
+    } catch (error) {
+      await db.query('ROLLBACK').catch(() => undefined);
+      const code = (error as { code?: string }).code;
+      if ((code !== '40P01' && code !== '55P03') || attempt >= SETUP_ATTEMPTS) throw error;
+      log(
+        `${node}: ${code === '40P01' ? 'deadlock with a writing transaction' : `a lock not granted within ${SETUP_LOCK_TIMEOUT}`}; setup tries again (attempt ${attempt + 1} of ${SETUP_ATTEMPTS})`,
+      );
+      await new Promise((r) => setTimeout(r, 500 * attempt));
+    }
   }
 }
 
@@ -120,23 +162,73 @@ async function installTombstoneTrigger(db: import('pg').Client, name: string): P
   const key = catalog?.primaryKey ?? [];
   if (key.length === 0) return;
   const qualified = qualifiedName(schema, table);
+  // A trigger already as wanted is left alone: CREATE OR REPLACE TRIGGER locks the table against
+  // writes, and setup runs while the applications write (a reload adds a table). Re-creating every
+  // table's triggers in one transaction deadlocked with the applications' own transactions (the
+  // torture test's `addtable`: their inserts failed with "deadlock detected").
   // On a partitioned table the row trigger is cloned onto every partition, present and future, and
   // names the partition: changes are published, applied and remembered per partition.
-  await db.query(
-    `CREATE OR REPLACE TRIGGER ${quoteIdent(TOMBSTONE_TRIGGER)}
-       AFTER DELETE OR UPDATE OF ${key.map(quoteIdent).join(', ')} ON ${qualified}
-       FOR EACH ROW EXECUTE FUNCTION pgbisync.record_tombstone(${key.map(quoteLiteral).join(', ')})`,
-  );
-  await db.query(`ALTER TABLE ${qualified} ENABLE TRIGGER ${quoteIdent(TOMBSTONE_TRIGGER)}`);
+  if (
+    !(await triggerAsWanted(
+      db,
+      qualified,
+      TOMBSTONE_TRIGGER,
+      'pgbisync.record_tombstone',
+      ROW_DELETE_UPDATE,
+      key,
+    ))
+  ) {
+    await db.query(
+      `CREATE OR REPLACE TRIGGER ${quoteIdent(TOMBSTONE_TRIGGER)}
+         AFTER DELETE OR UPDATE OF ${key.map(quoteIdent).join(', ')} ON ${qualified}
+         FOR EACH ROW EXECUTE FUNCTION pgbisync.record_tombstone(${key.map(quoteLiteral).join(', ')})`,
+    );
+    await db.query(`ALTER TABLE ${qualified} ENABLE TRIGGER ${quoteIdent(TOMBSTONE_TRIGGER)}`);
+  }
   // Ordinary too: applied truncates are guarded deletes that write the table's tombstone themselves.
   // Statement triggers are not cloned onto partitions: each partition gets its own (re-run setup after
   // adding partitions).
   for (const target of [qualified, ...(await leafPartitions(db, qualified))]) {
+    if (
+      await triggerAsWanted(db, target, TRUNCATE_TRIGGER, 'pgbisync.record_truncate', STATEMENT_TRUNCATE, [])
+    )
+      continue;
     await db.query(
       `CREATE OR REPLACE TRIGGER ${quoteIdent(TRUNCATE_TRIGGER)} AFTER TRUNCATE ON ${target}
          FOR EACH STATEMENT EXECUTE FUNCTION pgbisync.record_truncate()`,
     );
   }
+}
+
+/** pg_trigger.tgtype of AFTER DELETE OR UPDATE ... FOR EACH ROW (ROW 1 | DELETE 8 | UPDATE 16). */
+const ROW_DELETE_UPDATE = 25;
+/** pg_trigger.tgtype of AFTER TRUNCATE ... FOR EACH STATEMENT (TRUNCATE 32). */
+const STATEMENT_TRUNCATE = 32;
+
+/**
+ * The trigger `name` on `qualified` exists, enabled as an ordinary trigger ('O'), of kind `tgtype`,
+ * calling `fn` with `columns` as its arguments and (for a row trigger) as its UPDATE OF columns.
+ */
+async function triggerAsWanted(
+  db: import('pg').Client,
+  qualified: string,
+  name: string,
+  fn: string,
+  tgtype: number,
+  columns: readonly string[],
+): Promise<boolean> {
+  const r = await db.query(
+    `SELECT 1 FROM pg_trigger t
+      WHERE t.tgrelid = $1::regclass AND t.tgname = $2 AND NOT t.tgisinternal AND t.tgenabled = 'O'
+        AND t.tgfoid = $3::regproc AND t.tgtype = $4 AND t.tgnargs = cardinality($5::text[])
+        AND coalesce((SELECT array_agg(x ORDER BY x) FROM unnest(t.tgattr::int2[]) x), '{}') =
+            coalesce((SELECT array_agg(a.attnum ORDER BY a.attnum) FROM pg_attribute a
+                       WHERE a.attrelid = t.tgrelid AND a.attname = ANY ($5::text[])), '{}')
+        AND pg_get_triggerdef(t.oid) LIKE '%(' || coalesce((SELECT string_agg(quote_literal(c), ', ' ORDER BY o)
+              FROM unnest($5::text[]) WITH ORDINALITY AS u(c, o)), '') || ')'`,
+    [qualified, name, fn, tgtype, columns],
+  );
+  return (r.rowCount ?? 0) > 0;
 }
 
 /**
