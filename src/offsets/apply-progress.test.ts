@@ -16,6 +16,7 @@ const txn = (commitLsn: bigint, lastOffset: bigint, more: Partial<ProgressOf> = 
   commitLsn,
   lsnOrdered: true,
   snapshot: false,
+  commitTimeUs: 1000n + lastOffset,
   ...more,
 });
 
@@ -48,6 +49,7 @@ describe('ApplyProgress', () => {
       '10',
       false,
       false,
+      '7',
     ]);
   });
 
@@ -96,6 +98,7 @@ describe('ApplyProgress', () => {
       null,
       true,
       false,
+      null,
     ]);
     // No row was stored: until a transaction is known to have committed, the row may still be missing.
     assert.deepEqual(progress.nextWrite(txn(0x20n, 9n, { topic: 'pgbisync.b', partition: 2 })), [
@@ -108,6 +111,7 @@ describe('ApplyProgress', () => {
       '5',
       true,
       false,
+      '1004',
     ]);
     progress.committed();
     assert.deepEqual(progress.nextWrite(txn(0x30n, 10n, { topic: 'pgbisync.b', partition: 2 })), [
@@ -120,7 +124,22 @@ describe('ApplyProgress', () => {
       '10',
       false,
       false,
+      '1009',
     ]);
+  });
+
+  it("the parts of a split snapshot chunk hold the offset; each requires the part before's commit time", async () => {
+    const progress = new ApplyProgress('a');
+    await progress.read(storedAt100);
+    const chunk = (us: bigint) => txn(0x200n, 20n, { snapshot: true, firstOffset: 10n, commitTimeUs: us });
+    const first = progress.holdWrite(chunk(50n));
+    const second = progress.holdWrite(chunk(60n));
+    const last = progress.nextWrite(chunk(70n));
+    // The offset stays at 10 until the last part; the chain is the commit time each part leaves: a
+    // part that failed leaves the row at the time before it, and every later part fails with it.
+    assert.deepEqual([first[2], first[6], first.at(-1)], ['10', '10', '7']);
+    assert.deepEqual([second[2], second[6], second.at(-1)], ['10', '10', '50']);
+    assert.deepEqual([last[2], last[6], last.at(-1)], ['21', '10', '60']);
   });
 
   it("a snapshot before the last commit LSN restarts it: the source's positions went back", async () => {
@@ -129,7 +148,7 @@ describe('ApplyProgress', () => {
     // A new slot on a server whose WAL positions are behind what was applied from the old one.
     const snapshot = txn(0x50n, 11n, { snapshot: true });
     assert.equal(progress.alreadyApplied(snapshot), false);
-    assert.equal(progress.nextWrite(snapshot).at(-1), true, 'the stored commit LSN restarts too');
+    assert.equal(progress.nextWrite(snapshot).at(-2), true, 'the stored commit LSN restarts too');
     progress.queued(snapshot);
     assert.equal(progress.lastCommitLsn, 0x50n);
     assert.equal(progress.alreadyApplied(txn(0x60n, 12n)), false, 'what the new slot streams is applied');
@@ -138,7 +157,7 @@ describe('ApplyProgress', () => {
     progress.queued(txn(0x900n, 13n, { snapshot: true }));
     assert.equal(progress.lastCommitLsn, 0x50n);
     const after = progress.nextWrite(txn(0x900n, 14n, { snapshot: true }));
-    assert.equal(after.at(-1), false);
+    assert.equal(after.at(-2), false);
     assert.equal(
       after[3],
       '0/50',
@@ -154,7 +173,10 @@ describe('progress statements', () => {
       text,
       /^WITH pgbisync_origin AS \(SELECT pg_replication_origin_xact_setup\(\$9::pg_lsn, \$1/,
     );
-    assert.match(text, /\$12::bigint\)\s+THEN EXCLUDED\.next_offset/);
+    assert.match(
+      text,
+      /\$12::bigint\)\s+AND \(\$15::bigint IS NULL OR .* = \$15::bigint\)\s+THEN EXCLUDED\.next_offset/,
+    );
     assert.match(text, /,\ni AS \(SELECT \$1, \$2, \$3, \$4, \$5\) SELECT 1$/);
     assert.match(PROGRESS_STATEMENT, /pg_replication_origin_xact_setup\(\$6::pg_lsn, \$1::timestamptz\)/);
   });

@@ -55,6 +55,8 @@ export interface ProgressOf {
   readonly lsnOrdered: boolean;
   /** Rows of the initial snapshot (chunks share one LSN). */
   readonly snapshot: boolean;
+  /** The commit time the target transaction is dated by (`$1`: the progress row's commit_time). */
+  readonly commitTimeUs: bigint;
 }
 
 /**
@@ -94,7 +96,12 @@ export class ApplyProgress {
     const row = r.rows[0];
     if (row === undefined) return undefined;
     this.#rowMayBeMissing = false;
-    this.#position = { topic: row.topic, partition: row.kafka_partition, nextOffset: row.next_offset };
+    this.#position = {
+      topic: row.topic,
+      partition: row.kafka_partition,
+      nextOffset: row.next_offset,
+      commitUs: row.us,
+    };
     this.#lastCommitLsn = parseLsn(row.commit_lsn);
     return {
       topic: row.topic,
@@ -179,7 +186,12 @@ export class ApplyProgress {
 
   #write(txn: ProgressOf, nextOffset: string): unknown[] {
     const was = this.#position;
-    this.#position = { topic: txn.topic, partition: txn.partition, nextOffset };
+    this.#position = {
+      topic: txn.topic,
+      partition: txn.partition,
+      nextOffset,
+      commitUs: String(txn.commitTimeUs),
+    };
     return [
       txn.topic,
       txn.partition,
@@ -194,6 +206,7 @@ export class ApplyProgress {
       was.nextOffset,
       this.#rowMayBeMissing,
       this.#restartsLsns(txn),
+      was.commitUs,
     ];
   }
 }
@@ -203,16 +216,23 @@ interface StoredPosition {
   readonly partition: number | null;
   /** Decimal text (a bigint parameter). */
   readonly nextOffset: string | null;
+  /**
+   * The row's commit_time in microseconds (decimal text). Part of the chain: the parts of a split
+   * snapshot chunk leave the offset where it is (holdWrite), so only their commit times (one per part)
+   * tell whether the part before committed.
+   */
+  readonly commitUs: string | null;
 }
 
-const NO_POSITION: StoredPosition = { topic: null, partition: null, nextOffset: null };
+const NO_POSITION: StoredPosition = { topic: null, partition: null, nextOffset: null, commitUs: null };
 
 /**
  * Leading CTEs of a transaction's statement: sets the replication origin's commit LSN and time for
  * this transaction, and writes the progress row. `$1` is the commit time, `$2` the source node; from
  * `$p`: the parameters of {@link ApplyProgress.nextWrite} (topic, partition, next offset, commit LSN,
  * then the position the row must hold now, null fields: no row yet; whether the row may be missing;
- * whether the commit LSN restarts from this one instead of only growing).
+ * whether the commit LSN restarts from this one instead of only growing; the commit time in
+ * microseconds the row must hold now, null: not known, with the position).
  *
  * That last condition chains the pipelined transactions (see the ordering contract above): a row not
  * where the previous transaction leaves it fails the update. A missing row fails the insert too when a
@@ -223,8 +243,8 @@ const NO_POSITION: StoredPosition = { topic: null, partition: null, nextOffset: 
  * explanation to bigint (plain SQL has no RAISE); it names the position found, or expected.
  */
 const PROGRESS_CTE = (p: number) => {
-  const [topic, partition, next, lsn, wasTopic, wasPartition, wasNext, rowMayBeMissing, restart] = [
-    0, 1, 2, 3, 4, 5, 6, 7, 8,
+  const [topic, partition, next, lsn, wasTopic, wasPartition, wasNext, rowMayBeMissing, restart, wasUs] = [
+    0, 1, 2, 3, 4, 5, 6, 7, 8, 9,
   ].map((i) => `$${p + i}`);
   return `pgbisync_origin AS (SELECT pg_replication_origin_xact_setup(${lsn}::pg_lsn, $1::timestamptz)),
   pgbisync_progress AS (INSERT INTO pgbisync.apply_progress AS a
@@ -240,9 +260,10 @@ const PROGRESS_CTE = (p: number) => {
     ON CONFLICT (source_node) DO UPDATE SET topic = EXCLUDED.topic, kafka_partition = EXCLUDED.kafka_partition,
       next_offset = CASE
         WHEN (a.topic, a.kafka_partition, a.next_offset) IS NOT DISTINCT FROM (${wasTopic}::text, ${wasPartition}::int, ${wasNext}::bigint)
+          AND (${wasUs}::bigint IS NULL OR (extract(epoch FROM a.commit_time) * 1000000)::bigint = ${wasUs}::bigint)
         THEN EXCLUDED.next_offset
         ELSE ('pgbisync: apply_progress of ' || a.source_node || ' is at ' || a.topic || '[' || a.kafka_partition || ']@'
-              || a.next_offset || ', not where this applier left it: an earlier transaction of the batch failed, or the row was changed by someone else')::bigint
+              || a.next_offset || ' (commit time ' || a.commit_time || '), not where this applier left it: an earlier transaction of the batch failed, or the row was changed by someone else')::bigint
         END,
       commit_lsn = CASE WHEN ${restart}::boolean THEN EXCLUDED.commit_lsn ELSE greatest(a.commit_lsn, EXCLUDED.commit_lsn) END,
       commit_time = EXCLUDED.commit_time,

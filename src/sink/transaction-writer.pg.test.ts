@@ -490,6 +490,31 @@ test('a snapshot chunk split by commit time moves the position only with its las
   } finally {
     await again.close();
   }
+  // A middle part fails (here a value; in the torture test a deadlock): the parts after it must not
+  // commit, or the last one would move the position past the failed part's rows for good.
+  const chunk3: ApplyTransaction = {
+    ...txn(3, [
+      { ...insert('10', '10'), op: 'r', commitTimeUs: T0_US + 50n },
+      { ...insert('11', 'not a number'), op: 'r', commitTimeUs: T0_US + 60n },
+      { ...insert('12', '12'), op: 'r', commitTimeUs: T0_US + 70n },
+    ]),
+    snapshot: true,
+    firstOffset: 20n,
+    lastOffset: 30n,
+  };
+  const middle = writerFor(dbs.db2);
+  try {
+    await middle.open();
+    await assert.rejects(middle.apply([chunk3]), failsWith(/invalid input syntax/));
+    assert.deepEqual(await position(), [11]);
+    assert.equal(
+      (await dbs.sql2('SELECT 1 FROM items WHERE id = 12')).rowCount,
+      0,
+      'a part after the failed one committed',
+    );
+  } finally {
+    await middle.close();
+  }
   const third = writerFor(dbs.db2);
   try {
     assert.equal((await third.open())?.nextOffset, 11n);
