@@ -965,6 +965,30 @@ test('a key change deletes the old key and writes the new row each under its own
   );
 
   await t.test(
+    'the row at the old key awaits a repair: the new row is written and recorded for repair too',
+    async () => {
+      await using dbs = await createTestDatabases('writer');
+      const writer = await docsWithRow7(dbs);
+      try {
+        // An earlier partial update of 7 from the source left another version's body: repair pending.
+        await dbs.sql2(`INSERT INTO pgbisync.conflicts (table_name, conflict_type, key, remote_commit_time, remote_node, resolution, policy)
+          VALUES ('public.docs', 'update_origin_differs', '{"id": 7}', now(), 'src', 'needs_repair', 'last-writer-wins')`);
+        const at = await localWriteUs((t) => dbs.sql2(t), 7);
+        assert.deepEqual(await writer.apply([moveTo5(at + 1000n)]), { applied: 1, skipped: 0, conflicts: 1 });
+      } finally {
+        await writer.close();
+      }
+      assert.deepEqual(
+        (await dbs.sql2(CONFLICTS_OF_DOCS)).rows.map((r) => [r.id, r.conflict_type, r.resolution]),
+        [
+          ['5', 'update_origin_differs', 'needs_repair'],
+          ['7', 'update_origin_differs', 'needs_repair'],
+        ],
+      );
+    },
+  );
+
+  await t.test(
     'the target lacks the row at the old key: the new row is recorded for repair, never lost silently',
     async () => {
       await using dbs = await createTestDatabases('writer');
