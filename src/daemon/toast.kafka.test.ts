@@ -61,6 +61,13 @@ test('an update lacking unchanged TOAST values brings the row back whole, or is 
       },
       60_000,
     );
+    // Equal rows do not tell that db1 applied db2's older changes (they lose there, db1's rows stay
+    // as they are): their conflicts, asserted below, are recorded when it does.
+    await waitFor(
+      "db2's changes applied on db1 (3 conflicts recorded)",
+      async () => (await dbs.sql1('SELECT count(*)::int AS n FROM pgbisync.conflicts')).rows[0].n >= 3,
+      60_000,
+    );
     await sync.stop();
   }
   const row = 'SELECT id, n, length(body) AS len FROM docs_full';
