@@ -9,21 +9,17 @@
  * with plain SQL on both nodes, then `verify`; a's later changes stream to b again.
  */
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import { BIN, runCli } from '../testing/cli.ts';
 import { tableRows, waitFor } from '../testing/sync-fixture.ts';
 import { createTestDatabases } from '../testing/test-databases.ts';
 import { testEnv } from '../testing/test-env.ts';
 
-const BIN = new URL('../../bin/pgbisync.js', import.meta.url).pathname;
-
-function cli(args: string[]): { code: number | null; stdout: string; stderr: string } {
-  const r = spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', timeout: 240_000 });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
-}
+const cli = (args: string[]) => runCli(args, { timeoutMs: 240_000 });
 
 interface Run {
   readonly child: ChildProcess;

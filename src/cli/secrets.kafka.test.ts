@@ -7,16 +7,16 @@
  * log and its errors are grepped the same way (the start-up log printed `kafka.tls.key` before).
  */
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import { BIN, runCli } from '../testing/cli.ts';
 import { waitFor } from '../testing/sync-fixture.ts';
 import { createTestDatabases } from '../testing/test-databases.ts';
 import { testEnv } from '../testing/test-env.ts';
 
-const BIN = new URL('../../bin/pgbisync.js', import.meta.url).pathname;
 const ENV = { ...process.env, PGBISYNC_LOG_FORMAT: 'json', PGBISYNC_LOG_LEVEL: 'debug' };
 
 const URL_PASSWORD = 'UrlPw-7f3a9c';
@@ -28,8 +28,8 @@ const TLS_KEY = `-----BEGIN PRIVATE KEY-----\n${KEY_BODY}\n-----END PRIVATE KEY-
 const SECRETS = [URL_PASSWORD, QUERY_PASSWORD, SSL_PASSWORD, SASL_PASSWORD, KEY_BODY];
 
 function cli(args: string[]): { code: number | null; output: string } {
-  const r = spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', timeout: 120_000, env: ENV });
-  return { code: r.status, output: r.stdout + r.stderr };
+  const r = runCli(args, { env: ENV });
+  return { code: r.code, output: r.stdout + r.stderr };
 }
 
 /** `pgbisync run` until `until` resolves (or it exits), then SIGTERM; everything it printed. */

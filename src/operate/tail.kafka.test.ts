@@ -3,21 +3,16 @@
  * the beginning, filtered by table, in JSON and text; a wrong node name is one clear error.
  */
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { test } from 'node:test';
 import { parseLsn } from '../pg/lsn.ts';
+import { runCli } from '../testing/cli.ts';
 import { writeRunConfig } from '../testing/run-process.ts';
 import { startSync, syncConfig, waitFor } from '../testing/sync-fixture.ts';
 import { createTestDatabases } from '../testing/test-databases.ts';
 import { setup, teardown } from './setup.ts';
 import type { TailEvent } from './tail.ts';
 
-const BIN = new URL('../../bin/pgbisync.js', import.meta.url).pathname;
-
-function cli(args: string[]) {
-  const r = spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', timeout: 20_000 });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
-}
+const cli = (args: string[]) => runCli(args, { timeoutMs: 20_000 });
 
 test('tail prints the decoded events of a node: op, table, key, changed columns, LSN, commit time', async () => {
   await using dbs = await createTestDatabases();
