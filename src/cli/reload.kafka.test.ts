@@ -12,6 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { BIN, runCli } from '../testing/cli.ts';
+import { FaultProxy } from '../testing/fault-proxy.ts';
 import { tableRows, waitFor } from '../testing/sync-fixture.ts';
 import { createTestDatabases } from '../testing/test-databases.ts';
 import { testEnv } from '../testing/test-env.ts';
@@ -125,5 +126,87 @@ http: { port: 0 }
     await exited;
   }
   assert.equal(run.exitCode, 0, `run must stop cleanly on SIGTERM: ${runLog.slice(-3000)}`);
+  assert.equal(cli(['teardown', ...c]).code, 0);
+});
+
+test('reload: a SIGHUP while run is starting up (a node not answering yet) is kept and followed once it runs', async () => {
+  await using dbs = await createTestDatabases();
+  const ddl = `CREATE TABLE public.items (id int PRIMARY KEY, v text NOT NULL);
+               CREATE TABLE public.extra (id int PRIMARY KEY, v text NOT NULL)`;
+  await dbs.sql1(ddl);
+  await dbs.sql2(ddl);
+  // run reaches node a through a proxy that passes no bytes while the test holds it: run waits for it
+  // in its start-up checks (as after a crash of the node or a network cut). setup and teardown, run
+  // as blocking child processes here, go to the node directly.
+  const db1 = new URL(dbs.db1);
+  const proxy = await FaultProxy.start({ host: db1.hostname, port: Number(db1.port) });
+  const viaProxy = new URL(dbs.db1);
+  viaProxy.port = String(proxy.port);
+  const dir = mkdtempSync(join(tmpdir(), 'pgbisync-reload-'));
+  const file = join(dir, 'pgbisync.yaml');
+  const [a, b] = [`${dbs.name}_a`, `${dbs.name}_b`];
+  const writeConfig = (tables: string, url1: string) =>
+    writeFileSync(
+      file,
+      `kafka: { brokers: [${testEnv.kafkaBrokers().join(', ')}], topicPrefix: test.${dbs.name} }
+nodes:
+  - { name: ${a}, url: "${url1}" }
+  - { name: ${b}, url: "${dbs.db2}" }
+tables: [${tables}]
+apply: { maxWaitMs: 10 }
+http: { port: 0 }
+`,
+    );
+  const c = ['-c', file];
+  let run: ChildProcess | undefined;
+  let runLog = '';
+  try {
+    writeConfig('public.items', dbs.db1);
+    const setUp = cli(['setup', ...c]);
+    assert.equal(setUp.code, 0, setUp.stdout + setUp.stderr);
+    await dbs.sql1(`INSERT INTO extra VALUES (1, 'a')`);
+
+    writeConfig('public.items', viaProxy.href);
+    proxy.set({ kind: 'stall' });
+    run = spawn(process.execPath, [BIN, 'run', ...c], {
+      stdio: ['ignore', 'ignore', 'pipe'],
+      env: { ...process.env, PGBISYNC_LOG_FORMAT: 'json', PGBISYNC_LOG_LEVEL: 'info' },
+    });
+    run.stderr?.on('data', (d: Buffer) => {
+      runLog += d.toString();
+    });
+    await waitFor(`run starting (log: ${runLog})`, async () => /"msg":"starting"/.test(runLog));
+    await new Promise((r) => setTimeout(r, 500));
+    assert.doesNotMatch(runLog, /"msg":"running"/, 'still in its start-up checks');
+    // The operator adds a table and sends SIGHUP while run is still starting (SIGHUP's default action
+    // ended the process: the torture test's addtable met it after a kill and restart).
+    writeConfig('public.items, public.extra', viaProxy.href);
+    run.kill('SIGHUP');
+    await new Promise((r) => setTimeout(r, 1000));
+    assert.equal(
+      run.signalCode,
+      null,
+      `run must survive a SIGHUP during its start-up: ${runLog.slice(-2000)}`,
+    );
+    assert.equal(run.exitCode, null, `run must survive a SIGHUP during its start-up: ${runLog.slice(-2000)}`);
+    proxy.set({ kind: 'pass' });
+    await waitFor(`the reload asked during start-up done (log: ${runLog.slice(-3000)})`, async () =>
+      /"added":\["public.extra"\]/.test(runLog),
+    );
+    await waitFor(
+      'extra copied',
+      async () => (await dbs.sql2('SELECT 1 FROM extra WHERE id = 1')).rowCount === 1,
+    );
+    await dbs.sql1(`INSERT INTO items VALUES (1, 'a')`);
+    await waitFor('items cross', async () => (await dbs.sql2('SELECT 1 FROM items')).rowCount === 1);
+    const exited = new Promise((resolve) => run!.once('exit', resolve));
+    run.kill('SIGTERM');
+    await exited;
+    assert.equal(run.exitCode, 0, `run must stop cleanly on SIGTERM: ${runLog.slice(-3000)}`);
+  } finally {
+    if (run !== undefined && run.exitCode === null && run.signalCode === null) run.kill('SIGKILL');
+    await proxy.close();
+  }
+  writeConfig('public.items, public.extra', dbs.db1);
   assert.equal(cli(['teardown', ...c]).code, 0);
 });

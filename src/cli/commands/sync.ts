@@ -68,61 +68,24 @@ export function registerSyncCommands(program: Command): void {
       'port of /metrics, /healthz and /status (0: a free port; default from config)',
     )
     .action(async (flags: { config: string; duration?: number; httpPort?: string }) => {
-      const config = loadConfigFile(flags.config);
-      const log = createLogger();
-      exitOnUnhandledRejection(log);
-      log.info({ config: redactConfig(config) }, 'starting');
-      const controller = new AbortController();
-      const stop = (why: string) => {
-        if (controller.signal.aborted) return;
-        log.info({ why }, 'stopping');
-        controller.abort();
+      // SIGHUP reloads the config. Listened for first: its default action ends the process, and one may
+      // come while run still waits for its nodes (an operator's reload after a restart, found by the
+      // torture test); it is followed once the daemon exists.
+      let daemon: Daemon | undefined;
+      let reloadAsked = false;
+      const onHangup = () => {
+        if (daemon === undefined) reloadAsked = true;
+        else void daemon.reload('SIGHUP');
       };
-      process.once('SIGTERM', () => stop('SIGTERM'));
-      process.once('SIGINT', () => stop('SIGINT'));
-      // Conflict resolution compares commit timestamps: refuse to run without them (and logical WAL). A
-      // node that is down for the moment (restarting, failing over) is waited for, not a reason to exit.
-      const tables = await retryTransient(
-        async () => {
-          try {
-            for (const node of config.nodes)
-              await withNode(node, 'run', (db) => requireSyncSettings(db, node.name));
-            return await resolveTables(config);
-          } catch (error) {
-            // As the supervisor treats a component's unknown failure: transient unless classified otherwise.
-            throw classifyPgError(error, 'checking the nodes before the start');
-          }
-        },
-        {
-          signal: controller.signal,
-          onRetry: (err, delayMs) => log.warn({ err, delayMs }, 'waiting for the nodes to start'),
-        },
-      );
-      const metrics = new Metrics();
-      const daemon = new Daemon({
-        configFile: flags.config,
-        config,
-        tables,
-        httpPort: flags.httpPort === undefined ? config.http.port : Number(flags.httpPort),
-        log,
-        metrics,
-        onListening: (url, instance) => log.info({ tables, http: url, instance }, 'running'),
-      });
-      // SIGHUP reloads the config (its default action would end the process).
-      const reload = () => void daemon.reload('SIGHUP');
-      process.on('SIGHUP', reload);
-      const timer =
-        flags.duration === undefined
-          ? undefined
-          : setTimeout(() => stop('duration elapsed'), flags.duration * 1000);
+      process.on('SIGHUP', onHangup);
       try {
-        await daemon.run(controller.signal);
+        await runDaemon(flags, (d) => {
+          daemon = d;
+          if (reloadAsked) void d.reload('SIGHUP during the start-up');
+        });
       } finally {
-        controller.abort();
-        process.off('SIGHUP', reload);
-        if (timer !== undefined) clearTimeout(timer);
+        process.off('SIGHUP', onHangup);
       }
-      log.info('stopped');
     });
 
   program
@@ -138,4 +101,63 @@ export function registerSyncCommands(program: Command): void {
       out(flags.json === true ? JSON.stringify(report, null, 2) : formatStatus(report));
       if (!report.healthy) process.exitCode = 1;
     });
+}
+
+/** `run` itself, once SIGHUP is listened for: `onDaemon` gets the daemon as soon as it exists. */
+async function runDaemon(
+  flags: { config: string; duration?: number; httpPort?: string },
+  onDaemon: (daemon: Daemon) => void,
+): Promise<void> {
+  const config = loadConfigFile(flags.config);
+  const log = createLogger();
+  exitOnUnhandledRejection(log);
+  log.info({ config: redactConfig(config) }, 'starting');
+  const controller = new AbortController();
+  const stop = (why: string) => {
+    if (controller.signal.aborted) return;
+    log.info({ why }, 'stopping');
+    controller.abort();
+  };
+  process.once('SIGTERM', () => stop('SIGTERM'));
+  process.once('SIGINT', () => stop('SIGINT'));
+  // Conflict resolution compares commit timestamps: refuse to run without them (and logical WAL). A
+  // node that is down for the moment (restarting, failing over) is waited for, not a reason to exit.
+  const tables = await retryTransient(
+    async () => {
+      try {
+        for (const node of config.nodes)
+          await withNode(node, 'run', (db) => requireSyncSettings(db, node.name));
+        return await resolveTables(config);
+      } catch (error) {
+        // As the supervisor treats a component's unknown failure: transient unless classified otherwise.
+        throw classifyPgError(error, 'checking the nodes before the start');
+      }
+    },
+    {
+      signal: controller.signal,
+      onRetry: (err, delayMs) => log.warn({ err, delayMs }, 'waiting for the nodes to start'),
+    },
+  );
+  const metrics = new Metrics();
+  const daemon = new Daemon({
+    configFile: flags.config,
+    config,
+    tables,
+    httpPort: flags.httpPort === undefined ? config.http.port : Number(flags.httpPort),
+    log,
+    metrics,
+    onListening: (url, instance) => log.info({ tables, http: url, instance }, 'running'),
+  });
+  onDaemon(daemon);
+  const timer =
+    flags.duration === undefined
+      ? undefined
+      : setTimeout(() => stop('duration elapsed'), flags.duration * 1000);
+  try {
+    await daemon.run(controller.signal);
+  } finally {
+    controller.abort();
+    if (timer !== undefined) clearTimeout(timer);
+  }
+  log.info('stopped');
 }
