@@ -224,3 +224,54 @@ test("a snapshot sends the node's own row versions and the deletes it remembers,
   ]);
   await teardown(config, { keepTopics: false });
 });
+
+test("a snapshot sends the node's TRUNCATE as a truncate at its time: older rows go on the other nodes, newer stay", async () => {
+  await using dbs = await createTestDatabases();
+  const ddl = 'CREATE TABLE public.items (id int PRIMARY KEY, v text NOT NULL)';
+  await dbs.sql1(ddl);
+  await dbs.sql2(ddl);
+  const config = syncConfig(dbs, ['public.items']);
+  const [a] = config.nodes.map((n) => n.name) as [string];
+  await setup(config);
+  {
+    await using sync = await startSync(config);
+    await dbs.sql1(`INSERT INTO items VALUES (1, 'a'), (2, 'a')`);
+    await waitFor('2 rows on b', async () => (await tableRows(dbs.sql2, 'items')).length === 2);
+    await sync.stop();
+  }
+  // While the sync is down: b writes row 5, then a truncates (later: it beats row 5 and a's rows 1, 2),
+  // then b writes row 6 (later than the truncate: it stays). a's capture then starts afresh (its slot
+  // lost, as `resync` makes it): the truncate travels only in a's snapshot, as the table's tombstone.
+  // The torture test met it (seed 6: a node's slot made after its TRUNCATE, rows kept on the other node).
+  await dbs.sql2(`INSERT INTO items VALUES (5, 'b')`);
+  await dbs.sql1('TRUNCATE items');
+  await dbs.sql2(`INSERT INTO items VALUES (6, 'b')`);
+  const truncatedAt = (
+    await dbs.sql1(
+      `SELECT (extract(epoch FROM pg_xact_commit_timestamp(xmin)) * 1000000)::bigint::text AS us
+         FROM pgbisync.tombstones WHERE table_name = 'public.items' AND key = '{}'`,
+    )
+  ).rows[0].us as string;
+  await dbs.sql1('SELECT pg_drop_replication_slot($1)', [`pgbisync_${a}`]);
+  await dbs.sql1('DELETE FROM pgbisync.capture_state WHERE node = $1', [a]);
+  const topic = serverName(config, a);
+  const before = (await readTopic(config, topic, () => false, 3000)).length;
+  {
+    await using sync = await startSync(config);
+    await waitFor('both nodes hold row 6 only', async () => {
+      const rows = [await tableRows(dbs.sql1, 'items'), await tableRows(dbs.sql2, 'items')];
+      return rows.every((r) => JSON.stringify(r) === JSON.stringify(['{"v": "b", "id": 6}']));
+    });
+    await sync.stop();
+  }
+  const events = (await readTopic(config, topic, (rs) => rs.length >= before + 1)).slice(before).map((r) => {
+    const p = (
+      JSON.parse(r.value!.toString()) as {
+        payload: { op: string; source: { snapshot: string; ts_us: number } };
+      }
+    ).payload;
+    return `${p.op} snapshot=${p.source.snapshot} ts_us=${p.source.ts_us}`;
+  });
+  assert.deepEqual(events, [`t snapshot=true ts_us=${truncatedAt}`]);
+  await teardown(config, { keepTopics: false });
+});

@@ -10,7 +10,8 @@
  *
  * After a table's rows come the deletes the node remembers (pgbisync.tombstones) of keys it no longer
  * holds, as `op: d` events (each followed by a Kafka tombstone, as streamed deletes are), dated by the
- * deleting transaction. A snapshot is then the node's whole state, deletes included: what a re-copy
+ * deleting transaction, and the node's last TRUNCATE of the table as a truncate event dated by its
+ * transaction. A snapshot is then the node's whole state, deletes included: what a re-copy
  * after a lost slot (`pgbisync resync`) needs to bring deletes made in the gap to the other nodes.
  */
 import type pg from 'pg';
@@ -201,7 +202,7 @@ export async function runSnapshot(o: SnapshotOptions): Promise<number> {
               `SELECT ${relation.columns.map((c) => (c.isKey ? `r.${quoteIdent(c.name)}` : 'NULL')).join(', ')}, ${COMMIT_US}
                  FROM pgbisync.tombstones b CROSS JOIN LATERAL jsonb_populate_record(NULL::${qualified}, b.key) r
                  ${OWN_VERSIONS('b', others)}
-                  AND b.table_name = ${quoteLiteral(`${schema}.${table}`)}
+                  AND b.table_name = ${quoteLiteral(`${schema}.${table}`)} AND b.key <> '{}'::jsonb
                   AND NOT EXISTS (SELECT 1 FROM ONLY ${qualified} t
                                    WHERE (${key.map((k) => `t.${k}`).join(', ')}) = (${key.map((k) => `r.${k}`).join(', ')}))`,
               (row) => {
@@ -213,8 +214,21 @@ export async function runSnapshot(o: SnapshotOptions): Promise<number> {
               },
               () => undefined,
             );
-      total += rows + deletes;
-      progress(rows, deletes, true);
+      // The node's own TRUNCATE of the table (its tombstone, key '{}'), as a truncate at its commit time:
+      // applied under last-writer-wins, it removes on the other nodes the rows written before it that
+      // this node never saw, and keeps the newer ones. Sent as anything else, it was a delete of a null
+      // key that removed nothing (the torture test found the rows kept).
+      const truncates = await sendCursor(
+        client,
+        o,
+        sending,
+        `SELECT ${COMMIT_US} FROM pgbisync.tombstones b ${OWN_VERSIONS('b', others)}
+            AND b.table_name = ${quoteLiteral(`${schema}.${table}`)} AND b.key = '{}'::jsonb`,
+        (row) => [withSchema(encoder.truncate(sourceOf(row), transaction()))],
+        () => undefined,
+      );
+      total += rows + deletes + truncates;
+      progress(rows, deletes + truncates, true);
     }
     await sending.pending;
     await client.query('COMMIT');
