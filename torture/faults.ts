@@ -2,11 +2,17 @@
  * The fault schedule: drawn from the seed before the run (so a seed names its faults), each kind several
  * times at random moments, free to overlap with the others.
  */
+import { execFile } from 'node:child_process';
+import { resolve } from 'node:path';
+import { promisify } from 'node:util';
 import type { DevStack } from '../src/dev/stack.ts';
 import type { FaultProxy } from '../src/testing/fault-proxy.ts';
 import type { Daemon } from './daemon.ts';
 import type { Random } from './random.ts';
 import { withSession } from './workload.ts';
+
+const exec = promisify(execFile);
+const CLI = resolve(import.meta.dirname, '..', 'bin', 'pgbisync.js');
 
 export const FAULT_KINDS = [
   'kill', // SIGKILL of the daemon (with --instances 2: of one of them), restarted 0.5-3 s later
@@ -21,6 +27,9 @@ export const FAULT_KINDS = [
   'kafka-drop', // every connection to the broker reset
   'kafka-stall', // bytes to and from the broker stop for 5-30 s, the connections stay open
   'kafka-delay', // 20-200 ms added to every chunk to and from the broker for 5-15 s
+  // Every daemon killed, one node's slot dropped, the daemons restarted (that capture is blocked: a
+  // new slot would skip the gap's changes); 5-15 s later the operator's fix, `pgbisync resync <node>`.
+  'slot-loss',
 ] as const;
 export type FaultKind = (typeof FAULT_KINDS)[number];
 
@@ -47,6 +56,7 @@ const PERIOD_MS: Record<FaultKind, number> = {
   'kafka-drop': 60_000,
   'kafka-stall': 90_000,
   'kafka-delay': 60_000,
+  'slot-loss': 120_000,
 };
 
 export function schedule(
@@ -66,7 +76,7 @@ export function schedule(
           ? r.int(10_000, longest)
           : kind === 'net-stall' || kind === 'kafka-stall'
             ? r.int(5_000, Math.min(30_000, longest))
-            : kind === 'net-delay' || kind === 'kafka-delay' || kind === 'slow-target'
+            : kind === 'net-delay' || kind === 'kafka-delay' || kind === 'slow-target' || kind === 'slot-loss'
               ? r.int(5_000, 15_000)
               : kind === 'kill'
                 ? r.int(500, 3_000)
@@ -93,6 +103,10 @@ export interface FaultTargets {
   /** Between the daemon and the broker; undefined: the stack has no proxied listener (kafka-* faults skipped). */
   readonly kafkaProxy: FaultProxy | undefined;
   readonly nodeUrls: readonly string[];
+  /** The nodes' names in the config (slot-loss: the slot and the resync name them). */
+  readonly nodeNames: readonly string[];
+  /** The run's config (slot-loss runs `pgbisync resync` with it). */
+  readonly configPath: string;
   readonly log: (line: string) => void;
 }
 
@@ -127,7 +141,7 @@ export async function inject(
     if (signal.aborted) return;
     const node = `node ${f.node + 1}`;
     t.log(
-      `fault: ${f.kind}${f.kind.startsWith('net') || f.kind === 'pg-crash' || f.kind === 'slow-target' ? ` on ${node}` : ''} for ${f.forMs} ms`,
+      `fault: ${f.kind}${f.kind.startsWith('net') || f.kind === 'pg-crash' || f.kind === 'slow-target' || f.kind === 'slot-loss' ? ` on ${node}` : ''} for ${f.forMs} ms`,
     );
     // The instance a kill or freeze hits (drawn as the node, so one instance keeps a seed's schedule).
     const daemon = t.daemons[f.node % t.daemons.length]!;
@@ -153,8 +167,9 @@ export async function inject(
         const server = t.stack.servers[t.serverOf(f.node)]!;
         await server.crash();
         await wait(f.forMs);
-        t.log(`fault: restarting the PostgreSQL server of ${node}`);
-        await server.start();
+        // Through `up`, one restart at a time: a broker restart meanwhile may have started it already
+        // (`up` starts whatever is down), and a second start would fail on its lock file.
+        await restart(`the PostgreSQL server of ${node}`);
         return;
       }
       case 'net-drop':
@@ -189,6 +204,24 @@ export async function inject(
         proxy.set({ kind: 'pass' });
         return;
       }
+      case 'slot-loss': {
+        const name = t.nodeNames[f.node]!;
+        await Promise.all(t.daemons.map((d) => d.kill()));
+        const dropped = await dropSlot(t.nodeUrls[f.node]!, `pgbisync_${name}`).catch((error: unknown) => {
+          t.log(`fault: slot-loss: dropping the slot of ${name} failed: ${String(error)}`);
+          return undefined;
+        });
+        for (const d of t.daemons) d.start();
+        if (dropped !== true) {
+          if (dropped === false)
+            t.log(`fault: slot-loss: ${name} had no slot to drop (its capture had not made one yet)`);
+          return;
+        }
+        t.log(`fault: slot-loss: the slot of ${name} dropped`);
+        await wait(f.forMs);
+        await resyncNode(t, name);
+        return;
+      }
       case 'slow-target':
         await lockTable(t.nodeUrls[f.node]!, f.forMs).catch((error: unknown) =>
           t.log(`fault: slow-target lock failed: ${String(error)}`),
@@ -209,4 +242,47 @@ async function lockTable(url: string, ms: number): Promise<void> {
     await c.query('SELECT pg_sleep($1)', [ms / 1000]);
     await c.query('COMMIT');
   });
+}
+
+/** Drops `slot` once no session holds it (the killed daemon's walsender may linger a moment). */
+async function dropSlot(url: string, slot: string): Promise<boolean> {
+  return withSession(url, async (c) => {
+    for (let i = 0; i < 50; i++) {
+      await c.query(
+        'SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = $1 AND active_pid IS NOT NULL',
+        [slot],
+      );
+      try {
+        const r = await c.query(
+          'SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1',
+          [slot],
+        );
+        return (r.rowCount ?? 0) > 0;
+      } catch (error) {
+        // 55006: still active; tried again.
+        if ((error as { code?: string }).code !== '55006') throw error;
+        await new Promise((r) => setTimeout(r, 200));
+      }
+    }
+    return false;
+  });
+}
+
+/** The operator's fix for the lost slot, asked until it is recorded (faults may fail it). */
+async function resyncNode(t: FaultTargets, name: string): Promise<void> {
+  for (let attempt = 1; attempt <= 10; attempt++) {
+    try {
+      await exec(process.execPath, [CLI, 'resync', name, '-c', t.configPath, '--no-wait']);
+      t.log(`fault: slot-loss: pgbisync resync ${name} asked`);
+      return;
+    } catch (error) {
+      const said = String((error as { stderr?: unknown }).stderr ?? error)
+        .trim()
+        .split('\n')
+        .pop();
+      t.log(`fault: slot-loss: pgbisync resync ${name} failed (attempt ${attempt}), again in 3 s: ${said}`);
+      await new Promise((r) => setTimeout(r, 3000));
+    }
+  }
+  t.log(`fault: slot-loss: pgbisync resync ${name} failed 10 times`);
 }

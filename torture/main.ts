@@ -174,7 +174,17 @@ async function main(): Promise<number> {
     : Promise.resolve(undefined);
   const injecting = inject(
     faults,
-    { daemons, stack, serverOf, proxies, kafkaProxy, nodeUrls: nodes.map((n) => n.url), log },
+    {
+      daemons,
+      stack,
+      serverOf,
+      proxies,
+      kafkaProxy,
+      nodeUrls: nodes.map((n) => n.url),
+      nodeNames: nodes.map((n) => n.name),
+      configPath,
+      log,
+    },
     started,
     stopFaults.signal,
   );
@@ -218,9 +228,11 @@ async function main(): Promise<number> {
     findings.push({ check: 'daemon', detail: exit });
 
   await Promise.all(daemons.map((d) => d.stop()));
-  await exec(process.execPath, [CLI, 'teardown', '-c', configPath], { cwd: ROOT }).catch((error: unknown) =>
-    findings.push({ check: 'daemon', detail: `teardown failed: ${String(error)}` }),
-  );
+  // --keep: the databases stay as the run left them, pgbisync's schema (tombstones, conflicts) included.
+  if (!values.keep)
+    await exec(process.execPath, [CLI, 'teardown', '-c', configPath], { cwd: ROOT }).catch((error: unknown) =>
+      findings.push({ check: 'daemon', detail: `teardown failed: ${String(error)}` }),
+    );
   await Promise.all(proxies.map((p) => p.close()));
   await kafkaProxy?.close();
   if (!values.keep) for (const n of nodes) await dropDatabase(n.admin, new URL(n.url).pathname.slice(1));

@@ -173,6 +173,21 @@ export async function runSnapshot(o: SnapshotOptions): Promise<number> {
         o.onProgress?.({ table: name, rows, deletes, rowsPerSec: Math.round(rows / seconds), done });
       };
       const qualified = qualifiedName(schema, table);
+      // First, the node's own TRUNCATE of the table (its tombstone, key '{}'), as a truncate at its commit
+      // time: applied under last-writer-wins, it removes on the other nodes the rows written before it
+      // that this node never saw, and keeps the newer ones (sent as anything else, it was a delete of a
+      // null key that removed nothing: the torture test found the rows kept). Before the rows, as in
+      // commit order: a source's change replaces that source's versions whatever their times
+      // (../conflicts/policy.ts), so sent after them it deleted this node's newer rows on the targets.
+      const truncates = await sendCursor(
+        client,
+        o,
+        sending,
+        `SELECT ${COMMIT_US} FROM pgbisync.tombstones b ${OWN_VERSIONS('b', others)}
+            AND b.table_name = ${quoteLiteral(`${schema}.${table}`)} AND b.key = '{}'::jsonb`,
+        (row) => [withSchema(encoder.truncate(sourceOf(row), transaction()))],
+        () => undefined,
+      );
       const columns = relation.columns.map((c) => quoteIdent(c.name));
       // Each row carries its own commit time (the last column), as a streamed change would: conflict
       // resolution compares it on every node. Unknown (written before track_commit_timestamp was on, or
@@ -214,19 +229,6 @@ export async function runSnapshot(o: SnapshotOptions): Promise<number> {
               },
               () => undefined,
             );
-      // The node's own TRUNCATE of the table (its tombstone, key '{}'), as a truncate at its commit time:
-      // applied under last-writer-wins, it removes on the other nodes the rows written before it that
-      // this node never saw, and keeps the newer ones. Sent as anything else, it was a delete of a null
-      // key that removed nothing (the torture test found the rows kept).
-      const truncates = await sendCursor(
-        client,
-        o,
-        sending,
-        `SELECT ${COMMIT_US} FROM pgbisync.tombstones b ${OWN_VERSIONS('b', others)}
-            AND b.table_name = ${quoteLiteral(`${schema}.${table}`)} AND b.key = '{}'::jsonb`,
-        (row) => [withSchema(encoder.truncate(sourceOf(row), transaction()))],
-        () => undefined,
-      );
       total += rows + deletes + truncates;
       progress(rows, deletes + truncates, true);
     }
