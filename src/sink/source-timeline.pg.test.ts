@@ -10,6 +10,7 @@ import { test } from 'node:test';
 import { newPgClient } from '../pg/client.ts';
 import { ensurePgbisyncSchema } from '../pg/pgbisync-schema.ts';
 import type { SourceIdentity } from '../pg/replication/source-identity.ts';
+import { BlockedError, ErrorCode } from '../runtime/errors.ts';
 import { createTestDatabases } from '../testing/test-databases.ts';
 import type { ApplyTransaction } from './apply-model.ts';
 import { TransactionWriter } from './transaction-writer.ts';
@@ -154,4 +155,29 @@ test('records without an identity (an older capture) keep the LSN rule; the firs
     (await dbs.sql2('SELECT id::int FROM items ORDER BY id')).rows.map((r) => r.id),
     [1, 2],
   );
+});
+
+test('a progress table set up by an older version (no identity columns) blocks the writer with the fix', async () => {
+  await using dbs = await createTestDatabases('timeline');
+  SOURCE = dbs.name;
+  const admin = newPgClient({ connectionString: dbs.db2 });
+  await admin.connect();
+  try {
+    await ensurePgbisyncSchema(admin);
+  } finally {
+    await admin.end();
+  }
+  await dbs.sql2('ALTER TABLE pgbisync.apply_progress DROP COLUMN source_timeline');
+  const writer = writerFor(dbs.db2);
+  try {
+    await assert.rejects(writer.open(), (error: unknown) => {
+      assert.ok(error instanceof BlockedError, String(error));
+      assert.equal(error.code, ErrorCode.PG_PREREQUISITE);
+      assert.match(error.message, /dst lacks pgbisync\.apply_progress\.source_timeline:/);
+      assert.match(error.hint ?? '', /run `pgbisync setup`/);
+      return true;
+    });
+  } finally {
+    await writer.close();
+  }
 });
