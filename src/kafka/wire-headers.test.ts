@@ -186,7 +186,7 @@ test('forgedHeader: what a capture writes passes, anything else is named', () =>
     ],
     [
       { ...transactionEndHeaders(1n), 'pgbisync.source': '75:2', 'pgbisync.timeline_history': '1@x' },
-      /timeline history '1@x'/,
+      /timeline history '1@x': '1@x' is not <ancestor timeline>@<LSN>/,
     ],
     [
       { ...transactionEndHeaders(1n), 'pgbisync.timeline_history': '1@0/5' },

@@ -121,7 +121,7 @@ export function parseIdentity(identity: string, history: string): SourceIdentity
     history === ''
       ? []
       : history.split(',').map((part) => {
-          const h = /^([1-9][0-9]{0,9})@(.+)$/.exec(part);
+          const h = /^([1-9][0-9]{0,9})@([0-9A-Fa-f]{1,8}\/[0-9A-Fa-f]{1,8})$/.exec(part);
           const tli = Number(h?.[1]);
           if (h === null || !isTimeline(tli) || tli >= timeline) {
             throw new Error(
