@@ -79,6 +79,16 @@ describe('ApplyProgress', () => {
     });
   }
 
+  it("a foreign topic's LSN is stored only raised, and orders nothing", async () => {
+    const progress = new ApplyProgress('a');
+    await progress.read(storedAt100);
+    const foreign = txn(0x200n, 11n, { lsnOrdered: false });
+    assert.equal(progress.nextWrite(foreign)[3], '0/200');
+    progress.queued(foreign);
+    assert.equal(progress.alreadyApplied(txn(0x150n, 12n)), false);
+    assert.equal(progress.nextWrite(txn(0x50n, 12n, { lsnOrdered: false }))[3], '0/100');
+  });
+
   it('a queued transaction makes later ones up to its commit LSN duplicates; snapshots do not', () => {
     const progress = new ApplyProgress('a');
     assert.equal(progress.alreadyApplied(txn(0x200n, 1n)), false, 'no row: nothing was applied');

@@ -156,11 +156,6 @@ export class ApplyProgress {
     return this.#lastCommitLsn;
   }
 
-  /** The identity of the source timeline {@link lastCommitLsn} is on (undefined: not known). */
-  get source(): SourceIdentity | undefined {
-    return this.#source;
-  }
-
   /**
    * `txn` was applied before (a restarted capture re-published it), or is of a timeline branch the
    * source left: only its position is to be written (./source-watermark.ts).
@@ -219,6 +214,9 @@ export class ApplyProgress {
     // stored, it would make the streamed transactions below it look applied already); where the rule
     // lowers it, the write sets it exactly instead of only raising it.
     const next = this.#verdict(txn).next;
+    // A foreign topic's LSN orders nothing here, but the row shows it (status: last applied LSN): it
+    // only raises the stored one (`greatest`), as before identities.
+    const lsn = txn.lsnOrdered || txn.commitLsn < next.commitLsn ? next.commitLsn : txn.commitLsn;
     this.#position = {
       topic: txn.topic,
       partition: txn.partition,
@@ -229,7 +227,7 @@ export class ApplyProgress {
       txn.topic,
       txn.partition,
       nextOffset,
-      formatLsn(next.commitLsn),
+      formatLsn(lsn),
       was.topic,
       was.partition,
       was.nextOffset,

@@ -9,6 +9,7 @@
  * at LSNs the parent may already have used. The applier needs this to tell a transaction it applied
  * from a new one at a reused LSN (../../offsets/source-watermark.ts).
  */
+import { ErrorCode, RetryableError } from '../../runtime/errors.ts';
 import { formatLsn, parseLsn } from '../lsn.ts';
 
 /** One ancestor of a timeline: it ended at `switchLsn`, where the next timeline of the line began. */
@@ -42,8 +43,13 @@ export async function identifySource(conn: ReplicationCommands): Promise<SourceI
   const systemId = String(row?.systemid ?? '');
   const timeline = Number(row?.timeline);
   if (!/^[0-9]{1,20}$/.test(systemId) || !isTimeline(timeline)) {
-    throw new Error(
-      `IDENTIFY_SYSTEM answered system identifier '${systemId}' and timeline '${String(row?.timeline)}'; expected decimal numbers (is the node url a connection pooler rather than PostgreSQL?)`,
+    // Retried, as a slot creation answered without its row is (../../source/slot-setup.ts).
+    throw new RetryableError(
+      `IDENTIFY_SYSTEM answered system identifier '${systemId}' and timeline '${String(row?.timeline)}', not numbers`,
+      {
+        code: ErrorCode.PG_CONNECTION,
+        hint: 'check that the node url points at PostgreSQL itself, not at a connection pooler',
+      },
     );
   }
   if (timeline === 1) return { systemId, timeline, history: [] };
