@@ -15,6 +15,9 @@ import {
   relationWireHeaders,
   SCHEMA_HEADER,
   SNAPSHOT_HEADER,
+  SOURCE_HEADER,
+  sourceIdentityOf,
+  TIMELINE_HISTORY_HEADER,
   transactionEndHeaders,
   WIRE_HEADER,
   WIRE_VERSION,
@@ -31,6 +34,8 @@ test('header names are the wire contract', () => {
     [COMMIT_LSN_HEADER, 'pgbisync.commit_lsn'],
     [SCHEMA_HEADER, 'pgbisync.schema'],
     [SNAPSHOT_HEADER, 'pgbisync.snapshot'],
+    [SOURCE_HEADER, 'pgbisync.source'],
+    [TIMELINE_HISTORY_HEADER, 'pgbisync.timeline_history'],
     [DEAD_LETTER_HEADERS.topic, 'pgbisync.dlq.topic'],
     [DEAD_LETTER_HEADERS.partition, 'pgbisync.dlq.partition'],
     [DEAD_LETTER_HEADERS.offset, 'pgbisync.dlq.offset'],
@@ -54,6 +59,35 @@ test('a transaction end carries the marker and the commit LSN; a snapshot chunk 
   });
 });
 
+test('a transaction end names its source identity (wire version 3), with the timeline history past timeline 1', () => {
+  const tli1 = { systemId: '7581234567890123456', timeline: 1, history: [] };
+  const tli3 = {
+    systemId: '7581234567890123456',
+    timeline: 3,
+    history: [
+      { timeline: 1, switchLsn: 0x3000060n },
+      { timeline: 2, switchLsn: 0x5000000n },
+    ],
+  };
+  assert.deepEqual(transactionEndHeaders(0x10n, false, 1, tli1), {
+    'pgbisync.last': '1',
+    'pgbisync.commit_lsn': '0/10',
+    'pgbisync.wire': '3',
+    'pgbisync.source': '7581234567890123456:1',
+  });
+  const end = endOfTransaction({ 'pgbisync.wire': '2' }, 0x6000000n, true, 1, tli3);
+  assert.deepEqual(end, {
+    'pgbisync.last': '1',
+    'pgbisync.commit_lsn': '0/6000000',
+    'pgbisync.wire': '3',
+    'pgbisync.snapshot': '1',
+    'pgbisync.source': '7581234567890123456:3',
+    'pgbisync.timeline_history': '1@0/3000060,2@0/5000000',
+  });
+  assert.deepEqual(sourceIdentityOf(new Map(Object.entries(end))), tli3);
+  assert.equal(sourceIdentityOf(new Map(Object.entries(transactionEndHeaders(0x10n)))), undefined);
+});
+
 test('readers: the end marker, our records, the commit LSN', () => {
   const end = new Map(Object.entries(transactionEndHeaders(0x2a0n)));
   assert.equal(endsTransaction(end), true);
@@ -73,7 +107,7 @@ test('readers: the end marker, our records, the commit LSN', () => {
 });
 
 test('the wire version: absent is 1, a number is itself, anything else is unreadable (NaN)', () => {
-  assert.equal(WIRE_VERSION, 2);
+  assert.equal(WIRE_VERSION, 3);
   const cases: [string | undefined, number][] = [
     [undefined, 1],
     ['1', 1],
@@ -138,6 +172,27 @@ test('forgedHeader: what a capture writes passes, anything else is named', () =>
     [{ 'pgbisync.commit_lsn': '0/1' }, /pgbisync\.commit_lsn without pgbisync\.last/],
     [{ 'pgbisync.snapshot': '1' }, /pgbisync\.snapshot without pgbisync\.last/],
     [{ ...transactionEndHeaders(1n), 'pgbisync.snapshot': 'yes' }, /pgbisync\.snapshot is 'yes'/],
+    [
+      { ...transactionEndHeaders(1n), 'pgbisync.source': '75:2', 'pgbisync.timeline_history': '1@0/5' },
+      undefined,
+    ],
+    [
+      { ...transactionEndHeaders(1n), 'pgbisync.source': '75' },
+      /source identity '75' is not <system identifier>:<timeline>/,
+    ],
+    [
+      { ...transactionEndHeaders(1n), 'pgbisync.source': '75:2', 'pgbisync.timeline_history': '2@0/5' },
+      /'2@0\/5' is not <ancestor timeline>@<LSN> of timeline 2/,
+    ],
+    [
+      { ...transactionEndHeaders(1n), 'pgbisync.source': '75:2', 'pgbisync.timeline_history': '1@x' },
+      /timeline history '1@x': '1@x' is not <ancestor timeline>@<LSN>/,
+    ],
+    [
+      { ...transactionEndHeaders(1n), 'pgbisync.timeline_history': '1@0/5' },
+      /pgbisync\.timeline_history without pgbisync\.source/,
+    ],
+    [{ 'pgbisync.source': '75:1' }, /pgbisync\.source without pgbisync\.last/],
   ];
   for (const [headers, expected] of cases) {
     const reason = forgedHeader(new Map(Object.entries(headers)));

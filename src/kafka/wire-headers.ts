@@ -9,6 +9,9 @@
  * - `pgbisync.last`, `pgbisync.commit_lsn`: capture writes them on the last record of each transaction
  *   and of each snapshot chunk; the applier (src/sink/transaction-grouper.ts) closes the transaction on
  *   them and stores its commit LSN.
+ * - `pgbisync.source`, `pgbisync.timeline_history`: capture writes them with `pgbisync.last` (the latter
+ *   from timeline 2 on): the identity of the WAL the commit LSN is of; the applier stores it with the
+ *   commit LSN and judges re-published transactions by both (src/offsets/source-watermark.ts).
  * - `pgbisync.schema`: capture writes it on every record with a value when records are schemaless; the
  *   applier and `pgbisync tail` read it (src/sink/event-schemas.ts).
  * - `pgbisync.snapshot`: capture writes it with `pgbisync.last` on snapshot chunks; informational, read
@@ -21,6 +24,12 @@
  * only.
  */
 import { formatLsn, parseLsn } from '../pg/lsn.ts';
+import {
+  formatHistory,
+  formatIdentity,
+  parseIdentity,
+  type SourceIdentity,
+} from '../pg/replication/source-identity.ts';
 import type { InRecord } from './records.ts';
 
 /**
@@ -32,7 +41,10 @@ import type { InRecord } from './records.ts';
  * History: 1, the headers listed above; records without `pgbisync.wire` (written before it existed)
  * are version 1 too. 2, strings whose encoding a field schema names in the parameter
  * `pgbisync.encoding` (bytea as base64 or hex, hstore as JSON: `capture.types`, src/events/types-modes.ts),
- * which a version-1 applier would write as text (base64 text into a bytea column, silently).
+ * which a version-1 applier would write as text (base64 text into a bytea column, silently). 3, the
+ * source identity headers on a transaction's last record ({@link SOURCE_HEADER}): a version-2 applier
+ * would set such a record aside as forged (a header a capture never wrote) and lose the transaction's
+ * end; it stops at the version instead. Records without them stay readable as before.
  *
  * Capture writes the lowest version a record needs, not this one: records that use nothing of version
  * 2 say 1, so an older applier keeps reading them; the records of a table with such a field carry
@@ -40,13 +52,16 @@ import type { InRecord } from './records.ts';
  * record that carries it and must not apply any of them); a transaction's end keeps its last record's
  * version ({@link endOfTransaction}).
  */
-export const WIRE_VERSION = 2;
+export const WIRE_VERSION = 3;
 
 /** The version every record needs: what capture writes unless a record needs more. */
 export const BASE_WIRE_VERSION = 1;
 
 /** The version of records with a field whose encoding its schema names (`pgbisync.encoding`). */
 export const ENCODED_STRINGS_WIRE_VERSION = 2;
+
+/** The version of a transaction's last record that carries the source identity headers. */
+export const SOURCE_IDENTITY_WIRE_VERSION = 3;
 
 /**
  * The wire version a record was written with, as decimal text. Capture writes it next to
@@ -74,6 +89,22 @@ export const LAST_VALUE = '1';
  * and recognises by it a transaction a restarted capture published again (at-least-once).
  */
 export const COMMIT_LSN_HEADER = 'pgbisync.commit_lsn';
+
+/**
+ * With {@link LAST_HEADER} and {@link COMMIT_LSN_HEADER}: which WAL the commit LSN is of, as
+ * `<system identifier>:<timeline>` (IDENTIFY_SYSTEM of the capture's replication connection:
+ * `7581234567890123456:2`). A failover or a point-in-time restore starts a new timeline whose LSNs
+ * overlap those of the old one past their fork point; the applier tells them apart by it. Absent on
+ * records of older captures: the applier then orders by the commit LSN alone.
+ */
+export const SOURCE_HEADER = 'pgbisync.source';
+
+/**
+ * With {@link SOURCE_HEADER} when its timeline is not the first: the timeline's ancestors and where
+ * each ended (TIMELINE_HISTORY), `<timeline>@<LSN>` oldest first, comma-separated
+ * (`1@0/3000060,2@0/5000000`). The applier computes the fork point between two timelines from it.
+ */
+export const TIMELINE_HISTORY_HEADER = 'pgbisync.timeline_history';
 
 /**
  * On every record with a value when `capture.schemasEnabled` is false: the id of the envelope schema
@@ -109,19 +140,26 @@ export const DEAD_LETTER_HEADERS = {
 
 /**
  * The headers that end a transaction (or, with `snapshot`, a snapshot chunk) at `commitLsn`, with wire
- * version `wireVersion` (the highest any of its records needs).
+ * version `wireVersion` (the highest any of its records needs), and `source`, the identity of the WAL
+ * `commitLsn` is of (then at least {@link SOURCE_IDENTITY_WIRE_VERSION}).
  */
 export function transactionEndHeaders(
   commitLsn: bigint,
   snapshot = false,
   wireVersion = BASE_WIRE_VERSION,
+  source?: SourceIdentity,
 ): Record<string, string> {
+  const version = source === undefined ? wireVersion : Math.max(wireVersion, SOURCE_IDENTITY_WIRE_VERSION);
   const headers: Record<string, string> = {
     [LAST_HEADER]: LAST_VALUE,
     [COMMIT_LSN_HEADER]: formatLsn(commitLsn),
-    [WIRE_HEADER]: String(wireVersion),
+    [WIRE_HEADER]: String(version),
   };
   if (snapshot) headers[SNAPSHOT_HEADER] = '1';
+  if (source !== undefined) {
+    headers[SOURCE_HEADER] = formatIdentity(source);
+    if (source.history.length > 0) headers[TIMELINE_HISTORY_HEADER] = formatHistory(source.history);
+  }
   return headers;
 }
 
@@ -134,9 +172,13 @@ export function endOfTransaction(
   commitLsn: bigint,
   snapshot = false,
   wireVersion = BASE_WIRE_VERSION,
+  source?: SourceIdentity,
 ): Record<string, string> {
   const own = Number(headers?.[WIRE_HEADER] ?? BASE_WIRE_VERSION);
-  return { ...headers, ...transactionEndHeaders(commitLsn, snapshot, Math.max(own, wireVersion)) };
+  return {
+    ...headers,
+    ...transactionEndHeaders(commitLsn, snapshot, Math.max(own, wireVersion), source),
+  };
 }
 
 /** The headers every record with a value of a relation carries for its wire version (none for version 1). */
@@ -170,6 +212,16 @@ export function commitLsnOf(headers: ReadonlyMap<string, string>): bigint | unde
   return text === undefined ? undefined : parseLsn(text);
 }
 
+/**
+ * The source identity of the transaction the record ends, when it carries one (throws on a malformed
+ * one; {@link forgedHeader} sets such records aside first).
+ */
+export function sourceIdentityOf(headers: ReadonlyMap<string, string>): SourceIdentity | undefined {
+  const identity = headers.get(SOURCE_HEADER);
+  if (identity === undefined) return undefined;
+  return parseIdentity(identity, headers.get(TIMELINE_HISTORY_HEADER) ?? '');
+}
+
 /** A dead letter's headers: the record's own, then where it was and why it was refused. */
 export function deadLetterHeaders(record: InRecord, error: string, code: string): Record<string, string> {
   return {
@@ -189,12 +241,15 @@ const CAPTURE_HEADERS: ReadonlySet<string> = new Set([
   COMMIT_LSN_HEADER,
   SCHEMA_HEADER,
   SNAPSHOT_HEADER,
+  SOURCE_HEADER,
+  TIMELINE_HISTORY_HEADER,
 ]);
 
 /**
  * Why a record's `pgbisync.*` headers cannot be a capture's, or undefined when they can: a name the
  * capture never writes (a dead letter's `pgbisync.dlq.*` included), `pgbisync.last` other than `1`, a
- * `pgbisync.commit_lsn` that is not an LSN, a commit LSN or snapshot mark without `pgbisync.last`. The
+ * `pgbisync.commit_lsn` that is not an LSN, a source identity or timeline history that does not read, a
+ * commit LSN, snapshot mark or source identity without `pgbisync.last` (a history without an identity). The
  * applier sets such a record aside (docs/security.md): read, `pgbisync.last` would close a transaction
  * and a malformed commit LSN would stop the direction. `pgbisync.wire` is judged by the version check.
  */
@@ -209,8 +264,18 @@ export function forgedHeader(headers: ReadonlyMap<string, string>): string | und
   if (last === undefined) {
     if (lsn !== undefined) return `header ${COMMIT_LSN_HEADER} without ${LAST_HEADER}`;
     if (headers.has(SNAPSHOT_HEADER)) return `header ${SNAPSHOT_HEADER} without ${LAST_HEADER}`;
-    return undefined;
+    if (headers.has(SOURCE_HEADER)) return `header ${SOURCE_HEADER} without ${LAST_HEADER}`;
   }
+  if (headers.has(TIMELINE_HISTORY_HEADER) && !headers.has(SOURCE_HEADER))
+    return `header ${TIMELINE_HISTORY_HEADER} without ${SOURCE_HEADER}`;
+  if (headers.has(SOURCE_HEADER)) {
+    try {
+      sourceIdentityOf(headers);
+    } catch (error) {
+      return `headers ${SOURCE_HEADER} / ${TIMELINE_HISTORY_HEADER}: ${error instanceof Error ? error.message : String(error)}`;
+    }
+  }
+  if (last === undefined) return undefined;
   if (last !== LAST_VALUE) return `header ${LAST_HEADER} is '${last}', not '${LAST_VALUE}'`;
   // Without a commit LSN the transaction closes unordered by LSN (the grouper's rule for such records).
   if (lsn !== undefined) {

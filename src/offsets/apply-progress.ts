@@ -15,16 +15,20 @@
  *   failed one should have moved it and fails too, so nothing commits after a failed transaction and
  *   none is skipped when the applier resumes. A row changed by anything else stops the writer too.
  * - On restart the applier consumes from the stored next offset: what committed is not read again.
- *   What is read again and skipped: a transaction whose commit LSN is not after the stored one, which a
- *   restarted capture re-published (the capture is at-least-once). Its changes are not written; only the
- *   position moves past it. Only LSN-ordered transactions (our capture's header) outside the snapshot
- *   are skipped so: snapshot chunks share one LSN, and foreign topics' LSNs do not order transactions.
- * - The stored commit LSN and the other topics' offsets only grow (`greatest`), but for a snapshot at an
- *   LSN before the stored one: the source's WAL positions went back (a failover to a standby that was
- *   behind), and the commit LSN restarts from the snapshot's (see ApplyProgress.queued).
+ *   What is read again and skipped: a transaction whose commit LSN is not after the stored one on the
+ *   same source timeline, which a restarted capture re-published (the capture is at-least-once). Its
+ *   changes are not written; only the position moves past it. Only LSN-ordered transactions (our
+ *   capture's header) outside the snapshot are skipped so: snapshot chunks share one LSN, and foreign
+ *   topics' LSNs do not order transactions. The rule, with the source's identity (system identifier,
+ *   timeline: a failover or a restore reuses LSNs on a new timeline), is ./source-watermark.ts.
+ * - The other topics' offsets only grow (`greatest`); the stored commit LSN too, but where the rule
+ *   lowers it (a newer timeline forked below it, another cluster, a snapshot below it: the source's WAL
+ *   positions went back) and the write then sets it exactly.
  */
 import { formatLsn, parseLsn } from '../pg/lsn.ts';
+import { formatHistory, parseIdentity, type SourceIdentity } from '../pg/replication/source-identity.ts';
 import type { Queryable } from '../pg/table-catalog.ts';
+import { judge, type Watermark } from './source-watermark.ts';
 
 /** The stored progress of one source node on a target node. */
 export interface AppliedPosition {
@@ -33,6 +37,8 @@ export interface AppliedPosition {
   readonly nextOffset: bigint;
   readonly commitLsn: bigint;
   readonly commitTimeUs: bigint;
+  /** The source identity the commit LSN is of (undefined: stored before identities, or none sent). */
+  readonly source?: SourceIdentity | undefined;
 }
 
 /** Where to resume in one topic partition. */
@@ -57,6 +63,8 @@ export interface ProgressOf {
   readonly snapshot: boolean;
   /** The commit time the target transaction is dated by (`$1`: the progress row's commit_time). */
   readonly commitTimeUs: bigint;
+  /** The identity of the WAL it comes from (our capture's header; absent from older captures). */
+  readonly source?: SourceIdentity | undefined;
 }
 
 /**
@@ -67,6 +75,8 @@ export interface ProgressOf {
 export class ApplyProgress {
   readonly #sourceNode: string;
   #lastCommitLsn = 0n;
+  /** The identity of the source timeline #lastCommitLsn is on (undefined: not known). */
+  #source: SourceIdentity | undefined;
   /**
    * The Kafka position the stored row holds once every queued transaction committed; null fields when
    * there is no row. Each transaction's progress write requires the row to hold exactly this.
@@ -87,9 +97,13 @@ export class ApplyProgress {
       next_offset: string;
       commit_lsn: string;
       us: string;
+      source_identity: string | null;
+      source_history: string | null;
     }>(
       `SELECT topic, kafka_partition, next_offset::text, commit_lsn::text,
-              (extract(epoch FROM commit_time) * 1000000)::bigint::text AS us
+              (extract(epoch FROM commit_time) * 1000000)::bigint::text AS us,
+              source_system_id || ':' || source_timeline AS source_identity,
+              source_timeline_history AS source_history
          FROM pgbisync.apply_progress WHERE source_node = $1`,
       [this.#sourceNode],
     );
@@ -103,12 +117,17 @@ export class ApplyProgress {
       commitUs: row.us,
     };
     this.#lastCommitLsn = parseLsn(row.commit_lsn);
+    this.#source =
+      row.source_identity === null || row.source_identity === undefined
+        ? undefined
+        : parseIdentity(row.source_identity, row.source_history ?? '');
     return {
       topic: row.topic,
       partition: row.kafka_partition,
       nextOffset: BigInt(row.next_offset),
       commitLsn: this.#lastCommitLsn,
       commitTimeUs: BigInt(row.us),
+      ...(this.#source === undefined ? {} : { source: this.#source }),
     };
   }
 
@@ -137,26 +156,30 @@ export class ApplyProgress {
     return this.#lastCommitLsn;
   }
 
-  /** `txn` was applied before (a restarted capture re-published it): only its position is to be written. */
+  /**
+   * `txn` was applied before (a restarted capture re-published it), or is of a timeline branch the
+   * source left: only its position is to be written (./source-watermark.ts).
+   */
   alreadyApplied(txn: ProgressOf): boolean {
-    return txn.lsnOrdered && !txn.snapshot && txn.commitLsn <= this.#lastCommitLsn;
-  }
-
-  /** `txn`, not {@link alreadyApplied}, is queued: later transactions up to its commit LSN are duplicates. */
-  queued(txn: ProgressOf): void {
-    if (txn.lsnOrdered && (!txn.snapshot || this.#restartsLsns(txn))) this.#lastCommitLsn = txn.commitLsn;
+    return this.#verdict(txn).duplicate;
   }
 
   /**
-   * A snapshot at an LSN before the last applied commit: the source's WAL positions went back (a
-   * failover to a standby that had not replayed everything, a restore; its slot was lost and
-   * `pgbisync resync` made a new one). A snapshot's LSN is otherwise the server's current position, past
-   * every commit it streamed. What the new slot streams after the snapshot is new, however low its
-   * LSNs: the last commit LSN restarts from the snapshot's, or those changes would be skipped as
-   * re-published.
+   * `txn` is queued (applied or skipped as {@link alreadyApplied}): later transactions up to its commit
+   * LSN are duplicates; its identity becomes the watermark's as the rule says. A snapshot at an LSN
+   * before the watermark restarts it there: the source's WAL positions went back (a failover to a
+   * standby that had not replayed everything, a restore; its slot was lost and `pgbisync resync` made
+   * a new one), and what the new slot streams after the snapshot is new, however low its LSNs.
    */
-  #restartsLsns(txn: ProgressOf): boolean {
-    return txn.lsnOrdered && txn.snapshot && txn.commitLsn < this.#lastCommitLsn;
+  queued(txn: ProgressOf): void {
+    const next = this.#verdict(txn).next;
+    this.#lastCommitLsn = next.commitLsn;
+    this.#source = next.source;
+  }
+
+  #verdict(txn: ProgressOf) {
+    const stored: Watermark = { commitLsn: this.#lastCommitLsn, source: this.#source };
+    return judge(stored, txn);
   }
 
   /** A transaction queued here committed: the row exists from now on (no one else deletes it). */
@@ -186,6 +209,14 @@ export class ApplyProgress {
 
   #write(txn: ProgressOf, nextOffset: string): unknown[] {
     const was = this.#position;
+    // The watermark the row holds once this transaction commits: snapshot rows do not raise it (a
+    // snapshot read again after an interruption is read at a newer LSN than the slot streams from, and
+    // stored, it would make the streamed transactions below it look applied already); where the rule
+    // lowers it, the write sets it exactly instead of only raising it.
+    const next = this.#verdict(txn).next;
+    // A foreign topic's LSN orders nothing here, but the row shows it (status: last applied LSN): it
+    // only raises the stored one (`greatest`), as before identities.
+    const lsn = txn.lsnOrdered || txn.commitLsn < next.commitLsn ? next.commitLsn : txn.commitLsn;
     this.#position = {
       topic: txn.topic,
       partition: txn.partition,
@@ -196,17 +227,16 @@ export class ApplyProgress {
       txn.topic,
       txn.partition,
       nextOffset,
-      // Snapshot rows do not raise the watermark of re-published transactions: a snapshot read again
-      // after an interruption is read at a newer LSN than the slot streams from, and stored, it would
-      // make the streamed transactions below it look applied already. A snapshot below the watermark
-      // restarts it (see #restartsLsns).
-      formatLsn(txn.snapshot && !this.#restartsLsns(txn) ? this.#lastCommitLsn : txn.commitLsn),
+      formatLsn(lsn),
       was.topic,
       was.partition,
       was.nextOffset,
       this.#rowMayBeMissing,
-      this.#restartsLsns(txn),
+      next.commitLsn < this.#lastCommitLsn,
       was.commitUs,
+      next.source?.systemId ?? null,
+      next.source?.timeline ?? null,
+      next.source === undefined ? null : formatHistory(next.source.history),
     ];
   }
 }
@@ -232,7 +262,8 @@ const NO_POSITION: StoredPosition = { topic: null, partition: null, nextOffset: 
  * `$p`: the parameters of {@link ApplyProgress.nextWrite} (topic, partition, next offset, commit LSN,
  * then the position the row must hold now, null fields: no row yet; whether the row may be missing;
  * whether the commit LSN restarts from this one instead of only growing; the commit time in
- * microseconds the row must hold now, null: not known, with the position).
+ * microseconds the row must hold now, null: not known, with the position; the source identity the
+ * commit LSN is of: system identifier, timeline and its history, nulls: not known).
  *
  * That last condition chains the pipelined transactions (see the ordering contract above): a row not
  * where the previous transaction leaves it fails the update. A missing row fails the insert too when a
@@ -243,19 +274,32 @@ const NO_POSITION: StoredPosition = { topic: null, partition: null, nextOffset: 
  * explanation to bigint (plain SQL has no RAISE); it names the position found, or expected.
  */
 const PROGRESS_CTE = (p: number) => {
-  const [topic, partition, next, lsn, wasTopic, wasPartition, wasNext, rowMayBeMissing, restart, wasUs] = [
-    0, 1, 2, 3, 4, 5, 6, 7, 8, 9,
-  ].map((i) => `$${p + i}`);
+  const [
+    topic,
+    partition,
+    next,
+    lsn,
+    wasTopic,
+    wasPartition,
+    wasNext,
+    rowMayBeMissing,
+    restart,
+    wasUs,
+    systemId,
+    timeline,
+    history,
+  ] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12].map((i) => `$${p + i}`);
   return `pgbisync_origin AS (SELECT pg_replication_origin_xact_setup(${lsn}::pg_lsn, $1::timestamptz)),
   pgbisync_progress AS (INSERT INTO pgbisync.apply_progress AS a
-      (source_node, topic, kafka_partition, next_offset, commit_lsn, commit_time, applied_at)
+      (source_node, topic, kafka_partition, next_offset, commit_lsn, commit_time, applied_at,
+       source_system_id, source_timeline, source_timeline_history)
     SELECT $2::text, ${topic}::text, ${partition}::int,
         CASE WHEN ${wasTopic}::text IS NULL OR NOT ${rowMayBeMissing}::boolean THEN ${next}::bigint
         WHEN EXISTS (SELECT 1 FROM pgbisync.apply_progress p WHERE p.source_node = $2::text) THEN ${next}::bigint
         ELSE ('pgbisync: apply_progress of ' || $2::text || ' has no row, not where this applier left it (' || ${wasTopic}::text || '['
               || ${wasPartition}::int || ']@' || ${wasNext}::bigint || '): an earlier transaction of the batch failed, or the row was deleted by someone else')::bigint
         END,
-        ${lsn}::pg_lsn, $1::timestamptz, clock_timestamp()
+        ${lsn}::pg_lsn, $1::timestamptz, clock_timestamp(), ${systemId}::text, ${timeline}::bigint, ${history}::text
       FROM pgbisync_origin
     ON CONFLICT (source_node) DO UPDATE SET topic = EXCLUDED.topic, kafka_partition = EXCLUDED.kafka_partition,
       next_offset = CASE
@@ -267,7 +311,10 @@ const PROGRESS_CTE = (p: number) => {
         END,
       commit_lsn = CASE WHEN ${restart}::boolean THEN EXCLUDED.commit_lsn ELSE greatest(a.commit_lsn, EXCLUDED.commit_lsn) END,
       commit_time = EXCLUDED.commit_time,
-      applied_at = EXCLUDED.applied_at)`;
+      applied_at = EXCLUDED.applied_at,
+      source_system_id = EXCLUDED.source_system_id,
+      source_timeline = EXCLUDED.source_timeline,
+      source_timeline_history = EXCLUDED.source_timeline_history)`;
 };
 
 /**

@@ -6,7 +6,9 @@
  *   re-copy `pgbisync resync` asked for (resync_requested_at, cleared by the capture once it is done).
  *   A completed snapshot with no slot means the slot was lost: the capture blocks (PGB2005).
  * - apply_progress: per source node, the Kafka position and source commit of the last applied
- *   transaction, written inside that same target transaction (exactly-once effect).
+ *   transaction, written inside that same target transaction (exactly-once effect), with the identity
+ *   (system identifier, timeline and its history) of the source WAL its commit LSN is of
+ *   (src/offsets/source-watermark.ts; nulls: written before identities, or by a capture without them).
  * - apply_positions: for sources spread over several topics (a Debezium connector's per-table topics),
  *   the next offset of every topic/partition, written in the same target transaction as apply_progress.
  * - conflicts: every conflict resolved on this node, with both versions.
@@ -40,8 +42,14 @@ CREATE TABLE IF NOT EXISTS pgbisync.apply_progress (
   next_offset bigint NOT NULL,
   commit_lsn pg_lsn NOT NULL,
   commit_time timestamptz NOT NULL,
-  applied_at timestamptz NOT NULL DEFAULT clock_timestamp()
+  applied_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+  source_system_id text,
+  source_timeline bigint,
+  source_timeline_history text
 );
+ALTER TABLE pgbisync.apply_progress ADD COLUMN IF NOT EXISTS source_system_id text;
+ALTER TABLE pgbisync.apply_progress ADD COLUMN IF NOT EXISTS source_timeline bigint;
+ALTER TABLE pgbisync.apply_progress ADD COLUMN IF NOT EXISTS source_timeline_history text;
 CREATE TABLE IF NOT EXISTS pgbisync.apply_positions (
   source_node text NOT NULL,
   topic text NOT NULL,

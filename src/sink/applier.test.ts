@@ -42,17 +42,18 @@ test('a record of a newer or unreadable wire version blocks the direction, namin
     record(2n, Object.entries(transactionEndHeaders(0x10n))),
     record(3n, [['pgbisync.wire', '1']]),
     record(4n, [['pgbisync.wire', '2']]), // strings whose encoding the schema names
+    record(5n, [['pgbisync.wire', '3']]), // the source identity on a transaction's end
   ];
   checkWireVersion(current, 'a', 'b');
-  for (const value of ['3', 'two', '']) {
+  for (const value of ['4', 'two', '']) {
     assert.throws(
-      () => checkWireVersion([...current, record(5n, [['pgbisync.wire', value]]), record(6n, [])], 'a', 'b'),
+      () => checkWireVersion([...current, record(6n, [['pgbisync.wire', value]]), record(7n, [])], 'a', 'b'),
       (error: unknown) => {
         assert.ok(error instanceof BlockedError, `wire '${value}'`);
         assert.equal(error.code, 'PGB3102');
         assert.equal(
           error.message,
-          `applying a -> b: record pgbisync.a[0]@5 has wire version '${value}' (header pgbisync.wire); this pgbisync reads versions up to 2`,
+          `applying a -> b: record pgbisync.a[0]@6 has wire version '${value}' (header pgbisync.wire); this pgbisync reads versions up to 3`,
         );
         assert.match(error.hint ?? '', /resumes from the same record/);
         return true;

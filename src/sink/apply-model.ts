@@ -6,6 +6,7 @@
 
 import type { ColumnValue } from '../events/change-event.ts';
 import type { TopicPosition } from '../offsets/apply-progress.ts';
+import type { SourceIdentity } from '../pg/replication/source-identity.ts';
 
 export { type ColumnValue, UNCHANGED } from '../events/change-event.ts';
 export type { TopicPosition } from '../offsets/apply-progress.ts';
@@ -32,6 +33,11 @@ export interface ApplyTransaction {
   readonly lsnOrdered: boolean;
   /** Rows of the initial snapshot (chunks share one LSN; never skipped by LSN). */
   readonly snapshot: boolean;
+  /**
+   * The identity of the WAL commitLsn is of (system identifier, timeline: our capture's header on the
+   * last record); absent from older captures and foreign topics. See ../offsets/source-watermark.ts.
+   */
+  readonly source?: SourceIdentity;
   readonly changes: readonly RowChange[];
   /** Kafka position of the transaction's last record: the applier resumes after it. */
   readonly topic: string;

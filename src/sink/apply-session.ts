@@ -34,6 +34,12 @@ const SCHEMA_FUNCTIONS = [
 ];
 /** Tables of the pgbisync schema the statements read that older versions lack. */
 const SCHEMA_TABLES = ['pgbisync.tombstone_horizon'];
+/** Columns (`schema.table.column`) the statements write that older versions lack. */
+const SCHEMA_COLUMNS = [
+  'pgbisync.apply_progress.source_system_id',
+  'pgbisync.apply_progress.source_timeline',
+  'pgbisync.apply_progress.source_timeline_history',
+];
 
 /**
  * Prepares a connected session for applying `o.sourceNode`'s transactions. Throws a BlockedError, with
@@ -85,13 +91,17 @@ export function replicaRoleGrant(user: string): string {
   return `GRANT SET ON PARAMETER session_replication_role TO ${quoteIdent(user)};`;
 }
 
-/** The statements use functions and tables of the pgbisync schema that `pgbisync setup` of an older version lacks. */
+/** The statements use functions, tables and columns of the pgbisync schema that `pgbisync setup` of an older version lacks. */
 async function requireSchemaFunctions(db: Queryable, o: ApplySessionOptions): Promise<void> {
   const r = await db.query<{ missing: string | null }>(
     `SELECT string_agg(f, ', ') AS missing FROM (
        SELECT f FROM unnest($1::text[]) AS f WHERE to_regproc(f) IS NULL
-       UNION ALL SELECT t FROM unnest($2::text[]) AS t WHERE to_regclass(t) IS NULL) m`,
-    [SCHEMA_FUNCTIONS, SCHEMA_TABLES],
+       UNION ALL SELECT t FROM unnest($2::text[]) AS t WHERE to_regclass(t) IS NULL
+       UNION ALL SELECT c FROM unnest($3::text[]) AS c WHERE NOT EXISTS (
+         SELECT 1 FROM pg_attribute a
+          WHERE a.attrelid = to_regclass(regexp_replace(c, '\\.[^.]*$', ''))
+            AND a.attname = regexp_replace(c, '^.*\\.', '') AND NOT a.attisdropped)) m`,
+    [SCHEMA_FUNCTIONS, SCHEMA_TABLES, SCHEMA_COLUMNS],
   );
   const missing = r.rows[0]?.missing ?? null;
   if (missing !== null) {

@@ -16,7 +16,13 @@
  * offsets still count, so the applier moves past them.
  */
 import type { InRecord } from '../kafka/records.ts';
-import { commitLsnOf, endsTransaction, hasTransactionMarker } from '../kafka/wire-headers.ts';
+import {
+  commitLsnOf,
+  endsTransaction,
+  hasTransactionMarker,
+  sourceIdentityOf,
+} from '../kafka/wire-headers.ts';
+import type { SourceIdentity } from '../pg/replication/source-identity.ts';
 import type { ApplyTransaction, RowChange } from './apply-model.ts';
 
 /** `topic[partition]@offset`: names a record in messages. */
@@ -94,7 +100,7 @@ export class TransactionGrouper {
       this.#firstOffset ??= record.offset;
       this.#lastRecord = record;
       if (last) {
-        const closed = this.#close(commitLsnOf(record.headers));
+        const closed = this.#close(commitLsnOf(record.headers), sourceIdentityOf(record.headers));
         if (closed !== undefined) done.push(closed);
       } else if (this.#changes.length >= this.#maxOpenRows && this.#last?.snapshot === false) {
         done.push(this.#piece(record, this.#last));
@@ -148,7 +154,7 @@ export class TransactionGrouper {
     };
   }
 
-  #close(commitLsn: bigint | undefined): ApplyTransaction | undefined {
+  #close(commitLsn: bigint | undefined, source?: SourceIdentity): ApplyTransaction | undefined {
     const record = this.#lastRecord;
     const last = this.#last;
     const changes = this.#changes;
@@ -166,6 +172,7 @@ export class TransactionGrouper {
       lsnOrdered: commitLsn !== undefined,
       commitTimeUs: last?.commitTimeUs ?? BigInt(Date.now()) * 1000n,
       snapshot: last?.snapshot ?? false,
+      ...(source === undefined ? {} : { source }),
       changes,
       topic: record.topic,
       partition: record.partition,

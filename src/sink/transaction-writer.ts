@@ -191,7 +191,8 @@ export class TransactionWriter {
         for (const [i, part] of parts.entries()) {
           pending.push(...(await this.#queue(part, duplicate, conflictResults, i === parts.length - 1)));
         }
-        if (!duplicate) this.#progress.queued(txn);
+        // A duplicate too: its identity may move the watermark (a newer timeline of the source).
+        this.#progress.queued(txn);
         if (pending.length - flushedAt >= FLUSH_EVERY_STATEMENTS) {
           flushedAt = pending.length;
           socket?.uncork?.();

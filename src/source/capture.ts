@@ -15,6 +15,7 @@ import type { RecordProducer } from '../kafka/records.ts';
 import { newPgClient } from '../pg/client.ts';
 import { formatLsn, parseLsn } from '../pg/lsn.ts';
 import { ReplicationConnection } from '../pg/replication/replication-connection.ts';
+import { identifySource, type SourceIdentity } from '../pg/replication/source-identity.ts';
 import { objectNames, qualifiedName, splitTableName } from '../pg/sql-names.ts';
 import { readPrimaryKeys } from '../pg/table-catalog.ts';
 import { BlockedError, ErrorCode, RetryableError } from '../runtime/errors.ts';
@@ -79,6 +80,12 @@ export class Capture {
   readonly publication: string;
   /** Ids of the event schemas known to be stored on the source (schemaless records only). */
   readonly #storedSchemas = new Set<string>();
+  /**
+   * The identity of the WAL this run reads (system identifier, timeline), sent with every commit LSN
+   * (../kafka/wire-headers.ts SOURCE_HEADER). Read once per connection: a server changes timeline only
+   * when promoted, which ends every replication connection to it.
+   */
+  #source: SourceIdentity | undefined;
 
   constructor(options: CaptureOptions) {
     this.#options = options;
@@ -97,6 +104,8 @@ export class Capture {
     const conn = await ReplicationConnection.connect(o.url, `pgbisync-capture-${o.node}`);
     let streaming = false;
     try {
+      // Before the slot is created: the snapshot its creation exports lasts until the next command.
+      this.#source = await identifySource(conn);
       // Before anything is encoded: the snapshot and the stream compile relations with these.
       const regclasses = o.tables.map((t) => {
         const { schema, table } = splitTableName(t);
@@ -257,6 +266,7 @@ export class Capture {
       url: o.url,
       snapshotName,
       consistentPoint,
+      ...(this.#source === undefined ? {} : { source: this.#source }),
       tables,
       encoder: o.encoder,
       producer: toPartition(o.producer),
@@ -301,6 +311,7 @@ export class Capture {
         partition: PARTITION,
         primaryKeyOf: (schema, table) => primaryKeys.get(`${schema}.${table}`),
         onLoopDropped: (origin) => o.onProgress?.({ kind: 'loop-dropped', origin }),
+        ...(this.#source === undefined ? {} : { source: this.#source }),
       },
       {
         record: (record) => sender.record(record),

@@ -20,6 +20,7 @@ import type { OutRecord, RecordProducer } from '../kafka/records.ts';
 import { endOfTransaction } from '../kafka/wire-headers.ts';
 import { newPgClient } from '../pg/client.ts';
 import type { RelationMessage, Tuple, TupleValue } from '../pg/pgoutput/messages.ts';
+import type { SourceIdentity } from '../pg/replication/source-identity.ts';
 import { qualifiedName, quoteIdent, quoteLiteral, splitTableName } from '../pg/sql-names.ts';
 import { readPrimaryKeys, readReferencedTables, replicaIdentityOf } from '../pg/table-catalog.ts';
 import {
@@ -45,6 +46,8 @@ export interface SnapshotOptions {
   readonly url: string;
   readonly snapshotName: string;
   readonly consistentPoint: bigint;
+  /** The identity of the source's WAL (IDENTIFY_SYSTEM): sent with each chunk's LSN. */
+  readonly source?: SourceIdentity;
   readonly tables: readonly string[];
   readonly encoder: ChangeEncoder;
   /** Stores the schema of a table's schemaless records on the source before they are sent. */
@@ -280,7 +283,7 @@ async function sendCursor(
     const last = records[records.length - 1]!;
     records[records.length - 1] = {
       ...last,
-      headers: endOfTransaction(last.headers, o.consistentPoint, true),
+      headers: endOfTransaction(last.headers, o.consistentPoint, true, undefined, o.source),
     };
     // Its failure is read at the next chunk: handled from the start, or it would end the process while
     // that chunk's FETCH is under way.

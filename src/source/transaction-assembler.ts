@@ -6,7 +6,7 @@
  *   dropped whole (loop prevention) and counted; its commit still advances the ack position.
  *   The Origin message follows Begin and may repeat; it marks the whole transaction.
  * - The last record of every transaction carries the headers `pgbisync.last=1`,
- *   `pgbisync.commit_lsn=<commit LSN>` and the wire version (../kafka/wire-headers.ts), so an applier
+ *   `pgbisync.commit_lsn=<commit LSN>`, the source identity and the wire version (../kafka/wire-headers.ts), so an applier
  *   knows the transaction is complete without waiting for the next one. To know which record is last, one record is held back until the next record or
  *   the Commit.
  * - A delete is followed by a tombstone (same key, null value), as Debezium does.
@@ -19,6 +19,7 @@ import type { OutRecord } from '../kafka/records.ts';
 import { endOfTransaction } from '../kafka/wire-headers.ts';
 import type { BeginMessage, RelationMessage, Tuple, TypeMessage } from '../pg/pgoutput/messages.ts';
 import type { ReplicationItem } from '../pg/replication/replication-connection.ts';
+import type { SourceIdentity } from '../pg/replication/source-identity.ts';
 import { ErrorCode, FatalError, MalformedInputError } from '../runtime/errors.ts';
 import {
   type ChangeEncoder,
@@ -58,6 +59,8 @@ export interface AssemblerOptions {
    * pgoutput flags every column as part of the identity.
    */
   readonly primaryKeyOf?: (schema: string, table: string) => readonly string[] | undefined;
+  /** The identity of the WAL streamed (IDENTIFY_SYSTEM): sent with every transaction's commit LSN. */
+  readonly source?: SourceIdentity;
 }
 
 interface OpenTransaction {
@@ -190,7 +193,7 @@ export class TransactionAssembler {
           this.#held = undefined;
           this.#out.record({
             ...last,
-            headers: endOfTransaction(last.headers, msg.commitLsn),
+            headers: endOfTransaction(last.headers, msg.commitLsn, false, undefined, this.#options.source),
           });
         }
         this.#out.commit(msg.endLsn);
