@@ -4,8 +4,9 @@
  * default last-writer-wins on `pg_xact_commit_timestamp(xmin)`, ties broken by node name).
  *
  * - Row on both nodes: the later version is upserted onto the other node.
- * - Row on one node only: the other node's pgbisync.tombstones decides. A tombstone newer than the row
- *   means the row was deleted after it was written: the row is deleted where it remains. Without a newer
+ * - Row on one node only: the other node's pgbisync.tombstones decides, the key's or the table's (its
+ *   last TRUNCATE), the newer of the two. A tombstone newer than the row means the row was deleted
+ *   after it was written: the row is deleted where it remains. Without a newer
  *   tombstone the existing row wins and is copied.
  *
  * Every repair write is one target transaction in a session bound to the replication origin
@@ -148,7 +149,7 @@ async function decide(
   // Tombstones are looked up by the key as the delete trigger wrote it (jsonb of the key columns).
   const missingOn = async (side: Side, holder: Map<number, { version: Version; keyJson: string }>) => {
     const wanted = [...holder.entries()].filter(([i]) => !(side === a ? va : vb).has(i));
-    return tombstones(side, table, wanted);
+    return tombstones(side, table, policy, wanted);
   };
   const [ta, tb] = await Promise.all([missingOn(a, vb), missingOn(b, va)]);
   const actions: Action[] = [];
@@ -221,21 +222,31 @@ async function rowVersions(
   return new Map(r.rows.map((row) => [row.i, { version: toVersion(row), keyJson: row.key_json }]));
 }
 
-/** The tombstones a side holds for keys it lacks, by index into the batch's keys. */
+/**
+ * The deletes a side remembers of keys it lacks, by index into the batch's keys: the key's tombstone or
+ * the table's (key '{}', its last TRUNCATE), whichever the policy ranks newer.
+ */
 async function tombstones(
   side: Side,
   table: string,
+  policy: ConflictPolicy,
   wanted: readonly [number, { keyJson: string }][],
 ): Promise<Map<number, Version>> {
   if (wanted.length === 0) return new Map();
   const r = await side.db.query<VersionRow>(
     `SELECT w.i, ${VERSION_COLUMNS('b', '$1')}
        FROM unnest($3::int[], $4::jsonb[]) AS w(i, k)
-       JOIN pgbisync.tombstones b ON b.table_name = $2 AND b.key = w.k
+       JOIN pgbisync.tombstones b ON b.table_name = $2 AND b.key IN (w.k, '{}'::jsonb)
        CROSS JOIN LATERAL (SELECT pgbisync.version_time(b.xmin) AS v) vt`,
     [side.node, table, wanted.map(([i]) => i), wanted.map(([, w]) => w.keyJson)],
   );
-  return new Map(r.rows.map((row) => [row.i, toVersion(row)]));
+  const newest = new Map<number, Version>();
+  for (const row of r.rows) {
+    const v = toVersion(row);
+    const seen = newest.get(row.i);
+    if (seen === undefined || beats(policy, v, seen)) newest.set(row.i, v);
+  }
+  return newest;
 }
 
 /** Writes the actions: one transaction per (target, kind, version), under the winner's origin. */

@@ -186,6 +186,38 @@ test('a newer tombstone makes the delete win', async () => {
   assert.equal((await verify(config, { chunkRows: 8 })).report.identical, true);
 });
 
+test('a newer TRUNCATE on one node makes an older row the other node holds alone go, and a newer one stay', async () => {
+  await using dbs = await createTestDatabases();
+  await both(dbs, 'CREATE TABLE public.t (id int PRIMARY KEY, v text)');
+  for (const url of [dbs.db1, dbs.db2]) {
+    const c = new pg.Client({ connectionString: url });
+    await c.connect();
+    await ensurePgbisyncSchema(c);
+    await c.query(
+      'CREATE TRIGGER pgbisync_truncate AFTER TRUNCATE ON public.t FOR EACH STATEMENT EXECUTE FUNCTION pgbisync.record_truncate()',
+    );
+    await c.end();
+  }
+  // a holds 1 (written before b's truncate) and 3 (after it); b truncated in between and holds 2.
+  await dbs.sql1("INSERT INTO public.t VALUES (1, 'old')");
+  await dbs.sql2('TRUNCATE public.t');
+  await dbs.sql2("INSERT INTO public.t VALUES (2, 'b')");
+  await dbs.sql1("INSERT INTO public.t VALUES (3, 'new')");
+  const config = syncConfig(dbs, ['public.t']);
+  const first = await verify(config, { chunkRows: 8 });
+  assert.deepEqual(diffs(byTable(first.report, 'public.t')).sort(), [
+    'only-on-node 2',
+    'only-on-reference 1',
+    'only-on-reference 3',
+  ]);
+  await repair(config, first.differences);
+  // Row 1 is older than b's truncate: deleted on a (it was copied to b: the truncate's tombstone was not
+  // looked at). Row 3 is newer: copied to b.
+  assert.deepEqual((await dbs.sql1('SELECT id FROM public.t ORDER BY id')).rows, [{ id: 2 }, { id: 3 }]);
+  assert.deepEqual((await dbs.sql2('SELECT id FROM public.t ORDER BY id')).rows, [{ id: 2 }, { id: 3 }]);
+  assert.equal((await verify(config, { chunkRows: 8 })).report.identical, true);
+});
+
 test('a trigger stamping rows on both nodes does not re-stamp the copies repair writes', async () => {
   await using dbs = await createTestDatabases();
   await both(
