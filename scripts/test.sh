@@ -9,7 +9,7 @@
 #          (default 15).
 #   torture the randomized fault-injecting torture test (torture/, scripts/torture.sh) on a stack of its own:
 #          seeds PGBISYNC_TEST_TORTURE_SEEDS (default "1 2 3"), PGBISYNC_TEST_TORTURE_SECONDS each (default 60),
-#          every fault kind, the workload kinds of PGBISYNC_TEST_TORTURE_WORKLOAD, PGBISYNC_TEST_TORTURE_INSTANCES
+#          every fault kind, the workload kinds of PGBISYNC_TEST_TORTURE_WORKLOAD (default all), PGBISYNC_TEST_TORTURE_INSTANCES
 #          `pgbisync run` instances (default 1; 2: kills and freezes hit one, the other takes over); each seed
 #          counts as a test.
 # Ends with one line "tests: N passed, N failed" summed over every run.
@@ -115,7 +115,7 @@ if [ "$suite" = torture ] || [ "$suite" = all ]; then
     bash scripts/torture.sh --seeds "${PGBISYNC_TEST_TORTURE_SEEDS:-1 2 3}" \
     --duration "${PGBISYNC_TEST_TORTURE_SECONDS:-60}" --faults all \
     --instances "${PGBISYNC_TEST_TORTURE_INSTANCES:-1}" \
-    --workload "${PGBISYNC_TEST_TORTURE_WORKLOAD:-basic,trigger,long,big,keychange}" 2>"$results/torture.err" | tee "$out" || status=1
+    --workload "${PGBISYNC_TEST_TORTURE_WORKLOAD:-all}" 2>"$results/torture.err" | tee "$out" || status=1
   line="$(grep -E '^torture: [0-9]+ passed, [0-9]+ failed' "$out" | tail -1)"
   if [ -z "$line" ]; then
     echo "torture: no result line; its log ends:"; tail -40 "$results/torture.err"; torture_failed=1; status=1
