@@ -51,6 +51,8 @@ async function snapshotOf(
 test('a send that fails while the next chunk is read fails the snapshot, not the process', async () => {
   await using dbs = await createTestDatabases('snapshot');
   await dbs.sql1(DDL);
+  // Each table's copy starts with the node's TRUNCATE of it (pgbisync.tombstones): `setup` makes the table.
+  await dbs.sql1(PGBISYNC_SCHEMA_SQL);
   const unhandled: unknown[] = [];
   const record = (reason: unknown) => unhandled.push(reason);
   process.on('unhandledRejection', record);
@@ -70,7 +72,7 @@ test('a send that fails while the next chunk is read fails the snapshot, not the
 test('tables are read parents first, whatever order the config names them in', async () => {
   await using dbs = await createTestDatabases('snapshot');
   await dbs.sql1(DDL);
-  // The snapshot ends each table with the deletes the node remembers: `setup` makes their table.
+  // The snapshot reads the node's TRUNCATEs and remembered deletes: `setup` makes their table.
   await dbs.sql1(PGBISYNC_SCHEMA_SQL);
   const topics: string[] = [];
   const rows = await snapshotOf(dbs.db1, ['public.child', 'public.parent'], async (records) => {
