@@ -7,7 +7,16 @@
  * Debian postgresql-15 package (`pg_config --bindir` or /usr/lib/postgresql/15/bin).
  */
 import { spawnSync } from 'node:child_process';
-import { chmodSync, chownSync, cpSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  chownSync,
+  cpSync,
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { newPgClient } from '../pg/client.ts';
@@ -177,11 +186,16 @@ export class PostgresServer {
   }
 
   async initIfNeeded(): Promise<void> {
-    if (existsSync(join(this.dataDir, 'PG_VERSION'))) return;
+    if (existsSync(join(this.dataDir, 'PG_VERSION'))) {
+      if (this.spec.standbyOf !== undefined || this.#configured()) return;
+      // initdb ran but pgbisync's settings were never written (a `dev up` killed in between): the
+      // server would start on PostgreSQL's defaults (port 5432). Made again.
+      rmSync(this.dataDir, { recursive: true, force: true });
+    }
     // Parents stay traversable for the server user; the server's own folder is private to it.
     mkdirSync(dirname(this.spec.dir), { recursive: true, mode: 0o755 });
     if (this.spec.standbyOf !== undefined) return this.#initStandby(this.spec.standbyOf);
-    mkdirSync(this.spec.dir, { mode: 0o700 });
+    mkdirSync(this.spec.dir, { recursive: true, mode: 0o700 });
     if (this.#user !== undefined) chownSync(this.spec.dir, this.#user.uid, this.#user.gid);
     await this.#exec('initdb', [
       '-D',
@@ -206,6 +220,15 @@ export class PostgresServer {
     const conf = join(this.dataDir, 'postgresql.auto.conf');
     writeFileSync(conf, `# written by pgbisync dev\n${lines.join('\n')}\n`);
     if (this.#user !== undefined) chownSync(conf, this.#user.uid, this.#user.gid);
+  }
+
+  /**
+   * pgbisync's settings are in the data folder (written last by initIfNeeded): its port is set. Not the
+   * file's first line: ALTER SYSTEM (the standby's setup, tests) rewrites the file without comments.
+   */
+  #configured(): boolean {
+    const conf = join(this.dataDir, 'postgresql.auto.conf');
+    return existsSync(conf) && /^port = /m.test(readFileSync(conf, 'utf8'));
   }
 
   async #initStandby(primary: StandbyOf): Promise<void> {
