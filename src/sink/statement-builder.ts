@@ -193,11 +193,17 @@ export class TableStatements {
                   WHERE b.table_name = $4::text AND b.key = '{}'::jsonb AND (${wins(VERSION_TIME('b'), VERSION_NODE('b'))}) IS NOT TRUE)
                 OR EXISTS (SELECT 1 FROM pgbisync.tombstone_horizon h
                   WHERE h.table_name = $4::text AND (${wins('h.pruned_before', "''::text")}) IS NOT TRUE))`;
+    // Likewise whether the table has any key's tombstone at all, asked once: a table with none (an initial
+    // copy into a new node) skips the per-row probe and its key's jsonb. Row batches of an initial copy
+    // (2,000 rows per statement, PostgreSQL 15, three alternated runs): 674-877 -> 565-689 ms per 100,000
+    // rows. The per-row probe would see no more than this: both read the statement's snapshot.
+    const keyMayBlock = `(SELECT EXISTS (SELECT 1 FROM pgbisync.tombstones b
+                  WHERE b.table_name = $4::text AND b.key <> '{}'::jsonb))`;
     return `w AS (INSERT INTO ${this.#qualified} AS t (${cols}) SELECT ${cols} FROM i
             WHERE ${
               one
                 ? `CASE WHEN ${blocks(`b.key IN (${this.#keyJson('i')}, '{}'::jsonb)`)} THEN false WHEN ${horizonBlocks} THEN false ELSE true END`
-                : `CASE WHEN ${keyBlocks} THEN false
+                : `CASE WHEN CASE WHEN ${keyMayBlock} THEN ${keyBlocks} ELSE false END THEN false
               WHEN CASE WHEN ${tableMayBlock} THEN ${tableBlocks} ELSE false END THEN false ELSE true END`
             }
             ON CONFLICT (${pk}) DO UPDATE SET ${set}
