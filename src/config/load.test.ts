@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
+import { snapshotRecords } from '../operate/sync-plan.ts';
 import { FatalError } from '../runtime/errors.ts';
 import { parseConfig } from './load.ts';
 import { redactConfig } from './redact.ts';
@@ -24,6 +25,13 @@ describe('config', () => {
     assert.equal(c.apply.maxBatchTransactions, 500);
     assert.equal(c.http.port, 9187);
     assert.deepEqual(c.tables, ['public.accounts', 'public.orders']);
+  });
+
+  test('capture.snapshotRecords: row batches unless topics are per-table, or as set', () => {
+    assert.equal(snapshotRecords(parseConfig(GOOD, 'c.yaml', env)), 'batched');
+    assert.equal(snapshotRecords(parseConfig(`${GOOD}mode: per-table\n`, 'c.yaml', env)), 'events');
+    const set = `${GOOD}capture: { snapshotRecords: events }\n`;
+    assert.equal(snapshotRecords(parseConfig(set, 'c.yaml', env)), 'events');
   });
 
   test("capture.types: pgbisync's exact defaults, the connector's option names", () => {
@@ -125,6 +133,11 @@ describe('config', () => {
       /conflicts\.priorityNode: node-priority needs priorityNode/,
     ],
     ['not YAML', 'kafka: [', /^c\.yaml: not valid YAML/],
+    [
+      'row batches on per-table topics',
+      `${GOOD}mode: per-table\ncapture: { snapshotRecords: batched }\n`,
+      /^c\.yaml: capture\.snapshotRecords: batched needs mode: transactional .*use events, or leave it unset/,
+    ],
     [
       'unknown type-handling mode',
       `${GOOD}capture: { types: { decimal.handling.mode: exact } }\n`,

@@ -96,5 +96,12 @@ function normalize(config: Config, source: string): Config {
   }
   const conflicts = checkPolicySettings(config.conflicts, names);
   if (conflicts !== undefined) fail(source, conflicts.path, conflicts.message);
+  if (config.mode === 'per-table' && config.capture.snapshotRecords === 'batched') {
+    fail(
+      source,
+      'capture.snapshotRecords',
+      "batched needs mode: transactional (per-table topics are read as Debezium's); use events, or leave it unset",
+    );
+  }
   return config;
 }

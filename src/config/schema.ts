@@ -141,7 +141,18 @@ export const captureSchema = z
       .enum(['initial', 'never'])
       .default('initial')
       .describe('copy existing rows when the slot is created'),
-    snapshotChunkRows: z.number().int().min(100).default(1_000),
+    snapshotChunkRows: z
+      .number()
+      .int()
+      .min(100)
+      .default(1_000)
+      .describe('rows per snapshot chunk (events) or, at most, per row batch'),
+    snapshotRecords: z
+      .enum(['batched', 'events'])
+      .optional()
+      .describe(
+        "how copied rows travel: batched (many rows of one commit time per record, pgbisync's appliers only) or events (Debezium op 'r' events, for other consumers such as the JDBC sink); default batched, events with mode: per-table",
+      ),
     maxBatchEvents: z.number().int().min(1).default(2_000),
     lingerMs: z.number().int().min(0).default(5),
     heartbeatIntervalMs: z

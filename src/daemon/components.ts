@@ -12,7 +12,7 @@ import { kafkaOptions } from '../kafka/kafka-options.ts';
 import { KafkaProducer } from '../kafka/producer.ts';
 import { deadLetterTopic, eventTopics, serverName, topicFor, transactionTopic } from '../kafka/topics.ts';
 import { applyComponent, captureComponent, type OwnedComponent } from '../operate/ownership.ts';
-import { directions, policyFor } from '../operate/sync-plan.ts';
+import { directions, policyFor, snapshotRecords } from '../operate/sync-plan.ts';
 import { firstHostUrl } from '../pg/node-url.ts';
 import { ErrorCode, FatalError } from '../runtime/errors.ts';
 import { Applier, type ApplierProgressEvent } from '../sink/applier.ts';
@@ -97,6 +97,7 @@ async function runCapture(nodeName: string, { config, tables, report, signal }: 
     snapshot: config.capture.snapshot,
     failoverSlot: node.failoverSlot,
     snapshotChunkRows: config.capture.snapshotChunkRows,
+    snapshotRecords: snapshotRecords(config),
     maxBatchEvents: config.capture.maxBatchEvents,
     onProgress: (event) => report({ kind: 'capture', event }),
   });

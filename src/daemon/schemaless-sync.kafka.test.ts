@@ -19,7 +19,12 @@ test('schemaless events carry every type both ways, across an ALTER TABLE', asyn
   await dbs.sql1(TYPES);
   await dbs.sql2(TYPES);
   await dbs.sql1(ROWS); // before setup: these three cross in the snapshot
-  const config = syncConfig(dbs, ['public.everything'], 'capture: { schemasEnabled: false }');
+  // The copy as events too (row batches carry no schema: snapshot-batches.kafka.test.ts).
+  const config = syncConfig(
+    dbs,
+    ['public.everything'],
+    'capture: { schemasEnabled: false, snapshotRecords: events }',
+  );
   const a = config.nodes[0]!.name;
   await setup(config);
   const same = async () =>

@@ -107,7 +107,7 @@ test('readers: the end marker, our records, the commit LSN', () => {
 });
 
 test('the wire version: absent is 1, a number is itself, anything else is unreadable (NaN)', () => {
-  assert.equal(WIRE_VERSION, 3);
+  assert.equal(WIRE_VERSION, 4);
   const cases: [string | undefined, number][] = [
     [undefined, 1],
     ['1', 1],
@@ -193,6 +193,9 @@ test('forgedHeader: what a capture writes passes, anything else is named', () =>
       /pgbisync\.timeline_history without pgbisync\.source/,
     ],
     [{ 'pgbisync.source': '75:1' }, /pgbisync\.source without pgbisync\.last/],
+    [{ ...transactionEndHeaders(1n, true), 'pgbisync.rows': '1' }, undefined],
+    [{ 'pgbisync.rows': '1' }, /pgbisync\.rows without pgbisync\.last/],
+    [{ ...transactionEndHeaders(1n, true), 'pgbisync.rows': 'many' }, /pgbisync\.rows is 'many', not '1'/],
   ];
   for (const [headers, expected] of cases) {
     const reason = forgedHeader(new Map(Object.entries(headers)));

@@ -16,6 +16,9 @@
  *   applier and `pgbisync tail` read it (src/sink/event-schemas.ts).
  * - `pgbisync.snapshot`: capture writes it with `pgbisync.last` on snapshot chunks; informational, read
  *   by nobody in pgbisync (see {@link SNAPSHOT_HEADER}).
+ * - `pgbisync.rows`: capture writes it with `pgbisync.last` on a row batch of the initial copy (a record
+ *   that is a whole transaction of many rows, ../events/row-batch.ts); the applier decodes such a value
+ *   as a batch, not as an event (see {@link ROWS_HEADER}).
  * - `pgbisync.dlq.*`: the applier writes them on the records it sets aside; read by operators.
  *
  * Records of a Debezium connector carry none of these; the applier then groups by the envelope's
@@ -44,7 +47,8 @@ import type { InRecord } from './records.ts';
  * which a version-1 applier would write as text (base64 text into a bytea column, silently). 3, the
  * source identity headers on a transaction's last record ({@link SOURCE_HEADER}): a version-2 applier
  * would set such a record aside as forged (a header a capture never wrote) and lose the transaction's
- * end; it stops at the version instead. Records without them stay readable as before.
+ * end; it stops at the version instead. Records without them stay readable as before. 4, row batches
+ * ({@link ROWS_HEADER}): an older applier would set them aside as malformed, losing the copied rows.
  *
  * Capture writes the lowest version a record needs, not this one: records that use nothing of version
  * 2 say 1, so an older applier keeps reading them; the records of a table with such a field carry
@@ -52,7 +56,7 @@ import type { InRecord } from './records.ts';
  * record that carries it and must not apply any of them); a transaction's end keeps its last record's
  * version ({@link endOfTransaction}).
  */
-export const WIRE_VERSION = 3;
+export const WIRE_VERSION = 4;
 
 /** The version every record needs: what capture writes unless a record needs more. */
 export const BASE_WIRE_VERSION = 1;
@@ -62,6 +66,9 @@ export const ENCODED_STRINGS_WIRE_VERSION = 2;
 
 /** The version of a transaction's last record that carries the source identity headers. */
 export const SOURCE_IDENTITY_WIRE_VERSION = 3;
+
+/** The version of a row batch ({@link ROWS_HEADER}). */
+export const ROWS_WIRE_VERSION = 4;
 
 /**
  * The wire version a record was written with, as decimal text. Capture writes it next to
@@ -121,6 +128,19 @@ export const SCHEMA_HEADER = 'pgbisync.schema';
  * (`kcat -f '%h'`): it tells a snapshot chunk's end from a streamed transaction's end.
  */
 export const SNAPSHOT_HEADER = 'pgbisync.snapshot';
+
+/**
+ * With {@link LAST_HEADER} (and {@link SNAPSHOT_HEADER}), value {@link ROWS_VALUE}: the record's value
+ * is a row batch of the initial copy (../events/row-batch.ts), a whole transaction in one record, not a
+ * change event. Written by capture with `capture.snapshotRecords: batched`; read by the applier.
+ */
+export const ROWS_HEADER = 'pgbisync.rows';
+export const ROWS_VALUE = '1';
+
+/** Whether a record's value is a row batch ({@link ROWS_HEADER}). */
+export function isRowBatch(headers: ReadonlyMap<string, string>): boolean {
+  return headers.get(ROWS_HEADER) === ROWS_VALUE;
+}
 
 /**
  * Added by the applier to a record it sets aside on the dead-letter topic (not a valid change event,
@@ -243,6 +263,7 @@ const CAPTURE_HEADERS: ReadonlySet<string> = new Set([
   SNAPSHOT_HEADER,
   SOURCE_HEADER,
   TIMELINE_HISTORY_HEADER,
+  ROWS_HEADER,
 ]);
 
 /**
@@ -265,7 +286,11 @@ export function forgedHeader(headers: ReadonlyMap<string, string>): string | und
     if (lsn !== undefined) return `header ${COMMIT_LSN_HEADER} without ${LAST_HEADER}`;
     if (headers.has(SNAPSHOT_HEADER)) return `header ${SNAPSHOT_HEADER} without ${LAST_HEADER}`;
     if (headers.has(SOURCE_HEADER)) return `header ${SOURCE_HEADER} without ${LAST_HEADER}`;
+    if (headers.has(ROWS_HEADER)) return `header ${ROWS_HEADER} without ${LAST_HEADER}`;
   }
+  const rows = headers.get(ROWS_HEADER);
+  if (rows !== undefined && rows !== ROWS_VALUE)
+    return `header ${ROWS_HEADER} is '${rows}', not '${ROWS_VALUE}'`;
   if (headers.has(TIMELINE_HISTORY_HEADER) && !headers.has(SOURCE_HEADER))
     return `header ${TIMELINE_HISTORY_HEADER} without ${SOURCE_HEADER}`;
   if (headers.has(SOURCE_HEADER)) {

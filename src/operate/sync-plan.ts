@@ -92,6 +92,14 @@ export async function resolveTables(config: Config): Promise<string[]> {
   return first?.tables ?? [];
 }
 
+/**
+ * How the captures send copied rows (capture.snapshotRecords): as set, else row batches in
+ * transactional mode and Debezium events in per-table mode (topics other consumers read as Debezium's).
+ */
+export function snapshotRecords(config: Config): 'batched' | 'events' {
+  return config.capture.snapshotRecords ?? (config.mode === 'per-table' ? 'events' : 'batched');
+}
+
 /** The conflict policy of each table (its override in `conflicts.tables`, else `conflicts`). */
 export function policyFor(config: Config): (table: string) => ConflictPolicy {
   return policyResolver(config.conflicts);

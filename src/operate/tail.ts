@@ -10,11 +10,13 @@ import type { Config } from '../config/schema.ts';
 import type { ColumnValue } from '../events/change-event.ts';
 import { UNCHANGED } from '../events/change-event.ts';
 import { decodeRecord } from '../events/decode.ts';
+import { decodeRowBatch } from '../events/row-batch.ts';
 import { KafkaAdmin } from '../kafka/admin.ts';
 import { KafkaConsumer } from '../kafka/consumer.ts';
 import { kafkaOptions } from '../kafka/kafka-options.ts';
 import type { InRecord } from '../kafka/records.ts';
 import { eventTopics } from '../kafka/topics.ts';
+import { isRowBatch } from '../kafka/wire-headers.ts';
 import { formatLsn } from '../pg/lsn.ts';
 import { ErrorCode, FatalError } from '../runtime/errors.ts';
 import { EventSchemas } from '../sink/event-schemas.ts';
@@ -50,6 +52,8 @@ export interface TailEvent {
   /** Source commit time, ISO 8601 with microseconds. */
   readonly commitTime: string | null;
   readonly txId: string | null;
+  /** A row batch of the initial copy (capture.snapshotRecords: batched): its rows, not listed one by one. */
+  readonly rows?: number;
 }
 
 /** Follows the node's topics until `max` events were reported or `signal` aborts. */
@@ -144,6 +148,20 @@ async function startPositions(config: Config, topics: readonly string[], from: '
 
 export function toTailEvent(record: InRecord, schemas?: EventSchemas): TailEvent {
   const where = { topic: record.topic, partition: record.partition, offset: String(record.offset) };
+  if (isRowBatch(record.headers) && record.value !== null) {
+    const batch = decodeRowBatch(record.value, recordPosition(record));
+    return {
+      ...where,
+      op: 'r',
+      table: `${batch.schema}.${batch.table}`,
+      key: null,
+      changed: {},
+      lsn: null,
+      commitTime: isoMicros(batch.commitTimeUs),
+      txId: null,
+      rows: batch.rows,
+    };
+  }
   const decoded = decodeRecord(record.key, record.value, schemas?.schemaOf(record));
   if (decoded.kind === 'tombstone') {
     return {
@@ -206,7 +224,7 @@ export function formatTailEvent(e: TailEvent): string {
     (e.lsn ?? '-').padEnd(12),
     e.op === 'tombstone' ? 'tombstone' : e.op,
     e.table ?? '',
-    `key ${key}`,
+    e.rows === undefined ? `key ${key}` : `${e.rows} rows (a row batch)`,
     changed.length === 0 ? '' : changed.join(' '),
     `@${e.offset}`,
   ]

@@ -43,17 +43,18 @@ test('a record of a newer or unreadable wire version blocks the direction, namin
     record(3n, [['pgbisync.wire', '1']]),
     record(4n, [['pgbisync.wire', '2']]), // strings whose encoding the schema names
     record(5n, [['pgbisync.wire', '3']]), // the source identity on a transaction's end
+    record(6n, [['pgbisync.wire', '4']]), // a row batch of the initial copy
   ];
   checkWireVersion(current, 'a', 'b');
-  for (const value of ['4', 'two', '']) {
+  for (const value of ['5', 'two', '']) {
     assert.throws(
-      () => checkWireVersion([...current, record(6n, [['pgbisync.wire', value]]), record(7n, [])], 'a', 'b'),
+      () => checkWireVersion([...current, record(7n, [['pgbisync.wire', value]]), record(8n, [])], 'a', 'b'),
       (error: unknown) => {
         assert.ok(error instanceof BlockedError, `wire '${value}'`);
         assert.equal(error.code, 'PGB3102');
         assert.equal(
           error.message,
-          `applying a -> b: record pgbisync.a[0]@6 has wire version '${value}' (header pgbisync.wire); this pgbisync reads versions up to 3`,
+          `applying a -> b: record pgbisync.a[0]@7 has wire version '${value}' (header pgbisync.wire); this pgbisync reads versions up to 4`,
         );
         assert.match(error.hint ?? '', /resumes from the same record/);
         return true;

@@ -30,7 +30,7 @@ import {
   PgbisyncError,
   RetryableError,
 } from '../runtime/errors.ts';
-import type { ApplyTransaction, TopicPosition } from './apply-model.ts';
+import { type ApplyTransaction, changeRows, type TopicPosition, transactionRows } from './apply-model.ts';
 import { DebeziumTransactionAssembler } from './debezium-transactions.ts';
 import { decodeChange } from './event-changes.ts';
 import { EventSchemas } from './event-schemas.ts';
@@ -186,7 +186,7 @@ export class Applier {
               if (conflicts > 0) repairs.request();
               // Pieces of a transaction not ended yet are counted with the piece that ends it.
               const counts = rowsByTable(chunk, carried.byTable);
-              const rows = carried.rows + chunk.reduce((n, t) => n + t.changes.length, 0);
+              const rows = carried.rows + chunk.reduce((n, t) => n + transactionRows(t), 0);
               const last = chunk.findLast((t) => t.piece === undefined || t.piece === 'last');
               if (last === undefined) {
                 carried = { rows, byTable: counts, conflicts: carried.conflicts + conflicts };
@@ -361,7 +361,7 @@ function rowsByTable(
   for (const txn of txns) {
     for (const change of txn.changes) {
       const table = `${change.schema}.${change.table}`;
-      out.set(table, (out.get(table) ?? 0) + 1);
+      out.set(table, (out.get(table) ?? 0) + changeRows(change));
     }
   }
   return out;
@@ -398,13 +398,14 @@ export function* chunks(
   let chunk: ApplyTransaction[] = [];
   let rows = 0;
   for (const txn of txns) {
-    if (chunk.length > 0 && (chunk.length >= maxTransactions || rows + txn.changes.length > maxRows)) {
+    const txnRows = transactionRows(txn);
+    if (chunk.length > 0 && (chunk.length >= maxTransactions || rows + txnRows > maxRows)) {
       yield chunk;
       chunk = [];
       rows = 0;
     }
     chunk.push(txn);
-    rows += txn.changes.length;
+    rows += txnRows;
   }
   if (chunk.length > 0) yield chunk;
 }

@@ -5,6 +5,7 @@
  */
 
 import type { ColumnValue } from '../events/change-event.ts';
+import type { RowBatch } from '../events/row-batch.ts';
 import type { TopicPosition } from '../offsets/apply-progress.ts';
 import type { SourceIdentity } from '../pg/replication/source-identity.ts';
 
@@ -21,6 +22,23 @@ export interface RowChange {
   readonly after?: Readonly<Record<string, ColumnValue>>;
   /** Snapshot rows only: the row's own commit time on the source (rows of one chunk differ). */
   readonly commitTimeUs?: bigint;
+  /**
+   * op 'r' only: many rows of the initial copy at once, all of `commitTimeUs` (a row batch,
+   * ../events/row-batch.ts), instead of `after`. Applied as one guarded upsert of all its rows.
+   */
+  readonly batch?: Pick<RowBatch, 'columns' | 'rows' | 'values'>;
+}
+
+/** The rows a change writes or deletes: a batch's rows, else one. */
+export function changeRows(change: RowChange): number {
+  return change.batch?.rows ?? 1;
+}
+
+/** The rows of a transaction's changes (see {@link changeRows}). */
+export function transactionRows(txn: Pick<ApplyTransaction, 'changes'>): number {
+  let rows = 0;
+  for (const change of txn.changes) rows += changeRows(change);
+  return rows;
 }
 
 export interface ApplyTransaction {

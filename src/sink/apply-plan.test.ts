@@ -26,6 +26,13 @@ const upd = (id: string, n = 'x'): RowChange => ({
   table: 'items',
   after: { id, n },
 });
+const batchOf = (ids: string): RowChange => ({
+  op: 'r',
+  schema: 'public',
+  table: 'items',
+  commitTimeUs: 7n,
+  batch: { columns: ['id', 'n'], rows: ids.split(',').length, values: [ids, '{x,y}'] },
+});
 const del = (id: string): RowChange => ({ op: 'd', schema: 'public', table: 'items', beforeKey: { id } });
 
 const run = (
@@ -69,6 +76,16 @@ describe('groupRuns', () => {
       runs: [
         run('upsert', 'r', ['id', 'n'], [{ id: '1', n: 'x' }]),
         run('upsert', 'c', ['id', 'n'], [{ id: '2', n: 'x' }]),
+      ],
+    },
+    {
+      name: 'a row batch is a run of its own, never merged with its neighbours (even another batch)',
+      changes: [ins('1'), batchOf('{2,3}'), batchOf('{4}'), ins('5')],
+      runs: [
+        run('upsert', 'c', ['id', 'n'], [{ id: '1', n: 'x' }]),
+        run('batch', 'r', ['id', 'n'], [{ values: ['{2,3}', '{x,y}'] }]),
+        run('batch', 'r', ['id', 'n'], [{ values: ['{4}', '{x,y}'] }]),
+        run('upsert', 'c', ['id', 'n'], [{ id: '5', n: 'x' }]),
       ],
     },
     {
@@ -353,6 +370,15 @@ describe('planRun', () => {
       expected: {
         text: table.upsert('c', ['id', 'n'], true),
         values: [...common, '1', 'x'],
+        conflicts: true,
+      },
+    },
+    {
+      name: 'a row batch: its text[] literals are the array parameters, as they came',
+      run: run('batch', 'r', ['id', 'n'], [{ values: ['{1,2}', '{x,NULL}'] }]),
+      expected: {
+        text: table.upsert('r', ['id', 'n'], false),
+        values: [...common, '{1,2}', '{x,NULL}'],
         conflicts: true,
       },
     },

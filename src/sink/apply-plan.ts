@@ -12,9 +12,10 @@ import type { TableStatements } from './statement-builder.ts';
 export interface Run {
   /**
    * upsert: complete rows (insert/update/snapshot); update: rows lacking unchanged TOAST values; delete:
-   * old keys; truncate: the table; rekey: one key-changing update lacking unchanged TOAST values.
+   * old keys; truncate: the table; rekey: one key-changing update lacking unchanged TOAST values;
+   * batch: one row batch of the initial copy (its values are text[] literals already).
    */
-  readonly kind: 'upsert' | 'update' | 'delete' | 'truncate' | 'rekey';
+  readonly kind: 'upsert' | 'update' | 'delete' | 'truncate' | 'rekey' | 'batch';
   readonly op: RowChange['op'];
   /** 'schema.table'. */
   readonly table: string;
@@ -84,6 +85,13 @@ export function groupRuns(changes: readonly RowChange[]): Run[] {
   };
   for (const change of changes) {
     const table = `${change.schema}.${change.table}`;
+    if (change.batch !== undefined) {
+      // Never merged with a neighbour: its values are whole literals (one statement per batch).
+      current = undefined;
+      push('batch', 'r', table, change.batch.columns, { values: change.batch.values });
+      current = undefined;
+      continue;
+    }
     if (change.op === 't') {
       push('truncate', 't', table, []);
       continue;
@@ -140,6 +148,12 @@ export function lastVersionPerKey(
 export function planRun(run: Run, table: TableStatements, common: readonly unknown[]): PlannedStatement {
   if (run.kind === 'truncate') return { text: table.truncate(), values: [...common], conflicts: true };
   table.requireColumns(run.columns);
+  if (run.kind === 'batch') {
+    // The rows as one text[] literal per column, as the source server wrote them (../events/row-batch.ts):
+    // the statement's array parameters, taken as they are. Keys are unique in a copy: nothing to merge.
+    const values = run.rows[0]!.values as readonly string[];
+    return { text: table.upsert('r', run.columns, false), values: [...common, ...values], conflicts: true };
+  }
   if (run.kind === 'rekey') {
     // One row per run (a key change with unchanged TOAST values): new values, then the old key.
     const row = run.rows[0]!;

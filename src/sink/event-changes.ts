@@ -4,7 +4,9 @@
  */
 import type { ChangeEvent, ColumnValue } from '../events/change-event.ts';
 import { decodeRecord } from '../events/decode.ts';
+import { decodeRowBatch } from '../events/row-batch.ts';
 import type { InRecord } from '../kafka/records.ts';
+import { isRowBatch } from '../kafka/wire-headers.ts';
 import { ErrorCode, MalformedInputError } from '../runtime/errors.ts';
 import type { RowChange } from './apply-model.ts';
 import type { EventSchemas } from './event-schemas.ts';
@@ -16,6 +18,7 @@ import { type DecodedChange, recordPosition } from './transaction-grouper.ts';
  * `pgbisync.schema` header names, from `schemas` (loaded for the batch beforehand).
  */
 export function decodeChange(record: InRecord, schemas?: EventSchemas): DecodedChange {
+  if (isRowBatch(record.headers) && record.value !== null) return decodeBatch(record, record.value);
   const decoded = decodeRecord(record.key, record.value, schemas?.schemaOf(record));
   if (decoded.kind === 'tombstone') {
     throw new MalformedInputError(`record ${recordPosition(record)} has no value`, {
@@ -37,6 +40,24 @@ export function toDecodedChange(event: ChangeEvent, record: InRecord): DecodedCh
     txId: source.txId === null ? `lsn:${source.lsn ?? 0n}` : String(source.txId),
     commitTimeUs: source.tsUs,
     snapshot,
+  };
+}
+
+/** A row batch of the initial copy (../events/row-batch.ts): one change of many rows, a transaction. */
+function decodeBatch(record: InRecord, value: Buffer): DecodedChange {
+  const batch = decodeRowBatch(value, recordPosition(record));
+  return {
+    change: {
+      op: 'r',
+      schema: batch.schema,
+      table: batch.table,
+      commitTimeUs: batch.commitTimeUs,
+      batch: { columns: batch.columns, rows: batch.rows, values: batch.values },
+    },
+    lsn: 0n,
+    txId: `batch@${record.offset}`,
+    commitTimeUs: batch.commitTimeUs,
+    snapshot: true,
   };
 }
 

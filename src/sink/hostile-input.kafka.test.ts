@@ -1,16 +1,26 @@
 /**
  * A hostile producer on a synced topic, against real PostgreSQL and Kafka: records that are not change
  * events, change events naming a table outside the config or one of pgbisync's own tables, and change
- * events of a synced table carrying `pgbisync.*` headers a capture never writes. Each is dead-lettered
+ * events of a synced table carrying `pgbisync.*` headers a capture never writes, a row batch naming a
+ * table outside the config. Each is dead-lettered
  * with its reason and code, counted by code, and never reaches the target; the direction carries on.
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { encodeRowBatch } from '../events/row-batch.ts';
 import { kafkaOptions } from '../kafka/kafka-options.ts';
 import { KafkaProducer } from '../kafka/producer.ts';
 import type { InRecord, OutRecord } from '../kafka/records.ts';
 import { deadLetterTopic, serverName } from '../kafka/topics.ts';
-import { COMMIT_LSN_HEADER, DEAD_LETTER_HEADERS, LAST_HEADER, LAST_VALUE } from '../kafka/wire-headers.ts';
+import {
+  COMMIT_LSN_HEADER,
+  DEAD_LETTER_HEADERS,
+  LAST_HEADER,
+  LAST_VALUE,
+  ROWS_HEADER,
+  ROWS_VALUE,
+  transactionEndHeaders,
+} from '../kafka/wire-headers.ts';
 import { setup, teardown } from '../operate/setup.ts';
 import { readTopic, startSync, syncConfig, waitFor } from '../testing/sync-fixture.ts';
 import { createTestDatabases } from '../testing/test-databases.ts';
@@ -40,7 +50,8 @@ test('records that are not ours are dead-lettered with the reason, counted, and 
                CREATE TABLE public.secret (id int PRIMARY KEY, v text)`;
   await dbs.sql1(ddl);
   await dbs.sql2(ddl);
-  const config = syncConfig(dbs, ['public.t']);
+  // The forgeries below copy a real event: the copy of a row written before the slot is one too.
+  const config = syncConfig(dbs, ['public.t'], 'capture: { snapshotRecords: events }');
   const [a, b] = config.nodes.map((n) => n.name) as [string, string];
   const topic = serverName(config, a);
   await setup(config);
@@ -62,6 +73,20 @@ test('records that are not ours are dead-lettered with the reason, counted, and 
         headers: { [LAST_HEADER]: LAST_VALUE, [COMMIT_LSN_HEADER]: 'not-an-lsn' },
       },
       { ...forged(real, topic, { id: 79 }), headers: { 'pgbisync.sneaky': '1' } },
+      // A row batch (the initial copy's form) naming a table outside the config.
+      {
+        topic,
+        key: null,
+        value: encodeRowBatch({
+          schema: 'public',
+          table: 'secret',
+          columns: ['id', 'v'],
+          rows: 1,
+          commitTimeUs: 1n,
+          values: ['{68}', '{hostile}'],
+        }),
+        headers: { ...transactionEndHeaders(1n, true), [ROWS_HEADER]: ROWS_VALUE },
+      },
     ];
     const producer = new KafkaProducer(kafkaOptions(config, 'hostile'));
     try {
@@ -91,7 +116,7 @@ test('records that are not ours are dead-lettered with the reason, counted, and 
       .map((h) => ({ code: h.get(DEAD_LETTER_HEADERS.code), error: h.get(DEAD_LETTER_HEADERS.error) ?? '' }));
     assert.deepEqual(
       seen.map((s) => s.code),
-      ['PGB3101', 'PGB3103', 'PGB3103', 'PGB3104', 'PGB3104', 'PGB3104'],
+      ['PGB3101', 'PGB3103', 'PGB3103', 'PGB3104', 'PGB3104', 'PGB3104', 'PGB3103'],
       JSON.stringify(seen),
     );
     assert.match(seen[1]!.error, /names table public\.secret, which is not synced/);
@@ -99,11 +124,12 @@ test('records that are not ours are dead-lettered with the reason, counted, and 
     assert.match(seen[3]!.error, /header pgbisync\.dlq\.code is not one a capture writes/);
     assert.match(seen[4]!.error, /header pgbisync\.commit_lsn is 'not-an-lsn'/);
     assert.match(seen[5]!.error, /header pgbisync\.sneaky/);
+    assert.match(seen[6]!.error, /names table public\.secret, which is not synced/);
     const counts = new Map<string, number>();
     for (const v of (await sync.metrics.deadLetters.get()).values) {
       counts.set(String(v.labels.code), (counts.get(String(v.labels.code)) ?? 0) + v.value);
     }
-    assert.deepEqual(Object.fromEntries(counts), { PGB3101: 1, PGB3103: 2, PGB3104: 3 });
+    assert.deepEqual(Object.fromEntries(counts), { PGB3101: 1, PGB3103: 3, PGB3104: 3 });
     await sync.stop();
   }
   await teardown(config, { keepTopics: false });

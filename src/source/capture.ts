@@ -62,6 +62,8 @@ export interface CaptureOptions {
   /** The slot is created (or marked) FAILOVER (PostgreSQL 17+; nodes[].failoverSlot). */
   readonly failoverSlot?: boolean;
   readonly snapshotChunkRows: number;
+  /** How copied rows travel (./snapshot.ts SnapshotOptions.records); default 'events'. */
+  readonly snapshotRecords?: 'batched' | 'events';
   readonly maxBatchEvents: number;
   readonly onProgress?: (event: CaptureProgressEvent) => void;
 }
@@ -272,6 +274,7 @@ export class Capture {
       producer: toPartition(o.producer),
       topicFor: o.topicFor,
       chunkRows: o.snapshotChunkRows,
+      ...(o.snapshotRecords === undefined ? {} : { records: o.snapshotRecords }),
       signal,
       onProgress: (progress) => o.onProgress?.({ kind: 'snapshot', progress }),
     });

@@ -6,7 +6,9 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import type { InRecord } from '../kafka/records.ts';
 import { serverName } from '../kafka/topics.ts';
+import { isRowBatch } from '../kafka/wire-headers.ts';
 import { setup, teardown } from '../operate/setup.ts';
 import { EVERY_TYPE_DDL, EVERY_TYPE_ROWS } from '../testing/every-type.ts';
 import {
@@ -30,7 +32,8 @@ test('snapshot reads and streamed inserts of the same rows are the same events',
   await dbs.sql1(ddl);
   await dbs.sql2(ddl);
   await dbs.sql1(EVERY_TYPE_ROWS); // before the slot exists: these three go out as snapshot reads
-  const config = syncConfig(dbs, ['public.everything']);
+  // Events, as consumers other than pgbisync (the JDBC sink) read them; row batches: snapshot-batches.kafka.test.ts.
+  const config = syncConfig(dbs, ['public.everything'], 'capture: { snapshotRecords: events }');
   const [a] = config.nodes.map((n) => n.name) as [string];
   await setup(config);
   {
@@ -162,68 +165,77 @@ test('a snapshot cut short is read again without losing what changed meanwhile',
   await teardown(config, { keepTopics: false });
 });
 
-test("a snapshot sends the node's own row versions and the deletes it remembers, each with its time", async () => {
-  await using dbs = await createTestDatabases();
-  const ddl = 'CREATE TABLE public.items (id int PRIMARY KEY, v text NOT NULL)';
-  await dbs.sql1(ddl);
-  await dbs.sql2(ddl);
-  const config = syncConfig(dbs, ['public.items']);
-  const [a] = config.nodes.map((n) => n.name) as [string];
-  await setup(config);
-  {
-    await using sync = await startSync(config);
-    await dbs.sql1(`INSERT INTO items VALUES (1, 'a'), (2, 'a'), (3, 'a')`);
-    await dbs.sql2(`INSERT INTO items VALUES (10, 'b'), (11, 'b')`);
-    await waitFor('5 rows on both', async () => {
-      return (
-        (await tableRows(dbs.sql1, 'items')).length === 5 && (await tableRows(dbs.sql2, 'items')).length === 5
-      );
-    });
-    await dbs.sql1('DELETE FROM items WHERE id = 3'); // a's delete: a tombstone on a
-    await dbs.sql2('DELETE FROM items WHERE id = 11'); // b's delete, applied on a (a tombstone of b's)
-    await waitFor('3 rows on both', async () => {
-      return (
-        (await tableRows(dbs.sql1, 'items')).length === 3 && (await tableRows(dbs.sql2, 'items')).length === 3
-      );
-    });
-    await sync.stop();
-  }
-  // a's capture starts afresh (no slot, no state): its snapshot holds a's own versions only, rows 1
-  // and 2, and its own delete of row 3 (b's row 10 and b's delete of 11 reach every node from b).
-  await dbs.sql1('SELECT pg_drop_replication_slot($1)', [`pgbisync_${a}`]);
-  await dbs.sql1('DELETE FROM pgbisync.capture_state WHERE node = $1', [a]);
-  const topic = serverName(config, a);
-  const before = (await readTopic(config, topic, () => false, 3000)).length;
-  const deletedAt = (
-    await dbs.sql1(
-      `SELECT (extract(epoch FROM pg_xact_commit_timestamp(xmin)) * 1000000)::bigint::text AS us
+for (const records of ['batched', 'events'] as const) {
+  test(`a snapshot sends the node's own row versions and the deletes it remembers, each with its time (${records})`, async () => {
+    await using dbs = await createTestDatabases();
+    const ddl = 'CREATE TABLE public.items (id int PRIMARY KEY, v text NOT NULL)';
+    await dbs.sql1(ddl);
+    await dbs.sql2(ddl);
+    const config = syncConfig(dbs, ['public.items'], `capture: { snapshotRecords: ${records} }`);
+    const [a] = config.nodes.map((n) => n.name) as [string];
+    await setup(config);
+    {
+      await using sync = await startSync(config);
+      await dbs.sql1(`INSERT INTO items VALUES (1, 'a'), (2, 'a'), (3, 'a')`);
+      await dbs.sql2(`INSERT INTO items VALUES (10, 'b'), (11, 'b')`);
+      await waitFor('5 rows on both', async () => {
+        return (
+          (await tableRows(dbs.sql1, 'items')).length === 5 &&
+          (await tableRows(dbs.sql2, 'items')).length === 5
+        );
+      });
+      await dbs.sql1('DELETE FROM items WHERE id = 3'); // a's delete: a tombstone on a
+      await dbs.sql2('DELETE FROM items WHERE id = 11'); // b's delete, applied on a (a tombstone of b's)
+      await waitFor('3 rows on both', async () => {
+        return (
+          (await tableRows(dbs.sql1, 'items')).length === 3 &&
+          (await tableRows(dbs.sql2, 'items')).length === 3
+        );
+      });
+      await sync.stop();
+    }
+    // a's capture starts afresh (no slot, no state): its snapshot holds a's own versions only, rows 1
+    // and 2, and its own delete of row 3 (b's row 10 and b's delete of 11 reach every node from b).
+    await dbs.sql1('SELECT pg_drop_replication_slot($1)', [`pgbisync_${a}`]);
+    await dbs.sql1('DELETE FROM pgbisync.capture_state WHERE node = $1', [a]);
+    const topic = serverName(config, a);
+    const before = (await readTopic(config, topic, () => false, 3000)).length;
+    const deletedAt = (
+      await dbs.sql1(
+        `SELECT (extract(epoch FROM pg_xact_commit_timestamp(xmin)) * 1000000)::bigint::text AS us
          FROM pgbisync.tombstones WHERE key = '{"id": 3}'`,
-    )
-  ).rows[0].us as string;
-  {
-    await using sync = await startSync(config);
-    await waitForStreaming(config, [dbs.sql1]);
-    await sync.stop();
-  }
-  const records = (await readTopic(config, topic, (rs) => rs.length >= before + 4)).slice(before);
-  const events = records.map((r) => {
-    const key = JSON.parse(r.key!.toString()).payload as { id: number };
-    if (r.value === null) return `tombstone ${key.id}`;
-    const p = (
-      JSON.parse(r.value.toString()) as {
-        payload: { op: string; source: { snapshot: string; ts_us: number } };
-      }
-    ).payload;
-    return `${p.op} ${key.id} snapshot=${p.source.snapshot}${p.op === 'd' ? ` ts_us=${p.source.ts_us}` : ''}`;
+      )
+    ).rows[0].us as string;
+    {
+      await using sync = await startSync(config);
+      await waitForStreaming(config, [dbs.sql1]);
+      await sync.stop();
+    }
+    const read = (
+      await readTopic(config, topic, (rs) => rs.length >= before + (records === 'batched' ? 3 : 4))
+    ).slice(before);
+    const events = read.flatMap((r) => {
+      if (isRowBatch(r.headers)) return batchRows(r);
+      const key = JSON.parse(r.key!.toString()).payload as { id: number };
+      if (r.value === null) return [`tombstone ${key.id}`];
+      const p = (
+        JSON.parse(r.value.toString()) as {
+          payload: { op: string; source: { snapshot: string; ts_us: number } };
+        }
+      ).payload;
+      return [
+        `${p.op} ${key.id} snapshot=${p.source.snapshot}${p.op === 'd' ? ` ts_us=${p.source.ts_us}` : ''}`,
+      ];
+    });
+    assert.deepEqual(events, [
+      'r 1 snapshot=true',
+      'r 2 snapshot=true',
+      `d 3 snapshot=true ts_us=${deletedAt}`,
+      'tombstone 3',
+    ]);
+    await teardown(config, { keepTopics: false });
   });
-  assert.deepEqual(events, [
-    'r 1 snapshot=true',
-    'r 2 snapshot=true',
-    `d 3 snapshot=true ts_us=${deletedAt}`,
-    'tombstone 3',
-  ]);
-  await teardown(config, { keepTopics: false });
-});
+}
 
 test("a snapshot sends the node's TRUNCATE as a truncate at its time: older rows go on the other nodes, newer stay", async () => {
   await using dbs = await createTestDatabases();
@@ -270,6 +282,7 @@ test("a snapshot sends the node's TRUNCATE as a truncate at its time: older rows
     await sync.stop();
   }
   const events = (await readTopic(config, topic, (rs) => rs.length >= before + 2)).slice(before).map((r) => {
+    if (isRowBatch(r.headers)) return batchRows(r).join(',');
     const p = (
       JSON.parse(r.value!.toString()) as {
         payload: { op: string; source: { snapshot: string; ts_us: number } };
@@ -278,6 +291,13 @@ test("a snapshot sends the node's TRUNCATE as a truncate at its time: older rows
     return `${p.op} snapshot=${p.source.snapshot} ts_us=${p.source.ts_us}`;
   });
   assert.deepEqual(events.slice(0, 1), [`t snapshot=true ts_us=${truncatedAt}`]);
-  assert.match(events[1] ?? '', /^r snapshot=true /);
+  assert.match(events[1] ?? '', /^r (7 )?snapshot=true/);
   await teardown(config, { keepTopics: false });
 });
+
+/** A row batch's rows as events would name them: `r <id> snapshot=true` (ids: simple integers). */
+function batchRows(r: InRecord): string[] {
+  const batch = JSON.parse(r.value!.toString()) as { columns: string[]; values: string[] };
+  const ids = batch.values[batch.columns.indexOf('id')]!.slice(1, -1).split(',');
+  return ids.map((id) => `r ${id} snapshot=true`);
+}

@@ -1,9 +1,11 @@
 /**
- * The initial copy: reads every synced table inside the snapshot exported by slot creation and emits
- * each row as an `op: r` event, so streaming continues from the slot's consistent point with no gap and
- * no overlap. Rows are read with a cursor in chunks (text format: the same output functions pgoutput
- * uses, so snapshot and stream values are identical). Each chunk ends with a record marked as a
- * transaction's last, so an applier applies chunks as transactions of bounded size.
+ * The initial copy: reads every synced table inside the snapshot exported by slot creation and sends
+ * its rows, so streaming continues from the slot's consistent point with no gap and no overlap. Rows go
+ * as row batches (`records: 'batched'`, ./snapshot-batches.ts: many rows of one source transaction per
+ * record) or as one `op: r` event per row, read with a cursor in chunks (text format: the same output
+ * functions pgoutput uses, so snapshot and stream values are identical). Each chunk, and each batch,
+ * ends with a record marked as a transaction's last, so an applier applies them as transactions of
+ * bounded size.
  *
  * Only the versions this node wrote are sent: rows (and deletes) its appliers wrote came from another
  * node's topic, which brings them to every node (see OWN_VERSIONS).
@@ -30,6 +32,8 @@ import {
   type SourcePosition,
   type TransactionPosition,
 } from './change-encoder.ts';
+import { sendRowBatches } from './snapshot-batches.ts';
+import { COMMIT_US, OWN_VERSIONS } from './snapshot-sql.ts';
 
 export interface SnapshotProgress {
   readonly table: string;
@@ -55,6 +59,12 @@ export interface SnapshotOptions {
   readonly producer: RecordProducer;
   readonly topicFor: (schema: string, table: string) => string;
   readonly chunkRows: number;
+  /**
+   * How rows travel (capture.snapshotRecords): 'batched', many rows of one commit time per record
+   * (./snapshot-batches.ts; pgbisync's applier only), or 'events', one Debezium `op: r` event per row.
+   * Default 'events'.
+   */
+  readonly records?: 'batched' | 'events';
   readonly signal: AbortSignal;
   readonly onProgress?: (progress: SnapshotProgress) => void;
 }
@@ -195,16 +205,45 @@ export async function runSnapshot(o: SnapshotOptions): Promise<number> {
       // Each row carries its own commit time (the last column), as a streamed change would: conflict
       // resolution compares it on every node. Unknown (written before track_commit_timestamp was on, or
       // truncated) is the Unix epoch, as pgbisync.version_time has it on every target (../conflicts/policy.ts).
-      const rows = await sendCursor(
-        client,
-        o,
-        sending,
-        `SELECT ${columns.map((c) => `t.${c}`).join(', ')}, ${COMMIT_US} FROM ONLY ${qualified} t ${OWN_VERSIONS('t', others)}`,
-        (row) => [
-          withSchema(encoder.change('r', undefined, toTuple(row.slice(0, -1)), sourceOf(row), transaction())),
-        ],
-        (n) => progress(n, 0, false),
-      );
+      const rowsQuery = (where = '') =>
+        `SELECT ${columns.map((c) => `t.${c}`).join(', ')}, ${COMMIT_US} FROM ONLY ${qualified} t ${OWN_VERSIONS('t', others)}${where}`;
+      const asEvents = (query: string, onChunk: (n: number) => void) =>
+        sendCursor(
+          client,
+          o,
+          sending,
+          query,
+          (row) => [
+            withSchema(
+              encoder.change('r', undefined, toTuple(row.slice(0, -1)), sourceOf(row), transaction()),
+            ),
+          ],
+          onChunk,
+        );
+      const rows =
+        o.records === 'batched'
+          ? await sendRowBatches(client, {
+              relation,
+              qualified,
+              others,
+              topic,
+              consistentPoint: o.consistentPoint,
+              ...(o.source === undefined ? {} : { source: o.source }),
+              maxRows: o.chunkRows,
+              signal: o.signal,
+              send: async (records) => {
+                await sending.pending;
+                sending.pending = o.producer.send(records);
+                sending.pending.catch(() => undefined);
+              },
+              sendPageAsEvents: (from, to) =>
+                asEvents(
+                  rowsQuery(` AND t.ctid >= '(${from},0)'::tid AND t.ctid < '(${to},0)'::tid`),
+                  () => undefined,
+                ),
+              onRows: (n) => progress(n, 0, false),
+            })
+          : await asEvents(rowsQuery(), (n) => progress(n, 0, false));
       // The deletes this node remembers (pgbisync.tombstones) of keys it no longer holds, each dated by
       // its own commit time: a copy of the rows alone would leave a row deleted here, while the changes
       // were not captured (a lost slot), on the other nodes for good. They apply under last-writer-wins
@@ -243,22 +282,6 @@ export async function runSnapshot(o: SnapshotOptions): Promise<number> {
     await client.end().catch(() => undefined);
   }
 }
-
-/**
- * Keeps the row versions of `alias` that this node wrote: those its appliers wrote carry another
- * node's replication origin (`others`, their roident) and reach every node through that node's own
- * topic. Sending them as this node's would restamp them with this node's name on the other nodes, and a
- * later write of this node with a clock behind could then replace them there (a source's own versions
- * are replaced whatever the clocks say, ../conflicts/policy.ts) but not where the true writer's stamp
- * is kept: the nodes would diverge. A version of unknown origin (frozen, or from before
- * track_commit_timestamp) is this node's. Joins `v`, the version's commit time and origin.
- */
-const OWN_VERSIONS = (alias: string, others: string) =>
-  `CROSS JOIN LATERAL pg_xact_commit_timestamp_origin(${alias}.xmin) v
-   WHERE coalesce(v.roident, 0) <> ALL (${quoteLiteral(others)}::oid[])`;
-
-/** The version's commit time (`v`, see OWN_VERSIONS) in microseconds as text; the Unix epoch when unknown. */
-const COMMIT_US = 'coalesce((extract(epoch FROM v.timestamp) * 1000000)::bigint, 0)::text';
 
 /**
  * Reads `query` through a cursor in chunks of `o.chunkRows` rows and sends each chunk's records as one
