@@ -5,6 +5,7 @@
  * with the target column's exact type (typmod included), one column at a time, in a session of its
  * own. Error path only: it costs a round trip per changed column.
  */
+import { parseArrayText } from '../events/types-array.ts';
 import { newPgClient } from '../pg/client.ts';
 import { qualifiedName, quoteIdent, splitTableName } from '../pg/sql-names.ts';
 import { readTable } from '../pg/table-catalog.ts';
@@ -112,6 +113,10 @@ function valuesByColumn(txns: readonly ApplyTransaction[]): Map<string, Map<stri
     for (const change of txn.changes) {
       const table = `${change.schema}.${change.table}`;
       for (const [column, value] of Object.entries(change.after ?? {})) add(table, column, value);
+      // A row batch: each column's text[] literal, element by element (never nested: text elements).
+      change.batch?.columns.forEach((column, i) => {
+        for (const value of parseArrayText(change.batch!.values[i]!)) add(table, column, value);
+      });
       for (const [column, value] of Object.entries(change.beforeKey ?? {})) add(table, column, value);
     }
   }

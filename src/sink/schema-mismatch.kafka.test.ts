@@ -65,3 +65,38 @@ test('a schema mismatch blocks only its stream, names table, column and types, a
   }
   await teardown(config, { keepTopics: false });
 });
+
+test('a value the target rejects in a row batch of the initial copy is named the same way', async () => {
+  await using dbs = await createTestDatabases();
+  await dbs.sql1('CREATE TABLE public.item (id int PRIMARY KEY, code text)');
+  await dbs.sql2('CREATE TABLE public.item (id int PRIMARY KEY, code varchar(3))');
+  await dbs.sql1(`INSERT INTO item VALUES (1, 'ab'), (2, 'abcdef'), (3, NULL)`); // copied: one batch
+  const config = syncConfig(dbs, ['public.item']);
+  const [a, b] = config.nodes.map((n) => n.name) as [string, string];
+  await setup(config);
+  {
+    await using sync = await startSync(config);
+    const toB = () => sync.runner.states.get(`apply ${a}->${b}`)!;
+    await waitFor('a->b blocked on the value', async () => toB().state === 'blocked');
+    assert.match(
+      toB().lastError ?? '',
+      /column public\.item\.code \(target type character varying\(3\), source type text\) rejects the value 'abcdef': value too long for type character varying\(3\)/,
+    );
+    assert.equal(
+      (await dbs.sql2('SELECT count(*)::int AS n FROM item')).rows[0].n,
+      0,
+      'nothing of the batch',
+    );
+    await dbs.sql2('ALTER TABLE item ALTER COLUMN code TYPE text');
+    await waitFor(
+      'the copy on b after the fix',
+      async () => {
+        const rows = (await dbs.sql2('SELECT count(*)::int AS n FROM item')).rows[0].n;
+        return rows === 3;
+      },
+      60_000,
+    );
+    await sync.stop();
+  }
+  await teardown(config, { keepTopics: false });
+});
