@@ -313,9 +313,13 @@ export class TableStatements {
    * was silently lost, seen in the torture test); a row at the old key that the source did not write
    * (a local write, or a third node's, the source may not have seen when it moved the row) or that is
    * newer than the change may hold other values than the ones the source moved (update_origin_differs:
-   * seen in the torture test too, a concurrent local write's small value under the moved row). A row at
-   * the old key the source wrote is its latest version there (changes are applied in its commit order),
-   * unless a repair of it is still pending: a partial update dated it by the source but left values of
+   * seen in the torture test too, a concurrent local write's small value under the moved row), the
+   * source's own newer version included: a re-copy (resync, an added table) keeps the slot, so the stream
+   * replays older changes after the copy's rows (torture seed 11: a copied row's body moved to another
+   * key by a replayed key change; the policy's guard lets a source replace its own versions whatever the
+   * times, so the times are compared here). A row at the old key the source wrote, no newer than the
+   * change, is its latest version there (changes are applied in its commit order), unless a repair of it
+   * is still pending: a partial update dated it by the source but left values of
    * another version, which the repair of the old key would not bring to the new one (the source no
    * longer has a row there: superseded). Seen in the torture test (seeds 1 and 3, all workloads). Parameters after the common ones: one
    * single-element array per column in `columns`, then one per primary-key column with the old key.
@@ -352,7 +356,7 @@ export class TableStatements {
             FROM n CROSS JOIN k LEFT JOIN LATERAL (SELECT to_jsonb(t.*) AS row, ${VERSION_TIME('t')} AS at, ${VERSION_NODE('t')} AS node
                 FROM ${this.#qualified} t WHERE ${atOldKey} OFFSET 0) o ON true
             WHERE o.row IS NULL OR o.node IS DISTINCT FROM $2::text
-              OR (${incomingWinsSql(this.#policy, '$1', '$2', 'o.at', 'o.node')}) IS NOT TRUE
+              OR (${incomingWinsSql(this.#policy, '$1', '$2', 'o.at', 'o.node')}) IS NOT TRUE OR o.at > $1::timestamptz
               OR EXISTS (SELECT 1 FROM pgbisync.conflicts c WHERE c.resolution = 'needs_repair'
                 AND c.table_name = $4::text AND c.key = ${this.#keyJson('k')})
             RETURNING 1)

@@ -935,6 +935,30 @@ test('a key change deletes the old key and writes the new row each under its own
   });
 
   await t.test(
+    "the row at the old key is the source's own version, newer than the change (a copy applied before the stream replays): recorded for repair",
+    async () => {
+      await using dbs = await createTestDatabases('writer');
+      // Row 7 as the source's re-copy brought it (resync, an added table: the slot stays and the stream
+      // then replays older changes): the source's version at T0+1, with a body the source set later
+      // than the key change replayed now (at T0), which moved an older body. The torture test met it
+      // (seed 11: a copied row's body moved to another key by a replayed key change).
+      const writer = await docsWithRow7(dbs);
+      try {
+        assert.deepEqual(await writer.apply([moveTo5(T0_US)]), { applied: 1, skipped: 0, conflicts: 1 });
+      } finally {
+        await writer.close();
+      }
+      assert.deepEqual((await dbs.sql2('SELECT id::int, n, body FROM docs ORDER BY id')).rows, [
+        { id: 5, n: 70, body: 'body of 7' },
+      ]);
+      assert.deepEqual(
+        (await dbs.sql2(CONFLICTS_OF_DOCS)).rows.map((r) => [r.id, r.conflict_type, r.resolution]),
+        [['5', 'update_origin_differs', 'needs_repair']],
+      );
+    },
+  );
+
+  await t.test(
     'the row at the old key is a local write older than the change: the new row is written and recorded for repair',
     async () => {
       await using dbs = await createTestDatabases('writer');
