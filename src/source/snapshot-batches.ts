@@ -1,10 +1,10 @@
 /**
  * The rows of one table in the initial copy as row batches (../events/row-batch.ts): the table is read
  * in ranges of heap pages (a TID range scan: sequential, no index, no sort), and the source server
- * groups each range's rows by commit time and writes each group's columns as text[] literals. Each
- * group is one Kafka record and, on the target, one guarded statement in one transaction dated by that
- * commit time: the same versions a row-by-row copy writes, at a fraction of the work (no row is parsed
- * or formatted in JavaScript).
+ * groups each range's rows by the transaction that wrote them (xmin) and writes each group's columns as
+ * text[] literals. Each group is one Kafka record and, on the target, one guarded statement in one
+ * transaction dated by that transaction's commit time: the same versions a row-by-row copy writes, at a
+ * fraction of the work (no row is parsed or formatted in JavaScript).
  *
  * Ranges adapt to the table: each one aims at BATCH_TARGET_BYTES of values and at most `maxRows` rows,
  * from what the previous range held. A range above `maxRows` rows, or with a group above MAX_BATCH_BYTES
@@ -66,7 +66,7 @@ export async function sendRowBatches(client: pg.Client, o: BatchReadOptions): Pr
   let rows = 0;
   let width = FIRST_RANGE_PAGES;
   let page = 0;
-  /** Reads pages [from, to) and sends them; returns bytes read (undefined: too large, sent otherwise). */
+  /** Reads pages [from, to) and sends their rows; returns how many it sent and the bytes of values read. */
   const range = async (from: number, to: number): Promise<{ rows: number; bytes: number }> => {
     if (o.signal.aborted) throw o.signal.reason ?? new Error('snapshot aborted');
     const groups = (await client.query<unknown[]>({ text: query(from, to), rowMode: 'array' })).rows;
@@ -106,9 +106,9 @@ export async function sendRowBatches(client: pg.Client, o: BatchReadOptions): Pr
 }
 
 /**
- * The query of one range: per transaction of the versions this node wrote, its commit time, the row count and each
- * column's text forms as a text[] literal. money is read as numeric: its text form depends on the
- * server's lc_monetary, the number does not (the target casts it back).
+ * The query of one range: per transaction of the versions this node wrote, its commit time, the row
+ * count and each column's text forms as a text[] literal. money is read as numeric: its text form
+ * depends on the server's lc_monetary, the number does not (the target casts it back).
  */
 function rangeQuery(o: BatchReadOptions): (from: number, to: number) => string {
   const aggregates = o.relation.columns.map((c, i) => {
