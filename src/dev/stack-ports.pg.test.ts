@@ -55,7 +55,9 @@ test('dev up refuses ports a running part does not use, and a stopped server mov
 });
 
 test('a data folder an interrupted dev up left (initdb done, settings not written) is made again', async () => {
-  const port = Number(new URL(testEnv.db1Url()).port) + 8;
+  // Not +8: src/dev/standby.pg.test.ts starts its servers there, and pg files run two at a time (the
+  // fresh-clone CI met "could not bind ... port 26188").
+  const port = Number(new URL(testEnv.db1Url()).port) + 20;
   const stateDir = mkdtempSync(join(tmpdir(), 'pgbisync-halfinit-'));
   const pgMajor = testEnv.pgMajor() || 18;
   const stack = new DevStack({ ...DEFAULT_STACK, stateDir, pgMajor, db1Port: port });
