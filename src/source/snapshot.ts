@@ -231,11 +231,7 @@ export async function runSnapshot(o: SnapshotOptions): Promise<number> {
               ...(o.source === undefined ? {} : { source: o.source }),
               maxRows: o.chunkRows,
               signal: o.signal,
-              send: async (records) => {
-                await sending.pending;
-                sending.pending = o.producer.send(records);
-                sending.pending.catch(() => undefined);
-              },
+              send: (records) => sendInTurn(o.producer, sending, records),
               sendPageAsEvents: (from, to) =>
                 asEvents(
                   rowsQuery(` AND t.ctid >= '(${from},0)'::tid AND t.ctid < '(${to},0)'::tid`),
@@ -308,16 +304,27 @@ async function sendCursor(
       ...last,
       headers: endOfTransaction(last.headers, o.consistentPoint, true, undefined, o.source),
     };
-    // Its failure is read at the next chunk: handled from the start, or it would end the process while
-    // that chunk's FETCH is under way.
-    await sending.pending;
-    sending.pending = o.producer.send(records);
-    sending.pending.catch(() => undefined);
+    await sendInTurn(o.producer, sending, records);
     rows += chunk.rows.length;
     onChunk(rows);
   }
   await client.query('CLOSE snap');
   return rows;
+}
+
+/**
+ * Sends `records` once the send before them settled (one send in flight while the next part is read).
+ * The new send's failure is read at the next call (or the copy's end): handled from the start, or it
+ * would end the process while the next part's query is under way.
+ */
+async function sendInTurn(
+  producer: RecordProducer,
+  sending: { pending: Promise<unknown> },
+  records: OutRecord[],
+): Promise<void> {
+  await sending.pending;
+  sending.pending = producer.send(records);
+  sending.pending.catch(() => undefined);
 }
 
 const NULL_VALUE: TupleValue = { kind: 'null' };
