@@ -144,6 +144,16 @@ export async function withLeafPartitions(db: Queryable, tables: readonly string[
   return [...tables, ...r.rows.map((row) => row.name)];
 }
 
+/** The root table ('schema.table') of the partition with OID `relid`; undefined for another relation. */
+export async function partitionRootOf(db: Queryable, relid: number): Promise<string | undefined> {
+  const r = await db.query<{ root: string }>(
+    `SELECT n.nspname || '.' || c.relname AS root FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+      WHERE c.oid = pg_partition_root($1::oid::regclass) AND c.oid <> $1::oid`,
+    [relid],
+  );
+  return r.rows[0]?.root;
+}
+
 /** Reads one table; undefined when it does not exist. */
 export async function readTable(
   db: Queryable,

@@ -34,7 +34,7 @@ import { type ApplyTransaction, changeRows, type TopicPosition, transactionRows 
 import { DebeziumTransactionAssembler } from './debezium-transactions.ts';
 import { decodeChange } from './event-changes.ts';
 import { EventSchemas } from './event-schemas.ts';
-import { RecordGuard } from './record-guard.ts';
+import { RecordGuard, requireNoNewPartition } from './record-guard.ts';
 import { describeRejected, findRejectedValue, sourceType } from './rejected-value.ts';
 import { addColumn } from './schema-evolution.ts';
 import { MissingColumnError } from './statement-builder.ts';
@@ -171,6 +171,7 @@ export class Applier {
         checkWireVersion(records, o.sourceNode, o.targetNode);
         await schemas.load(records);
         const txns = grouper.add(guard.screen(records, onMalformed));
+        await requireNoNewPartition(malformed, () => writer.withPartitions(o.tables));
         if (malformed.length > 0) {
           await this.#deadLetter(malformed);
           malformed = [];

@@ -10,7 +10,7 @@
  */
 import type { InRecord } from '../kafka/records.ts';
 import { forgedHeader } from '../kafka/wire-headers.ts';
-import { ErrorCode, MalformedInputError } from '../runtime/errors.ts';
+import { ErrorCode, MalformedInputError, RetryableError } from '../runtime/errors.ts';
 import type { DecodedChange } from './transaction-grouper.ts';
 import { recordPosition } from './transaction-grouper.ts';
 
@@ -68,7 +68,8 @@ export class RecordGuard {
       );
     }
     if (!this.#tables.has(name)) {
-      throw new MalformedInputError(
+      throw new UnsyncedTableError(
+        name,
         `record ${recordPosition(record)} names table ${name}, which is not synced`,
         {
           code: ErrorCode.EVENT_FOREIGN_TABLE,
@@ -78,4 +79,37 @@ export class RecordGuard {
     }
     return decoded;
   }
+}
+
+/** A change of a table the applier does not sync (dead-lettered, unless it is a partition made since). */
+export class UnsyncedTableError extends MalformedInputError {
+  readonly table: string;
+  constructor(table: string, message: string, options: ConstructorParameters<typeof MalformedInputError>[1]) {
+    super(message, options);
+    this.table = table;
+  }
+}
+
+/**
+ * A change of a partition made since the applier started, of a synced partitioned table (its changes
+ * are its partitions'): not dead-lettered but read again, by an applier that knows it (the guard's
+ * tables are the partitions of its start). Nothing of the batch was written yet.
+ */
+export async function requireNoNewPartition(
+  malformed: readonly { error: unknown }[],
+  tablesNow: () => Promise<readonly string[]>,
+): Promise<void> {
+  const unsynced = new Set(
+    malformed.flatMap((m) => (m.error instanceof UnsyncedTableError ? [m.error.table] : [])),
+  );
+  if (unsynced.size === 0) return;
+  const now = new Set(await tablesNow());
+  const made = [...unsynced].filter((t) => now.has(t));
+  if (made.length > 0)
+    throw new RetryableError(
+      `${made.join(', ')}: partition of a synced table made since the applier started; reading again with it`,
+      {
+        code: ErrorCode.EVENT_FOREIGN_TABLE,
+      },
+    );
 }

@@ -122,8 +122,8 @@ test('a table added while syncing is copied both ways (its existing rows by last
       'row 30 did not cross',
     );
     // Row 1's delete, made while the table was still synced (run stopped), was still in flight when it
-    // was removed: the slot streams it, b's applier no longer syncs the table and dead-letters it
-    // (PGB3103, docs/operations.md: drain before removing a table if such changes matter).
+    // was removed: the slot streams it, the capture no longer syncs the table and leaves it out
+    // (docs/operations.md: drain before removing a table if such changes matter).
     assert.equal((await dbs.sql2('SELECT count(*)::int AS n FROM added WHERE id = 1')).rows[0].n, 1);
     await sync.stop();
   }

@@ -14,10 +14,11 @@ import { storeSourceSchemas } from '../events/schema-store.ts';
 import type { RecordProducer } from '../kafka/records.ts';
 import { newPgClient } from '../pg/client.ts';
 import { formatLsn, parseLsn } from '../pg/lsn.ts';
+import type { RelationMessage } from '../pg/pgoutput/messages.ts';
 import { ReplicationConnection } from '../pg/replication/replication-connection.ts';
 import { identifySource, type SourceIdentity } from '../pg/replication/source-identity.ts';
 import { objectNames, qualifiedName, splitTableName } from '../pg/sql-names.ts';
-import { readPrimaryKeys } from '../pg/table-catalog.ts';
+import { partitionRootOf, readPrimaryKeys, withLeafPartitions } from '../pg/table-catalog.ts';
 import { BlockedError, ErrorCode, RetryableError } from '../runtime/errors.ts';
 import { recordCopied, requirePublished, tablesToCopy } from './added-tables.ts';
 import { CaptureSender, type SentBatch } from './capture-sender.ts';
@@ -74,7 +75,9 @@ export type CaptureProgressEvent =
   | { readonly kind: 'snapshot'; readonly progress: SnapshotProgress }
   | { readonly kind: 'confirmed'; readonly lsn: bigint }
   | ({ readonly kind: 'sent' } & SentBatch)
-  | { readonly kind: 'loop-dropped'; readonly origin: string };
+  | { readonly kind: 'loop-dropped'; readonly origin: string }
+  /** The publication holds a table this capture does not sync: its changes are left out. */
+  | { readonly kind: 'unsynced'; readonly table: string };
 
 export class Capture {
   readonly #options: CaptureOptions;
@@ -121,9 +124,10 @@ export class Capture {
           0,
       );
       const primaryKeys = await primaryKeysByTable(admin, o.tables);
+      const synced = new Set(await withLeafPartitions(admin, o.tables));
       await admin.end();
       streaming = true;
-      await this.#stream(conn, major >= 160000, primaryKeys, signal);
+      await this.#stream(conn, major >= 160000, primaryKeys, synced, signal);
     } catch (error) {
       if (signal.aborted || error instanceof BlockedError) throw error;
       throw (await judgeFailure(o, this.slot, error, streaming)) ?? error;
@@ -281,6 +285,26 @@ export class Capture {
   }
 
   /** Stores the schemas not stored yet; resolves once they are committed on the source. */
+  /**
+   * A relation the synced set lacks may be a partition made since the stream started (a synced
+   * partitioned table's changes are its partitions'): its root is looked up, and it joins the set.
+   */
+  async #learnPartition(relation: RelationMessage, synced: Set<string>): Promise<void> {
+    const name = `${relation.schema}.${relation.table}`;
+    if (synced.has(name)) return;
+    const client = newPgClient({
+      connectionString: this.#options.url,
+      application_name: `pgbisync-capture-${this.#options.node}`,
+    });
+    await client.connect();
+    try {
+      const root = await partitionRootOf(client, relation.relationId);
+      if (root !== undefined && this.#options.tables.includes(root)) synced.add(name);
+    } finally {
+      await client.end();
+    }
+  }
+
   async #storeSchemas(schemas: readonly EventSchema[]): Promise<void> {
     const missing = schemas.filter((s) => !this.#storedSchemas.has(s.id));
     if (missing.length === 0) return;
@@ -292,6 +316,7 @@ export class Capture {
     conn: ReplicationConnection,
     serverFiltersOrigin: boolean,
     primaryKeys: ReadonlyMap<string, readonly string[]>,
+    synced: Set<string>,
     signal: AbortSignal,
   ): Promise<void> {
     const o = this.#options;
@@ -314,6 +339,8 @@ export class Capture {
         partition: PARTITION,
         primaryKeyOf: (schema, table) => primaryKeys.get(`${schema}.${table}`),
         onLoopDropped: (origin) => o.onProgress?.({ kind: 'loop-dropped', origin }),
+        synced: (schema, table) => synced.has(`${schema}.${table}`),
+        onUnsynced: (table) => o.onProgress?.({ kind: 'unsynced', table }),
         ...(this.#source === undefined ? {} : { source: this.#source }),
       },
       {
@@ -332,6 +359,8 @@ export class Capture {
     });
     for await (const items of conn.batches(signal)) {
       for (const item of items) {
+        if (item.kind === 'data' && item.message.tag === 'relation')
+          await this.#learnPartition(item.message, synced);
         assembler.handle(item);
         if (newSchemas.length > 0) await this.#storeSchemas(newSchemas.splice(0));
         if (sender.overBound) {

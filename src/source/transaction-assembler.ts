@@ -61,6 +61,15 @@ export interface AssemblerOptions {
   readonly primaryKeyOf?: (schema: string, table: string) => readonly string[] | undefined;
   /** The identity of the WAL streamed (IDENTIFY_SYSTEM): sent with every transaction's commit LSN. */
   readonly source?: SourceIdentity;
+  /**
+   * Whether this capture syncs the table; absent: every table of the publication. The publication can
+   * hold more: `setup` adds a table before the running daemon reloads its config, and the appliers,
+   * on the old config too, would dead-letter the table's changes. They are left out here (the copy of
+   * the table made at the reload brings what they wrote).
+   */
+  readonly synced?: (schema: string, table: string) => boolean;
+  /** Called at the Relation message of a table left out (see `synced`). */
+  readonly onUnsynced?: (table: string) => void;
 }
 
 interface OpenTransaction {
@@ -85,6 +94,8 @@ export class TransactionAssembler {
   readonly #options: AssemblerOptions;
   readonly #out: AssemblerOutput;
   readonly #relations = new Map<number, CachedRelation>();
+  /** Relations of the publication this capture does not sync (AssemblerOptions.synced). */
+  readonly #unsynced = new Set<number>();
   readonly #types = new Map<number, TypeMessage>();
   #txn: OpenTransaction | undefined;
   #held: OutRecord | undefined;
@@ -117,6 +128,13 @@ export class TransactionAssembler {
         }
         return;
       case 'relation': {
+        if (this.#options.synced?.(msg.schema, msg.table) === false) {
+          this.#unsynced.add(msg.relationId);
+          this.#relations.delete(msg.relationId);
+          this.#options.onUnsynced?.(`${msg.schema}.${msg.table}`);
+          return;
+        }
+        this.#unsynced.delete(msg.relationId);
         const rel = this.#compile(msg);
         this.#relations.set(msg.relationId, rel);
         if (rel.encoder.schema !== undefined) {
@@ -139,7 +157,7 @@ export class TransactionAssembler {
         return;
       case 'insert': {
         const txn = this.#requireTxn('Insert');
-        if (txn.dropped) return;
+        if (txn.dropped || this.#unsynced.has(msg.relationId)) return;
         const rel = this.#relation(msg.relationId);
         this.#emit(
           rel,
@@ -149,7 +167,7 @@ export class TransactionAssembler {
       }
       case 'update': {
         const txn = this.#requireTxn('Update');
-        if (txn.dropped) return;
+        if (txn.dropped || this.#unsynced.has(msg.relationId)) return;
         const rel = this.#relation(msg.relationId);
         const before = msg.oldTuple ?? msg.oldKey;
         const after = msg.oldTuple === undefined ? msg.newTuple : withOldValues(msg.newTuple, msg.oldTuple);
@@ -161,7 +179,7 @@ export class TransactionAssembler {
       }
       case 'delete': {
         const txn = this.#requireTxn('Delete');
-        if (txn.dropped) return;
+        if (txn.dropped || this.#unsynced.has(msg.relationId)) return;
         const rel = this.#relation(msg.relationId);
         const before = msg.oldTuple ?? msg.oldKey;
         if (before === undefined) {
@@ -180,6 +198,7 @@ export class TransactionAssembler {
         const txn = this.#requireTxn('Truncate');
         if (txn.dropped) return;
         for (const id of msg.relationIds) {
+          if (this.#unsynced.has(id)) continue;
           const rel = this.#relation(id);
           this.#emit(rel, rel.encoder.truncate(this.#source(item.lsn), this.#order(txn, rel)));
         }
