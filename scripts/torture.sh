@@ -2,7 +2,8 @@
 # `npm run torture -- [--seed N] [--duration S] [--nodes 2|3] [--faults list] [--workload list]`: brings up a
 # stack of its own (PostgreSQL TORTURE_PG_MAJOR, default 18, on ports p and p+1, Kafka on p+2 and p+3 and a
 # listener on p+4 advertising p+5, where the torture's fault proxy to the broker listens, with
-# p = TORTURE_PORT_BASE, default 24100; state .state/torture), runs torture/main.ts once per seed and stops
+# p = TORTURE_PORT_BASE, default 24100; state .state/torture; on PostgreSQL 17+ a streaming standby of the
+# first server on p+6, for the failover fault, unless TORTURE_STANDBY=0), runs torture/main.ts once per seed and stops
 # the stack again (TORTURE_KEEP_STACK=1 leaves it running). Several seeds: --seeds "1 2 3" (each run gets the
 # other arguments). Ends with "torture: N passed, N failed".
 set -euo pipefail
@@ -30,8 +31,10 @@ stop_stack() {
   fi
 }
 trap stop_stack EXIT
+standby=()
+if [ "$major" -ge 17 ] && [ "${TORTURE_STANDBY:-1}" != 0 ]; then standby=(--standby --standby-port $((p + 6))); fi
 ./bin/pgbisync.js dev up --pg "$major" --state-dir "$state" --db1-port "$p" --db2-port $((p + 1)) \
-  --kafka-port $((p + 2)) --kafka-controller-port $((p + 3)) --kafka-proxied-port $((p + 4)) >/dev/null
+  --kafka-port $((p + 2)) --kafka-controller-port $((p + 3)) --kafka-proxied-port $((p + 4)) "${standby[@]}" >/dev/null
 
 passed=0; failed=0
 if [ -z "$seeds" ]; then

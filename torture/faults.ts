@@ -5,9 +5,9 @@
 import { execFile } from 'node:child_process';
 import { resolve } from 'node:path';
 import { promisify } from 'node:util';
-import type { DevStack } from '../src/dev/stack.ts';
 import type { FaultProxy } from '../src/testing/fault-proxy.ts';
 import type { Daemon } from './daemon.ts';
+import type { Servers } from './failover.ts';
 import type { Random } from './random.ts';
 import { withSession } from './workload.ts';
 
@@ -30,6 +30,9 @@ export const FAULT_KINDS = [
   // Every daemon killed, one node's slot dropped, the daemons restarted (that capture is blocked: a
   // new slot would skip the gap's changes); 5-15 s later the operator's fix, `pgbisync resync <node>`.
   'slot-loss',
+  // db1's server crashes for good and its streaming standby is promoted (./failover.ts); once per run,
+  // skipped (with a line) when the stack has no standby.
+  'failover',
 ] as const;
 export type FaultKind = (typeof FAULT_KINDS)[number];
 
@@ -57,6 +60,7 @@ const PERIOD_MS: Record<FaultKind, number> = {
   'kafka-stall': 90_000,
   'kafka-delay': 60_000,
   'slot-loss': 120_000,
+  failover: 3_600_000,
 };
 
 export function schedule(
@@ -81,8 +85,11 @@ export function schedule(
               : kind === 'kill'
                 ? r.int(500, 3_000)
                 : r.int(1_000, 5_000);
+      // A failover in the middle third: the slots are made and synced to the standby, and the run goes
+      // on long enough after it.
+      const [from, to] = kind === 'failover' ? [0.3, 0.65] : [0.05, 0.8];
       faults.push({
-        atMs: r.int(Math.round(durationMs * 0.05), Math.round(durationMs * 0.8)),
+        atMs: r.int(Math.round(durationMs * from), Math.round(durationMs * to)),
         kind,
         node: r.int(0, nodes - 1),
         forMs,
@@ -96,17 +103,21 @@ export function schedule(
 export interface FaultTargets {
   /** The `pgbisync run` instances sharing the config (one, or two with --instances 2). */
   readonly daemons: readonly Daemon[];
-  readonly stack: DevStack;
+  readonly servers: Servers;
   /** The server of each node (several nodes may share one). */
   readonly serverOf: (node: number) => number;
-  readonly proxies: readonly FaultProxy[];
+  /** Each node's proxies (the primary's, and the standby's on a node that can fail over). */
+  readonly proxies: readonly (readonly FaultProxy[])[];
   /** Between the daemon and the broker; undefined: the stack has no proxied listener (kafka-* faults skipped). */
   readonly kafkaProxy: FaultProxy | undefined;
-  readonly nodeUrls: readonly string[];
+  /** The node's database on the server that takes its writes now. */
+  readonly nodeUrl: (node: number) => string;
   /** The nodes' names in the config (slot-loss: the slot and the resync name them). */
   readonly nodeNames: readonly string[];
   /** The run's config (slot-loss runs `pgbisync resync` with it). */
   readonly configPath: string;
+  /** Called once db1's standby took over (the run points the workload and the checker at it). */
+  readonly failedOver: () => void;
   readonly log: (line: string) => void;
 }
 
@@ -126,7 +137,7 @@ export async function inject(
       t.log(`fault: restarting ${what}`);
       for (let attempt = 1; attempt <= 5; attempt++) {
         try {
-          await t.stack.up(() => undefined);
+          await t.servers.up();
           return;
         } catch (error) {
           t.log(`fault: restarting ${what} failed (attempt ${attempt}): ${String(error)}`);
@@ -157,14 +168,14 @@ export async function inject(
         daemon.thaw();
         return;
       case 'kafka': {
-        const pid = t.stack.broker.pid();
+        const pid = t.servers.stack.broker.pid();
         if (pid !== undefined) process.kill(pid, 'SIGKILL');
         await wait(f.forMs);
         await restart('the Kafka broker');
         return;
       }
       case 'pg-crash': {
-        const server = t.stack.servers[t.serverOf(f.node)]!;
+        const server = t.servers.server(t.serverOf(f.node));
         await server.crash();
         await wait(f.forMs);
         // Through `up`, one restart at a time: a broker restart meanwhile may have started it already
@@ -173,17 +184,14 @@ export async function inject(
         return;
       }
       case 'net-drop':
-        t.proxies[f.node]!.drop();
+        for (const p of t.proxies[f.node]!) p.drop();
         return;
       case 'net-stall':
-        t.proxies[f.node]!.set({ kind: 'stall' });
-        await wait(f.forMs);
-        t.proxies[f.node]!.set({ kind: 'pass' });
-        return;
       case 'net-delay':
-        t.proxies[f.node]!.set({ kind: 'delay', ms: f.delayMs });
+        for (const p of t.proxies[f.node]!)
+          p.set(f.kind === 'net-stall' ? { kind: 'stall' } : { kind: 'delay', ms: f.delayMs });
         await wait(f.forMs);
-        t.proxies[f.node]!.set({ kind: 'pass' });
+        for (const p of t.proxies[f.node]!) p.set({ kind: 'pass' });
         return;
       case 'kafka-drop':
       case 'kafka-stall':
@@ -207,7 +215,7 @@ export async function inject(
       case 'slot-loss': {
         const name = t.nodeNames[f.node]!;
         await Promise.all(t.daemons.map((d) => d.kill()));
-        const dropped = await dropSlot(t.nodeUrls[f.node]!, `pgbisync_${name}`).catch((error: unknown) => {
+        const dropped = await dropSlot(t.nodeUrl(f.node), `pgbisync_${name}`).catch((error: unknown) => {
           t.log(`fault: slot-loss: dropping the slot of ${name} failed: ${String(error)}`);
           return undefined;
         });
@@ -222,8 +230,16 @@ export async function inject(
         await resyncNode(t, name);
         return;
       }
+      case 'failover': {
+        // Restarts queued meanwhile (a pg-crash of db1's server) must not start db1 again half-way.
+        await restarts;
+        const skipped = await t.servers.failOver(t.log, 90_000, signal);
+        if (skipped !== undefined) t.log(`fault: failover skipped: ${skipped}`);
+        else t.failedOver();
+        return;
+      }
       case 'slow-target':
-        await lockTable(t.nodeUrls[f.node]!, f.forMs).catch((error: unknown) =>
+        await lockTable(t.nodeUrl(f.node), f.forMs).catch((error: unknown) =>
           t.log(`fault: slow-target lock failed: ${String(error)}`),
         );
         return;

@@ -16,6 +16,7 @@ import { FaultProxy } from '../src/testing/fault-proxy.ts';
 import { addTableLater } from './add-table.ts';
 import { type CheckNode, checkData, checkQuiet, type Finding } from './checker.ts';
 import { Daemon } from './daemon.ts';
+import { Servers } from './failover.ts';
 import { FAULT_KINDS, type FaultKind, inject, schedule } from './faults.ts';
 import { Random } from './random.ts';
 import { TABLES } from './schema.ts';
@@ -78,13 +79,23 @@ async function main(): Promise<number> {
     `seed ${seed}, ${durationMs / 1000} s, ${nodeCount} nodes, workload ${[...workloadKinds].join(',')}, faults: ${faults.map((f) => `${f.kind}@${(f.atMs / 1000).toFixed(0)}s`).join(' ') || 'none'}`,
   );
 
-  // Node i lives on server i % 2: a third node shares the first server (its origins, its WAL).
+  const servers = new Servers(stack);
+  await servers.prepare(log);
+  // Node i lives on server i % 2: a third node shares the first server (its origins, its WAL). Its
+  // addresses change when its server fails over to the standby.
   const serverOf = (i: number) => i % stack.servers.length;
-  const nodes: (CheckNode & { admin: string })[] = Array.from({ length: nodeCount }, (_, i) => {
-    const server = stack.servers[serverOf(i)]!;
-    const db = `torture_${seed}_${i + 1}`;
-    return { name: `n${i + 1}`, url: serverUrl(server.url, db), admin: serverUrl(server.url, 'postgres') };
-  });
+  const addressOf = (i: number) => {
+    const server = servers.server(serverOf(i));
+    return {
+      url: serverUrl(server.url, `torture_${seed}_${i + 1}`),
+      admin: serverUrl(server.url, 'postgres'),
+    };
+  };
+  const nodes: { name: string; url: string; admin: string }[] = Array.from({ length: nodeCount }, (_, i) => ({
+    name: `n${i + 1}`,
+    ...addressOf(i),
+  }));
+  const failsOver = (i: number) => servers.canFailOver && serverOf(i) === 0;
   // The dev stack trades durability for speed (synchronous_commit = off): a crashed server would lose
   // transactions the workload saw commit, which is no fault of the sync. Commits here are durable
   // against a server crash (the WAL reaches the kernel before COMMIT returns; fsync stays off, so an OS
@@ -97,8 +108,15 @@ async function main(): Promise<number> {
   for (const n of nodes) await recreateDatabase(n.admin, new URL(n.url).pathname.slice(1));
   for (const n of nodes) await withSession(n.url, (c) => c.query(TABLES.map((t) => t.ddl).join(';\n')));
 
+  // The daemon reaches each node through a proxy, and a node that can fail over through a second one
+  // to the standby, both in its URL (target_session_attrs=read-write picks the primary).
   const proxies = await Promise.all(
-    nodes.map((_, i) => FaultProxy.start({ host: '127.0.0.1', port: stack.servers[serverOf(i)]!.spec.port })),
+    nodes.map(async (_, i) => [
+      await FaultProxy.start({ host: '127.0.0.1', port: stack.servers[serverOf(i)]!.spec.port }),
+      ...(failsOver(i)
+        ? [await FaultProxy.start({ host: '127.0.0.1', port: stack.standby!.spec.port })]
+        : []),
+    ]),
   );
   // The daemon reaches the broker through a proxy too, where the stack has a listener for one: it
   // advertises the proxy's port, so the clients stay on the proxy after bootstrapping.
@@ -115,8 +133,9 @@ async function main(): Promise<number> {
     kafka: { brokers: [`127.0.0.1:${kafkaProxy?.port ?? stack.options.kafkaPort}`], topicPrefix },
     nodes: nodes.map((n, i) => {
       const u = new URL(n.url);
-      u.port = String(proxies[i]!.port);
-      return { name: n.name, url: u.toString() };
+      const hosts = proxies[i]!.map((p) => `127.0.0.1:${p.port}`).join(',');
+      const url = `${u.protocol}//${u.username}@${hosts}${u.pathname}${failsOver(i) ? '?target_session_attrs=read-write' : ''}`;
+      return { name: n.name, url, ...(failsOver(i) ? { failoverSlot: true } : {}) };
     }),
     // With `addtable`, t_late is added while the sync runs (./add-table.ts).
     tables: TABLES.filter((t) => !(lateTable && t.name === 't_late')).map((t) => `public.${t.name}`),
@@ -148,7 +167,7 @@ async function main(): Promise<number> {
     runWorkload({
       node: n.name,
       nodeIndex: i,
-      url: n.url,
+      url: () => n.url,
       clients: Number(values.clients),
       kinds: workloadKinds,
       bigRows: Number(values['big-rows']),
@@ -176,11 +195,18 @@ async function main(): Promise<number> {
     faults,
     {
       daemons,
-      stack,
+      servers,
       serverOf,
       proxies,
       kafkaProxy,
-      nodeUrls: nodes.map((n) => n.url),
+      nodeUrl: (i) => nodes[i]!.url,
+      failedOver: () => {
+        nodes.forEach((n, i) => {
+          if (!failsOver(i)) return;
+          Object.assign(n, addressOf(i));
+          history.failedOver(n.name, servers.promotedAt!);
+        });
+      },
       nodeNames: nodes.map((n) => n.name),
       configPath,
       log,
@@ -194,15 +220,19 @@ async function main(): Promise<number> {
   const addProblem = await adding;
   log(`writes stopped: ${JSON.stringify(history.counts)}; waiting for the faults to end`);
   await injecting;
-  for (const p of proxies) p.set({ kind: 'pass' });
+  for (const p of proxies.flat()) p.set({ kind: 'pass' });
   kafkaProxy?.set({ kind: 'pass' });
   for (const daemon of daemons) daemon.thaw();
-  await stack.up(() => undefined);
+  await servers.up();
   for (const daemon of daemons) if (!daemon.running) daemon.start();
 
   const findings: Finding[] = [];
   if (addProblem !== undefined) findings.push({ check: 'addtable', detail: addProblem });
-  for (let i = 0; i < 60 && (await history.resolveInDoubt()) > 0; i++)
+  for (
+    let i = 0;
+    i < 60 && (await history.resolveInDoubt((name) => nodes.find((n) => n.name === name)!.url)) > 0;
+    i++
+  )
     await new Promise((r) => setTimeout(r, 1000));
   if (history.inDoubt.length > 0)
     findings.push({
@@ -233,7 +263,7 @@ async function main(): Promise<number> {
     await exec(process.execPath, [CLI, 'teardown', '-c', configPath], { cwd: ROOT }).catch((error: unknown) =>
       findings.push({ check: 'daemon', detail: `teardown failed: ${String(error)}` }),
     );
-  await Promise.all(proxies.map((p) => p.close()));
+  await Promise.all(proxies.flat().map((p) => p.close()));
   await kafkaProxy?.close();
   if (!values.keep) for (const n of nodes) await dropDatabase(n.admin, new URL(n.url).pathname.slice(1));
 

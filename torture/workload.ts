@@ -43,7 +43,8 @@ export type WorkloadKind = (typeof WORKLOAD_KINDS)[number];
 export interface WorkloadOptions {
   readonly node: string;
   readonly nodeIndex: number;
-  readonly url: string;
+  /** The node's database on the server that takes its writes (after a failover: the promoted standby). */
+  readonly url: () => string;
   readonly clients: number;
   readonly kinds: ReadonlySet<WorkloadKind>;
   /** Rows of the one very large transaction each node runs (kind `big`). */
@@ -63,11 +64,17 @@ export class History {
   readonly transactions: CommittedTransaction[] = [];
   readonly #file: string;
   /** COMMITs sent whose outcome is unknown (connection lost): resolved by `resolveInDoubt`. */
-  readonly inDoubt: { node: string; url: string; xid: string; writes: Write[]; truncated: string[] }[] = [];
+  readonly inDoubt: InDoubt[] = [];
   counts = { committed: 0, retried: 0, connectionErrors: 0, inDoubt: 0 };
+  /** When each node's server failed over to its standby (ms since the epoch). */
+  readonly #failedOver = new Map<string, number>();
 
   constructor(file: string) {
     this.#file = file;
+  }
+
+  failedOver(node: string, atMs: number): void {
+    this.#failedOver.set(node, atMs);
   }
 
   add(t: CommittedTransaction): void {
@@ -76,20 +83,34 @@ export class History {
     appendFileSync(this.#file, `${JSON.stringify({ ...t, us: t.us.toString() })}\n`);
   }
 
-  /** Asks each in-doubt transaction's node whether it committed; keeps those it cannot ask yet. */
-  async resolveInDoubt(): Promise<number> {
+  /**
+   * Asks each in-doubt transaction's node (at `urlOf(node)`, where it is now) whether it committed;
+   * keeps those it cannot ask yet. A transaction id the server has not reached ("in the future": a
+   * crash, or a failover, lost the WAL that used it) did not commit. One asked of a promoted standby
+   * that answers with a commit after the failover is another transaction: the old primary's id, lost
+   * with its unsent WAL, was given again by the new primary.
+   */
+  async resolveInDoubt(urlOf: (node: string) => string): Promise<number> {
     const left = [];
     for (const d of this.inDoubt.splice(0)) {
-      const outcome = await withSession(d.url, async (c) => {
+      const outcome = await withSession(urlOf(d.node), async (c) => {
         const r = await c.query<{ s: string | null; us: string | null }>(
           `SELECT pg_xact_status($1::xid8) AS s,
                   (extract(epoch FROM pg_xact_commit_timestamp($1::xid8::xid)) * 1000000)::bigint::text AS us`,
           [d.xid],
         );
         return r.rows[0]!;
-      }).catch(() => undefined);
+      }).catch((error: unknown) =>
+        /is in the future/.test(String(error)) ? { s: 'aborted', us: null } : undefined,
+      );
+      const failedOver = this.#failedOver.get(d.node);
+      const reused =
+        failedOver !== undefined &&
+        d.atMs < failedOver &&
+        outcome?.us != null &&
+        BigInt(outcome.us) > BigInt(failedOver) * 1000n;
       if (outcome === undefined || outcome.s === 'in progress') left.push(d);
-      else if (outcome.s === 'committed')
+      else if (outcome.s === 'committed' && !reused)
         this.add({
           node: d.node,
           xid: d.xid,
@@ -101,6 +122,15 @@ export class History {
     this.inDoubt.push(...left);
     return left.length;
   }
+}
+
+interface InDoubt {
+  readonly node: string;
+  readonly xid: string;
+  readonly writes: Write[];
+  readonly truncated: string[];
+  /** When its COMMIT was sent (ms since the epoch). */
+  readonly atMs: number;
 }
 
 export async function withSession<T>(url: string, fn: (c: pg.Client) => Promise<T>): Promise<T> {
@@ -152,7 +182,7 @@ async function runClient(o: WorkloadOptions, index: number, rnd: Random, uuids: 
   const owned = (k: number) => (o.nodeIndex + 1) * 1_000_000_000 + index * 100_000_000 + k;
   while (!o.signal.aborted) {
     if (c === undefined) {
-      c = await connect(o.url).catch(() => undefined);
+      c = await connect(o.url()).catch(() => undefined);
       if (c === undefined) {
         await pause(500);
         continue;
@@ -163,12 +193,14 @@ async function runClient(o: WorkloadOptions, index: number, rnd: Random, uuids: 
     const body = started ? (tx: Tx) => big(tx, rnd, owned, o.bigRows) : pickBody(o, rnd, n, owned, uuids);
     let xid: string | undefined;
     let committing = false;
+    let commitSentAt = 0;
     const tx = new Tx(c);
     try {
       await c.query('BEGIN');
       xid = (await c.query<{ x: string }>('SELECT pg_current_xact_id()::text AS x')).rows[0]!.x;
       await body(tx);
       committing = true;
+      commitSentAt = Date.now();
       await c.query('COMMIT');
       const us = await c.query<{ us: string }>(
         'SELECT (extract(epoch FROM pg_xact_commit_timestamp($1::xid8::xid)) * 1000000)::bigint::text AS us',
@@ -197,7 +229,13 @@ async function runClient(o: WorkloadOptions, index: number, rnd: Random, uuids: 
       o.history.counts.connectionErrors++;
       if (committing && xid !== undefined) {
         o.history.counts.inDoubt++;
-        o.history.inDoubt.push({ node: o.node, url: o.url, xid, writes: tx.writes, truncated: tx.truncated });
+        o.history.inDoubt.push({
+          node: o.node,
+          xid,
+          writes: tx.writes,
+          truncated: tx.truncated,
+          atMs: commitSentAt,
+        });
       }
       await c.end().catch(() => undefined);
       c = undefined;

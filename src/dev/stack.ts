@@ -185,7 +185,8 @@ export class DevStack {
     return new DevStack({ ...DEFAULT_STACK, ...saved.options, stateDir });
   }
 
-  async up(log: (line: string) => void): Promise<StackStatus> {
+  /** `leaveDown`: servers not to start (db1 after the torture's failover: it would be a second primary). */
+  async up(log: (line: string) => void, o: { leaveDown?: readonly string[] } = {}): Promise<StackStatus> {
     if (this.options.standby === true && this.options.pgMajor < 17) {
       throw new FatalError(
         `dev up --standby needs PostgreSQL 17 or later (failover slots: sync_replication_slots); this stack runs PostgreSQL ${this.options.pgMajor}`,
@@ -198,7 +199,7 @@ export class DevStack {
     const libs = await fetchKafkaJars(log);
     const connectJars = this.connect === undefined ? undefined : await fetchConnectJars(log);
     if (this.options.secure === true) await ensureTlsMaterial(join(this.options.stateDir, 'secure'));
-    for (const server of this.servers) {
+    for (const server of this.servers.filter((s) => !o.leaveDown?.includes(s.spec.name))) {
       if (await server.isReady()) {
         log(`${server.spec.name}: already running on ${server.spec.port}`);
         continue;

@@ -1,0 +1,152 @@
+/**
+ * The stack's PostgreSQL servers as the run sees them, and the `failover` fault. With a standby of db1
+ * (`dev up --standby`, PostgreSQL 17+; scripts/torture.sh starts one), the nodes on db1's server have a
+ * failover slot and a URL listing the primary and the standby (each through a fault proxy) with
+ * target_session_attrs=read-write, and db1 waits for the standby at each commit
+ * (synchronous_standby_names): a commit the workload saw is on the standby too, as in a deployment that
+ * promises no loss on failover. The fault, once the standby holds a synced copy of each of the server's
+ * pgbisync slots (what a failover before that loses is a lost slot, covered by `slot-loss`): db1's
+ * server stops as in a crash and the standby is promoted. From then on the standby is server 0: crashes
+ * and restarts hit it, and db1's server stays down for the rest of the run (started, it would be a second
+ * primary). The next run finds the standby promoted and makes a new one from db1 ({@link Servers.prepare}).
+ */
+import { existsSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import pg from 'pg';
+import type { PostgresServer } from '../src/dev/postgres-server.ts';
+import type { DevStack } from '../src/dev/stack.ts';
+import { withSession } from './workload.ts';
+
+/** The standby's name in db1's replication (its primary_conninfo's application_name, src/dev/standby.ts). */
+const STANDBY_NAME = 'standby';
+
+export class Servers {
+  readonly stack: DevStack;
+  #promotedAt: number | undefined;
+
+  constructor(stack: DevStack) {
+    this.stack = stack;
+  }
+
+  /** The stack has a standby of db1: the nodes on server 0 can fail over. */
+  get canFailOver(): boolean {
+    return this.stack.standby !== undefined;
+  }
+
+  /** When the standby was promoted (ms since the epoch), or undefined. */
+  get promotedAt(): number | undefined {
+    return this.#promotedAt;
+  }
+
+  /** The server that takes writes for server index `i`. */
+  server(i: number): PostgresServer {
+    return i === 0 && this.#promotedAt !== undefined ? this.stack.standby! : this.stack.servers[i]!;
+  }
+
+  /** Starts whatever is down, except a failed-over db1. */
+  async up(): Promise<void> {
+    await this.stack.up(() => undefined, this.#promotedAt === undefined ? {} : { leaveDown: ['db1'] });
+  }
+
+  /**
+   * Before a run: a standby a previous run promoted is made again from db1 (the old primary's leftover
+   * run databases and their slots dropped: their names come back), and db1 waits for it at each commit.
+   */
+  async prepare(log: (line: string) => void): Promise<void> {
+    const standby = this.stack.standby;
+    if (standby === undefined) return;
+    if (
+      existsSync(join(standby.dataDir, 'PG_VERSION')) &&
+      !existsSync(join(standby.dataDir, 'standby.signal'))
+    ) {
+      log('the standby was promoted by an earlier run: making a new one from db1');
+      await standby.stop();
+      rmSync(standby.dataDir, { recursive: true, force: true });
+      await this.stack.up(() => undefined); // db1 (`dev up` may have started it), a new standby
+      await withSession(adminUrl(this.stack.servers[0]!), async (c) => {
+        const dbs = await c.query<{ datname: string }>(
+          "SELECT datname FROM pg_database WHERE datname LIKE 'torture\\_%'",
+        );
+        for (const { datname } of dbs.rows) {
+          await c.query(
+            'SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = $1',
+            [datname],
+          );
+          await c.query(`DROP DATABASE ${pg.escapeIdentifier(datname)} WITH (FORCE)`);
+        }
+      });
+    }
+    await this.stack.up(() => undefined);
+    await withSession(adminUrl(this.stack.servers[0]!), async (c) => {
+      await c.query(`ALTER SYSTEM SET synchronous_standby_names = '${STANDBY_NAME}'`);
+      await c.query('SELECT pg_reload_conf()');
+    });
+  }
+
+  /**
+   * The fault: waits (up to `waitMs`) until the standby holds a synced, persistent copy of every
+   * failover slot on db1's server, then crashes db1's server and promotes the standby. Returns why it
+   * did not happen, or undefined.
+   */
+  async failOver(
+    log: (line: string) => void,
+    waitMs: number,
+    signal: AbortSignal,
+  ): Promise<string | undefined> {
+    const standby = this.stack.standby;
+    if (standby === undefined) return 'the stack has no standby of db1 (dev up --standby, PostgreSQL 17+)';
+    if (this.#promotedAt !== undefined) return 'db1 failed over already';
+    const primary = this.stack.servers[0]!;
+    const deadline = Date.now() + waitMs;
+    let missing = 'not asked yet';
+    let said = '';
+    while (!signal.aborted && Date.now() < deadline) {
+      missing = await unsyncedSlots(primary, standby).catch((error: unknown) => String(error));
+      if (missing === '') break;
+      if (missing !== said) {
+        said = missing;
+        log(`fault: failover waits: the standby has no synced copy of ${missing}`);
+      }
+      await new Promise((r) => setTimeout(r, 1000));
+    }
+    if (missing !== '') return `the standby has no synced copy of ${missing}`;
+    log('fault: failover: the standby holds every slot; db1 crashes, the standby is promoted');
+    await primary.crash();
+    this.#promotedAt = Date.now();
+    await standby.promote();
+    // Its configuration is a copy of db1's: it would wait for a synchronous standby it does not have.
+    await withSession(adminUrl(standby), async (c) => {
+      await c.query('ALTER SYSTEM RESET synchronous_standby_names');
+      await c.query('SELECT pg_reload_conf()');
+    });
+    log(`fault: failover: the standby (port ${standby.spec.port}) is the primary`);
+    return undefined;
+  }
+}
+
+/** The failover slots of db1's server that the standby lacks as synced and persistent ('' when none). */
+async function unsyncedSlots(primary: PostgresServer, standby: PostgresServer): Promise<string> {
+  const onPrimary = await withSession(adminUrl(primary), async (c) =>
+    (
+      await c.query<{ slot_name: string }>(
+        "SELECT slot_name FROM pg_replication_slots WHERE failover AND slot_type = 'logical'",
+      )
+    ).rows.map((r) => r.slot_name),
+  );
+  if (onPrimary.length === 0) return 'any slot (db1 has no failover slot yet)';
+  const synced = await withSession(adminUrl(standby), async (c) =>
+    (
+      await c.query<{ slot_name: string }>(
+        'SELECT slot_name FROM pg_replication_slots WHERE synced AND NOT temporary AND confirmed_flush_lsn IS NOT NULL',
+      )
+    ).rows.map((r) => r.slot_name),
+  );
+  return onPrimary.filter((s) => !synced.includes(s)).join(', ');
+}
+
+/** The server's maintenance database. */
+export function adminUrl(server: PostgresServer): string {
+  const u = new URL(server.url);
+  u.pathname = '/postgres';
+  return u.toString();
+}
