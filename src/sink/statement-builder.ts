@@ -197,6 +197,12 @@ export class TableStatements {
     // copy into a new node) skips the per-row probe and its key's jsonb. Row batches of an initial copy
     // (2,000 rows per statement, PostgreSQL 15, three alternated runs): 674-877 -> 565-689 ms per 100,000
     // rows. The per-row probe would see no more than this: both read the statement's snapshot.
+    // A copied row at the very version the target holds (a re-copy: resync, an added table, a copy read
+    // again after a restart or a hand-back) is that version: nothing to write, unless a repair of the
+    // key is pending (a partial update dated the row by the source but left other values).
+    const sameVersionCopy = `(${VERSION_TIME('t')} IS DISTINCT FROM $1::timestamptz
+                OR EXISTS (SELECT 1 FROM pgbisync.conflicts c WHERE c.resolution = 'needs_repair'
+                  AND c.remote_node = $2::text AND c.table_name = $4::text AND c.key = ${this.#keyJson('t')}))`;
     const keyMayBlock = `(SELECT EXISTS (SELECT 1 FROM pgbisync.tombstones b
                   WHERE b.table_name = $4::text AND b.key <> '{}'::jsonb))`;
     return `w AS (INSERT INTO ${this.#qualified} AS t (${cols}) SELECT ${cols} FROM i
@@ -207,7 +213,7 @@ export class TableStatements {
               WHEN CASE WHEN ${tableMayBlock} THEN ${tableBlocks} ELSE false END THEN false ELSE true END`
             }
             ON CONFLICT (${pk}) DO UPDATE SET ${set}
-              WHERE CASE WHEN ${VERSION_NODE('t')} = $2::text THEN true
+              WHERE CASE WHEN ${VERSION_NODE('t')} = $2::text THEN ${op === 'r' ? sameVersionCopy : 'true'}
                 ELSE pgbisync.record_conflict($4::text, ${quoteLiteral(op === 'u' ? 'update_origin_differs' : 'insert_exists')},
                   ${this.#keyJson('t')}, to_jsonb(t.*), ${VERSION_TIME('t')}, ${VERSION_NODE('t')},
                   (SELECT to_jsonb(r.*) FROM i r WHERE ${this.#keyJoin('r', 'EXCLUDED')}), $1::timestamptz, $2::text,

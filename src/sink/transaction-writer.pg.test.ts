@@ -530,6 +530,44 @@ test('a snapshot chunk split by commit time moves the position only with its las
   );
 });
 
+test('a row copied again at the version the target holds is not written again, unless its repair is pending', async () => {
+  await using dbs = await createTestDatabases('writer');
+  const writer = await setup(dbs.db2, (t) => dbs.sql2(t));
+  /** A copy of rows 10 (at T0 + 50) and 11 (at T0 + 60 + `later`) read at offsets first..first + 10. */
+  const copy = (first: bigint, n10: string, later = 0n): ApplyTransaction => ({
+    ...txn(3, [
+      { ...insert('10', n10), op: 'r', commitTimeUs: T0_US + 50n },
+      { ...insert('11', '11'), op: 'r', commitTimeUs: T0_US + 60n + later },
+    ]),
+    snapshot: true,
+    firstOffset: first,
+    lastOffset: first + 10n,
+  });
+  const xmins = async () =>
+    (await dbs.sql2('SELECT id::int, xmin::text AS x, n FROM items ORDER BY id')).rows.map(
+      (r) => `${r.id}:${r.x}:${r.n}`,
+    );
+  try {
+    await writer.open();
+    await writer.apply([copy(0n, '10')]);
+    const first = await xmins();
+    // Read again (a restart during the copy, a resync, a hand-back): the same versions, nothing written;
+    // row 11 at a later version of the source is.
+    await writer.apply([copy(20n, '10', 5n)]);
+    const second = await xmins();
+    assert.equal(second[0], first[0], 'row 10, at the version it holds, was written again');
+    assert.notEqual(second[1], first[1], 'row 11 at a later version must be written');
+    // A repair of row 10 is pending (a partial update dated it by the source, values of another
+    // version): the copy at that version writes it whole.
+    await dbs.sql2(`INSERT INTO pgbisync.conflicts (table_name, conflict_type, key, remote_commit_time, remote_node, resolution, policy)
+                    VALUES ('public.items', 'update_missing', '{"id": 10}', now(), 'src', 'needs_repair', 'last-writer-wins')`);
+    await writer.apply([copy(40n, '99')]);
+    assert.match((await xmins())[0]!, /^10:\d+:99$/);
+  } finally {
+    await writer.close();
+  }
+});
+
 test('a transaction that fails while later ones are still being queued is no unhandled rejection', async (t) => {
   // The last transaction's table is read from the catalog first (a round trip), after the writer sent
   // the ones before it: the failure arrives meanwhile. `missing` does not exist on the target, so that
