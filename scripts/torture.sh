@@ -36,6 +36,10 @@ if [ "$major" -ge 17 ] && [ "${TORTURE_STANDBY:-1}" != 0 ]; then standby=(--stan
 ./bin/pgbisync.js dev up --pg "$major" --state-dir "$state" --db1-port "$p" --db2-port $((p + 1)) \
   --kafka-port $((p + 2)) --kafka-controller-port $((p + 3)) --kafka-proxied-port $((p + 4)) "${standby[@]}" >/dev/null
 
+# The clock-skew fault's clock-offset library (torture/clock-offset.c), built with the machine's C compiler.
+cc -shared -fPIC -O2 -o "$state/clock-offset.so" torture/clock-offset.c -ldl 2>/dev/null ||
+  echo "torture: no C compiler here: the clock-skew fault is skipped" >&2
+
 passed=0; failed=0
 if [ -z "$seeds" ]; then
   if node torture/main.ts --state-dir "$state" "${args[@]}"; then passed=1; else failed=1; fi

@@ -7,7 +7,7 @@ import { resolve } from 'node:path';
 import { promisify } from 'node:util';
 import type { FaultProxy } from '../src/testing/fault-proxy.ts';
 import type { Daemon } from './daemon.ts';
-import type { Servers } from './failover.ts';
+import { clockAhead, type Servers } from './failover.ts';
 import type { Random } from './random.ts';
 import { withSession } from './workload.ts';
 
@@ -33,6 +33,9 @@ export const FAULT_KINDS = [
   // db1's server crashes for good and its streaming standby is promoted (./failover.ts); once per run,
   // skipped (with a line) when the stack has no standby.
   'failover',
+  // One node's server restarts with its clock 0.2-3 s ahead (./clock-offset.c preloaded), for the rest
+  // of the run; once per run, skipped (with a line) where scripts/torture.sh could not build the library.
+  'clock-skew',
 ] as const;
 export type FaultKind = (typeof FAULT_KINDS)[number];
 
@@ -41,7 +44,10 @@ export interface ScheduledFault {
   readonly kind: FaultKind;
   /** Index of the node it hits (pg-crash, net-*, slow-target); kill and freeze: of the instance, modulo. */
   readonly node: number;
-  /** How long it lasts (freeze, stall, delay, lock) or how long until the restart (kill, kafka, pg-crash). */
+  /**
+   * How long it lasts (freeze, stall, delay, lock) or how long until the restart (kill, kafka, pg-crash);
+   * clock-skew: how far ahead the clock runs.
+   */
   readonly forMs: number;
   readonly delayMs: number;
 }
@@ -61,6 +67,7 @@ const PERIOD_MS: Record<FaultKind, number> = {
   'kafka-delay': 60_000,
   'slot-loss': 120_000,
   failover: 3_600_000,
+  'clock-skew': 3_600_000,
 };
 
 export function schedule(
@@ -82,9 +89,11 @@ export function schedule(
             ? r.int(5_000, Math.min(30_000, longest))
             : kind === 'net-delay' || kind === 'kafka-delay' || kind === 'slow-target' || kind === 'slot-loss'
               ? r.int(5_000, 15_000)
-              : kind === 'kill'
-                ? r.int(500, 3_000)
-                : r.int(1_000, 5_000);
+              : kind === 'clock-skew'
+                ? r.int(200, 3_000)
+                : kind === 'kill'
+                  ? r.int(500, 3_000)
+                  : r.int(1_000, 5_000);
       // A failover in the middle third: the slots are made and synced to the standby, and the run goes
       // on long enough after it.
       const [from, to] = kind === 'failover' ? [0.3, 0.65] : [0.05, 0.8];
@@ -116,6 +125,8 @@ export interface FaultTargets {
   readonly nodeNames: readonly string[];
   /** The run's config (slot-loss runs `pgbisync resync` with it). */
   readonly configPath: string;
+  /** The clock-offset library (./clock-offset.c) for clock-skew; undefined: not built here. */
+  readonly clockLibrary: string | undefined;
   /** Called once db1's standby took over (the run points the workload and the checker at it). */
   readonly failedOver: () => void;
   readonly log: (line: string) => void;
@@ -152,7 +163,7 @@ export async function inject(
     if (signal.aborted) return;
     const node = `node ${f.node + 1}`;
     t.log(
-      `fault: ${f.kind}${f.kind.startsWith('net') || f.kind === 'pg-crash' || f.kind === 'slow-target' || f.kind === 'slot-loss' ? ` on ${node}` : ''} for ${f.forMs} ms`,
+      `fault: ${f.kind}${f.kind.startsWith('net') || f.kind === 'pg-crash' || f.kind === 'slow-target' || f.kind === 'slot-loss' || f.kind === 'clock-skew' ? ` on ${node}` : ''} for ${f.forMs} ms`,
     );
     // The instance a kill or freeze hits (drawn as the node, so one instance keeps a seed's schedule).
     const daemon = t.daemons[f.node % t.daemons.length]!;
@@ -236,6 +247,20 @@ export async function inject(
         const skipped = await t.servers.failOver(t.log, 90_000, signal);
         if (skipped !== undefined) t.log(`fault: failover skipped: ${skipped}`);
         else t.failedOver();
+        return;
+      }
+      case 'clock-skew': {
+        if (t.clockLibrary === undefined) {
+          t.log('fault: clock-skew skipped: no clock-offset library (scripts/torture.sh builds it with cc)');
+          return;
+        }
+        await restarts;
+        const server = t.servers.server(t.serverOf(f.node));
+        server.startEnv = { LD_PRELOAD: t.clockLibrary, PGBISYNC_CLOCK_OFFSET_MS: String(f.forMs) };
+        await server.stop();
+        await restart(`the PostgreSQL server of ${node} with its clock ${f.forMs} ms ahead`);
+        const ahead = await clockAhead(t.nodeUrl(f.node)).catch(() => undefined);
+        t.log(`fault: clock-skew: the server of ${node} reads ${ahead ?? '?'} ms ahead of this host`);
         return;
       }
       case 'slow-target':

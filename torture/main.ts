@@ -209,6 +209,9 @@ async function main(): Promise<number> {
       },
       nodeNames: nodes.map((n) => n.name),
       configPath,
+      clockLibrary: existsSync(join(stateDir, 'clock-offset.so'))
+        ? join(stateDir, 'clock-offset.so')
+        : undefined,
       log,
     },
     started,

@@ -156,6 +156,8 @@ export class PostgresServer {
   readonly spec: PostgresServerSpec;
   readonly #binDir: string;
   readonly #user: ServerUser | undefined;
+  /** Added to the server process's environment at its starts (the torture test's clock-skew fault). */
+  startEnv: Readonly<Record<string, string>> = {};
 
   constructor(spec: PostgresServerSpec) {
     this.spec = spec;
@@ -175,13 +177,18 @@ export class PostgresServer {
     return `postgres://postgres@127.0.0.1:${this.spec.port}/${this.spec.database}`;
   }
 
-  /** Runs a server binary as the server user. */
-  async #exec(binary: string, args: readonly string[]): Promise<void> {
+  /** Runs a server binary as the server user (`env` added to this process's environment). */
+  async #exec(
+    binary: string,
+    args: readonly string[],
+    env: Readonly<Record<string, string>> = {},
+  ): Promise<void> {
     const path = join(this.#binDir, binary);
+    const options = { timeoutMs: 120_000, env: { ...process.env, ...env } };
     if (this.#user === undefined) {
-      await run(path, args, { timeoutMs: 120_000 });
+      await run(path, args, options);
     } else {
-      await run('runuser', ['-u', this.#user.name, '--', path, ...args], { timeoutMs: 120_000 });
+      await run('runuser', ['-u', this.#user.name, '--', path, ...args], options);
     }
   }
 
@@ -266,7 +273,11 @@ export class PostgresServer {
     await this.initIfNeeded();
     this.#writePort();
     try {
-      await this.#exec('pg_ctl', ['-D', this.dataDir, '-l', this.logFile, '-w', '-t', '60', 'start']);
+      await this.#exec(
+        'pg_ctl',
+        ['-D', this.dataDir, '-l', this.logFile, '-w', '-t', '60', 'start'],
+        this.startEnv,
+      );
     } catch (error) {
       throw new FatalError(`PostgreSQL server ${this.spec.name} (port ${this.spec.port}) failed to start`, {
         code: ErrorCode.SERVER_START_FAILED,
