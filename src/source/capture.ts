@@ -284,14 +284,15 @@ export class Capture {
     });
   }
 
-  /** Stores the schemas not stored yet; resolves once they are committed on the source. */
   /**
    * A relation the synced set lacks may be a partition made since the stream started (a synced
-   * partitioned table's changes are its partitions'): its root is looked up, and it joins the set.
+   * partitioned table's changes are its partitions'): its root is looked up once per stream, and it
+   * joins the set.
    */
-  async #learnPartition(relation: RelationMessage, synced: Set<string>): Promise<void> {
+  async #learnPartition(relation: RelationMessage, synced: Set<string>, asked: Set<string>): Promise<void> {
     const name = `${relation.schema}.${relation.table}`;
-    if (synced.has(name)) return;
+    if (synced.has(name) || asked.has(name)) return;
+    asked.add(name);
     const client = newPgClient({
       connectionString: this.#options.url,
       application_name: `pgbisync-capture-${this.#options.node}`,
@@ -305,6 +306,7 @@ export class Capture {
     }
   }
 
+  /** Stores the schemas not stored yet; resolves once they are committed on the source. */
   async #storeSchemas(schemas: readonly EventSchema[]): Promise<void> {
     const missing = schemas.filter((s) => !this.#storedSchemas.has(s.id));
     if (missing.length === 0) return;
@@ -332,6 +334,8 @@ export class Capture {
     });
     /** Schemas of relations just compiled, to store before any of their records is sent. */
     const newSchemas: EventSchema[] = [];
+    /** Relations of the publication whose partition root was looked up (see #learnPartition). */
+    const asked = new Set<string>();
     const assembler = new TransactionAssembler(
       {
         encoder: o.encoder,
@@ -360,7 +364,7 @@ export class Capture {
     for await (const items of conn.batches(signal)) {
       for (const item of items) {
         if (item.kind === 'data' && item.message.tag === 'relation')
-          await this.#learnPartition(item.message, synced);
+          await this.#learnPartition(item.message, synced, asked);
         assembler.handle(item);
         if (newSchemas.length > 0) await this.#storeSchemas(newSchemas.splice(0));
         if (sender.overBound) {
