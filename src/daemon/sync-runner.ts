@@ -62,7 +62,10 @@ export interface ComponentState {
    * A capture's copy of its tables (initial snapshot, an added table, a resync), by table: rows (and
    * remembered deletes) sent so far and whether the table is done. Kept after the copy ends.
    */
-  copy?: Record<string, { rows: number; deletes: number; rowsPerSec: number; done: boolean }>;
+  copy?: Record<
+    string,
+    { rows: number; deletes: number; rowsPerSec: number; done: boolean; fromPage?: number; paused?: boolean }
+  >;
 }
 
 export class SyncRunner {
@@ -279,8 +282,8 @@ export class SyncRunner {
         if (events > counted) metrics.eventsCaptured.inc({ node, table }, events - counted);
         counts.set(table, events);
         this.#snapshotRows.set(node, counts);
-        const { rows, deletes, rowsPerSec, done } = event.progress;
-        state.copy = { ...state.copy, [table]: { rows, deletes, rowsPerSec, done } };
+        const { table: _, ...copy } = event.progress;
+        state.copy = { ...state.copy, [table]: copy };
         log.info({ node, ...event.progress }, 'snapshot progress');
         break;
       }

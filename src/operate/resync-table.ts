@@ -19,9 +19,10 @@ import { KafkaAdmin } from '../kafka/admin.ts';
 import { kafkaOptions } from '../kafka/kafka-options.ts';
 import { eventTopics, serverName } from '../kafka/topics.ts';
 import { objectNames } from '../pg/sql-names.ts';
-import type { Queryable } from '../pg/table-catalog.ts';
+import { type Queryable, withLeafPartitions } from '../pg/table-catalog.ts';
 import { ErrorCode, FatalError } from '../runtime/errors.ts';
 import { sleep } from '../runtime/sleep.ts';
+import { clearCopyPositions, readCopyPositions, setCopyPaused } from '../source/copy-progress.ts';
 import { endOffsets, followApply, type ResyncOptions, StallWatch } from './resync.ts';
 import { directions, resolveTables, withNode } from './sync-plan.ts';
 import { DEFAULT_CHUNK_ROWS, type VerifyReport, verify } from './verify.ts';
@@ -29,6 +30,8 @@ import { DEFAULT_CHUNK_ROWS, type VerifyReport, verify } from './verify.ts';
 export interface ResyncTableOptions extends ResyncOptions {
   /** The node to copy from; undefined: every node captured by pgbisync. */
   readonly from?: string;
+  /** Pause the pending copy instead (`pgbisync resync <table>` resumes it where it stopped). */
+  readonly pause?: boolean;
 }
 
 export interface ResyncTableResult {
@@ -57,6 +60,10 @@ export async function resyncTable(
     });
   }
   const sources = sourcesOf(config, o.from);
+  if (o.pause === true) {
+    for (const node of sources) await withNode(node, 'resync', (db) => pause(db, node.name, table, o));
+    return { table, from: sources.map((n) => n.name), verified: undefined };
+  }
   for (const node of sources) {
     const fresh = await withNode(node, 'resync', (db) => request(db, node.name, table, tables));
     o.onProgress(
@@ -130,10 +137,42 @@ async function request(
   if (r.rowCount === 0) {
     throw new FatalError(`resync: the capture of ${node} has not started yet (no capture state)`, {
       code: ErrorCode.PG_PREREQUISITE,
-      hint: '`pgbisync run` copies every table at its first start; resync a table once it runs',
+      hint: '`pgbisync resync <table>` once `pgbisync run` has copied it at its first start',
     });
   }
-  return r.rows[0]?.fresh === true;
+  const fresh = r.rows[0]?.fresh === true;
+  // A new request is a whole copy; a pending one (paused, or interrupted) resumes where it stopped.
+  if (fresh) await clearCopyPositions(db, node, await withLeafPartitions(db, [table]));
+  else if ((await readCopyPositions(db, node)).get(table)?.paused === true)
+    await setCopyPaused(db, node, table, false);
+  return fresh;
+}
+
+/** Pauses the pending copy of `table` from `node`: its capture stops copying it within a second. */
+async function pause(db: Queryable, node: string, table: string, o: ResyncOptions): Promise<void> {
+  const state = await db.query<{ pending: boolean; partitioned: boolean }>(
+    `SELECT NOT ($2 = ANY(coalesce(s.copied_tables, '{}'))) AS pending,
+            EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = to_regclass($2) AND c.relkind = 'p') AS partitioned
+       FROM pgbisync.capture_state s WHERE s.node = $1`,
+    [node, table],
+  );
+  const row = state.rows[0];
+  if (row?.pending !== true) {
+    throw new FatalError(`resync ${table} --pause: no copy of it from ${node} is pending`, {
+      code: ErrorCode.CONFIG_INVALID,
+      hint: `\`pgbisync resync ${table}\` asks for one (and \`--pause\` then pauses it)`,
+    });
+  }
+  if (row.partitioned) {
+    throw new FatalError(`resync ${table} --pause: a partitioned table's copy is not paused`, {
+      code: ErrorCode.CONFIG_INVALID,
+      hint: 'its copy resumes partition by partition where it stopped after a restart of `pgbisync run`',
+    });
+  }
+  const at = await setCopyPaused(db, node, table, true);
+  o.onProgress(
+    `resync ${table}: the copy from ${node} is paused (at heap page ${at.nextPage}); \`pgbisync resync ${table}\` resumes it there`,
+  );
 }
 
 /** Waits until the node's capture recorded the table as copied again, restarting a streaming capture once. */
@@ -143,6 +182,12 @@ async function followCopy(node: NodeConfig, table: string, o: ResyncOptions): Pr
   let restarted = false;
   for (;;) {
     const done = await withNode(node, 'resync', async (db) => {
+      if ((await readCopyPositions(db, node.name)).get(table)?.paused === true) {
+        throw new FatalError(`resync ${table}: the copy from ${node.name} is paused`, {
+          code: ErrorCode.RESYNC_STALLED,
+          hint: `\`pgbisync resync ${table}\` resumes it where it stopped`,
+        });
+      }
       const r = await db.query<{ copied: boolean; active: boolean }>(
         `SELECT $2 = ANY(coalesce(s.copied_tables, '{}')) AS copied,
                 coalesce((SELECT active FROM pg_replication_slots WHERE slot_name = $3), false) AS active

@@ -31,6 +31,7 @@ import { objectNames } from '../pg/sql-names.ts';
 import type { Queryable } from '../pg/table-catalog.ts';
 import { ErrorCode, FatalError } from '../runtime/errors.ts';
 import { sleep } from '../runtime/sleep.ts';
+import { clearCopyPositions } from '../source/copy-progress.ts';
 import { skipDeletedRecords } from './resync-positions.ts';
 import { directions, resolveTables, withNode } from './sync-plan.ts';
 
@@ -194,6 +195,8 @@ async function request(
     [node, slot],
   );
   const row = r.rows[0]!;
+  // A new request is a whole copy: where an earlier, interrupted one stopped does not count.
+  if (row.fresh) await clearCopyPositions(db, node);
   return { at: row.at, fresh: row.fresh };
 }
 

@@ -5,6 +5,9 @@
  *   keeps the slot and reads the tables again; events are upserts, so repeats are harmless), and a
  *   re-copy `pgbisync resync` asked for (resync_requested_at, cleared by the capture once it is done).
  *   A completed snapshot with no slot means the slot was lost: the capture blocks (PGB2005).
+ * - copy_progress: per capturing node and table, where an interrupted copy of the table resumes (the
+ *   first heap page whose rows Kafka has not acknowledged) and whether the operator paused it
+ *   (`pgbisync resync <table> --pause`; src/source/copy-progress.ts).
  * - apply_progress: per source node, the Kafka position and source commit of the last applied
  *   transaction, written inside that same target transaction (exactly-once effect), with the identity
  *   (system identifier, timeline and its history) of the source WAL its commit LSN is of
@@ -35,6 +38,14 @@ CREATE TABLE IF NOT EXISTS pgbisync.capture_state (
 );
 ALTER TABLE pgbisync.capture_state ADD COLUMN IF NOT EXISTS resync_requested_at timestamptz;
 ALTER TABLE pgbisync.capture_state ADD COLUMN IF NOT EXISTS copied_tables text[];
+CREATE TABLE IF NOT EXISTS pgbisync.copy_progress (
+  node text NOT NULL,
+  table_name text NOT NULL,
+  next_page bigint NOT NULL DEFAULT 0,
+  paused boolean NOT NULL DEFAULT false,
+  updated_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+  PRIMARY KEY (node, table_name)
+);
 CREATE TABLE IF NOT EXISTS pgbisync.apply_progress (
   source_node text PRIMARY KEY,
   topic text NOT NULL,

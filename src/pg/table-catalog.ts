@@ -265,3 +265,21 @@ export async function matchTables(
   const exc = exclude.map(toRegex);
   return all.rows.map((r) => r.name).filter((n) => inc.some((r) => r.test(n)) && !exc.some((r) => r.test(n)));
 }
+
+/**
+ * Primary-key columns of the synced tables that have one ('schema.table' -> columns). pgoutput flags the
+ * replica identity's columns as the key, which under REPLICA IDENTITY FULL is every column; the record
+ * key must still be the primary key (as Debezium keys it, and as the snapshot does).
+ */
+export async function primaryKeysByTable(
+  db: Queryable,
+  tables: readonly string[],
+): Promise<Map<string, readonly string[]>> {
+  const keys = await readPrimaryKeys(db, tables.map(splitTableName));
+  const byTable = new Map<string, readonly string[]>();
+  for (const [i, table] of tables.entries()) {
+    const key = keys[i] ?? [];
+    if (key.length > 0) byTable.set(table, key);
+  }
+  return byTable;
+}

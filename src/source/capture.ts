@@ -18,11 +18,12 @@ import type { RelationMessage } from '../pg/pgoutput/messages.ts';
 import { ReplicationConnection } from '../pg/replication/replication-connection.ts';
 import { identifySource, type SourceIdentity } from '../pg/replication/source-identity.ts';
 import { objectNames, qualifiedName, splitTableName } from '../pg/sql-names.ts';
-import { partitionRootOf, readPrimaryKeys, withLeafPartitions } from '../pg/table-catalog.ts';
+import { partitionRootOf, primaryKeysByTable, withLeafPartitions } from '../pg/table-catalog.ts';
 import { BlockedError, ErrorCode, RetryableError } from '../runtime/errors.ts';
 import { recordCopied, requirePublished, tablesToCopy } from './added-tables.ts';
 import { CaptureSender, type SentBatch } from './capture-sender.ts';
 import type { ChangeEncoder } from './change-encoder.ts';
+import { CopyProgress, clearCopyPositions, pausedCopies } from './copy-progress.ts';
 import { readSlotHealth, slotLoss, slotLostError } from './slot-health.ts';
 import { judgeFailure, nudgeCatalog } from './slot-recovery.ts';
 import { createSlotWithSnapshot, ensureFailover } from './slot-setup.ts';
@@ -167,11 +168,17 @@ export class Capture {
     if (o.failoverSlot === true) await ensureFailover(admin, conn, o.node, this.slot, exists);
     const snapshotDone = resync === null && (o.snapshot === 'never' || health.streamed);
     if (exists && snapshotDone) {
-      const added = await tablesToCopy(admin, o.node, o.tables);
+      // A copy the operator paused (`pgbisync resync <table> --pause`) waits until it is resumed.
+      const paused = await pausedCopies(admin, o.node);
+      const added = (await tablesToCopy(admin, o.node, o.tables)).filter((t) => !paused.has(t));
       // capture.snapshot 'never': the operator copies tables (none is copied when added either).
       if (added.length > 0 && o.snapshot === 'initial') {
-        await this.#copyNow(added, signal);
-        await recordCopied(admin, o.node, o.tables);
+        const stopped = await this.#copyNow(added, signal, true);
+        await recordCopied(
+          admin,
+          o.node,
+          o.tables.filter((t) => !paused.has(t) && !stopped.includes(t)),
+        );
       }
       return;
     }
@@ -202,6 +209,8 @@ export class Capture {
     if (!exists) {
       const created = await createSlotWithSnapshot(conn, this.slot, o.failoverSlot === true);
       await nudgeCatalog(admin);
+      // A new slot streams from now: an earlier copy's positions would leave out what it never saw.
+      await clearCopyPositions(admin, o.node);
       await admin.query(
         `INSERT INTO pgbisync.capture_state (node, slot, consistent_lsn, snapshot_done_at) VALUES ($1, $2, $3, NULL)
          ON CONFLICT (node) DO UPDATE SET slot = EXCLUDED.slot, consistent_lsn = EXCLUDED.consistent_lsn, snapshot_done_at = NULL`,
@@ -241,7 +250,11 @@ export class Capture {
    * change since the slot's position after the copy (older than the copy's rows, which carry their own
    * commit times), so every node ends with the newest version of each row.
    */
-  async #copyNow(tables: readonly string[], signal: AbortSignal): Promise<void> {
+  async #copyNow(
+    tables: readonly string[],
+    signal: AbortSignal,
+    allowPause = false,
+  ): Promise<readonly string[]> {
     const reader = newPgClient({
       connectionString: this.#options.url,
       application_name: `pgbisync-capture-${this.#options.node}`,
@@ -253,35 +266,50 @@ export class Capture {
         'SELECT pg_export_snapshot() AS name, pg_current_wal_lsn()::text AS lsn',
       );
       const exported = r.rows[0]!;
-      await this.#snapshot(exported.name, parseLsn(exported.lsn), signal, tables);
+      return await this.#snapshot(exported.name, parseLsn(exported.lsn), signal, tables, allowPause);
     } finally {
       await reader.end().catch(() => undefined);
     }
   }
 
+  /**
+   * Copies `tables` in the exported snapshot, each from where an interrupted copy left it
+   * (./copy-progress.ts); `allowPause`: a table the operator pauses meanwhile is left where it is.
+   * Returns the tables so paused.
+   */
   async #snapshot(
     snapshotName: string,
     consistentPoint: bigint,
     signal: AbortSignal,
     tables: readonly string[] = this.#options.tables,
-  ): Promise<void> {
+    allowPause = false,
+  ): Promise<readonly string[]> {
     const o = this.#options;
-    await runSnapshot({
-      node: o.node,
-      storeSchema: (schema) => this.#storeSchemas([schema]),
-      url: o.url,
-      snapshotName,
-      consistentPoint,
-      ...(this.#source === undefined ? {} : { source: this.#source }),
-      tables,
-      encoder: o.encoder,
-      producer: toPartition(o.producer),
-      topicFor: o.topicFor,
-      chunkRows: o.snapshotChunkRows,
-      ...(o.snapshotRecords === undefined ? {} : { records: o.snapshotRecords }),
-      signal,
-      onProgress: (progress) => o.onProgress?.({ kind: 'snapshot', progress }),
-    });
+    const resume = await CopyProgress.open(o.url, o.node, allowPause);
+    try {
+      await runSnapshot({
+        resume,
+        node: o.node,
+        storeSchema: (schema) => this.#storeSchemas([schema]),
+        url: o.url,
+        snapshotName,
+        consistentPoint,
+        ...(this.#source === undefined ? {} : { source: this.#source }),
+        tables,
+        encoder: o.encoder,
+        producer: toPartition(o.producer),
+        topicFor: o.topicFor,
+        chunkRows: o.snapshotChunkRows,
+        ...(o.snapshotRecords === undefined ? {} : { records: o.snapshotRecords }),
+        signal,
+        onProgress: (progress) => o.onProgress?.({ kind: 'snapshot', progress }),
+      });
+      await resume.flush();
+      await resume.done();
+      return resume.pausedTables;
+    } finally {
+      await resume.close();
+    }
   }
 
   /**
@@ -380,22 +408,4 @@ export class Capture {
     await sender.drain();
     if (sender.failure !== undefined && !signal.aborted) throw sender.failure;
   }
-}
-
-/**
- * Primary-key columns of the synced tables that have one ('schema.table' -> columns). pgoutput flags the
- * replica identity's columns as the key, which under REPLICA IDENTITY FULL is every column; the record
- * key must still be the primary key (as Debezium keys it, and as the snapshot does).
- */
-async function primaryKeysByTable(
-  db: pg.Client,
-  tables: readonly string[],
-): Promise<Map<string, readonly string[]>> {
-  const keys = await readPrimaryKeys(db, tables.map(splitTableName));
-  const byTable = new Map<string, readonly string[]>();
-  for (const [i, table] of tables.entries()) {
-    const key = keys[i] ?? [];
-    if (key.length > 0) byTable.set(table, key);
-  }
-  return byTable;
 }

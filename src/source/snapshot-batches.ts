@@ -51,6 +51,12 @@ export interface BatchReadOptions {
   /** Sends the rows of pages [from, to) as `op: r` events; returns how many it sent. */
   readonly sendPageAsEvents: (from: number, to: number) => Promise<number>;
   readonly onRows?: (rowsSoFar: number) => void;
+  /** The first page to read (a copy resumed: ./copy-progress.ts); default 0. */
+  readonly fromPage?: number;
+  /** Called after each range's records were handed to `send`, with the range's end page. */
+  readonly onRange?: (nextPage: number) => void;
+  /** Asked before each range: true stops the copy of the table there (paused by the operator). */
+  readonly paused?: () => Promise<boolean>;
 }
 
 /** Reads and sends the table's rows as batches; returns the number of rows sent. */
@@ -65,7 +71,7 @@ export async function sendRowBatches(client: pg.Client, o: BatchReadOptions): Pr
   const query = rangeQuery(o);
   let rows = 0;
   let width = FIRST_RANGE_PAGES;
-  let page = 0;
+  let page = o.fromPage ?? 0;
   /** Reads pages [from, to) and sends their rows; returns how many it sent and the bytes of values read. */
   const range = async (from: number, to: number): Promise<{ rows: number; bytes: number }> => {
     if (o.signal.aborted) throw o.signal.reason ?? new Error('snapshot aborted');
@@ -90,10 +96,12 @@ export async function sendRowBatches(client: pg.Client, o: BatchReadOptions): Pr
     return { rows: read, bytes };
   };
   while (page < pages) {
+    if (o.paused !== undefined && (await o.paused())) return rows;
     const to = Math.min(pages, page + width);
     const done = await range(page, to);
     rows += done.rows;
     o.onRows?.(rows);
+    o.onRange?.(to);
     // The next range from what this one held: BATCH_TARGET_BYTES of values, at most maxRows rows.
     const span = to - page;
     const byBytes = done.bytes > 0 ? Math.floor((BATCH_TARGET_BYTES * span) / done.bytes) : span * 4;

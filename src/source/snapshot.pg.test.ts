@@ -11,8 +11,9 @@ import { PGBISYNC_SCHEMA_SQL } from '../pg/pgbisync-schema.ts';
 import { ErrorCode, RetryableError } from '../runtime/errors.ts';
 import { FaultyProducer } from '../testing/memory-kafka.ts';
 import { createTestDatabases } from '../testing/test-databases.ts';
+import type { CopyResume } from './copy-progress.ts';
 import { DebeziumChangeEncoder } from './debezium-encoder.ts';
-import { runSnapshot } from './snapshot.ts';
+import { runSnapshot, type SnapshotOptions } from './snapshot.ts';
 
 const DDL = `CREATE TABLE public.parent (id int PRIMARY KEY);
   CREATE TABLE public.child (id int PRIMARY KEY, parent_id int NOT NULL REFERENCES public.parent (id));
@@ -24,6 +25,7 @@ async function snapshotOf(
   url: string,
   tables: string[],
   send: (records: readonly OutRecord[]) => Promise<void>,
+  more: Partial<SnapshotOptions> = {},
 ) {
   const holder = newPgClient({ connectionString: url });
   await holder.connect();
@@ -42,6 +44,7 @@ async function snapshotOf(
       topicFor: (_schema, table) => `snap.${table}`,
       chunkRows: 1,
       signal: new AbortController().signal,
+      ...more,
     });
   } finally {
     await holder.end();
@@ -80,4 +83,69 @@ test('tables are read parents first, whatever order the config names them in', a
   });
   assert.equal(rows, 6);
   assert.deepEqual(topics, ['snap.parent', 'snap.child']);
+});
+
+test('a copy in row batches starts at the page it is told, reports acknowledged pages, and stops where paused', async () => {
+  await using dbs = await createTestDatabases('snapshot');
+  // Few rows per page: the copy reads many ranges.
+  await dbs.sql1(`CREATE TABLE public.wide (id int PRIMARY KEY, pad text NOT NULL) WITH (fillfactor = 10);
+                  INSERT INTO public.wide SELECT g, repeat('x', 200) FROM generate_series(1, 200) g;
+                  DELETE FROM public.wide WHERE id = 7`);
+  await dbs.sql1(PGBISYNC_SCHEMA_SQL);
+  await dbs.sql1(
+    `CREATE TRIGGER pgbisync_tombstone AFTER DELETE ON public.wide FOR EACH ROW EXECUTE FUNCTION pgbisync.record_tombstone('id')`,
+  );
+  await dbs.sql1('DELETE FROM public.wide WHERE id = 8');
+  const pages = Number((await dbs.sql1("SELECT pg_relation_size('public.wide') / 8192 AS n")).rows[0].n);
+  const from = Math.floor(pages / 2);
+  const after = Number(
+    (await dbs.sql1(`SELECT count(*) AS n FROM public.wide WHERE ctid >= '(${from},0)'::tid`)).rows[0].n,
+  );
+  assert.ok(pages > 10 && after > 0 && after < 199, `${pages} pages, ${after} rows from page ${from}`);
+  const run = async (resume: CopyResume) => {
+    const ops: string[] = [];
+    const rows = await snapshotOf(
+      dbs.db1,
+      ['public.wide'],
+      async (records) => {
+        for (const r of records)
+          if (r.value !== null) ops.push(JSON.parse(String(r.value)).payload?.op ?? 'rows');
+      },
+      { records: 'batched', chunkRows: 1000, resume },
+    );
+    return { rows, ops };
+  };
+  // Resumed: only the rows from page `from` on, then the remembered delete; acknowledged pages rise to the end.
+  const acked: number[] = [];
+  const resumed = await run({
+    from: () => from,
+    acked: (_table, page) => acked.push(page),
+    paused: async () => false,
+    pausedTables: [],
+  });
+  assert.equal(resumed.rows, after + 1, 'the rows from the page, and the remembered delete');
+  assert.deepEqual(
+    resumed.ops.filter((op) => op === 'd'),
+    ['d'],
+  );
+  assert.ok(acked.length > 1 && acked.every((p, i) => i === 0 || p > acked[i - 1]!), `acked ${acked}`);
+  assert.equal(acked.at(-1), pages);
+  // Paused after the first ranges: it stops there, its remembered deletes unsent.
+  let asked = 0;
+  const paused: string[] = [];
+  const stopped = await run({
+    from: () => 0,
+    acked: () => undefined,
+    paused: async (table) => {
+      if (++asked < 2) return false;
+      if (!paused.includes(table)) paused.push(table);
+      return true;
+    },
+    pausedTables: paused,
+  });
+  assert.ok(stopped.rows > 0 && stopped.rows < 100, `${stopped.rows} rows before the pause`);
+  assert.deepEqual(
+    stopped.ops.filter((op) => op === 'd'),
+    [],
+  );
 });

@@ -32,6 +32,7 @@ import {
   type SourcePosition,
   type TransactionPosition,
 } from './change-encoder.ts';
+import type { CopyResume } from './copy-progress.ts';
 import { sendRowBatches } from './snapshot-batches.ts';
 import { COMMIT_US, OWN_VERSIONS } from './snapshot-sql.ts';
 
@@ -42,6 +43,10 @@ export interface SnapshotProgress {
   readonly deletes: number;
   readonly rowsPerSec: number;
   readonly done: boolean;
+  /** The heap page a resumed copy of the table started at (./copy-progress.ts). */
+  readonly fromPage?: number;
+  /** The operator paused the copy of the table: it stopped here (not done). */
+  readonly paused?: boolean;
 }
 
 export interface SnapshotOptions {
@@ -67,6 +72,11 @@ export interface SnapshotOptions {
   readonly records?: 'batched' | 'events';
   readonly signal: AbortSignal;
   readonly onProgress?: (progress: SnapshotProgress) => void;
+  /**
+   * Where each table's copy starts, and what Kafka acknowledged (row batches only: ./copy-progress.ts);
+   * a table it says is paused is left where it is, its remembered deletes unsent.
+   */
+  readonly resume?: CopyResume;
 }
 
 const rawText = { getTypeParser: () => (value: string) => value };
@@ -181,9 +191,19 @@ export async function runSnapshot(o: SnapshotOptions): Promise<number> {
           ? { topic, ...encoded }
           : { topic, ...encoded, headers };
       const started = Date.now();
-      const progress = (rows: number, deletes: number, done: boolean) => {
+      const resume = o.records === 'batched' ? o.resume : undefined;
+      const fromPage = resume?.from(name) ?? 0;
+      const progress = (rows: number, deletes: number, done: boolean, paused = false) => {
         const seconds = Math.max((Date.now() - started) / 1000, 0.001);
-        o.onProgress?.({ table: name, rows, deletes, rowsPerSec: Math.round(rows / seconds), done });
+        o.onProgress?.({
+          table: name,
+          rows,
+          deletes,
+          rowsPerSec: Math.round(rows / seconds),
+          done,
+          ...(fromPage > 0 ? { fromPage } : {}),
+          ...(paused ? { paused } : {}),
+        });
       };
       const qualified = qualifiedName(schema, table);
       // First, the node's own TRUNCATE of the table (its tombstone, key '{}'), as a truncate at its commit
@@ -232,6 +252,19 @@ export async function runSnapshot(o: SnapshotOptions): Promise<number> {
               maxRows: o.chunkRows,
               signal: o.signal,
               send: (records) => sendInTurn(o.producer, sending, records),
+              fromPage,
+              ...(resume === undefined
+                ? {}
+                : {
+                    // Once every record handed to Kafka so far is acknowledged, the range is.
+                    onRange: (to: number) => {
+                      sending.pending.then(
+                        () => resume.acked(name, to),
+                        () => undefined,
+                      );
+                    },
+                    paused: () => resume.paused(name),
+                  }),
               sendPageAsEvents: (from, to) =>
                 asEvents(
                   rowsQuery(` AND t.ctid >= '(${from},0)'::tid AND t.ctid < '(${to},0)'::tid`),
@@ -240,6 +273,11 @@ export async function runSnapshot(o: SnapshotOptions): Promise<number> {
               onRows: (n) => progress(n, 0, false),
             })
           : await asEvents(rowsQuery(), (n) => progress(n, 0, false));
+      if (resume?.pausedTables.includes(name) === true) {
+        progress(rows, 0, false, true);
+        total += rows;
+        continue;
+      }
       // The deletes this node remembers (pgbisync.tombstones) of keys it no longer holds, each dated by
       // its own commit time: a copy of the rows alone would leave a row deleted here, while the changes
       // were not captured (a lost slot), on the other nodes for good. They apply under last-writer-wins

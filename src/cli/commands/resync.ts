@@ -27,6 +27,10 @@ export function registerResyncCommand(program: Command): void {
     .option('--from <node>', 'with a table: copy it from this node only (default: from every node)')
     .option('--no-wait', 'only ask for the copy; `pgbisync run` makes it at its next start')
     .option(
+      '--pause',
+      'with a table: pause its pending copy where it is (the sync streams on); `pgbisync resync <table>` resumes it there',
+    )
+    .option(
       '--new-slot',
       'with a node: drop its replication slot first, so the copy starts from a new one (the fix for a slot PostgreSQL cannot decode, PGB2006)',
     )
@@ -39,7 +43,14 @@ export function registerResyncCommand(program: Command): void {
     .action(
       async (
         target: string,
-        flags: { config: string; wait: boolean; timeout: number; from?: string; newSlot?: boolean },
+        flags: {
+          config: string;
+          wait: boolean;
+          timeout: number;
+          from?: string;
+          newSlot?: boolean;
+          pause?: boolean;
+        },
       ) => {
         const config = loadConfigFile(flags.config);
         const options = {
@@ -48,6 +59,12 @@ export function registerResyncCommand(program: Command): void {
           onProgress: (line: string) => process.stdout.write(`${redactText(line)}\n`),
         };
         if (config.nodes.some((n) => n.name === target)) {
+          if (flags.pause === true) {
+            throw new FatalError(`resync ${target}: --pause goes with a table, not a node`, {
+              code: ErrorCode.CONFIG_INVALID,
+              hint: "a node's copy is made whole; pause one table's: `pgbisync resync <schema.table> --pause`",
+            });
+          }
           if (flags.from !== undefined) {
             throw new FatalError(`resync ${target}: --from goes with a table, not a node`, {
               code: ErrorCode.CONFIG_INVALID,
@@ -66,6 +83,7 @@ export function registerResyncCommand(program: Command): void {
         const result = await resyncTable(config, target, {
           ...options,
           ...(flags.from === undefined ? {} : { from: flags.from }),
+          ...(flags.pause === true ? { pause: true } : {}),
         });
         if (result.verified !== undefined && !result.verified.identical) process.exitCode = 1;
       },
