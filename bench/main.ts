@@ -173,11 +173,16 @@ async function main(): Promise<void> {
         urls,
         settings.hugeRows,
         settings.hugePayloadBytes,
+        settings.hugeKill,
         pgbisync('pgbisync huge-txn', ['public.huge', 'public.marker']),
         (db1, db2) => new NativeReplication({ sourceUrl: db1, targetUrl: db2, tables: ['huge', 'marker'] }),
         log,
       ),
     );
+    if (results.hugeTxn?.consistent === false) {
+      failed['huge-txn'] =
+        `checks failed: ${JSON.stringify({ ...results.hugeTxn.checks, kill: results.hugeTxn.kill })}`;
+    }
   }
   results.failed = failed;
   const env: Environment = {

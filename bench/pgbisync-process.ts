@@ -2,12 +2,13 @@
  * pgbisync under test: the real CLI (`setup`, `run`, `teardown`) on a config written for the bench
  * database, as child processes. CPU counted: the `pgbisync run` process, the Kafka broker, and the
  * PostgreSQL backends pgbisync connects to (walsenders of the captures, the appliers' sessions, the
- * snapshot reader). Memory: the `pgbisync run` process's peak RSS (VmHWM).
+ * snapshot reader). Memory: the `pgbisync run` process's peak RSS (VmHWM; after `kill()` and `restart()`,
+ * the larger of the two processes').
  *
  * Both directions always run (a two-node config); the one-way scenario simply writes on db1 only.
  */
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
-import { closeSync, mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import type pg from 'pg';
@@ -83,10 +84,35 @@ export class PgbisyncProcess implements ReplicationUnderTest {
   async start(): Promise<void> {
     await run(process.execPath, [CLI, 'setup', '-c', this.#configPath]);
     this.#admins = await Promise.all(this.#o.nodes.map((n) => connect(n.url)));
-    const log = openSync(this.#logPath, 'w');
+    if (this.#o.brokerPid !== undefined) this.#kafka.add([this.#o.brokerPid]);
+    writeFileSync(this.#logPath, '');
+    this.spawnedAt = performance.now();
+    await this.#spawn();
+  }
+
+  /**
+   * SIGKILLs the run process (a crash: no shutdown of any kind) and waits until it is gone; its exit is
+   * not a failure. `restart()` starts it again.
+   */
+  async kill(): Promise<void> {
+    const child = this.#child;
+    const exited = this.#exited;
+    this.#child = undefined;
+    child?.kill('SIGKILL');
+    await exited;
+  }
+
+  /** Starts the run process again on the same config (after `kill()`); returns once it runs. */
+  async restart(): Promise<void> {
+    await this.#spawn();
+  }
+
+  /** Starts `pgbisync run`, its output appended to the log; returns once it logs that it runs. */
+  async #spawn(): Promise<void> {
+    const logFrom = statSync(this.#logPath).size;
+    const log = openSync(this.#logPath, 'a');
     const profile =
       this.#o.cpuProfileDir === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${this.#o.cpuProfileDir}`];
-    this.spawnedAt = performance.now();
     const child = spawn(
       process.execPath,
       [...profile, CLI, 'run', '-c', this.#configPath, '--http-port', '0'],
@@ -100,13 +126,12 @@ export class PgbisyncProcess implements ReplicationUnderTest {
     this.#exited = new Promise((resolveExit) => child.once('exit', (code) => resolveExit(code)));
     this.#failure.promise.catch(() => undefined);
     void this.#exited.then((code) => {
-      if (!this.#stopping)
+      if (!this.#stopping && this.#child === child)
         this.#failure.reject(new Error(`pgbisync run exited (${code}); see ${this.#logPath}`));
     });
     this.#node.add([child.pid!]);
-    if (this.#o.brokerPid !== undefined) this.#kafka.add([this.#o.brokerPid]);
     const deadline = performance.now() + READY_TIMEOUT_MS;
-    while (!readFileSync(this.#logPath, 'utf8').includes('"msg":"running"')) {
+    while (!readFileSync(this.#logPath).subarray(logFrom).includes('"msg":"running"')) {
       if (child.exitCode !== null) throw new Error(`pgbisync run exited early; see ${this.#logPath}`);
       if (performance.now() > deadline) throw new Error(`pgbisync run not ready; see ${this.#logPath}`);
       await sleep(50);

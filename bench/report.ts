@@ -451,8 +451,14 @@ export function formatTable(settings: BenchSettings, env: Environment, r: BenchR
     const rate = (seconds: number | undefined) => (seconds === undefined ? '-' : int(h.rows / seconds));
     out.push(
       '',
-      `huge transactions of ${int(h.rows)} rows${h.payloadBytes > 0 ? ` (${int(h.payloadBytes)}-byte text each)` : ''}, rows/s (pgbisync / native): insert ${rate(h.pgbisync.insertSeconds)} / ${rate(h.native?.insertSeconds)}, update ${rate(h.pgbisync.updateSeconds)} / ${rate(h.native?.updateSeconds)}; pgbisync peak RSS ${int(h.pgbisync.peakRssMb)} MiB; identical ${h.consistent}`,
+      `huge transactions of ${int(h.rows)} rows${h.payloadBytes > 0 ? ` (${int(h.payloadBytes)}-byte text each)` : ''}, rows/s (pgbisync / native): insert ${rate(h.pgbisync.insertSeconds)} / ${rate(h.native?.insertSeconds)}, update ${rate(h.pgbisync.updateSeconds)} / ${rate(h.native?.updateSeconds)}; pgbisync peak RSS ${int(h.pgbisync.peakRssMb)} MiB; identical ${h.checks.identical}, target transactions ${h.checks.targetTransactions}, conflicts ${h.checks.conflicts}; consistent ${h.consistent}`,
     );
+    const k = h.kill;
+    if (k !== undefined) {
+      out.push(
+        `  kill -9 during the update: ${fix(k.afterCommitSeconds, 2)} s after its source commit (target transaction open ${fix(k.targetTxnOpenSeconds, 2)} s), rows of it seen on db2 after the kill ${int(k.updatedRowsSeen)}; restart to applied ${fix(k.restartToAppliedSeconds, 2)} s`,
+      );
+    }
   }
   out.push('', 'targets:');
   for (const t of targets(r)) {

@@ -3,7 +3,8 @@
  * count; each count can also be set on its own (BENCH_SINGLE_TXNS, BENCH_MULTI_TXNS, BENCH_MULTI_ROWS,
  * BENCH_SNAPSHOT_ROWS, BENCH_WARMUP_TXNS, BENCH_STEADY_RATES=1000,5000 or none, BENCH_STEADY_SECONDS,
  * BENCH_TWO_WAY_STEADY_RATE, BENCH_HUGE_ROWS, BENCH_HUGE_PAYLOAD: bytes of text per row of the huge-txn
- * insert, default 0). The defaults keep the whole run at a few minutes on 2 cores and copy a
+ * insert, default 0). BENCH_HUGE_KILL=1 makes huge-txn SIGKILL `pgbisync run` mid-way through applying the
+ * update, restart it and check that the update was applied exactly once (bench/huge-txn.ts). The defaults keep the whole run at a few minutes on 2 cores and copy a
  * 1,000,000-row table; BENCH_SCALE=4 gives the bulk sizes of the issue (200,000 single-row transactions
  * and 1,000 transactions of 1,000 rows; the snapshot table then has 4,000,000 rows).
  */
@@ -25,6 +26,8 @@ export interface BenchSettings {
   readonly hugeRows: number;
   /** Bytes of text per row in the huge-txn insert (BENCH_HUGE_PAYLOAD; default 0: a short text). */
   readonly hugePayloadBytes: number;
+  /** SIGKILL pgbisync while it applies the huge update, restart it, check exactly once (BENCH_HUGE_KILL=1). */
+  readonly hugeKill: boolean;
   /** Single-row transactions applied before measuring (JIT warm-up, first Kafka fetches). */
   readonly warmupTxns: number;
   /** Write a V8 CPU profile of each pgbisync process into bench/results/prof/. */
@@ -90,6 +93,7 @@ export function readSettings(): BenchSettings {
     warmupTxns: scaled('BENCH_WARMUP_TXNS', 5_000),
     hugeRows: scaled('BENCH_HUGE_ROWS', 1_000_000),
     hugePayloadBytes: Math.round(num('BENCH_HUGE_PAYLOAD', 0)),
+    hugeKill: process.env.BENCH_HUGE_KILL === '1',
     cpuProfile: process.env.BENCH_CPU_PROF === '1',
     only,
     pgbisyncConfig: configOverrides(process.env.BENCH_PGBISYNC_CONFIG),
