@@ -190,6 +190,14 @@ export const applySchema = z
   .strictObject({
     maxBatchTransactions: z.number().int().min(1).default(500),
     maxBatchRows: z.number().int().min(1).default(10_000),
+    maxPieceBytes: z
+      .number()
+      .int()
+      .min(1024)
+      .default(4 * 1024 * 1024)
+      .describe(
+        'a source transaction is applied in pieces of at most maxBatchRows rows and about this many characters of values',
+      ),
     maxWaitMs: z.number().int().min(0).default(10),
     fetchMinBytes: z
       .number()

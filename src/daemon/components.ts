@@ -144,6 +144,7 @@ async function runApplier(
     maxClockSkewMs: config.conflicts.maxClockSkewMs,
     maxBatchTransactions: config.apply.maxBatchTransactions,
     maxBatchRows: config.apply.maxBatchRows,
+    maxPieceBytes: config.apply.maxPieceBytes,
     ...(source.debezium !== undefined
       ? {
           debezium: {

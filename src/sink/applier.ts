@@ -68,6 +68,8 @@ export interface ApplierOptions {
   readonly maxClockSkewMs?: number;
   readonly maxBatchTransactions: number;
   readonly maxBatchRows: number;
+  /** Characters of column values in a piece of a large source transaction (config apply.maxPieceBytes). */
+  readonly maxPieceBytes?: number;
   /**
    * The source's events are on per-table topics `<topicPrefix>.<schema>.<table>`: a Debezium PostgreSQL
    * connector's, or pgbisync's own in `mode: per-table` (absent: pgbisync's one topic per node).
@@ -157,6 +159,7 @@ export class Applier {
               (record) => guard.admit(decodeChange(record, schemas), record),
               onMalformed,
               o.maxBatchRows,
+              o.maxPieceBytes,
             )
           : new DebeziumTransactionAssembler({
               sourceNode: o.sourceNode,

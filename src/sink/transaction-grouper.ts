@@ -8,10 +8,10 @@
  * declared one goes through DebeziumTransactionAssembler) are grouped by consecutive source transaction
  * id: a group closes when the next transaction's first record arrives.
  * Tombstones (null value) carry no change but may close a transaction.
- * A transaction larger than `maxOpenRows` rows (a migration's UPDATE of millions of rows) is handed out
- * in pieces of that many rows as they arrive (ApplyTransaction.piece), which the writer applies into one
- * open target transaction: memory holds a piece, not the transaction. Snapshot chunks are bounded by
- * the capture and never cut.
+ * A transaction larger than `maxOpenRows` rows, or `maxOpenBytes` of column values (a migration's UPDATE
+ * of millions of rows, rows with large values) is handed out in pieces of that size as they arrive
+ * (ApplyTransaction.piece), which the writer applies into one open target transaction: memory holds a
+ * piece, not the transaction. Snapshot chunks are bounded by the capture and never cut.
  * Records that are not valid events are handed to `onMalformed` (dead-letter) and never applied; their
  * offsets still count, so the applier moves past them.
  */
@@ -53,6 +53,9 @@ export class TransactionGrouper {
   /** Offset of the open transaction's first record. */
   #firstOffset: bigint | undefined;
   readonly #maxOpenRows: number;
+  readonly #maxOpenBytes: number;
+  /** Characters of the open transaction's buffered column values. */
+  #openBytes = 0;
   /** Pieces of the open transaction were handed out already: the next one handed out is not its first. */
   #pieces = false;
   /** A record with our transaction marker was seen: the topic's transactions are marked (ours). */
@@ -63,11 +66,13 @@ export class TransactionGrouper {
     decode: ChangeDecoder,
     onMalformed: (record: InRecord, error: unknown) => void,
     maxOpenRows = Number.POSITIVE_INFINITY,
+    maxOpenBytes = Number.POSITIVE_INFINITY,
   ) {
     this.#sourceNode = sourceNode;
     this.#decode = decode;
     this.#onMalformed = onMalformed;
     this.#maxOpenRows = maxOpenRows;
+    this.#maxOpenBytes = maxOpenBytes;
   }
 
   /** Feeds one fetched batch; returns the transactions it completed. */
@@ -95,6 +100,7 @@ export class TransactionGrouper {
           }
           this.#last = decoded;
           this.#changes.push(decoded.change);
+          this.#openBytes += valueBytes(decoded.change);
         }
       }
       this.#firstOffset ??= record.offset;
@@ -102,7 +108,10 @@ export class TransactionGrouper {
       if (last) {
         const closed = this.#close(commitLsnOf(record.headers), sourceIdentityOf(record.headers));
         if (closed !== undefined) done.push(closed);
-      } else if (this.#changes.length >= this.#maxOpenRows && this.#last?.snapshot === false) {
+      } else if (
+        (this.#changes.length >= this.#maxOpenRows || this.#openBytes >= this.#maxOpenBytes) &&
+        this.#last?.snapshot === false
+      ) {
         done.push(this.#piece(record, this.#last));
       }
     }
@@ -127,6 +136,7 @@ export class TransactionGrouper {
   /** Drops the open transaction's buffered changes (its pieces handed out are rolled back by the writer). */
   #abandon(): void {
     this.#changes = [];
+    this.#openBytes = 0;
     this.#firstOffset = undefined;
     // The next piece is a first one again, or the transaction whole: the writer rolls back what the
     // abandoned pieces wrote in the open target transaction before it (TransactionWriter).
@@ -137,6 +147,7 @@ export class TransactionGrouper {
   #piece(record: InRecord, last: DecodedChange): ApplyTransaction {
     const changes = this.#changes;
     this.#changes = [];
+    this.#openBytes = 0;
     const piece = this.#pieces ? 'middle' : 'first';
     this.#pieces = true;
     return {
@@ -161,6 +172,7 @@ export class TransactionGrouper {
     const firstOffset = this.#firstOffset;
     const pieces = this.#pieces;
     this.#changes = [];
+    this.#openBytes = 0;
     this.#last = undefined;
     this.#firstOffset = undefined;
     this.#pieces = false;
@@ -181,4 +193,16 @@ export class TransactionGrouper {
       ...(pieces ? { piece: 'last' as const } : {}),
     };
   }
+}
+
+/** Characters of a change's column values (what its piece's memory grows with). */
+function valueBytes(change: RowChange): number {
+  let n = 0;
+  const after = change.after;
+  if (after !== undefined)
+    for (const key in after) {
+      const v = after[key];
+      if (typeof v === 'string') n += v.length;
+    }
+  return n;
 }
