@@ -16,8 +16,9 @@ import { kafkaOptions } from '../kafka/kafka-options.ts';
 import { deadLetterTopic, serverName, topicSpecs } from '../kafka/topics.ts';
 import { ensurePgbisyncSchema } from '../pg/pgbisync-schema.ts';
 import { objectNames, qualifiedName, quoteIdent, quoteLiteral, splitTableName } from '../pg/sql-names.ts';
-import { leafPartitions, readTable } from '../pg/table-catalog.ts';
+import { leafPartitions, readTable, withLeafPartitions } from '../pg/table-catalog.ts';
 import { ErrorCode, FatalError } from '../runtime/errors.ts';
+import { forgetUnsyncedCopies } from '../source/copy-progress.ts';
 import { ensurePublication } from '../source/slot-setup.ts';
 import { resolveTablesOn, withNode } from './sync-plan.ts';
 
@@ -79,6 +80,9 @@ async function setUpNode(
   await ensurePublication(db, publication, tables);
   for (const name of tables) await installTombstoneTrigger(db, name);
   const removed = await removeUnsynced(db, tables);
+  // Where a copy of a table no longer synced stopped: added again, it is copied whole (its changes
+  // meanwhile were never streamed).
+  await forgetUnsyncedCopies(db, await withLeafPartitions(db, tables));
   const origins: string[] = [];
   for (const other of config.nodes) {
     if (other.name === node) continue;

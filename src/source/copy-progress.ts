@@ -75,6 +75,13 @@ export async function pausedCopies(db: Queryable, node: string): Promise<Set<str
   return new Set([...positions].filter(([, p]) => p.paused).map(([table]) => table));
 }
 
+/** Forgets the positions of every table not in `synced` (partitions included). */
+export async function forgetUnsyncedCopies(db: Queryable, synced: readonly string[]): Promise<void> {
+  await db.query('DELETE FROM pgbisync.copy_progress WHERE NOT (table_name = ANY($1::text[]))', [
+    [...synced],
+  ]);
+}
+
 /** Pauses or resumes the copy of `table` from `node`; returns its position. */
 export async function setCopyPaused(
   db: Queryable,
