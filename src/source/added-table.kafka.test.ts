@@ -96,7 +96,9 @@ test('a table added while syncing is copied both ways (its existing rows by last
     1,
   );
   // Where an interrupted copy of it stopped is forgotten with it: added again, it is copied whole.
-  await dbs.sql1("INSERT INTO pgbisync.copy_progress (node, table_name, next_page) VALUES ('x', 'public.added', 5)");
+  await dbs.sql1(
+    "INSERT INTO pgbisync.copy_progress (node, table_name, next_page) VALUES ('x', 'public.added', 5)",
+  );
   const report = await setup(before);
   assert.equal((await dbs.sql1('SELECT count(*)::int AS n FROM pgbisync.copy_progress')).rows[0].n, 0);
   assert.deepEqual(
