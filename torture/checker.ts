@@ -22,7 +22,7 @@ export interface CheckNode {
 }
 
 export interface Finding {
-  readonly check: 'convergence' | 'model' | 'ledger' | 'quiet' | 'daemon' | 'drain' | 'addtable';
+  readonly check: 'convergence' | 'model' | 'ledger' | 'quiet' | 'daemon' | 'drain' | 'addtable' | 'fault';
   readonly table?: string;
   readonly key?: string;
   readonly detail: string;

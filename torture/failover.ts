@@ -103,6 +103,7 @@ export class Servers {
     log: (line: string) => void,
     waitMs: number,
     signal: AbortSignal,
+    exclusive: (fn: () => Promise<void>) => Promise<void>,
   ): Promise<string | undefined> {
     const standby = this.stack.standby;
     if (standby === undefined) return 'the stack has no standby of db1 (dev up --standby, PostgreSQL 17+)';
@@ -122,13 +123,17 @@ export class Servers {
     }
     if (missing !== '') return `the standby has no synced copy of ${missing}`;
     log('fault: failover: the standby holds every slot; db1 crashes, the standby is promoted');
-    await primary.crash();
-    this.#promotedAt = Date.now();
-    await standby.promote();
-    // Its configuration is a copy of db1's: it would wait for a synchronous standby it does not have.
-    await withSession(adminUrl(standby), async (c) => {
-      await c.query('ALTER SYSTEM RESET synchronous_standby_names');
-      await c.query('SELECT pg_reload_conf()');
+    // In the restarts' queue: no restart may start db1 while it stops, nor between its crash and the
+    // promotion.
+    await exclusive(async () => {
+      await primary.crash();
+      this.#promotedAt = Date.now();
+      await standby.promote();
+      // Its configuration is a copy of db1's: it would wait for a synchronous standby it does not have.
+      await withSession(adminUrl(standby), async (c) => {
+        await c.query('ALTER SYSTEM RESET synchronous_standby_names');
+        await c.query('SELECT pg_reload_conf()');
+      });
     });
     log(`fault: failover: the standby (port ${standby.spec.port}) is the primary`);
     return undefined;

@@ -132,13 +132,16 @@ export interface FaultTargets {
   readonly log: (line: string) => void;
 }
 
-/** Runs the schedule; resolves once every fault has ended and every part it stopped is back. */
+/**
+ * Runs the schedule; resolves once every fault has ended and every part it stopped is back, with what
+ * failed to be injected.
+ */
 export async function inject(
   faults: readonly ScheduledFault[],
   t: FaultTargets,
   startedAt: number,
   signal: AbortSignal,
-): Promise<void> {
+): Promise<string[]> {
   // Restarts of the stack's parts run one at a time (`up` starts whatever is down).
   let restarts = Promise.resolve();
   const wait = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -158,13 +161,20 @@ export async function inject(
     });
     return restarts;
   };
-  const running = faults.map(async (f) => {
-    await wait(Math.max(0, startedAt + f.atMs - Date.now()));
-    if (signal.aborted) return;
-    const node = `node ${f.node + 1}`;
-    t.log(
-      `fault: ${f.kind}${f.kind.startsWith('net') || f.kind === 'pg-crash' || f.kind === 'slow-target' || f.kind === 'slot-loss' || f.kind === 'clock-skew' ? ` on ${node}` : ''} for ${f.forMs} ms`,
+  /**
+   * Runs `fn` once the restarts queued before it are done, and holds later ones until it is: a stop or
+   * crash of a server must not overlap a restart (`up` would start the server while its stop waits for
+   * the postmaster.pid that the new one writes: seed 5 at 600 s, a pg-crash during a clock-skew restart).
+   */
+  const exclusive = <T>(fn: () => Promise<T>): Promise<T> => {
+    const done = restarts.then(fn);
+    restarts = done.then(
+      () => undefined,
+      () => undefined,
     );
+    return done;
+  };
+  const injectOne = async (f: ScheduledFault, node: string): Promise<void> => {
     // The instance a kill or freeze hits (drawn as the node, so one instance keeps a seed's schedule).
     const daemon = t.daemons[f.node % t.daemons.length]!;
     switch (f.kind) {
@@ -186,8 +196,7 @@ export async function inject(
         return;
       }
       case 'pg-crash': {
-        const server = t.servers.server(t.serverOf(f.node));
-        await server.crash();
+        await exclusive(() => t.servers.server(t.serverOf(f.node)).crash());
         await wait(f.forMs);
         // Through `up`, one restart at a time: a broker restart meanwhile may have started it already
         // (`up` starts whatever is down), and a second start would fail on its lock file.
@@ -243,8 +252,7 @@ export async function inject(
       }
       case 'failover': {
         // Restarts queued meanwhile (a pg-crash of db1's server) must not start db1 again half-way.
-        await restarts;
-        const skipped = await t.servers.failOver(t.log, 90_000, signal);
+        const skipped = await t.servers.failOver(t.log, 90_000, signal, exclusive);
         if (skipped !== undefined) t.log(`fault: failover skipped: ${skipped}`);
         else t.failedOver();
         return;
@@ -254,10 +262,12 @@ export async function inject(
           t.log('fault: clock-skew skipped: no clock-offset library (scripts/torture.sh builds it with cc)');
           return;
         }
-        await restarts;
-        const server = t.servers.server(t.serverOf(f.node));
-        server.startEnv = { LD_PRELOAD: t.clockLibrary, PGBISYNC_CLOCK_OFFSET_MS: String(f.forMs) };
-        await server.stop();
+        const library = t.clockLibrary;
+        await exclusive(async () => {
+          const server = t.servers.server(t.serverOf(f.node));
+          server.startEnv = { LD_PRELOAD: library, PGBISYNC_CLOCK_OFFSET_MS: String(f.forMs) };
+          await server.stop();
+        });
         await restart(`the PostgreSQL server of ${node} with its clock ${f.forMs} ms ahead`);
         const ahead = await clockAhead(t.nodeUrl(f.node)).catch(() => undefined);
         t.log(`fault: clock-skew: the server of ${node} reads ${ahead ?? '?'} ms ahead of this host`);
@@ -271,9 +281,26 @@ export async function inject(
       default:
         return f.kind satisfies never;
     }
+  };
+  /** What went wrong injecting a fault (a finding: the run goes on to its checks). */
+  const failures: string[] = [];
+  const running = faults.map(async (f) => {
+    await wait(Math.max(0, startedAt + f.atMs - Date.now()));
+    if (signal.aborted) return;
+    const node = `node ${f.node + 1}`;
+    t.log(
+      `fault: ${f.kind}${f.kind.startsWith('net') || f.kind === 'pg-crash' || f.kind === 'slow-target' || f.kind === 'slot-loss' || f.kind === 'clock-skew' ? ` on ${node}` : ''} for ${f.forMs} ms`,
+    );
+    try {
+      await injectOne(f, node);
+    } catch (error) {
+      t.log(`fault: ${f.kind} failed: ${String(error)}`);
+      failures.push(`${f.kind} at ${(f.atMs / 1000).toFixed(0)} s failed: ${String(error)}`);
+    }
   });
   await Promise.all(running);
   await restarts;
+  return failures;
 }
 
 async function lockTable(url: string, ms: number): Promise<void> {

@@ -222,7 +222,7 @@ async function main(): Promise<number> {
   await Promise.all(workloads);
   const addProblem = await adding;
   log(`writes stopped: ${JSON.stringify(history.counts)}; waiting for the faults to end`);
-  await injecting;
+  const faultFailures = await injecting;
   for (const p of proxies.flat()) p.set({ kind: 'pass' });
   kafkaProxy?.set({ kind: 'pass' });
   for (const daemon of daemons) daemon.thaw();
@@ -231,6 +231,7 @@ async function main(): Promise<number> {
 
   const findings: Finding[] = [];
   if (addProblem !== undefined) findings.push({ check: 'addtable', detail: addProblem });
+  for (const detail of faultFailures) findings.push({ check: 'fault', detail });
   for (
     let i = 0;
     i < 60 && (await history.resolveInDoubt((name) => nodes.find((n) => n.name === name)!.url)) > 0;
