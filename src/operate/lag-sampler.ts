@@ -3,10 +3,12 @@
  * (each source slot's retained WAL, each direction's Kafka lag) and sets
  * pgbisync_slot_retained_wal_bytes{node}, pgbisync_kafka_lag_records{direction} and
  * pgbisync_clock_skew_seconds{direction} (logging a warning while clocks differ by more than
- * conflicts.maxClockSkewMs). A failed sample is
+ * conflicts.maxClockSkewMs, and while a direction has changes pending from before its target's
+ * commit-timestamp horizon, ../conflicts/commit-ts-horizon.ts). A failed sample is
  * logged and the gauges keep their last value; the sync itself never depends on it.
  */
 import type { Config } from '../config/schema.ts';
+import { STAMP_RISK } from '../conflicts/commit-ts-horizon.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import { sleep } from '../runtime/sleep.ts';
@@ -23,6 +25,7 @@ export async function sampleLag(
 ): Promise<void> {
   let failing = false;
   let warnedSkew = false;
+  let warnedStamps = false;
   while (!signal.aborted) {
     try {
       const report = await readStatus(config);
@@ -35,6 +38,12 @@ export async function sampleLag(
       if (skewed.length > 0 && !warnedSkew) log.warn({ warnings: skewed }, 'node clocks differ');
       if (skewed.length === 0 && warnedSkew) log.info('node clocks agree again');
       warnedSkew = skewed.length > 0;
+      const atRisk = report.directions.flatMap((d) => d.warnings.filter((w) => w.includes(STAMP_RISK)));
+      if (atRisk.length > 0 && !warnedStamps)
+        log.warn({ warnings: atRisk }, "a direction lags behind its target's commit-timestamp horizon");
+      if (atRisk.length === 0 && warnedStamps)
+        log.info('no direction lags behind a commit-timestamp horizon now');
+      warnedStamps = atRisk.length > 0;
       if (failing) log.info('lag sampling works again');
       failing = false;
     } catch (error) {

@@ -5,11 +5,13 @@
  * A source whose slot is lost (gone after its capture streamed from it, or invalidated) makes its
  * directions unhealthy with the fix (`pgbisync resync <node>`); one close to being invalidated
  * (wal_status unreserved, little safe_wal_size left), a resync under way or schema drift between the
- * nodes (./schema-drift.ts) is a warning.
+ * nodes (./schema-drift.ts) is a warning, and so is a direction with changes pending from before its
+ * target's commit-timestamp horizon (../conflicts/commit-ts-horizon.ts).
  */
 
 import type { Config } from '../config/schema.ts';
 import { type ClockOffset, readClockOffset, skewMs, skewWarning } from '../conflicts/clock-skew.ts';
+import { readCommitTsHorizonMs, stampRiskWarning } from '../conflicts/commit-ts-horizon.ts';
 import { KafkaAdmin } from '../kafka/admin.ts';
 import { kafkaOptions } from '../kafka/kafka-options.ts';
 import { eventTopics, serverName } from '../kafka/topics.ts';
@@ -75,9 +77,11 @@ export async function readStatus(config: Config): Promise<StatusReport> {
   const slots = new Map<string, SlotStatus>();
   const verdicts = new Map<string, SlotVerdict>();
   const clocks = new Map<string, ClockOffset>();
+  const horizons = new Map<string, number | null>();
   for (const node of config.nodes) {
     const health = await withNode(node, 'status', async (db) => {
       clocks.set(node.name, await readClockOffset(db));
+      horizons.set(node.name, await readCommitTsHorizonMs(db));
       return await readSlotHealth(db, node.name, objectNames.slot(node.name));
     });
     slots.set(node.name, {
@@ -114,8 +118,15 @@ export async function readStatus(config: Config): Promise<StatusReport> {
       const applied = await withNode(d.target, 'status', async (db) => {
         const hasSchema = await db.query("SELECT 1 FROM pg_namespace WHERE nspname = 'pgbisync'");
         if (hasSchema.rowCount === 0) return undefined;
-        const p = await db.query<{ next_offset: string; lsn: string; ct: string; age: number }>(
+        const p = await db.query<{
+          next_offset: string;
+          lsn: string;
+          ct: string;
+          ct_ms: number;
+          age: number;
+        }>(
           `SELECT next_offset::text, commit_lsn::text AS lsn, commit_time::text AS ct,
+                  (extract(epoch FROM commit_time) * 1000)::float8 AS ct_ms,
                   extract(epoch FROM clock_timestamp() - commit_time)::float8 AS age
              FROM pgbisync.apply_progress WHERE source_node = $1`,
           [d.source.name],
@@ -154,6 +165,15 @@ export async function readStatus(config: Config): Promise<StatusReport> {
       const clockSkewMs = skewMs(clocks.get(d.source.name)!, clocks.get(d.target.name)!);
       const skewed = skewWarning(d.source.name, d.target.name, clockSkewMs, config.conflicts.maxClockSkewMs);
       if (skewed !== undefined) warnings.push(skewed);
+      const appliedMs = applied?.progress?.ct_ms ?? null;
+      const risk = stampRiskWarning(
+        d.source.name,
+        d.target.name,
+        kafkaLag,
+        appliedMs,
+        horizons.get(d.target.name)!,
+      );
+      if (risk !== undefined) warnings.push(risk);
       if (applied === undefined)
         problems.push(`pgbisync schema missing on ${d.target.name}: run pgbisync setup`);
       if (missing.length > 0) {
