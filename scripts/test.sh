@@ -121,7 +121,12 @@ if [ "$suite" = torture ] || [ "$suite" = all ]; then
     echo "torture: no result line; its log ends:"; tail -40 "$results/torture.err"; torture_failed=1; status=1
   else
     torture_passed=$(echo "$line" | awk '{print $2}'); torture_failed=$(echo "$line" | awk '{print $4}')
-    [ "$torture_failed" -eq 0 ] || { grep -E 'FAIL|fault:' "$results/torture.err" | head -60; status=1; }
+    if [ "$torture_failed" -ne 0 ]; then
+      # The findings first (with their keys' histories), then the faults that came before them.
+      echo "torture findings:"; grep -E '\] (FAIL |    )' "$results/torture.err" | head -80 || true
+      echo "torture faults:"; grep -E 'fault:' "$results/torture.err" | tail -60 || true
+      status=1
+    fi
   fi
   ./bin/pgbisync.js dev down --state-dir "$PWD/.state/test-torture" --destroy >/dev/null 2>&1 || true
 fi

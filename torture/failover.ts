@@ -63,8 +63,14 @@ export class Servers {
       log('the standby was promoted by an earlier run: making a new one from db1');
       await standby.stop();
       rmSync(standby.dataDir, { recursive: true, force: true });
-      await this.stack.up(() => undefined); // db1 (`dev up` may have started it), a new standby
+      // db1 alone first (`dev up` may have started it): its leftovers go before a new standby replays
+      // their drops. A standby whose slot sync worker holds a synced slot of a database whose drop it
+      // replays ends (PostgreSQL 18: "replication slot ... is active for PID"), and db1, waiting for it
+      // at each commit (synchronous_standby_names, left set by the earlier run), would wait for good.
+      await this.stack.up(() => undefined, { leaveDown: ['standby'] });
       await withSession(adminUrl(this.stack.servers[0]!), async (c) => {
+        await c.query('ALTER SYSTEM RESET synchronous_standby_names');
+        await c.query('SELECT pg_reload_conf()');
         const dbs = await c.query<{ datname: string }>(
           "SELECT datname FROM pg_database WHERE datname LIKE 'torture\\_%'",
         );
@@ -92,6 +98,41 @@ export class Servers {
       await c.query(`ALTER SYSTEM SET synchronous_standby_names = '${STANDBY_NAME}'`);
       await c.query('SELECT pg_reload_conf()');
     });
+  }
+
+  /**
+   * Drops a run's database on server `i` and the slots pgbisync left in it (a slot keeps its database
+   * from being dropped). On db1's server with a standby, the drop waits (up to 15 s) until the standby's
+   * slot sync worker has dropped its copies of those slots: a standby that replays the drop of a database
+   * while the worker holds one of its slots ends (see prepare).
+   */
+  async dropDatabase(i: number, db: string): Promise<void> {
+    const server = this.server(i);
+    await withSession(adminUrl(server), async (c) => {
+      await c.query(
+        'SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE database = $1 AND active_pid IS NOT NULL',
+        [db],
+      );
+      await c.query(
+        'SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = $1',
+        [db],
+      );
+    });
+    const standby = this.stack.standby;
+    if (i === 0 && this.#promotedAt === undefined && standby !== undefined && (await standby.isReady())) {
+      const synced = async () =>
+        await withSession(
+          adminUrl(standby),
+          async (c) =>
+            (await c.query('SELECT 1 FROM pg_replication_slots WHERE database = $1 AND synced', [db]))
+              .rowCount ?? 0,
+        ).catch(() => 0);
+      const deadline = Date.now() + 15_000;
+      while ((await synced()) > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 250));
+    }
+    await withSession(adminUrl(server), (c) =>
+      c.query(`DROP DATABASE IF EXISTS ${pg.escapeIdentifier(db)} WITH (FORCE)`),
+    );
   }
 
   /**

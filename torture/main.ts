@@ -105,7 +105,11 @@ async function main(): Promise<number> {
       await c.query('ALTER SYSTEM SET synchronous_commit = on');
       await c.query('SELECT pg_reload_conf()');
     });
-  for (const n of nodes) await recreateDatabase(n.admin, new URL(n.url).pathname.slice(1));
+  for (const [i, n] of nodes.entries()) {
+    const db = new URL(n.url).pathname.slice(1);
+    await servers.dropDatabase(serverOf(i), db);
+    await withSession(n.admin, (c) => c.query(`CREATE DATABASE ${pg.escapeIdentifier(db)}`));
+  }
   for (const n of nodes) await withSession(n.url, (c) => c.query(TABLES.map((t) => t.ddl).join(';\n')));
 
   // The daemon reaches each node through a proxy, and a node that can fail over through a second one
@@ -269,7 +273,10 @@ async function main(): Promise<number> {
     );
   await Promise.all(proxies.flat().map((p) => p.close()));
   await kafkaProxy?.close();
-  if (!values.keep) for (const n of nodes) await dropDatabase(n.admin, new URL(n.url).pathname.slice(1));
+  if (!values.keep) {
+    for (const [i, n] of nodes.entries())
+      await servers.dropDatabase(serverOf(i), new URL(n.url).pathname.slice(1));
+  }
 
   const ok = findings.length === 0;
   const result = {
@@ -322,26 +329,6 @@ function serverUrl(url: string, database: string): string {
   const u = new URL(url);
   u.pathname = `/${database}`;
   return u.toString();
-}
-
-async function recreateDatabase(adminUrl: string, db: string): Promise<void> {
-  await dropDatabase(adminUrl, db);
-  await withSession(adminUrl, (c) => c.query(`CREATE DATABASE ${pg.escapeIdentifier(db)}`));
-}
-
-/** Drops a run's database and the slots pgbisync left in it (a slot keeps its database from being dropped). */
-async function dropDatabase(adminUrl: string, db: string): Promise<void> {
-  await withSession(adminUrl, async (c) => {
-    await c.query(
-      `SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE database = $1 AND active_pid IS NOT NULL`,
-      [db],
-    );
-    await c.query(
-      'SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = $1',
-      [db],
-    );
-    await c.query(`DROP DATABASE IF EXISTS ${pg.escapeIdentifier(db)} WITH (FORCE)`);
-  });
 }
 
 /**

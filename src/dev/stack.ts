@@ -185,7 +185,7 @@ export class DevStack {
     return new DevStack({ ...DEFAULT_STACK, ...saved.options, stateDir });
   }
 
-  /** `leaveDown`: servers not to start (db1 after the torture's failover: it would be a second primary). */
+  /** `leaveDown`: servers not to start ('db1' after the torture's failover, or 'standby'). */
   async up(log: (line: string) => void, o: { leaveDown?: readonly string[] } = {}): Promise<StackStatus> {
     if (this.options.standby === true && this.options.pgMajor < 17) {
       throw new FatalError(
@@ -211,7 +211,7 @@ export class DevStack {
     const standby = this.standby;
     if (standby !== undefined && (await standby.isReady())) {
       log(`standby: already running on ${standby.spec.port}`);
-    } else if (standby !== undefined) {
+    } else if (standby !== undefined && !o.leaveDown?.includes('standby')) {
       await requireFreePort(standby.spec.port, 'the standby of db1', '--standby-port');
       log(
         `standby: starting a streaming standby of db1 on ${standby.spec.port} (slot ${STANDBY_SLOT} on db1)`,
