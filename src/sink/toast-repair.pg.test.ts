@@ -203,3 +203,41 @@ test('a repair loses to a write on the target newer than the event: the guarded 
     { conflict_type: 'update_origin_differs', resolution: 'keep_local' },
   ]);
 });
+
+test("a key's repair waits while the target holds the source's version; the source's key change then brings the body", async () => {
+  await using dbs = await createTestDatabases('toastrepair');
+  await prepare(dbs);
+  await dbs.sql1(`INSERT INTO docs VALUES (1, 0, ${BODY})`);
+  const v0 = await sourceRow(dbs, 1);
+  await applyFromSource(dbs, v0.us, [
+    { op: 'c', schema: 'public', table: 'docs', after: { id: '1', n: '0', body: null } },
+  ]);
+  await dbs.sql2(`UPDATE docs SET body = 'written on the target' || ${BODY} WHERE id = 1`);
+  await new Promise((r) => setTimeout(r, 5));
+  await dbs.sql1('UPDATE docs SET n = 1 WHERE id = 1');
+  const v1 = await sourceRow(dbs, 1);
+  assert.equal(await applyFromSource(dbs, v1.us, [partial(1, 1)]), 1);
+  // The source moves the row to key 2 before the repair of key 1 runs: it has no row at key 1 any more,
+  // while the target still holds the row the partial update dated, with its own body. Resolved
+  // (superseded) now, the key change below would move that body to key 2 and record nothing: the
+  // torture test's seed 3 ended so.
+  await dbs.sql1('UPDATE docs SET id = 2 WHERE id = 1');
+  const moved = await sourceRow(dbs, 2);
+  assert.deepEqual(await repair(dbs), { repaired: 0, superseded: 0, waiting: 1 });
+  const keyChange: RowChange = {
+    op: 'u',
+    schema: 'public',
+    table: 'docs',
+    beforeKey: { id: '1' },
+    after: { id: '2', n: '1', body: UNCHANGED },
+  };
+  assert.ok((await applyFromSource(dbs, moved.us, [keyChange])) >= 1, 'the new key recorded');
+  assert.deepEqual(await repair(dbs), { repaired: 1, superseded: 1, waiting: 0 });
+  assert.deepEqual((await dbs.sql2('SELECT id::int, n, md5(body) AS body FROM docs ORDER BY id')).rows, [
+    { id: 2, n: 1, body: moved.body },
+  ]);
+  assert.deepEqual((await dbs.sql2(RECORDS)).rows, [
+    { id: '1', conflict_type: 'update_origin_differs', resolution: 'superseded' },
+    { id: '2', conflict_type: 'update_origin_differs', resolution: 'repaired' },
+  ]);
+});

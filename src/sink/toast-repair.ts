@@ -141,8 +141,23 @@ export async function repairFromSource(
           .map((c) => c.name)
           .filter((c) => table.columns.some((s) => s.name === c));
         const row = await readSourceRow(source, table, columns, p.key, o.sourceNode);
+        // No row of the source's own there now: the later change that settles the key (a delete or a key
+        // change of the source, another node's write) has not arrived while the target's row is still a
+        // version of the source, the one the partial update dated or a later one. Superseded then, a key
+        // change would move that row's values (another version's TOASTed ones) to the new key unrepaired:
+        // the pending record tells the key change to record the new key (./statement-builder.ts rekey).
+        // Torture seed 3 (2026-12-06): superseded before the source's key change arrived.
+        if (row === undefined || row['~node'] !== o.sourceNode) {
+          if (await heldAtSourceVersion(target, statements.table, p, o)) {
+            waiting++;
+            continue;
+          }
+          await target.query(RESOLVE_SQL, [p.id, 'superseded']);
+          superseded++;
+          continue;
+        }
         // The source's own version, the event's or a later one (never older: the event committed there).
-        if (row === undefined || row['~node'] !== o.sourceNode || BigInt(row['~us']!) < BigInt(p.us)) {
+        if (BigInt(row['~us']!) < BigInt(p.us)) {
           await target.query(RESOLVE_SQL, [p.id, 'superseded']);
           superseded++;
           continue;
@@ -238,6 +253,22 @@ function keyMatch(table: CatalogTable, param: string): string {
   return table.primaryKey
     .map((k) => `t.${quoteIdent(k)} = (${param}::jsonb ->> ${quoteLiteral(k)})::${types.get(k)}`)
     .join(' AND ');
+}
+
+/** Whether the target holds a row at the record's key at a version of the source, the record's or later. */
+async function heldAtSourceVersion(
+  target: Queryable,
+  table: CatalogTable,
+  p: Pending,
+  o: RepairOptions,
+): Promise<boolean> {
+  const r = await target.query<{ held: boolean }>(
+    `SELECT EXISTS (SELECT 1 FROM ${qualifiedName(table.schema, table.table)} t WHERE ${keyMatch(table, '$1')}
+       AND pgbisync.version_node(t.xmin, $4::text) = $3::text
+       AND (extract(epoch FROM pgbisync.version_time(t.xmin)) * 1000000)::bigint >= $2::bigint) AS held`,
+    [JSON.stringify(p.key), p.us, o.sourceNode, o.targetNode],
+  );
+  return r.rows[0]?.held === true;
 }
 
 /** Whether this direction's stored progress is at or past the source commit time `us` (microseconds). */
