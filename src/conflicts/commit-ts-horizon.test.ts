@@ -8,8 +8,8 @@ test('a direction with pending changes from before its target horizon is warned 
   const w = stampRiskWarning('a', 'b', 12, horizon - 60_000, horizon);
   assert.ok(w !== undefined);
   assert.ok(w.startsWith(`b ${STAMP_RISK} of transactions before 2026-12-01T00:00:00.000Z`), w);
-  assert.match(w, /a -> b has 12 records to apply from 2026-11-30T23:59:00\.000Z on/);
-  assert.match(w, /fix: let the direction catch up, then run pgbisync verify --repair/);
+  assert.match(w, /a -> b has 12 records to apply, committed after 2026-11-30T23:59:00\.000Z/);
+  assert.match(w, /fix: let the direction catch up, then run pgbisync verify/);
 });
 
 test('no warning without pending changes, past the horizon, or when either time is unknown', () => {

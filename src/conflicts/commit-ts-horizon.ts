@@ -10,7 +10,8 @@
  * yet newer than the epoch, would win against it. That takes a direction lagging behind the horizon of
  * its target: `status` warns about it (stampRiskWarning) and `run` logs it.
  *
- * The horizon is the commit time of the cluster's oldest `datfrozenxid` (what vacuum truncates to), or of
+ * The horizon is the commit time of the cluster's oldest `datfrozenxid` (what vacuum truncates to; a
+ * database left half dropped, `datconnlimit` -2, does not count, as for vacuum), or of
  * the first of the following xids that has one (an aborted or unused xid has none). When the last
  * checkpoint's `oldest_commit_ts_xid` (`pg_control_checkpoint()`, superuser or pg_monitor rights; skipped
  * without them) is newer, the commit timestamps start where `track_commit_timestamp` was turned on and
@@ -48,7 +49,7 @@ export async function readCommitTsHorizonMs(db: Queryable): Promise<number | nul
   // The frozen xid, unless the checkpoint's oldest kept xid is newer (then nothing was truncated).
   const r = await db.query<{ ms: string | null }>(
     `WITH frozen AS (
-       SELECT datfrozenxid AS x FROM pg_database ORDER BY age(datfrozenxid) DESC LIMIT 1
+       SELECT datfrozenxid AS x FROM pg_database WHERE datconnlimit <> -2 ORDER BY age(datfrozenxid) DESC LIMIT 1
      ), oldest AS (
        SELECT x::text::bigint AS x FROM frozen
         WHERE $1::text IS NULL OR age(x) <= age($1::text::xid)
@@ -66,7 +67,9 @@ export async function readCommitTsHorizonMs(db: Queryable): Promise<number | nul
 /**
  * The warning for a direction whose target may hold rows of unknown time that a pending change would
  * wrongly replace: changes are pending (`kafkaLag` > 0) and the last applied source commit time is older
- * than the target's horizon, so a pending change may be too. Undefined otherwise (or when either is unknown).
+ * than the target's horizon, so a pending change may be too. Undefined otherwise (or when either is
+ * unknown). Changes still in the source's slot (its capture down) count once they reach Kafka; a source
+ * that writes again after an idle spell longer than the horizon's age is warned about until applied.
  */
 export function stampRiskWarning(
   source: string,
@@ -81,8 +84,8 @@ export function stampRiskWarning(
   return (
     `${target} ${STAMP_RISK} of transactions before ${at(targetHorizonMs)} ` +
     '(commit timestamps truncated by vacuum), while ' +
-    `${source} -> ${target} has ${kafkaLag} records to apply from ${at(appliedCommitMs)} on: a pending change ` +
-    `older than a row of unknown time on ${target} would replace it; fix: let the direction catch up, then run ` +
-    'pgbisync verify --repair (and keep directions from lagging behind vacuum_freeze_min_age xids)'
+    `${source} -> ${target} has ${kafkaLag} records to apply, committed after ${at(appliedCommitMs)}: one older ` +
+    `than a row of unknown time on ${target} would replace it; fix: let the direction catch up, then run ` +
+    'pgbisync verify (and verify --repair on differences); keep directions from lagging behind vacuum_freeze_min_age xids'
   );
 }

@@ -78,10 +78,18 @@ export async function readStatus(config: Config): Promise<StatusReport> {
   const verdicts = new Map<string, SlotVerdict>();
   const clocks = new Map<string, ClockOffset>();
   const horizons = new Map<string, number | null>();
+  const horizonErrors = new Map<string, string>();
   for (const node of config.nodes) {
     const health = await withNode(node, 'status', async (db) => {
       clocks.set(node.name, await readClockOffset(db));
-      horizons.set(node.name, await readCommitTsHorizonMs(db));
+      // Only a warning depends on it: status goes on without it (a server that cannot tell, say why).
+      horizons.set(
+        node.name,
+        await readCommitTsHorizonMs(db).catch((error: unknown) => {
+          horizonErrors.set(node.name, String(error));
+          return null;
+        }),
+      );
       return await readSlotHealth(db, node.name, objectNames.slot(node.name));
     });
     slots.set(node.name, {
@@ -174,6 +182,9 @@ export async function readStatus(config: Config): Promise<StatusReport> {
         horizons.get(d.target.name)!,
       );
       if (risk !== undefined) warnings.push(risk);
+      const horizonError = horizonErrors.get(d.target.name);
+      if (horizonError !== undefined)
+        warnings.push(`could not read the commit-timestamp horizon of ${d.target.name}: ${horizonError}`);
       if (applied === undefined)
         problems.push(`pgbisync schema missing on ${d.target.name}: run pgbisync setup`);
       if (missing.length > 0) {

@@ -38,7 +38,7 @@ import { RecordGuard, requireNoNewPartition } from './record-guard.ts';
 import { describeRejected, findRejectedValue, sourceType } from './rejected-value.ts';
 import { addColumn } from './schema-evolution.ts';
 import { MissingColumnError } from './statement-builder.ts';
-import { type RepairCounts, RepairRounds, repairFromSource } from './toast-repair.ts';
+import { nextRound, type RepairCounts, RepairRounds, repairFromSource } from './toast-repair.ts';
 import { recordPosition, TransactionGrouper } from './transaction-grouper.ts';
 import { TransactionWriter } from './transaction-writer.ts';
 
@@ -102,6 +102,8 @@ export type ApplierProgressEvent =
 
 export class Applier {
   readonly #o: ApplierOptions;
+  /** Repair records held for the source's later change, across rounds (./toast-repair.ts RepairOptions). */
+  readonly #heldRepairs = new Map<string, string>();
 
   constructor(options: ApplierOptions) {
     this.#o = options;
@@ -236,12 +238,12 @@ export class Applier {
   async #repair(writer: TransactionWriter): Promise<boolean | 'soon'> {
     const o = this.#o;
     if (o.sourceUrl === undefined) return true;
-    const options = { sourceNode: o.sourceNode, targetNode: o.targetNode, sourceUrl: o.sourceUrl };
+    const options = { ...o, sourceUrl: o.sourceUrl, held: this.#heldRepairs };
     try {
       const counts = await writer.between((session, catalog) => repairFromSource(session, catalog, options));
       if (counts === undefined) return 'soon'; // a piece of a transaction is open: after its commit
       if (counts.repaired + counts.superseded > 0) o.onProgress?.({ kind: 'repaired', ...counts });
-      return counts.waiting > 0 ? 'soon' : true;
+      return nextRound(counts);
     } catch (error) {
       o.onProgress?.({ kind: 'repair-failed', error });
       return false;

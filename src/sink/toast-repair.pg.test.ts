@@ -81,7 +81,7 @@ async function applyFromSource(dbs: TestDatabases, us: bigint, changes: RowChang
   }
 }
 
-async function repair(dbs: TestDatabases) {
+async function repair(dbs: TestDatabases, held = new Map<string, string>()) {
   const writer = new TransactionWriter({
     url: dbs.db2,
     targetNode: dbs.name,
@@ -95,6 +95,7 @@ async function repair(dbs: TestDatabases) {
         sourceNode: source(dbs),
         targetNode: dbs.name,
         sourceUrl: dbs.db1,
+        held,
       }),
     );
   } finally {
@@ -124,7 +125,7 @@ test('a row the target lacks comes back whole from the source, under the version
     { id: '2', conflict_type: 'update_missing', resolution: 'needs_repair' },
   ]);
 
-  assert.deepEqual(await repair(dbs), { repaired: 1, superseded: 1, waiting: 0 });
+  assert.deepEqual(await repair(dbs), { repaired: 1, superseded: 1, waiting: 0, held: 0 });
   // Row 1: whole, with the source's commit time and origin (so every node compares the same version).
   assert.deepEqual(
     (await dbs.sql2(VERSION, [1])).rows.map((r) => ({ ...r, us: BigInt(r.us) })),
@@ -141,7 +142,7 @@ test('a row the target lacks comes back whole from the source, under the version
     { id: '2', conflict_type: 'update_missing', resolution: 'superseded' },
   ]);
   // Nothing left: a second round does nothing.
-  assert.deepEqual(await repair(dbs), { repaired: 0, superseded: 0, waiting: 0 });
+  assert.deepEqual(await repair(dbs), { repaired: 0, superseded: 0, waiting: 0, held: 0 });
 });
 
 test("an update that wins over the target's own TOASTed value brings the source's value", async () => {
@@ -171,11 +172,11 @@ test("an update that wins over the target's own TOASTed value brings the source'
   const v2 = await sourceRow(dbs, 1);
   // Not applied here yet: the source's row at v2 waits for it (older events of the source would
   // otherwise be replayed over it).
-  assert.deepEqual(await repair(dbs), { repaired: 0, superseded: 0, waiting: 1 });
+  assert.deepEqual(await repair(dbs), { repaired: 0, superseded: 0, waiting: 1, held: 0 });
   assert.notEqual((await dbs.sql2(VERSION, [1])).rows[0].body, v1.body);
   assert.equal(await applyFromSource(dbs, v2.us, [partial(1, 2)]), 0);
 
-  assert.deepEqual(await repair(dbs), { repaired: 1, superseded: 0, waiting: 0 });
+  assert.deepEqual(await repair(dbs), { repaired: 1, superseded: 0, waiting: 0, held: 0 });
   assert.deepEqual(
     (await dbs.sql2(VERSION, [1])).rows.map((r) => ({ ...r, us: BigInt(r.us) })),
     [{ us: v2.us, n: 2, body: v2.body }],
@@ -195,7 +196,7 @@ test('a repair loses to a write on the target newer than the event: the guarded 
   assert.equal(await applyFromSource(dbs, v1.us, [partial(1, 1)]), 1);
   // Before the repair runs, the target writes the key itself (later than the source's update).
   await dbs.sql2("INSERT INTO docs VALUES (1, 7, 'local')");
-  assert.deepEqual(await repair(dbs), { repaired: 0, superseded: 1, waiting: 0 });
+  assert.deepEqual(await repair(dbs), { repaired: 0, superseded: 1, waiting: 0, held: 0 });
   assert.deepEqual((await dbs.sql2('SELECT n, body FROM docs')).rows, [{ n: 7, body: 'local' }]);
   const records = await dbs.sql2('SELECT conflict_type, resolution FROM pgbisync.conflicts ORDER BY id');
   assert.deepEqual(records.rows, [
@@ -223,7 +224,7 @@ test("a key's repair waits while the target holds the source's version; the sour
   // torture test's seed 3 ended so.
   await dbs.sql1('UPDATE docs SET id = 2 WHERE id = 1');
   const moved = await sourceRow(dbs, 2);
-  assert.deepEqual(await repair(dbs), { repaired: 0, superseded: 0, waiting: 1 });
+  assert.deepEqual(await repair(dbs), { repaired: 0, superseded: 0, waiting: 1, held: 1 });
   const keyChange: RowChange = {
     op: 'u',
     schema: 'public',
@@ -232,12 +233,43 @@ test("a key's repair waits while the target holds the source's version; the sour
     after: { id: '2', n: '1', body: UNCHANGED },
   };
   assert.ok((await applyFromSource(dbs, moved.us, [keyChange])) >= 1, 'the new key recorded');
-  assert.deepEqual(await repair(dbs), { repaired: 1, superseded: 1, waiting: 0 });
+  assert.deepEqual(await repair(dbs), { repaired: 1, superseded: 1, waiting: 0, held: 0 });
   assert.deepEqual((await dbs.sql2('SELECT id::int, n, md5(body) AS body FROM docs ORDER BY id')).rows, [
     { id: 2, n: 1, body: moved.body },
   ]);
   assert.deepEqual((await dbs.sql2(RECORDS)).rows, [
     { id: '1', conflict_type: 'update_origin_differs', resolution: 'superseded' },
     { id: '2', conflict_type: 'update_origin_differs', resolution: 'repaired' },
+  ]);
+});
+
+test('a held record is superseded once the direction applied a later source transaction: the settling change is not coming', async () => {
+  await using dbs = await createTestDatabases('toastrepair');
+  await prepare(dbs);
+  await dbs.sql1(`INSERT INTO docs VALUES (1, 0, ${BODY})`);
+  const v0 = await sourceRow(dbs, 1);
+  await applyFromSource(dbs, v0.us, [
+    { op: 'c', schema: 'public', table: 'docs', after: { id: '1', n: '0', body: null } },
+  ]);
+  await dbs.sql2(`UPDATE docs SET body = 'written on the target' || ${BODY} WHERE id = 1`);
+  await new Promise((r) => setTimeout(r, 5));
+  await dbs.sql1('UPDATE docs SET n = 1 WHERE id = 1');
+  const v1 = await sourceRow(dbs, 1);
+  assert.equal(await applyFromSource(dbs, v1.us, [partial(1, 1)]), 1);
+  // The source deletes the row; its event never reaches the target (lost, as in a lost slot's gap).
+  await dbs.sql1('DELETE FROM docs WHERE id = 1');
+  const held = new Map<string, string>();
+  assert.deepEqual(await repair(dbs, held), { repaired: 0, superseded: 0, waiting: 1, held: 1 });
+  assert.deepEqual(await repair(dbs, held), { repaired: 0, superseded: 0, waiting: 1, held: 1 });
+  // A later source transaction applied here: every source change before it was, so the record stops waiting.
+  await dbs.sql1(`INSERT INTO docs VALUES (5, 0, 'later')`);
+  const later = await sourceRow(dbs, 5);
+  await applyFromSource(dbs, later.us, [
+    { op: 'c', schema: 'public', table: 'docs', after: { id: '5', n: '0', body: 'later' } },
+  ]);
+  assert.deepEqual(await repair(dbs, held), { repaired: 0, superseded: 1, waiting: 0, held: 0 });
+  assert.equal(held.size, 0);
+  assert.deepEqual((await dbs.sql2(RECORDS)).rows, [
+    { id: '1', conflict_type: 'update_origin_differs', resolution: 'superseded' },
   ]);
 });

@@ -1,7 +1,7 @@
 /** The scheduling of repair rounds (./toast-repair.ts RepairRounds), without a database. */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { RepairRounds } from './toast-repair.ts';
+import { nextRound, RepairRounds } from './toast-repair.ts';
 
 test('repair rounds run one at a time; a failed one is retried until one runs; none after stop', async () => {
   const outcomes = [false, false, true];
@@ -46,4 +46,12 @@ test('a failing round stops being retried once the rounds are stopped', async ()
   const before = calls;
   await new Promise((r) => setTimeout(r, 100));
   assert.equal(calls, before);
+});
+
+test('the next round: soon for records about to be applied, backing off for held ones only, none when done', () => {
+  const counts = (waiting: number, held: number) => ({ repaired: 0, superseded: 0, waiting, held });
+  assert.equal(nextRound(counts(2, 1)), 'soon');
+  assert.equal(nextRound(counts(1, 0)), 'soon');
+  assert.equal(nextRound(counts(3, 3)), false);
+  assert.equal(nextRound(counts(0, 0)), true);
 });

@@ -19,7 +19,12 @@
  * No row, or one another node wrote (a delete or another node's write came later on the source): that
  * later change reaches this node on its own (the delete's event from this source, or the other node's
  * write from that node, repaired there in its turn when it lacks values): the record becomes
- * `superseded`.
+ * `superseded`, once that change arrived. Until then, while the target still holds the key at a version
+ * of the source, the record is held: a key change of the source would move the target's values to a new
+ * key, and finds the record pending to record that key in turn. A held record whose change never comes
+ * (lost, or not applied by policy) is superseded once this direction applied a source transaction
+ * committed after the record was first found held. Rounds page through the records by id, so held ones
+ * do not keep later ones from their repair.
  */
 import type pg from 'pg';
 import { newPgClient } from '../pg/client.ts';
@@ -33,14 +38,20 @@ export interface RepairCounts {
   readonly repaired: number;
   /** Records whose key the source changed again since (its later event settles it). */
   readonly superseded: number;
-  /** Records left for a later round: the source's row is at a version this direction has not applied yet. */
+  /**
+   * Records left for a later round: the source's row is at a version this direction has not applied yet,
+   * or (`held`) the source's later change of the key has not reached the target.
+   */
   readonly waiting: number;
+  /** Of `waiting`: records whose key the target holds at the source's version while the source has moved on. */
+  readonly held: number;
 }
 
 /** The keys left to repair from one source, oldest first (a partial index covers them: ../pg/pgbisync-schema.ts). */
 const PENDING_SQL = `SELECT id::text AS id, table_name, key,
     (extract(epoch FROM remote_commit_time) * 1000000)::bigint::text AS us
-  FROM pgbisync.conflicts WHERE resolution = 'needs_repair' AND remote_node = $1::text ORDER BY id LIMIT $2::int`;
+  FROM pgbisync.conflicts WHERE resolution = 'needs_repair' AND remote_node = $1::text AND id > $3::bigint
+  ORDER BY id LIMIT $2::int`;
 
 const RESOLVE_SQL = 'UPDATE pgbisync.conflicts SET resolution = $2::text WHERE id = $1::bigint';
 
@@ -101,10 +112,28 @@ export class RepairRounds {
   }
 }
 
+/**
+ * What a round's counts ask of the next round (RepairRounds): records waiting for a version this
+ * direction is about to apply, soon; records only held (the source's later change not arrived), as a
+ * failed round, backing off to a minute (a commit that records a conflict, such as the key change that
+ * meets them, asks for a round anyway); else none until asked.
+ */
+export function nextRound(counts: RepairCounts): boolean | 'soon' {
+  if (counts.waiting > counts.held) return 'soon';
+  return counts.held === 0;
+}
+
 export interface RepairOptions {
   readonly sourceNode: string;
   readonly targetNode: string;
   readonly sourceUrl: string;
+  /**
+   * Records found held (see RepairCounts.held), by id, with the source's clock (µs) when first found so;
+   * kept by the caller across rounds. Once this direction applied a source transaction committed after
+   * that, every earlier one was applied: the change that would have settled the key will not come (lost,
+   * or not applied by policy), and the record is superseded.
+   */
+  readonly held?: Map<string, string>;
 }
 
 /**
@@ -119,12 +148,15 @@ export async function repairFromSource(
   let repaired = 0;
   let superseded = 0;
   let waiting = 0;
+  let held = 0;
+  let after = '0';
   let source: pg.Client | undefined;
   const sourceTables = new Map<string, CatalogTable>();
   try {
     for (;;) {
-      const pending = (await target.query<Pending>(PENDING_SQL, [o.sourceNode, PAGE])).rows;
+      const pending = (await target.query<Pending>(PENDING_SQL, [o.sourceNode, PAGE, after])).rows;
       for (const p of pending) {
+        after = p.id;
         if (source === undefined) {
           // Bounded: the round holds the applier's session, so a stalled source must not hold it long.
           source = newPgClient({
@@ -149,9 +181,15 @@ export async function repairFromSource(
         // Torture seed 3 (2026-12-06): superseded before the source's key change arrived.
         if (row === undefined || row['~node'] !== o.sourceNode) {
           if (await heldAtSourceVersion(target, statements.table, p, o)) {
-            waiting++;
-            continue;
+            const since = o.held?.get(p.id) ?? (await sourceClockUs(source));
+            if (!(await appliedPast(target, o.sourceNode, since))) {
+              o.held?.set(p.id, since);
+              waiting++;
+              held++;
+              continue;
+            }
           }
+          o.held?.delete(p.id);
           await target.query(RESOLVE_SQL, [p.id, 'superseded']);
           superseded++;
           continue;
@@ -203,7 +241,7 @@ export async function repairFromSource(
         }
         repaired++;
       }
-      if (pending.length < PAGE || waiting > 0) return { repaired, superseded, waiting };
+      if (pending.length < PAGE) return { repaired, superseded, waiting, held };
     }
   } finally {
     await source?.end().catch(() => undefined);
@@ -269,6 +307,24 @@ async function heldAtSourceVersion(
     [JSON.stringify(p.key), p.us, o.sourceNode, o.targetNode],
   );
   return r.rows[0]?.held === true;
+}
+
+/** The source server's clock in microseconds since the Unix epoch. */
+async function sourceClockUs(source: Queryable): Promise<string> {
+  const r = await source.query<{ us: string }>(
+    'SELECT (extract(epoch FROM clock_timestamp()) * 1000000)::bigint::text AS us',
+  );
+  return r.rows[0]!.us;
+}
+
+/** Whether this direction applied a source transaction committed after `us` (microseconds). */
+async function appliedPast(target: Queryable, sourceNode: string, us: string): Promise<boolean> {
+  const r = await target.query<{ ok: boolean }>(
+    `SELECT (extract(epoch FROM commit_time) * 1000000)::bigint > $2::bigint AS ok
+       FROM pgbisync.apply_progress WHERE source_node = $1::text`,
+    [sourceNode, us],
+  );
+  return r.rows[0]?.ok === true;
 }
 
 /** Whether this direction's stored progress is at or past the source commit time `us` (microseconds). */
