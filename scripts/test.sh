@@ -122,9 +122,18 @@ if [ "$suite" = torture ] || [ "$suite" = all ]; then
   else
     torture_passed=$(echo "$line" | awk '{print $2}'); torture_failed=$(echo "$line" | awk '{print $4}')
     if [ "$torture_failed" -ne 0 ]; then
-      # The findings first (with their keys' histories), then the faults that came before them.
-      echo "torture findings:"; grep -E '\] (FAIL |    )' "$results/torture.err" | head -80 || true
-      echo "torture faults:"; grep -E 'fault:' "$results/torture.err" | tail -60 || true
+      # Per failed seed, from its part of the log: its findings (with their keys' histories), then its
+      # faults; a seed that failed without findings (the harness threw) shows the end of its part.
+      for seed in $(grep -E '^torture seed [0-9]+: FAIL' "$out" | awk '{print $3}' | tr -d ':'); do
+        part="$(awk -v s="$seed" '/\] seed [0-9]+, /{on = ($4 == s",")} on' "$results/torture.err")"
+        echo "torture seed $seed findings:"
+        if echo "$part" | grep -qE '\] FAIL '; then
+          echo "$part" | grep -E '\] (FAIL |    )' | head -80
+        else
+          echo "$part" | tail -40
+        fi
+        echo "torture seed $seed faults:"; echo "$part" | grep -E 'fault:' | head -60 || true
+      done
       status=1
     fi
   fi

@@ -102,15 +102,16 @@ export class Servers {
 
   /**
    * Drops a run's database on server `i` and the slots pgbisync left in it (a slot keeps its database
-   * from being dropped). On db1's server with a standby, the drop waits (up to 15 s) until the standby's
-   * slot sync worker has dropped its copies of those slots: a standby that replays the drop of a database
-   * while the worker holds one of its slots ends (see prepare).
+   * from being dropped). On db1's server with a standby, the drop waits (up to 35 s: the slot sync worker
+   * naps up to 30 s while idle) until the standby's slot sync worker has dropped its copies of those
+   * slots: a standby that replays the drop of a database while the worker holds one of its slots ends
+   * (see prepare).
    */
-  async dropDatabase(i: number, db: string): Promise<void> {
+  async dropDatabase(i: number, db: string, log: (line: string) => void): Promise<void> {
     const server = this.server(i);
     await withSession(adminUrl(server), async (c) => {
       await c.query(
-        'SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE database = $1 AND active_pid IS NOT NULL',
+        'SELECT pg_terminate_backend(active_pid, 5000) FROM pg_replication_slots WHERE database = $1 AND active_pid IS NOT NULL',
         [db],
       );
       await c.query(
@@ -127,8 +128,10 @@ export class Servers {
             (await c.query('SELECT 1 FROM pg_replication_slots WHERE database = $1 AND synced', [db]))
               .rowCount ?? 0,
         ).catch(() => 0);
-      const deadline = Date.now() + 15_000;
+      const deadline = Date.now() + 35_000;
       while ((await synced()) > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 250));
+      if ((await synced()) > 0)
+        log(`the standby still holds synced slots of ${db} after 35 s: dropping it anyway`);
     }
     await withSession(adminUrl(server), (c) =>
       c.query(`DROP DATABASE IF EXISTS ${pg.escapeIdentifier(db)} WITH (FORCE)`),

@@ -107,7 +107,7 @@ async function main(): Promise<number> {
     });
   for (const [i, n] of nodes.entries()) {
     const db = new URL(n.url).pathname.slice(1);
-    await servers.dropDatabase(serverOf(i), db);
+    await servers.dropDatabase(serverOf(i), db, log);
     await withSession(n.admin, (c) => c.query(`CREATE DATABASE ${pg.escapeIdentifier(db)}`));
   }
   for (const n of nodes) await withSession(n.url, (c) => c.query(TABLES.map((t) => t.ddl).join(';\n')));
@@ -275,7 +275,7 @@ async function main(): Promise<number> {
   await kafkaProxy?.close();
   if (!values.keep) {
     for (const [i, n] of nodes.entries())
-      await servers.dropDatabase(serverOf(i), new URL(n.url).pathname.slice(1));
+      await servers.dropDatabase(serverOf(i), new URL(n.url).pathname.slice(1), log);
   }
 
   const ok = findings.length === 0;
