@@ -273,3 +273,38 @@ test('a held record is superseded once the direction applied a later source tran
     { id: '1', conflict_type: 'update_origin_differs', resolution: 'superseded' },
   ]);
 });
+
+test('held records do not keep later records from their repair: rounds page past them', async () => {
+  await using dbs = await createTestDatabases('toastrepair');
+  await prepare(dbs);
+  // 101 rows: the first 100 will be held (a page of records), the last one repairable.
+  await dbs.sql1(`INSERT INTO docs SELECT g, 0, ${BODY} FROM generate_series(1, 101) g`);
+  const v0 = await sourceRow(dbs, 1);
+  const ids = Array.from({ length: 101 }, (_, i) => i + 1);
+  await applyFromSource(
+    dbs,
+    v0.us,
+    ids.map((id) => ({
+      op: 'c' as const,
+      schema: 'public',
+      table: 'docs',
+      after: { id: String(id), n: '0', body: null },
+    })),
+  );
+  await dbs.sql2(`UPDATE docs SET body = 'written on the target' || ${BODY}`);
+  await new Promise((r) => setTimeout(r, 5));
+  await dbs.sql1('UPDATE docs SET n = 1');
+  const v1 = await sourceRow(dbs, 101);
+  assert.equal(
+    await applyFromSource(
+      dbs,
+      v1.us,
+      ids.map((id) => partial(id, 1)),
+    ),
+    101,
+  );
+  // The source deletes the first 100 (their events not applied yet here): held; row 101 is repairable.
+  await dbs.sql1('DELETE FROM docs WHERE id <= 100');
+  assert.deepEqual(await repair(dbs), { repaired: 1, superseded: 0, waiting: 100, held: 100 });
+  assert.equal((await dbs.sql2(VERSION, [101])).rows[0].body, v1.body);
+});

@@ -50,8 +50,8 @@ export interface RepairCounts {
 /** The keys left to repair from one source, oldest first (a partial index covers them: ../pg/pgbisync-schema.ts). */
 const PENDING_SQL = `SELECT id::text AS id, table_name, key,
     (extract(epoch FROM remote_commit_time) * 1000000)::bigint::text AS us
-  FROM pgbisync.conflicts WHERE resolution = 'needs_repair' AND remote_node = $1::text AND id > $3::bigint
-  ORDER BY id LIMIT $2::int`;
+  FROM pgbisync.conflicts c WHERE resolution = 'needs_repair' AND remote_node = $1::text AND c.id > $3::bigint
+  ORDER BY c.id LIMIT $2::int`;
 
 const RESOLVE_SQL = 'UPDATE pgbisync.conflicts SET resolution = $2::text WHERE id = $1::bigint';
 
