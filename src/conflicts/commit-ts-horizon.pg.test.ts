@@ -6,18 +6,11 @@
  * the control file gets the same horizon from the frozen xid alone.
  */
 import assert from 'node:assert/strict';
-import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { test } from 'node:test';
 import pg from 'pg';
-import { PostgresServer } from '../dev/postgres-server.ts';
+import { freezeEveryDatabase, setCommitTimestamps, withOwnServer } from '../testing/own-server.ts';
 import { query } from '../testing/test-databases.ts';
-import { testEnv } from '../testing/test-env.ts';
 import { readCommitTsHorizonMs } from './commit-ts-horizon.ts';
-
-/** A port beside the test stack's: its db1 port + 102 (outside every stack scripts/test.sh starts). */
-const port = () => Number(new URL(testEnv.db1Url()).port) + 102;
 
 async function horizonAs(url: string): Promise<number | null> {
   const client = new pg.Client({ connectionString: url });
@@ -30,22 +23,11 @@ async function horizonAs(url: string): Promise<number | null> {
 }
 
 test('the horizon moves past rows whose commit timestamps vacuum truncated', async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'pgbisync-commit-ts-'));
-  chmodSync(dir, 0o755); // the server user (another user when the tests run as root) creates its folder here
-  const server = new PostgresServer({
-    name: 'commit-ts',
-    major: testEnv.pgMajor(),
-    port: port(),
-    dir: join(dir, 'server'),
-    database: 'db1',
-  });
-  try {
-    await server.start();
+  // Its db1 port + 102.
+  await withOwnServer('commit-ts', 102, async (server) => {
     const url = server.url;
     assert.equal(await horizonAs(url), null, 'track_commit_timestamp off: no horizon');
-    await query(url, 'ALTER SYSTEM SET track_commit_timestamp = on');
-    await server.stop();
-    await server.start();
+    await setCommitTimestamps(server, 'on');
     await query(url, 'CREATE TABLE t (id int PRIMARY KEY)');
     await query(url, 'INSERT INTO t VALUES (1)');
     await query(url, 'CHECKPOINT');
@@ -61,14 +43,8 @@ test('the horizon moves past rows whose commit timestamps vacuum truncated', asy
     assert.equal(await horizonAs(url), null, 'nothing truncated since commit timestamps were turned on');
 
     // Freeze every database past the row; each round's xid moves the freeze point on.
-    await query(url, "UPDATE pg_database SET datallowconn = true WHERE datname = 'template0'");
     await query(url, 'CREATE ROLE reader LOGIN');
-    for (let round = 0; round < 3; round++) {
-      for (const db of ['template0', 'template1', 'postgres', 'db1']) {
-        await query(url.replace(/\/db1$/, `/${db}`), 'VACUUM (FREEZE)');
-      }
-      await query(url, 'SELECT txid_current()');
-    }
+    for (let round = 0; round < 3; round++) await freezeEveryDatabase(server);
     assert.equal(await stamp(), null, 'the row commit timestamp is truncated');
     const beforeCheckpoint = await horizonAs(url);
     await query(url, 'CHECKPOINT');
@@ -78,8 +54,5 @@ test('the horizon moves past rows whose commit timestamps vacuum truncated', asy
     assert.equal(beforeCheckpoint, horizon, 'the frozen xid tells it before the checkpoint records it');
     // Without the right to read the control file: the frozen xid alone.
     assert.equal(await horizonAs(url.replace(/\/\/[^@/]*@/, '//reader@')), horizon);
-  } finally {
-    await server.stop().catch(() => undefined);
-    rmSync(dir, { recursive: true, force: true });
-  }
+  });
 });

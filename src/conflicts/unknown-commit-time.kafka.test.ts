@@ -12,41 +12,19 @@
  */
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { test } from 'node:test';
-import { PostgresServer } from '../dev/postgres-server.ts';
 import { setup } from '../operate/setup.ts';
+import { setCommitTimestamps, withOwnServer } from '../testing/own-server.ts';
 import { startSync, syncConfig, waitFor } from '../testing/sync-fixture.ts';
 import { query, type TestDatabases } from '../testing/test-databases.ts';
-import { testEnv } from '../testing/test-env.ts';
-
-/** A port beside the test stack's: its db1 port + 100 (outside every stack scripts/test.sh starts). */
-const port = () => Number(new URL(testEnv.db1Url()).port) + 100;
-
-async function restart(server: PostgresServer, trackCommitTimestamp: 'on' | 'off'): Promise<void> {
-  await query(server.url, `ALTER SYSTEM SET track_commit_timestamp = ${trackCommitTimestamp}`);
-  await server.stop();
-  await server.start();
-}
 
 test('rows of unknown commit time held by both nodes converge to the greater node name', async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'pgbisync-unknown-ts-'));
-  chmodSync(dir, 0o755); // the server user (another user when the tests run as root) creates its folder here
-  const server = new PostgresServer({
-    name: 'unknown-ts',
-    major: testEnv.pgMajor(),
-    port: port(),
-    dir: join(dir, 'server'),
-    database: 'db1',
-  });
-  try {
-    await server.start();
+  // Its db1 port + 100.
+  await withOwnServer('unknown-ts', 100, async (server) => {
     await query(server.url, 'CREATE DATABASE db2');
     const db1 = server.url;
     const db2 = server.url.replace(/\/db1$/, '/db2');
-    await restart(server, 'off');
+    await setCommitTimestamps(server, 'off');
     for (const [url, node] of [
       [db1, 'a'],
       [db2, 'b'],
@@ -57,7 +35,7 @@ test('rows of unknown commit time held by both nodes converge to the greater nod
     // Only a: 60, only b: 70.
     await query(db1, "INSERT INTO item VALUES (60, 'a60')");
     await query(db2, "INSERT INTO item VALUES (70, 'b70')");
-    await restart(server, 'on');
+    await setCommitTimestamps(server, 'on');
     const unknown = await query(
       db1,
       'SELECT count(*)::int AS n FROM item WHERE pg_xact_commit_timestamp(xmin) IS NULL',
@@ -111,8 +89,5 @@ test('rows of unknown commit time held by both nodes converge to the greater nod
       assert.deepEqual(await conflicts(db1), ['insert_exists apply_remote 50']);
       assert.deepEqual(await conflicts(db2), ['insert_exists keep_local 50']);
     }
-  } finally {
-    await server.stop().catch(() => undefined);
-    rmSync(dir, { recursive: true, force: true });
-  }
+  });
 });

@@ -10,37 +10,18 @@
  */
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { test } from 'node:test';
 import { STAMP_RISK } from '../conflicts/commit-ts-horizon.ts';
-import { PostgresServer } from '../dev/postgres-server.ts';
+import { freezeEveryDatabase, setCommitTimestamps, withOwnServer } from '../testing/own-server.ts';
 import { startSync, syncConfig, waitFor } from '../testing/sync-fixture.ts';
 import { query, type TestDatabases } from '../testing/test-databases.ts';
-import { testEnv } from '../testing/test-env.ts';
 import { setup } from './setup.ts';
 import { readStatus } from './status.ts';
 
-/** A port beside the test stack's: its db1 port + 103 (outside every stack scripts/test.sh starts). */
-const port = () => Number(new URL(testEnv.db1Url()).port) + 103;
-
 test('status warns while a direction has changes pending from before its target commit-timestamp horizon', async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'pgbisync-stamps-'));
-  chmodSync(dir, 0o755); // the server user (another user when the tests run as root) creates its folder here
-  const server = new PostgresServer({
-    name: 'stamps',
-    major: testEnv.pgMajor(),
-    port: port(),
-    dir: join(dir, 'server'),
-    database: 'db1',
-  });
-  try {
-    await server.start();
-    await query(server.url, 'ALTER SYSTEM SET track_commit_timestamp = on');
-    await query(server.url, 'ALTER SYSTEM SET wal_level = logical');
-    await server.stop();
-    await server.start();
+  // Its db1 port + 103.
+  await withOwnServer('stamps', 103, async (server) => {
+    await setCommitTimestamps(server, 'on');
     await query(server.url, 'CREATE DATABASE db2');
     const db1 = server.url;
     const db2 = server.url.replace(/\/db1$/, '/db2');
@@ -72,14 +53,10 @@ test('status warns while a direction has changes pending from before its target 
     );
 
     // Freeze every database past the first row's transactions; each round's xid moves the freeze point.
-    await query(db1, "UPDATE pg_database SET datallowconn = true WHERE datname = 'template0'");
     await waitFor(
       'b truncating the commit timestamps of the rows a -> b applied',
       async () => {
-        for (const db of ['template0', 'template1', 'postgres', 'db1', 'db2']) {
-          await query(db1.replace(/\/db1$/, `/${db}`), 'VACUUM (FREEZE)');
-        }
-        await query(db1, 'SELECT txid_current()');
+        await freezeEveryDatabase(server);
         const stamp = await query(db2, 'SELECT pg_xact_commit_timestamp(xmin) AS ts FROM item WHERE id = 1');
         return stamp.rows[0].ts === null;
       },
@@ -112,8 +89,5 @@ test('status warns while a direction has changes pending from before its target 
       60_000,
     );
     await sync.stop();
-  } finally {
-    await server.stop().catch(() => undefined);
-    rmSync(dir, { recursive: true, force: true });
-  }
+  });
 });

@@ -103,6 +103,42 @@ async function repair(dbs: TestDatabases, held = new Map<string, string>()) {
   }
 }
 
+/**
+ * The source inserts rows `ids` (one body for all), the target receives them and rewrites their bodies
+ * itself; later on the source an update of n only (bodies unchanged, not in the events), applied here as
+ * partial updates that win over the target's own bodies: one `needs_repair` record each. Returns the
+ * source's version of the last row after that update.
+ */
+async function sourceUpdateOverTargetBodies(dbs: TestDatabases, ids: readonly number[]) {
+  await dbs.sql1(`INSERT INTO docs SELECT g, 0, ${BODY} FROM unnest($1::int[]) g`, [ids]);
+  const v0 = await sourceRow(dbs, ids[0]!);
+  await applyFromSource(
+    dbs,
+    v0.us,
+    ids.map((id) => ({
+      op: 'c' as const,
+      schema: 'public',
+      table: 'docs',
+      after: { id: String(id), n: '0', body: null },
+    })),
+  );
+  await dbs.sql2(`UPDATE docs SET body = 'written on the target' || ${BODY} WHERE id = ANY($1::int[])`, [
+    ids,
+  ]);
+  await new Promise((r) => setTimeout(r, 5));
+  await dbs.sql1('UPDATE docs SET n = 1 WHERE id = ANY($1::int[])', [ids]);
+  const v1 = await sourceRow(dbs, ids.at(-1)!);
+  assert.equal(
+    await applyFromSource(
+      dbs,
+      v1.us,
+      ids.map((id) => partial(id, 1)),
+    ),
+    ids.length,
+  );
+  return v1;
+}
+
 const RECORDS = `SELECT key->>'id' AS id, conflict_type, resolution FROM pgbisync.conflicts
   WHERE conflict_type IN ('update_missing', 'update_origin_differs') ORDER BY id`;
 
@@ -148,17 +184,7 @@ test('a row the target lacks comes back whole from the source, under the version
 test("an update that wins over the target's own TOASTed value brings the source's value", async () => {
   await using dbs = await createTestDatabases('toastrepair');
   await prepare(dbs);
-  await dbs.sql1(`INSERT INTO docs VALUES (1, 0, ${BODY})`);
-  const v0 = await sourceRow(dbs, 1);
-  await applyFromSource(dbs, v0.us, [
-    { op: 'c', schema: 'public', table: 'docs', after: { id: '1', n: '0', body: null } },
-  ]);
-  await dbs.sql2(`UPDATE docs SET body = 'written on the target' || ${BODY} WHERE id = 1`);
-  // Later on the source: an update of n only (its body unchanged, not in the event).
-  await new Promise((r) => setTimeout(r, 5));
-  await dbs.sql1('UPDATE docs SET n = 1 WHERE id = 1');
-  const v1 = await sourceRow(dbs, 1);
-  assert.equal(await applyFromSource(dbs, v1.us, [partial(1, 1)]), 1);
+  const v1 = await sourceUpdateOverTargetBodies(dbs, [1]);
   const differs = (await dbs.sql2(VERSION, [1])).rows[0];
   assert.equal(differs.n, 1);
   assert.notEqual(differs.body, v1.body, "the target's own body stayed");
@@ -208,16 +234,7 @@ test('a repair loses to a write on the target newer than the event: the guarded 
 test("a key's repair waits while the target holds the source's version; the source's key change then brings the body", async () => {
   await using dbs = await createTestDatabases('toastrepair');
   await prepare(dbs);
-  await dbs.sql1(`INSERT INTO docs VALUES (1, 0, ${BODY})`);
-  const v0 = await sourceRow(dbs, 1);
-  await applyFromSource(dbs, v0.us, [
-    { op: 'c', schema: 'public', table: 'docs', after: { id: '1', n: '0', body: null } },
-  ]);
-  await dbs.sql2(`UPDATE docs SET body = 'written on the target' || ${BODY} WHERE id = 1`);
-  await new Promise((r) => setTimeout(r, 5));
-  await dbs.sql1('UPDATE docs SET n = 1 WHERE id = 1');
-  const v1 = await sourceRow(dbs, 1);
-  assert.equal(await applyFromSource(dbs, v1.us, [partial(1, 1)]), 1);
+  await sourceUpdateOverTargetBodies(dbs, [1]);
   // The source moves the row to key 2 before the repair of key 1 runs: it has no row at key 1 any more,
   // while the target still holds the row the partial update dated, with its own body. Resolved
   // (superseded) now, the key change below would move that body to key 2 and record nothing: the
@@ -246,16 +263,7 @@ test("a key's repair waits while the target holds the source's version; the sour
 test('a held record is superseded once the direction applied a later source transaction: the settling change is not coming', async () => {
   await using dbs = await createTestDatabases('toastrepair');
   await prepare(dbs);
-  await dbs.sql1(`INSERT INTO docs VALUES (1, 0, ${BODY})`);
-  const v0 = await sourceRow(dbs, 1);
-  await applyFromSource(dbs, v0.us, [
-    { op: 'c', schema: 'public', table: 'docs', after: { id: '1', n: '0', body: null } },
-  ]);
-  await dbs.sql2(`UPDATE docs SET body = 'written on the target' || ${BODY} WHERE id = 1`);
-  await new Promise((r) => setTimeout(r, 5));
-  await dbs.sql1('UPDATE docs SET n = 1 WHERE id = 1');
-  const v1 = await sourceRow(dbs, 1);
-  assert.equal(await applyFromSource(dbs, v1.us, [partial(1, 1)]), 1);
+  await sourceUpdateOverTargetBodies(dbs, [1]);
   // The source deletes the row; its event never reaches the target (lost, as in a lost slot's gap).
   await dbs.sql1('DELETE FROM docs WHERE id = 1');
   const held = new Map<string, string>();
@@ -278,30 +286,9 @@ test('held records do not keep later records from their repair: rounds page past
   await using dbs = await createTestDatabases('toastrepair');
   await prepare(dbs);
   // 101 rows: the first 100 will be held (a page of records), the last one repairable.
-  await dbs.sql1(`INSERT INTO docs SELECT g, 0, ${BODY} FROM generate_series(1, 101) g`);
-  const v0 = await sourceRow(dbs, 1);
-  const ids = Array.from({ length: 101 }, (_, i) => i + 1);
-  await applyFromSource(
+  const v1 = await sourceUpdateOverTargetBodies(
     dbs,
-    v0.us,
-    ids.map((id) => ({
-      op: 'c' as const,
-      schema: 'public',
-      table: 'docs',
-      after: { id: String(id), n: '0', body: null },
-    })),
-  );
-  await dbs.sql2(`UPDATE docs SET body = 'written on the target' || ${BODY}`);
-  await new Promise((r) => setTimeout(r, 5));
-  await dbs.sql1('UPDATE docs SET n = 1');
-  const v1 = await sourceRow(dbs, 101);
-  assert.equal(
-    await applyFromSource(
-      dbs,
-      v1.us,
-      ids.map((id) => partial(id, 1)),
-    ),
-    101,
+    Array.from({ length: 101 }, (_, i) => i + 1),
   );
   // The source deletes the first 100 (their events not applied yet here): held; row 101 is repairable.
   await dbs.sql1('DELETE FROM docs WHERE id <= 100');
