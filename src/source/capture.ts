@@ -207,6 +207,10 @@ export class Capture {
       exists = false;
     }
     if (!exists) {
+      // The recorded slot is gone: forgotten before the new one is made. A capture cut off while making
+      // it leaves its walsender finishing the slot alone (creation waits for running transactions); the
+      // next capture must find that slot unrecorded, not take it for the lost one it had streamed from.
+      await admin.query('UPDATE pgbisync.capture_state SET consistent_lsn = NULL WHERE node = $1', [o.node]);
       const created = await createSlotWithSnapshot(conn, this.slot, o.failoverSlot === true);
       await nudgeCatalog(admin);
       // A new slot streams from now: an earlier copy's positions would leave out what it never saw.
