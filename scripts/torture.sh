@@ -15,6 +15,10 @@ major="${TORTURE_PG_MAJOR:-18}"
 
 seeds=""
 args=()
+for a in "$@"; do
+  # Before any stack starts: a --help next to a running torture must not touch its stack.
+  if [ "$a" = --help ] || [ "$a" = -h ]; then exec node torture/main.ts --help; fi
+done
 while [ "$#" -gt 0 ]; do
   case "$1" in
     --seeds) seeds="$2"; shift 2 ;;

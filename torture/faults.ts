@@ -141,6 +141,8 @@ export async function inject(
   t: FaultTargets,
   startedAt: number,
   signal: AbortSignal,
+  /** The faults under way (`kind@at s`), for the run to say which one a wait for their end waits on. */
+  underWay: Set<string> = new Set(),
 ): Promise<string[]> {
   // Restarts of the stack's parts run one at a time (`up` starts whatever is down).
   let restarts = Promise.resolve();
@@ -291,16 +293,53 @@ export async function inject(
     t.log(
       `fault: ${f.kind}${f.kind.startsWith('net') || f.kind === 'pg-crash' || f.kind === 'slow-target' || f.kind === 'slot-loss' || f.kind === 'clock-skew' ? ` on ${node}` : ''} for ${f.forMs} ms`,
     );
+    const name = `${f.kind}@${(f.atMs / 1000).toFixed(0)}s${f.kind === 'kill' || f.kind === 'freeze' || f.kind.startsWith('kafka') || f.kind === 'failover' ? '' : ` on ${node}`}`;
+    underWay.add(name);
     try {
       await injectOne(f, node);
     } catch (error) {
       t.log(`fault: ${f.kind} failed: ${String(error)}`);
       failures.push(`${f.kind} at ${(f.atMs / 1000).toFixed(0)} s failed: ${String(error)}`);
+    } finally {
+      underWay.delete(name);
     }
   });
   await Promise.all(running);
+  underWay.add('the queued restarts');
   await restarts;
+  underWay.delete('the queued restarts');
   return failures;
+}
+
+/** How long the run waits, once writes stopped, for the faults under way to end before it checks anyway. */
+const FAULTS_END_TIMEOUT_MS = 300_000;
+
+/**
+ * Waits for `injecting` (the run's {@link inject}), saying every 30 s which faults are still under way;
+ * one that never ends (a harness bug: seed 5 at 600 s waited for good) is a finding and the run goes
+ * on to its checks.
+ */
+export async function faultsEnded(
+  injecting: Promise<string[]>,
+  underWay: ReadonlySet<string>,
+  log: (line: string) => void,
+): Promise<string[]> {
+  const started = Date.now();
+  for (;;) {
+    let timer: NodeJS.Timeout | undefined;
+    const tick = new Promise<undefined>((r) => {
+      timer = setTimeout(() => r(undefined), 30_000);
+    });
+    const failures = await Promise.race([injecting, tick]);
+    clearTimeout(timer);
+    if (failures !== undefined) return failures;
+    const names = [...underWay].join(', ');
+    if (Date.now() - started >= FAULTS_END_TIMEOUT_MS) {
+      log(`faults still under way after ${FAULTS_END_TIMEOUT_MS / 1000} s: ${names}; checking anyway`);
+      return [`faults that never ended: ${names}`];
+    }
+    log(`waiting for the faults under way: ${names}`);
+  }
 }
 
 async function lockTable(url: string, ms: number): Promise<void> {

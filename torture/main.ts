@@ -17,7 +17,7 @@ import { addTableLater } from './add-table.ts';
 import { type CheckNode, checkData, checkQuiet, type Finding } from './checker.ts';
 import { Daemon } from './daemon.ts';
 import { Servers } from './failover.ts';
-import { FAULT_KINDS, type FaultKind, inject, schedule } from './faults.ts';
+import { FAULT_KINDS, type FaultKind, faultsEnded, inject, schedule } from './faults.ts';
 import { Random } from './random.ts';
 import { TABLES } from './schema.ts';
 import { History, runWorkload, WORKLOAD_KINDS, type WorkloadKind, withSession } from './workload.ts';
@@ -25,6 +25,13 @@ import { History, runWorkload, WORKLOAD_KINDS, type WorkloadKind, withSession } 
 const ROOT = resolve(import.meta.dirname, '..');
 const CLI = join(ROOT, 'bin', 'pgbisync.js');
 const exec = promisify(execFile);
+
+const USAGE = `usage: npm run torture -- [--seed N | --seeds "N M ..."] [--duration S] [--nodes 2|3] [--instances 1|2]
+  [--faults list|all|none] [--workload list|all] [--clients N] [--big-rows N] [--drain-timeout S] [--quiet-ms MS] [--keep]
+faults: ${FAULT_KINDS.join(', ')}
+workload: ${WORKLOAD_KINDS.join(', ')}
+Environment (scripts/torture.sh): TORTURE_PORT_BASE (24100), TORTURE_STATE_DIR (.state/torture), TORTURE_PG_MAJOR (18),
+TORTURE_STANDBY=0 (no standby: no failover fault), TORTURE_KEEP_STACK=1 (leave the stack running).`;
 
 function list<T extends string>(value: string, all: readonly T[], what: string): T[] {
   if (value === 'all') return [...all];
@@ -51,8 +58,13 @@ async function main(): Promise<number> {
       'quiet-ms': { type: 'string', default: '10000' },
       'state-dir': { type: 'string', default: '.state/torture' },
       keep: { type: 'boolean', default: false },
+      help: { type: 'boolean', short: 'h', default: false },
     },
   });
+  if (values.help === true) {
+    console.log(USAGE);
+    return 0;
+  }
   const seed = Number(values.seed);
   const durationMs = Number(values.duration) * 1000;
   const nodeCount = Number(values.nodes);
@@ -195,6 +207,7 @@ async function main(): Promise<number> {
         return problem;
       })
     : Promise.resolve(undefined);
+  const underWay = new Set<string>();
   const injecting = inject(
     faults,
     {
@@ -220,13 +233,14 @@ async function main(): Promise<number> {
     },
     started,
     stopFaults.signal,
+    underWay,
   );
   await new Promise((r) => setTimeout(r, durationMs));
   stopWrites.abort();
   await Promise.all(workloads);
   const addProblem = await adding;
   log(`writes stopped: ${JSON.stringify(history.counts)}; waiting for the faults to end`);
-  const faultFailures = await injecting;
+  const faultFailures = await faultsEnded(injecting, underWay, log);
   for (const p of proxies.flat()) p.set({ kind: 'pass' });
   kafkaProxy?.set({ kind: 'pass' });
   for (const daemon of daemons) daemon.thaw();
