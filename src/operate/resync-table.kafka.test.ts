@@ -86,69 +86,78 @@ async function deleteOutOfBand(url: string, b: string, where: string): Promise<v
   }
 }
 
-test('resync of a table: paused, the sync streams on without it; resumed, the copy goes on from its page; asked anew, it copies whole', async () => {
-  await using dbs = await createTestDatabases();
-  for (const sql of [dbs.sql1, dbs.sql2]) {
-    // Few rows per page: the copy's pages are many.
-    await sql('CREATE TABLE public.items (id int PRIMARY KEY, v text NOT NULL) WITH (fillfactor = 10)');
-    await sql('CREATE TABLE public.other (id int PRIMARY KEY, v text NOT NULL)');
-  }
-  const config = syncConfig(dbs, ['public.items', 'public.other']);
-  const [a, b] = config.nodes.map((n) => n.name) as [string, string];
-  await setup(config);
-  await dbs.sql2('SELECT pg_replication_origin_create($1)', [objectNames.origin('oob', b)]);
-  const options = { from: a, stallTimeoutMs: 60_000, pollMs: 200, onProgress: () => {} };
-  const ids = async (sql: typeof dbs.sql2) =>
-    (await sql('SELECT id FROM items ORDER BY id')).rows.map((r) => r.id as number);
-  {
-    await using sync = await startSync(config);
-    await waitForStreaming(config, [dbs.sql1, dbs.sql2]);
-    await dbs.sql1("INSERT INTO items SELECT g, repeat('a', 300) FROM generate_series(1, 300) g");
-    await waitFor('rows on b', async () => (await ids(dbs.sql2)).length === 300);
-    await sync.stop();
-  }
-  // Rows removed on b out of band, on a's first pages and on its last ones.
-  await deleteOutOfBand(dbs.db2, b, 'id <= 20 OR id > 280');
-  await resyncTable(config, 'public.items', { ...options, wait: false });
-  const lines: string[] = [];
-  await resyncTable(config, 'public.items', {
-    ...options,
-    wait: false,
-    pause: true,
-    onProgress: (l) => lines.push(l),
-  });
-  assert.match(
-    lines.join('\n'),
-    /the copy from \S+ is paused \(at heap page 0\); `pgbisync resync public\.items` resumes it there/,
-  );
-  // Where an interrupted copy would have stopped: the page of row 150 (rows before it were sent then).
-  const page = (await dbs.sql1('SELECT (ctid::text::point)[0]::int AS p FROM items WHERE id = 150')).rows[0]
-    .p as number;
-  assert.ok(page > 2, `row 150 on page ${page}`);
-  await dbs.sql1('UPDATE pgbisync.copy_progress SET next_page = $1 WHERE node = $2', [page, a]);
-  {
-    await using sync = await startSync(config);
-    await waitForStreaming(config, [dbs.sql1, dbs.sql2]);
-    // Paused: not copied, and the sync streams on.
-    await dbs.sql1("INSERT INTO other VALUES (1, 'a')");
-    await waitFor('other crosses', async () => (await tableRows(dbs.sql2, 'other')).length === 1);
-    assert.equal((await ids(dbs.sql2)).length, 260, 'a paused copy copies nothing');
-    // Resumed: from the page it stopped at, so rows 281-300 come back, rows 1-20 (before it) do not.
-    const resumed = await resyncTable(config, 'public.items', { ...options, wait: true });
-    assert.equal(resumed.verified?.identical, false);
-    const held = await ids(dbs.sql2);
-    assert.ok(held.includes(300) && !held.includes(20) && held.length === 280, `b holds ${held.length} rows`);
-    assert.equal(
-      (await dbs.sql1('SELECT count(*)::int AS n FROM pgbisync.copy_progress')).rows[0].n,
-      0,
-      'positions forgotten once copied',
+// Both ways a copy sends rows (capture.snapshotRecords): each reads heap page ranges and resumes at one.
+for (const records of ['batched', 'events'] as const)
+  test(`resync of a table (${records}): paused, the sync streams on without it; resumed, the copy goes on from its page; asked anew, it copies whole`, async () => {
+    await using dbs = await createTestDatabases();
+    for (const sql of [dbs.sql1, dbs.sql2]) {
+      // Few rows per page: the copy's pages are many.
+      await sql('CREATE TABLE public.items (id int PRIMARY KEY, v text NOT NULL) WITH (fillfactor = 10)');
+      await sql('CREATE TABLE public.other (id int PRIMARY KEY, v text NOT NULL)');
+    }
+    const config = syncConfig(
+      dbs,
+      ['public.items', 'public.other'],
+      `capture: { snapshotRecords: ${records} }`,
     );
-    // Asked anew: a whole copy.
-    const whole = await resyncTable(config, 'public.items', { ...options, wait: true });
-    assert.equal(whole.verified?.identical, true);
-    assert.equal((await ids(dbs.sql2)).length, 300);
-    await sync.stop();
-  }
-  await dbs.sql2('SELECT pg_replication_origin_drop($1)', [objectNames.origin('oob', b)]);
-  await teardown(config, { keepTopics: false });
-});
+    const [a, b] = config.nodes.map((n) => n.name) as [string, string];
+    await setup(config);
+    await dbs.sql2('SELECT pg_replication_origin_create($1)', [objectNames.origin('oob', b)]);
+    const options = { from: a, stallTimeoutMs: 60_000, pollMs: 200, onProgress: () => {} };
+    const ids = async (sql: typeof dbs.sql2) =>
+      (await sql('SELECT id FROM items ORDER BY id')).rows.map((r) => r.id as number);
+    {
+      await using sync = await startSync(config);
+      await waitForStreaming(config, [dbs.sql1, dbs.sql2]);
+      await dbs.sql1("INSERT INTO items SELECT g, repeat('a', 300) FROM generate_series(1, 300) g");
+      await waitFor('rows on b', async () => (await ids(dbs.sql2)).length === 300);
+      await sync.stop();
+    }
+    // Rows removed on b out of band, on a's first pages and on its last ones.
+    await deleteOutOfBand(dbs.db2, b, 'id <= 20 OR id > 280');
+    await resyncTable(config, 'public.items', { ...options, wait: false });
+    const lines: string[] = [];
+    await resyncTable(config, 'public.items', {
+      ...options,
+      wait: false,
+      pause: true,
+      onProgress: (l) => lines.push(l),
+    });
+    assert.match(
+      lines.join('\n'),
+      /the copy from \S+ is paused \(at heap page 0\); `pgbisync resync public\.items` resumes it there/,
+    );
+    // Where an interrupted copy would have stopped: the page of row 150 (rows before it were sent then).
+    const page = (await dbs.sql1('SELECT (ctid::text::point)[0]::int AS p FROM items WHERE id = 150')).rows[0]
+      .p as number;
+    assert.ok(page > 2, `row 150 on page ${page}`);
+    await dbs.sql1('UPDATE pgbisync.copy_progress SET next_page = $1 WHERE node = $2', [page, a]);
+    {
+      await using sync = await startSync(config);
+      await waitForStreaming(config, [dbs.sql1, dbs.sql2]);
+      // Paused: not copied, and the sync streams on.
+      await dbs.sql1("INSERT INTO other VALUES (1, 'a')");
+      await waitFor('other crosses', async () => (await tableRows(dbs.sql2, 'other')).length === 1);
+      assert.equal((await ids(dbs.sql2)).length, 260, 'a paused copy copies nothing');
+      // Resumed: from the page it stopped at, so rows 281-300 come back, rows 1-20 (before it) do not.
+      const resumed = await resyncTable(config, 'public.items', { ...options, wait: true });
+      assert.equal(resumed.verified?.identical, false);
+      const held = await ids(dbs.sql2);
+      assert.ok(
+        held.includes(300) && !held.includes(20) && held.length === 280,
+        `b holds ${held.length} rows`,
+      );
+      assert.equal(
+        (await dbs.sql1('SELECT count(*)::int AS n FROM pgbisync.copy_progress')).rows[0].n,
+        0,
+        'positions forgotten once copied',
+      );
+      // Asked anew: a whole copy.
+      const whole = await resyncTable(config, 'public.items', { ...options, wait: true });
+      assert.equal(whole.verified?.identical, true);
+      assert.equal((await ids(dbs.sql2)).length, 300);
+      await sync.stop();
+    }
+    await dbs.sql2('SELECT pg_replication_origin_drop($1)', [objectNames.origin('oob', b)]);
+    await teardown(config, { keepTopics: false });
+  });

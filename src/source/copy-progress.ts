@@ -2,7 +2,8 @@
  * Where a copy resumes, and copies the operator paused (pgbisync.copy_progress, one row per capturing
  * node and table).
  *
- * A copy in row batches (./snapshot-batches.ts) reads a table in ranges of heap pages. Once Kafka has
+ * A copy reads a table in ranges of heap pages (./snapshot-batches.ts), whether it sends row batches or
+ * events (`capture.snapshotRecords`). Once Kafka has
  * acknowledged every record of the ranges up to page P, P is recorded (at most once a second per
  * table, and when the table is done). An interrupted copy (a crash, a restart of `run`, a pause) that
  * is made again starts each table at its recorded page, in a new snapshot: the rows of the pages before
@@ -12,8 +13,7 @@
  * the new row). A copy requested anew (`pgbisync resync`, a new slot) starts from page 0.
  *
  * Paused (`pgbisync resync <table> --pause`): the capture stops copying the table within a second,
- * records where, and streams on without it; `pgbisync resync <table>` resumes it from there. Copies of
- * rows as events (`capture.snapshotRecords: events`) read a table whole and are made again whole.
+ * records where, and streams on without it; `pgbisync resync <table>` resumes it from there.
  */
 import { newPgClient } from '../pg/client.ts';
 import type { Queryable } from '../pg/table-catalog.ts';

@@ -61,13 +61,7 @@ export interface BatchReadOptions {
 
 /** Reads and sends the table's rows as batches; returns the number of rows sent. */
 export async function sendRowBatches(client: pg.Client, o: BatchReadOptions): Promise<number> {
-  const pages = Number(
-    (
-      await client.query<{ n: string }>(
-        `SELECT (pg_relation_size(${quoteLiteral(o.qualified)}::regclass) / current_setting('block_size')::int)::text AS n`,
-      )
-    ).rows[0]!.n,
-  );
+  const pages = await tablePages(client, o.qualified);
   const query = rangeQuery(o);
   let rows = 0;
   let width = FIRST_RANGE_PAGES;
@@ -108,6 +102,48 @@ export async function sendRowBatches(client: pg.Client, o: BatchReadOptions): Pr
     // (A range above maxRows is read again in halves: aim below it.)
     const byRows = done.rows > 0 ? Math.floor((0.8 * o.maxRows * span) / done.rows) : span * 4;
     width = Math.max(1, Math.min(MAX_RANGE_PAGES, byBytes, byRows));
+    page = to;
+  }
+  return rows;
+}
+
+/** The heap pages of `qualified` (quoted `schema.table`) now: the copy reads pages [0, n). */
+export async function tablePages(client: pg.Client, qualified: string): Promise<number> {
+  const r = await client.query<{ n: string }>(
+    `SELECT (pg_relation_size(${quoteLiteral(qualified)}::regclass) / current_setting('block_size')::int)::text AS n`,
+  );
+  return Number(r.rows[0]!.n);
+}
+
+/** The options of {@link sendEventPages}: those of a batched read that concern pages. */
+export type EventPagesOptions = Pick<
+  BatchReadOptions,
+  'qualified' | 'maxRows' | 'signal' | 'sendPageAsEvents' | 'onRows' | 'fromPage' | 'onRange' | 'paused'
+>;
+
+/**
+ * The rows of one table as `op: r` events (capture.snapshotRecords: events), read in ranges of heap pages
+ * of about `maxRows` rows each, so that such a copy stops at a page when paused or interrupted and
+ * resumes there (./copy-progress.ts), as a batched one does. Returns the number of rows sent.
+ */
+export async function sendEventPages(client: pg.Client, o: EventPagesOptions): Promise<number> {
+  const pages = await tablePages(client, o.qualified);
+  let rows = 0;
+  let width = FIRST_RANGE_PAGES;
+  let page = o.fromPage ?? 0;
+  while (page < pages) {
+    if (o.paused !== undefined && (await o.paused())) return rows;
+    if (o.signal.aborted) throw o.signal.reason ?? new Error('snapshot aborted');
+    const to = Math.min(pages, page + width);
+    const sent = await o.sendPageAsEvents(page, to);
+    rows += sent;
+    o.onRows?.(rows);
+    o.onRange?.(to);
+    const span = to - page;
+    width = Math.max(
+      1,
+      Math.min(MAX_RANGE_PAGES, sent > 0 ? Math.floor((o.maxRows * span) / sent) : span * 4),
+    );
     page = to;
   }
   return rows;

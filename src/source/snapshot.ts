@@ -33,7 +33,7 @@ import {
   type TransactionPosition,
 } from './change-encoder.ts';
 import type { CopyResume } from './copy-progress.ts';
-import { sendRowBatches } from './snapshot-batches.ts';
+import { sendEventPages, sendRowBatches } from './snapshot-batches.ts';
 import { COMMIT_US, OWN_VERSIONS } from './snapshot-sql.ts';
 
 export interface SnapshotProgress {
@@ -191,7 +191,7 @@ export async function runSnapshot(o: SnapshotOptions): Promise<number> {
           ? { topic, ...encoded }
           : { topic, ...encoded, headers };
       const started = Date.now();
-      const resume = o.records === 'batched' ? o.resume : undefined;
+      const resume = o.resume;
       const fromPage = resume?.from(name) ?? 0;
       const progress = (rows: number, deletes: number, done: boolean, paused = false) => {
         const seconds = Math.max((Date.now() - started) / 1000, 0.001);
@@ -240,39 +240,43 @@ export async function runSnapshot(o: SnapshotOptions): Promise<number> {
           ],
           onChunk,
         );
+      const pageAsEvents = (from: number, to: number) =>
+        asEvents(
+          rowsQuery(` AND t.ctid >= '(${from},0)'::tid AND t.ctid < '(${to},0)'::tid`),
+          () => undefined,
+        );
+      // Once every record handed to Kafka so far is acknowledged, the range is.
+      const pages = {
+        qualified,
+        maxRows: o.chunkRows,
+        signal: o.signal,
+        sendPageAsEvents: pageAsEvents,
+        fromPage,
+        onRows: (n: number) => progress(n, 0, false),
+        ...(resume === undefined
+          ? {}
+          : {
+              onRange: (to: number) => {
+                sending.pending.then(
+                  () => resume.acked(name, to),
+                  () => undefined,
+                );
+              },
+              paused: () => resume.paused(name),
+            }),
+      };
       const rows =
         o.records === 'batched'
           ? await sendRowBatches(client, {
+              ...pages,
               relation,
-              qualified,
               others,
               topic,
               consistentPoint: o.consistentPoint,
               ...(o.source === undefined ? {} : { source: o.source }),
-              maxRows: o.chunkRows,
-              signal: o.signal,
               send: (records) => sendInTurn(o.producer, sending, records),
-              fromPage,
-              ...(resume === undefined
-                ? {}
-                : {
-                    // Once every record handed to Kafka so far is acknowledged, the range is.
-                    onRange: (to: number) => {
-                      sending.pending.then(
-                        () => resume.acked(name, to),
-                        () => undefined,
-                      );
-                    },
-                    paused: () => resume.paused(name),
-                  }),
-              sendPageAsEvents: (from, to) =>
-                asEvents(
-                  rowsQuery(` AND t.ctid >= '(${from},0)'::tid AND t.ctid < '(${to},0)'::tid`),
-                  () => undefined,
-                ),
-              onRows: (n) => progress(n, 0, false),
             })
-          : await asEvents(rowsQuery(), (n) => progress(n, 0, false));
+          : await sendEventPages(client, pages);
       if (resume?.pausedTables.includes(name) === true) {
         progress(rows, 0, false, true);
         total += rows;
