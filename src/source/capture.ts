@@ -25,7 +25,7 @@ import { CaptureSender, type SentBatch } from './capture-sender.ts';
 import type { ChangeEncoder } from './change-encoder.ts';
 import { CopyProgress, clearCopyPositions, pausedCopies } from './copy-progress.ts';
 import { readSlotHealth, slotLoss, slotLostError } from './slot-health.ts';
-import { judgeFailure, nudgeCatalog } from './slot-recovery.ts';
+import { judgeFailure, nudgeCatalog, releaseUnrecordedSlot } from './slot-recovery.ts';
 import { createSlotWithSnapshot, ensureFailover } from './slot-setup.ts';
 import { runSnapshot, type SnapshotProgress } from './snapshot.ts';
 import { TransactionAssembler } from './transaction-assembler.ts';
@@ -191,10 +191,9 @@ export class Capture {
       ]);
     }
     if (exists && !(await this.#recordedSlot(admin))) {
-      // A slot this capture never recorded creating: another session is still creating it (a capture
-      // whose connection was cut mid-creation: the server drops that slot once its walsender ends), or
-      // it is a leftover. Its snapshot was never ours: wait for a creator to go, then start afresh.
-      if (health.active) {
+      // A slot this capture never recorded making: a former run's capture cut off while it made it (its
+      // walsender finishing the slot alone), or a leftover. Its snapshot was never ours: start afresh.
+      if ((await releaseUnrecordedSlot(admin, o.node, this.slot)) === 'held') {
         throw new RetryableError(
           `capture of node ${o.node}: replication slot ${this.slot} is held by another session and was not created by this capture`,
           {
@@ -203,7 +202,6 @@ export class Capture {
           },
         );
       }
-      await admin.query('SELECT pg_drop_replication_slot($1)', [this.slot]);
       exists = false;
     }
     if (!exists) {

@@ -9,7 +9,8 @@
  * by this capture. A capture killed while it made the new one (slot creation waits for running
  * transactions) left its walsender finishing it; the next capture took that slot for the recorded one,
  * copied, cleared the request, then ended the walsender that held the slot (the slot, unfinished, went
- * with it) and blocked as a lost slot with the request gone (torture seed 5 at 600 s).
+ * with it) and blocked as a lost slot with the request gone (torture seed 5 at 600 s). Such a walsender
+ * (a pgbisync capture's, the lease now held here) is ended at once, not waited for.
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
@@ -86,22 +87,29 @@ test('after a resync of a lost slot, a new slot still being made by a killed cap
   await holder.query('BEGIN');
   await holder.query("INSERT INTO items VALUES (1, 'in flight')");
   const run = startRun(writeRunConfig(config, ['public.items'], { apply: { maxWaitMs: 10 } }));
+  let maker = 0;
   try {
     await waitFor('the run making the new slot', async () => {
       const r = await dbs.sql1(
-        `SELECT 1 FROM pg_replication_slots s JOIN pg_stat_activity a ON a.pid = s.active_pid
+        `SELECT s.active_pid AS pid FROM pg_replication_slots s JOIN pg_stat_activity a ON a.pid = s.active_pid
           WHERE s.slot_name = $1 AND a.application_name = $2`,
         [slot, `pgbisync-capture-${a}`],
       );
-      return (r.rowCount ?? 0) > 0;
+      maker = (r.rows[0]?.pid as number | undefined) ?? 0;
+      return maker > 0;
     });
   } finally {
     await killHard(run);
   }
   {
     await using sync = await startSync(config);
-    await new Promise((r) => setTimeout(r, 3000));
-    // The killed run's walsender finishes the slot once the transaction ends, and goes.
+    // The killed run's walsender would make the slot alone until the transaction ends: the new capture,
+    // holding the lease, ends it at once.
+    await waitFor(
+      "the killed run's walsender ended",
+      async () => (await dbs.sql1('SELECT 1 FROM pg_stat_activity WHERE pid = $1', [maker])).rowCount === 0,
+      20_000,
+    );
     await holder.query('COMMIT');
     await holder.end();
     await dbs.sql1("INSERT INTO items VALUES (2, 'after')");

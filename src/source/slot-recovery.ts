@@ -123,6 +123,36 @@ async function replaceFreshSlot(db: pg.Client, node: string, slot: string): Prom
 }
 
 /**
+ * Clears the way for a new slot where one this capture never recorded making is (./capture.ts). Held by
+ * a walsender of a pgbisync capture of the node, it is a former run's: a capture cut off (killed, its
+ * lease lost) while its slot waited for running transactions, which slot creation does, leaves its
+ * walsender making the slot alone, for as long as the longest of them lasts. The caller holds the
+ * node's capture lease, so that walsender is ended (as a takeover ends a former owner's backend),
+ * and the slot with it if unfinished. 'held': another session holds it (wait); otherwise the slot is gone.
+ */
+export async function releaseUnrecordedSlot(
+  db: pg.Client,
+  node: string,
+  slot: string,
+): Promise<'held' | 'gone'> {
+  await db.query(
+    `SELECT pg_terminate_backend(s.active_pid, 5000)
+       FROM pg_replication_slots s JOIN pg_stat_activity a ON a.pid = s.active_pid
+      WHERE s.slot_name = $1 AND a.application_name = $2`,
+    [slot, `pgbisync-capture-${node}`],
+  );
+  const r = await db.query<{ active: boolean }>(
+    'SELECT active FROM pg_replication_slots WHERE slot_name = $1',
+    [slot],
+  );
+  const left = r.rows[0];
+  if (left === undefined) return 'gone';
+  if (left.active) return 'held';
+  await db.query('SELECT pg_drop_replication_slot($1)', [slot]);
+  return 'gone';
+}
+
+/**
  * Commits a catalog change (a temporary table dropped at commit) right after a slot's creation. Against
  * PostgreSQL's slot-creation bug (./decode-failure.ts): the historic catalog snapshot the decoder built
  * while the slot was being created, which may lack a relation's new file, is otherwise reused for every
