@@ -317,12 +317,14 @@ const FAULTS_END_TIMEOUT_MS = 300_000;
 /**
  * Waits for `injecting` (the run's {@link inject}), saying every 30 s which faults are still under way;
  * one that never ends (a harness bug: seed 5 at 600 s waited for good) is a finding and the run goes
- * on to its checks.
+ * on to its checks, the faults not started yet called off (one under way cannot be: it may still act).
  */
 export async function faultsEnded(
   injecting: Promise<string[]>,
   underWay: ReadonlySet<string>,
   log: (line: string) => void,
+  /** Called on giving up: the faults still to start must not (the checks run meanwhile). */
+  stop: () => void,
 ): Promise<string[]> {
   const started = Date.now();
   for (;;) {
@@ -333,8 +335,10 @@ export async function faultsEnded(
     const failures = await Promise.race([injecting, tick]);
     clearTimeout(timer);
     if (failures !== undefined) return failures;
-    const names = [...underWay].join(', ');
+    const names =
+      underWay.size === 0 ? 'none started (waiting for their start time)' : [...underWay].join(', ');
     if (Date.now() - started >= FAULTS_END_TIMEOUT_MS) {
+      stop();
       log(`faults still under way after ${FAULTS_END_TIMEOUT_MS / 1000} s: ${names}; checking anyway`);
       return [`faults that never ended: ${names}`];
     }

@@ -240,7 +240,7 @@ async function main(): Promise<number> {
   await Promise.all(workloads);
   const addProblem = await adding;
   log(`writes stopped: ${JSON.stringify(history.counts)}; waiting for the faults to end`);
-  const faultFailures = await faultsEnded(injecting, underWay, log);
+  const faultFailures = await faultsEnded(injecting, underWay, log, () => stopFaults.abort());
   for (const p of proxies.flat()) p.set({ kind: 'pass' });
   kafkaProxy?.set({ kind: 'pass' });
   for (const daemon of daemons) daemon.thaw();

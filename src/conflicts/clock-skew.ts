@@ -45,8 +45,13 @@ export interface ClockOffset {
   readonly offsetMs: number;
 }
 
-/** The host's clock in ms since the Unix epoch, sub-millisecond, on one basis for measures and decisions. */
-const hostClockMs = () => performance.timeOrigin + performance.now();
+/**
+ * The host's wall clock in ms since the Unix epoch, the basis of measures and decisions. Date.now(), not
+ * performance.timeOrigin + performance.now(): that one is the monotonic clock from the process's start,
+ * which drifts from the wall clock the servers read (a CI test measured a server on the same host 18 ms
+ * "ahead" by it); a whole millisecond is precise enough, the measured range is at least as wide.
+ */
+const hostClockMs = () => Date.now();
 
 /** Reads `db`'s server clock (`clock_timestamp()`, the clock that stamps its commits) against the host's. */
 export async function readClockOffset(db: Queryable): Promise<ClockOffset> {

@@ -9,7 +9,8 @@
  * resumes from its slot), copies the table with each row's own commit time and records it again. The
  * appliers apply the copy under the conflict policy like streamed changes: a version written on a target
  * later stays. The request survives restarts of `run` and of this command (the record lacks the table
- * until a copy completes): asked again, it is followed, and an interrupted copy is made again whole.
+ * until a copy completes): asked again, it is followed, and an interrupted copy resumes at the first
+ * heap page Kafka had not acknowledged (../source/copy-progress.ts).
  *
  * Progress is followed from the outside: the record holds the table again (the copy is in Kafka), then
  * every target's stored position passes the end of the node's topics as they were then.

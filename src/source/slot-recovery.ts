@@ -128,28 +128,31 @@ async function replaceFreshSlot(db: pg.Client, node: string, slot: string): Prom
  * lease lost) while its slot waited for running transactions, which slot creation does, leaves its
  * walsender making the slot alone, for as long as the longest of them lasts. The caller holds the
  * node's capture lease, so that walsender is ended (as a takeover ends a former owner's backend),
- * and the slot with it if unfinished. 'held': another session holds it (wait); otherwise the slot is gone.
+ * and the slot with it if unfinished. Returns the session that still holds it (another one: wait), or
+ * undefined once the slot is gone.
  */
 export async function releaseUnrecordedSlot(
   db: pg.Client,
   node: string,
   slot: string,
-): Promise<'held' | 'gone'> {
+): Promise<{ readonly pid: number; readonly application: string } | undefined> {
   await db.query(
     `SELECT pg_terminate_backend(s.active_pid, 5000)
        FROM pg_replication_slots s JOIN pg_stat_activity a ON a.pid = s.active_pid
       WHERE s.slot_name = $1 AND a.application_name = $2`,
     [slot, `pgbisync-capture-${node}`],
   );
-  const r = await db.query<{ active: boolean }>(
-    'SELECT active FROM pg_replication_slots WHERE slot_name = $1',
+  const r = await db.query<{ pid: number | null; application: string | null }>(
+    `SELECT s.active_pid AS pid, a.application_name AS application
+       FROM pg_replication_slots s LEFT JOIN pg_stat_activity a ON a.pid = s.active_pid
+      WHERE s.slot_name = $1`,
     [slot],
   );
   const left = r.rows[0];
-  if (left === undefined) return 'gone';
-  if (left.active) return 'held';
+  if (left === undefined) return undefined;
+  if (left.pid !== null) return { pid: left.pid, application: left.application ?? '' };
   await db.query('SELECT pg_drop_replication_slot($1)', [slot]);
-  return 'gone';
+  return undefined;
 }
 
 /**

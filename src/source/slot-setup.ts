@@ -43,7 +43,7 @@ export async function createSlotWithSnapshot(
   );
   const row = r.rows[0];
   if (row === undefined) {
-    // Retried: a next attempt that finds the slot created copies the tables in a snapshot of its own.
+    // Retried: a next attempt that finds the slot made but not recorded drops it and makes a new one.
     throw new RetryableError(
       `creating replication slot ${slot}: the server answered without the slot's row`,
       {

@@ -140,9 +140,10 @@ export async function sendEventPages(client: pg.Client, o: EventPagesOptions): P
     o.onRows?.(rows);
     o.onRange?.(to);
     const span = to - page;
+    // Below maxRows, as a batched read aims: a range just above it ends in a chunk of a few rows.
     width = Math.max(
       1,
-      Math.min(MAX_RANGE_PAGES, sent > 0 ? Math.floor((o.maxRows * span) / sent) : span * 4),
+      Math.min(MAX_RANGE_PAGES, sent > 0 ? Math.floor((0.8 * o.maxRows * span) / sent) : span * 4),
     );
     page = to;
   }
