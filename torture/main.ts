@@ -122,7 +122,10 @@ async function main(): Promise<number> {
     await servers.dropDatabase(serverOf(i), db, log);
     await withSession(n.admin, (c) => c.query(`CREATE DATABASE ${pg.escapeIdentifier(db)}`));
   }
-  for (const n of nodes) await withSession(n.url, (c) => c.query(TABLES.map((t) => t.ddl).join(';\n')));
+  for (const [i, n] of nodes.entries()) {
+    const ddl = TABLES.map((t) => (typeof t.ddl === 'string' ? t.ddl : t.ddl(i)));
+    await withSession(n.url, (c) => c.query(ddl.join(';\n')));
+  }
 
   // The daemon reaches each node through a proxy, and a node that can fail over through a second one
   // to the standby, both in its URL (target_session_attrs=read-write picks the primary).

@@ -9,7 +9,8 @@
  */
 export interface TortureTable {
   readonly name: string;
-  readonly ddl: string;
+  /** The table on node `node` (0-based): nodes may differ where the sync allows it (partitions). */
+  readonly ddl: string | ((node: number) => string);
   readonly key: string;
   readonly image: string;
   /** Rows that the checker leaves out of the last-writer-wins model (still compared across nodes). */
@@ -37,7 +38,18 @@ export const TABLES: readonly TortureTable[] = [
   },
   {
     name: 't_comp',
-    ddl: 'CREATE TABLE t_comp (a int, b text, v int NOT NULL, PRIMARY KEY (a, b))',
+    // Partitioned, differently on the first node than on the others: its changes travel by the
+    // partitioned table and each node routes them to its own partitions.
+    ddl: (node) =>
+      `CREATE TABLE t_comp (a int, b text, v int NOT NULL, PRIMARY KEY (a, b)) PARTITION BY RANGE (a);
+       ${
+         node === 0
+           ? `CREATE TABLE t_comp_low PARTITION OF t_comp FOR VALUES FROM (MINVALUE) TO (20);
+              CREATE TABLE t_comp_high PARTITION OF t_comp FOR VALUES FROM (20) TO (MAXVALUE)`
+           : `CREATE TABLE t_comp_a PARTITION OF t_comp FOR VALUES FROM (MINVALUE) TO (10);
+              CREATE TABLE t_comp_b PARTITION OF t_comp FOR VALUES FROM (10) TO (30);
+              CREATE TABLE t_comp_rest PARTITION OF t_comp DEFAULT`
+       }`,
     key: 'jsonb_build_array(a, b)::text',
     image: `jsonb_build_object('a', a, 'b', b, 'v', v)::text`,
     modelled: true,

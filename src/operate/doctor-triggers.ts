@@ -12,7 +12,7 @@ import type pg from 'pg';
 import { qualifiedName, quoteIdent, splitTableName } from '../pg/sql-names.ts';
 import { replicaRoleGrant } from '../sink/apply-session.ts';
 import type { Emit } from './doctor-report.ts';
-import { TOMBSTONE_TRIGGER, TRUNCATE_TRIGGER } from './setup.ts';
+import { OWN_TRIGGERS, TRUNCATE_PARTITION_TRIGGER } from './setup.ts';
 
 const MIN_PARAMETER_GRANT_VERSION_NUM = 150000;
 
@@ -65,7 +65,7 @@ export async function checkTriggers(db: pg.Client, names: readonly string[], emi
        SELECT 'rule', r.rulename, r.ev_enabled, r.ev_type FROM pg_rewrite r
         WHERE r.ev_class = to_regclass($1) AND r.ev_type <> '1'
        ORDER BY 1, 2`,
-      [qualified, [TOMBSTONE_TRIGGER, TRUNCATE_TRIGGER]],
+      [qualified, OWN_TRIGGERS],
     );
     const triggers = found.rows.filter((f) => f.kind === 'trigger');
     const rules = found.rows.filter((f) => f.kind === 'rule');
@@ -112,6 +112,42 @@ export async function checkTriggers(db: pg.Client, names: readonly string[], emi
           : 'no enabled user trigger or rule',
       );
     }
+  }
+}
+
+/**
+ * The partitions of synced partitioned tables without pgbisync's BEFORE TRUNCATE trigger (made after
+ * `setup`; statement triggers are not cloned): a TRUNCATE of one of them alone would not be replicated.
+ */
+export async function checkPartitionTriggers(
+  db: pg.Client,
+  names: readonly string[],
+  emit: Emit,
+): Promise<void> {
+  const r = await db.query<{ root: string; leaves: string[] }>(
+    `SELECT t.name AS root, array_agg(format('%I.%I', n.nspname, c.relname) ORDER BY c.relname) AS leaves
+       FROM unnest($1::text[], $2::text[]) t(name, qualified)
+       JOIN pg_class r ON r.oid = to_regclass(t.qualified) AND r.relkind = 'p'
+       JOIN LATERAL pg_partition_tree(r.oid) p ON p.isleaf
+       JOIN pg_class c ON c.oid = p.relid JOIN pg_namespace n ON n.oid = c.relnamespace
+      WHERE NOT EXISTS (SELECT 1 FROM pg_trigger g WHERE g.tgrelid = c.oid AND g.tgname = $3)
+      GROUP BY t.name`,
+    [
+      names,
+      names.map((name) => {
+        const { schema, table } = splitTableName(name);
+        return qualifiedName(schema, table);
+      }),
+      TRUNCATE_PARTITION_TRIGGER,
+    ],
+  );
+  for (const { root, leaves } of r.rows) {
+    emit(
+      `partitions ${root}`,
+      'warn',
+      `partition(s) ${leaves.join(', ')} of ${root} were made after \`pgbisync setup\`: a TRUNCATE of one of them alone would not reach the other nodes (their other changes do)`,
+      'pgbisync setup  (it puts the truncate trigger on every partition)',
+    );
   }
 }
 

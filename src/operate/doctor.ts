@@ -36,7 +36,7 @@ import {
 import type { CheckStatus, DoctorCheck, DoctorReport, Emit } from './doctor-report.ts';
 import { checkSequences, checkTable, compareTables } from './doctor-tables.ts';
 import { innermost, kafkaTransportProblem, pgTransportProblem } from './doctor-transport.ts';
-import { checkReplicaRole, checkTriggers } from './doctor-triggers.ts';
+import { checkPartitionTriggers, checkReplicaRole, checkTriggers } from './doctor-triggers.ts';
 
 const MIN_SERVER_VERSION_NUM = 150000;
 const CONNECT_TIMEOUT_MS = 10_000;
@@ -81,6 +81,7 @@ export async function runDoctor(config: Config): Promise<DoctorReport> {
       await checkTablePrivileges(db, role, [...tables.keys()], emit);
       await checkSequences(db, config, [...tables.values()], index, emit);
       await checkTriggers(db, [...tables.keys()], emit);
+      if (role.setupDone) await checkPartitionTriggers(db, [...tables.keys()], emit);
       const first = catalogs[0];
       if (first !== undefined) compareTables(first, { node: node.name, tables }, emit);
       catalogs.push({ node: node.name, tables });

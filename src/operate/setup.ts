@@ -25,6 +25,18 @@ import { resolveTablesOn, withNode } from './sync-plan.ts';
 export const TOMBSTONE_TRIGGER = 'pgbisync_tombstone';
 /** The statement trigger that dates a local TRUNCATE of a synced table (pgbisync.record_truncate). */
 export const TRUNCATE_TRIGGER = 'pgbisync_truncate';
+/**
+ * The statement trigger (BEFORE TRUNCATE) on a synced partitioned table and on each of its partitions
+ * that makes a partition's own TRUNCATE deletes (pgbisync.truncate_partition): pgoutput does not publish
+ * it when changes are published by the root.
+ */
+export const TRUNCATE_PARTITION_TRIGGER = 'pgbisync_truncate_partition';
+/** pgbisync's triggers on synced tables. */
+export const OWN_TRIGGERS: readonly string[] = [
+  TOMBSTONE_TRIGGER,
+  TRUNCATE_TRIGGER,
+  TRUNCATE_PARTITION_TRIGGER,
+];
 
 export interface SetupReport {
   readonly tables: readonly string[];
@@ -171,7 +183,7 @@ async function installTombstoneTrigger(db: import('pg').Client, name: string): P
   // table's triggers in one transaction deadlocked with the applications' own transactions (the
   // torture test's `addtable`: their inserts failed with "deadlock detected").
   // On a partitioned table the row trigger is cloned onto every partition, present and future, and
-  // names the partition: changes are published, applied and remembered per partition.
+  // names the partitioned table: changes are published, applied and remembered by the root.
   if (
     !(await triggerAsWanted(
       db,
@@ -190,24 +202,51 @@ async function installTombstoneTrigger(db: import('pg').Client, name: string): P
     await db.query(`ALTER TABLE ${qualified} ENABLE TRIGGER ${quoteIdent(TOMBSTONE_TRIGGER)}`);
   }
   // Ordinary too: applied truncates are guarded deletes that write the table's tombstone themselves.
-  // Statement triggers are not cloned onto partitions: each partition gets its own (re-run setup after
-  // adding partitions).
-  for (const target of [qualified, ...(await leafPartitions(db, qualified))]) {
+  if (!(await triggerAsWanted(db, qualified, TRUNCATE_TRIGGER, RECORD_TRUNCATE, STATEMENT_TRUNCATE, []))) {
+    await db.query(
+      `CREATE OR REPLACE TRIGGER ${quoteIdent(TRUNCATE_TRIGGER)} AFTER TRUNCATE ON ${qualified}
+         FOR EACH STATEMENT EXECUTE FUNCTION ${RECORD_TRUNCATE}()`,
+    );
+  }
+  if (catalog?.partitioned === true) await installPartitionTruncateTriggers(db, qualified);
+}
+
+/**
+ * A partitioned table's BEFORE TRUNCATE triggers, on it and on each partition there is now (statement
+ * triggers are not cloned onto partitions: re-run setup after adding partitions; doctor names a
+ * partition without it). A partition's AFTER TRUNCATE trigger of earlier versions (changes were
+ * published by partition then) goes.
+ */
+async function installPartitionTruncateTriggers(db: import('pg').Client, qualified: string): Promise<void> {
+  const leaves = await leafPartitions(db, qualified);
+  for (const target of [qualified, ...leaves]) {
     if (
-      await triggerAsWanted(db, target, TRUNCATE_TRIGGER, 'pgbisync.record_truncate', STATEMENT_TRUNCATE, [])
+      await triggerAsWanted(db, target, TRUNCATE_PARTITION_TRIGGER, TRUNCATE_PARTITION, BEFORE_TRUNCATE, [])
     )
       continue;
     await db.query(
-      `CREATE OR REPLACE TRIGGER ${quoteIdent(TRUNCATE_TRIGGER)} AFTER TRUNCATE ON ${target}
-         FOR EACH STATEMENT EXECUTE FUNCTION pgbisync.record_truncate()`,
+      `CREATE OR REPLACE TRIGGER ${quoteIdent(TRUNCATE_PARTITION_TRIGGER)} BEFORE TRUNCATE ON ${target}
+         FOR EACH STATEMENT EXECUTE FUNCTION ${TRUNCATE_PARTITION}()`,
     );
   }
+  const stale = await db.query<{ name: string }>(
+    `SELECT format('%I.%I', n.nspname, c.relname) AS name FROM pg_trigger t
+       JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+      WHERE t.tgname = $1 AND t.tgrelid IN (SELECT relid FROM pg_partition_tree($2::regclass) WHERE relid <> $2::regclass)`,
+    [TRUNCATE_TRIGGER, qualified],
+  );
+  for (const { name } of stale.rows)
+    await db.query(`DROP TRIGGER ${quoteIdent(TRUNCATE_TRIGGER)} ON ${name}`);
 }
 
+const RECORD_TRUNCATE = 'pgbisync.record_truncate';
+const TRUNCATE_PARTITION = 'pgbisync.truncate_partition';
 /** pg_trigger.tgtype of AFTER DELETE OR UPDATE ... FOR EACH ROW (ROW 1 | DELETE 8 | UPDATE 16). */
 const ROW_DELETE_UPDATE = 25;
 /** pg_trigger.tgtype of AFTER TRUNCATE ... FOR EACH STATEMENT (TRUNCATE 32). */
 const STATEMENT_TRUNCATE = 32;
+/** pg_trigger.tgtype of BEFORE TRUNCATE ... FOR EACH STATEMENT (BEFORE 2 | TRUNCATE 32). */
+const BEFORE_TRUNCATE = 34;
 
 /**
  * The trigger `name` on `qualified` exists, enabled as an ordinary trigger ('O'), of kind `tgtype`,
@@ -257,6 +296,7 @@ async function removeUnsynced(db: import('pg').Client, tables: readonly string[]
     await db.query(`DROP TRIGGER IF EXISTS ${quoteIdent(TOMBSTONE_TRIGGER)} ON ${qualified}`);
     for (const t of [qualified, ...leaves]) {
       await db.query(`DROP TRIGGER IF EXISTS ${quoteIdent(TRUNCATE_TRIGGER)} ON ${t}`);
+      await db.query(`DROP TRIGGER IF EXISTS ${quoteIdent(TRUNCATE_PARTITION_TRIGGER)} ON ${t}`);
     }
     await db.query(
       `DELETE FROM pgbisync.tombstones WHERE table_name = $1
@@ -296,7 +336,7 @@ export async function teardown(
       const triggers = await db.query<{ tbl: string; name: string }>(
         `SELECT format('%I.%I', n.nspname, c.relname) AS tbl, t.tgname AS name FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
            JOIN pg_namespace n ON n.oid = c.relnamespace WHERE t.tgname = ANY($1::text[]) AND t.tgparentid = 0`,
-        [[TOMBSTONE_TRIGGER, TRUNCATE_TRIGGER]],
+        [OWN_TRIGGERS],
       );
       // (tgparentid = 0: not a partition's clone of its partitioned table's trigger, which goes with it.)
       for (const t of triggers.rows) await db.query(`DROP TRIGGER ${quoteIdent(t.name)} ON ${t.tbl}`);

@@ -104,6 +104,7 @@ DECLARE
   k jsonb := '{}'::jsonb;
   col text;
   moved boolean := false;
+  name text := TG_TABLE_SCHEMA || '.' || TG_TABLE_NAME;
 BEGIN
   -- An update that moves the row to another key deletes the old key as surely as a DELETE does.
   IF TG_OP = 'UPDATE' THEN
@@ -115,8 +116,14 @@ BEGIN
   FOREACH col IN ARRAY TG_ARGV LOOP
     k := k || jsonb_build_object(col, to_jsonb(OLD) -> col);
   END LOOP;
+  -- A partition's row is its partitioned table's: changes are published, and applied, by the root
+  -- (publish_via_partition_root).
+  IF pg_partition_root(TG_RELID) IS DISTINCT FROM TG_RELID AND pg_partition_root(TG_RELID) IS NOT NULL THEN
+    SELECT n.nspname || '.' || c.relname INTO name FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+     WHERE c.oid = pg_partition_root(TG_RELID);
+  END IF;
   -- The row's xmin becomes this transaction: its commit time and origin date the delete.
-  INSERT INTO pgbisync.tombstones AS t (table_name, key) VALUES (TG_TABLE_SCHEMA || '.' || TG_TABLE_NAME, k)
+  INSERT INTO pgbisync.tombstones AS t (table_name, key) VALUES (name, k)
     ON CONFLICT (table_name, key) DO UPDATE SET key = EXCLUDED.key;
   RETURN OLD;
 END $$;
@@ -125,8 +132,28 @@ END $$;
 -- deleted (the applier's upsert checks it beside the key's own tombstone; an applied truncate writes it too).
 CREATE OR REPLACE FUNCTION pgbisync.record_truncate() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
+  -- The statement's partitioned tables are truncated: see truncate_partition.
+  PERFORM set_config('pgbisync.truncating', '', true);
   INSERT INTO pgbisync.tombstones AS t (table_name, key) VALUES (TG_TABLE_SCHEMA || '.' || TG_TABLE_NAME, '{}'::jsonb)
     ON CONFLICT (table_name, key) DO UPDATE SET key = EXCLUDED.key;
+  RETURN NULL;
+END $$;
+-- A TRUNCATE of a partition alone (statement trigger pgbisync_truncate_partition, BEFORE, on each partition
+-- of a synced partitioned table): pgoutput publishes changes by the root (publish_via_partition_root) and
+-- then leaves a partition's TRUNCATE out, so its rows are deleted first, each delete published and
+-- remembered as any other. The same trigger on the root notes, for the statement, that the whole table
+-- is truncated (its partitions' triggers then do nothing: the root's truncate is published); the root's
+-- pgbisync_truncate (AFTER) clears the note.
+CREATE OR REPLACE FUNCTION pgbisync.truncate_partition() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+  root oid := pg_partition_root(TG_RELID);
+BEGIN
+  IF root IS NULL OR root = TG_RELID THEN
+    PERFORM set_config('pgbisync.truncating',
+      coalesce(current_setting('pgbisync.truncating', true), '') || ',' || TG_RELID::text || ',', true);
+  ELSIF position(',' || root::text || ',' IN coalesce(current_setting('pgbisync.truncating', true), '')) = 0 THEN
+    EXECUTE format('DELETE FROM %I.%I', TG_TABLE_SCHEMA, TG_TABLE_NAME);
+  END IF;
   RETURN NULL;
 END $$;
 -- The applier's upsert calls this for each row it wrote: a row its snapshot saw that it had to insert
@@ -141,6 +168,16 @@ BEGIN
       HINT = 'the applier applies the transaction again';
   END IF;
   RETURN false;
+END $$;
+-- The applier's upsert into a partitioned table calls this for a row its ON CONFLICT found that the
+-- statement's snapshot does not show (inserted by a concurrent transaction): its version cannot be read
+-- there, so the transaction is applied again, with a snapshot that shows it.
+CREATE OR REPLACE FUNCTION pgbisync.inserted_meanwhile(table_name text, key jsonb)
+RETURNS xid LANGUAGE plpgsql VOLATILE AS $$
+BEGIN
+  RAISE EXCEPTION USING ERRCODE = 'serialization_failure',
+    MESSAGE = format('%s %s was inserted by a concurrent transaction while the applier wrote it', table_name, key),
+    HINT = 'the applier applies the transaction again';
 END $$;
 -- Records a conflict the applier's upsert resolved (called from its ON CONFLICT guard, on the locked
 -- version, and from its tombstone check, for a key deleted here later) and counts it in the transaction-local setting pgbisync.conflicts, which the statement then

@@ -12,16 +12,15 @@ import { type ConflictPolicy, incomingWinsSql } from '../conflicts/policy.ts';
 import { qualifiedName, quoteIdent, quoteLiteral } from '../pg/sql-names.ts';
 import type { CatalogTable } from '../pg/table-catalog.ts';
 import { BlockedError, ErrorCode } from '../runtime/errors.ts';
+import {
+  insertAfterLockingSeen,
+  lockedConflictXmin,
+  VERSION_NODE,
+  VERSION_TIME,
+  versionNode,
+  versionTime,
+} from './row-version-sql.ts';
 
-const VERSION_TIME = (x: string) => `pgbisync.version_time(${x}.xmin)`;
-/**
- * The node that wrote a row version. A version this very transaction wrote (an earlier change of the
- * same source transaction, in another statement) is the incoming source's: no conflict with itself.
- */
-const VERSION_NODE = (x: string) =>
-  `CASE WHEN ${x}.xmin = xid(pg_current_xact_id_if_assigned()) THEN $2::text ELSE pgbisync.version_node(${x}.xmin, $3::text) END`;
-
-/** Compiled per target table and policy; reused for every run on that table. */
 /** An event column the target table lacks (the applier adds the source's type to the message). */
 export class MissingColumnError extends BlockedError {
   readonly schema: string;
@@ -38,6 +37,7 @@ export class MissingColumnError extends BlockedError {
   }
 }
 
+/** Compiled per target table and policy; reused for every run on that table. */
 export class TableStatements {
   readonly table: CatalogTable;
   readonly #policy: ConflictPolicy;
@@ -146,6 +146,14 @@ export class TableStatements {
 
   /** `w`: the guarded insert-or-update of the rows of `i` (columns `columns`), as {@link upsert} says. */
   #upsertCte(op: 'c' | 'u' | 'r', columns: readonly string[], one: boolean): string {
+    // A partitioned table's ON CONFLICT row and RETURNING lack system columns: see ./row-version-sql.ts.
+    const partitioned = this.table.partitioned === true;
+    const xmin = partitioned
+      ? lockedConflictXmin(this.#qualified, this.#keyJoin('x', 't'), this.#keyJson('t'))
+      : 't.xmin';
+    const insertMayGoOn = partitioned
+      ? insertAfterLockingSeen(this.#qualified, this.#seen('i'), this.#keyJoin('x', 'i'), this.#keyJson('i'))
+      : 'true';
     const cols = columns.map(quoteIdent).join(', ');
     const pk = this.table.primaryKey.map(quoteIdent).join(', ');
     const nonKey = columns.filter((c) => !this.table.primaryKey.includes(c));
@@ -156,7 +164,7 @@ export class TableStatements {
     const wins = (time: string, node: string) => incomingWinsSql(this.#policy, '$1', '$2', time, node);
     const returning = this.table.primaryKey.map((k) => `t.${quoteIdent(k)}`).join(', ');
     const policy = quoteLiteral(this.#policy.policy);
-    const resolution = `CASE WHEN ${wins(VERSION_TIME('t'), VERSION_NODE('t'))} THEN 'apply_remote' ELSE 'keep_local' END`;
+    const resolution = `CASE WHEN ${wins(versionTime(xmin), versionNode(xmin))} THEN 'apply_remote' ELSE 'keep_local' END`;
     // The key's tombstone and the table's (key '{}', its latest TRUNCATE: see truncate()) both block,
     // and so does the table's horizon: tombstones older than it were pruned (../operate/tombstone-pruner.ts),
     // so a change older than it, for a key this node lacks, is refused as they would refuse it (no local
@@ -200,7 +208,7 @@ export class TableStatements {
     // A copied row at the very version the target holds (a re-copy: resync, an added table, a copy read
     // again after a restart or a hand-back) is that version: nothing to write, unless a repair of the
     // key is pending (a partial update dated the row by the source but left other values).
-    const sameVersionCopy = `(${VERSION_TIME('t')} IS DISTINCT FROM $1::timestamptz
+    const sameVersionCopy = `(${versionTime(xmin)} IS DISTINCT FROM $1::timestamptz
                 OR EXISTS (SELECT 1 FROM pgbisync.conflicts c WHERE c.resolution = 'needs_repair'
                   AND c.remote_node = $2::text AND c.table_name = $4::text AND c.key = ${this.#keyJson('t')}))`;
     const keyMayBlock = `(SELECT EXISTS (SELECT 1 FROM pgbisync.tombstones b
@@ -208,17 +216,17 @@ export class TableStatements {
     return `w AS (INSERT INTO ${this.#qualified} AS t (${cols}) SELECT ${cols} FROM i
             WHERE ${
               one
-                ? `CASE WHEN ${blocks(`b.key IN (${this.#keyJson('i')}, '{}'::jsonb)`)} THEN false WHEN ${horizonBlocks} THEN false ELSE true END`
+                ? `CASE WHEN ${blocks(`b.key IN (${this.#keyJson('i')}, '{}'::jsonb)`)} THEN false WHEN ${horizonBlocks} THEN false ELSE ${insertMayGoOn} END`
                 : `CASE WHEN CASE WHEN ${keyMayBlock} THEN ${keyBlocks} ELSE false END THEN false
-              WHEN CASE WHEN ${tableMayBlock} THEN ${tableBlocks} ELSE false END THEN false ELSE true END`
+              WHEN CASE WHEN ${tableMayBlock} THEN ${tableBlocks} ELSE false END THEN false ELSE ${insertMayGoOn} END`
             }
             ON CONFLICT (${pk}) DO UPDATE SET ${set}
-              WHERE CASE WHEN ${VERSION_NODE('t')} = $2::text THEN ${op === 'r' ? sameVersionCopy : 'true'}
+              WHERE CASE WHEN ${versionNode(xmin)} = $2::text THEN ${op === 'r' ? sameVersionCopy : 'true'}
                 ELSE pgbisync.record_conflict($4::text, ${quoteLiteral(op === 'u' ? 'update_origin_differs' : 'insert_exists')},
-                  ${this.#keyJson('t')}, to_jsonb(t.*), ${VERSION_TIME('t')}, ${VERSION_NODE('t')},
+                  ${this.#keyJson('t')}, to_jsonb(t.*), ${versionTime(xmin)}, ${versionNode(xmin)},
                   (SELECT to_jsonb(r.*) FROM i r WHERE ${this.#keyJoin('r', 'EXCLUDED')}), $1::timestamptz, $2::text,
                   ${resolution}, ${policy}) END
-            RETURNING ${returning}, t.xmax = 0 AS "~inserted")`;
+            RETURNING ${returning}, ${partitioned ? 'false' : 't.xmax = 0'} AS "~inserted")`;
   }
 
   /**

@@ -22,15 +22,28 @@ export async function requirePublished(
   tables: readonly string[],
 ): Promise<void> {
   // pg_publication_rel: the tables named in the publication (pg_publication_tables would list a
-  // partitioned table's partitions instead of it).
-  const r = await db.query<{ t: string }>(
-    `SELECT n.nspname || '.' || c.relname AS t FROM pg_publication_rel pr
+  // partitioned table's partitions instead of it when the publication is not via its root).
+  const r = await db.query<{ t: string; partitioned: boolean; viaroot: boolean }>(
+    `SELECT n.nspname || '.' || c.relname AS t, c.relkind = 'p' AS partitioned, p.pubviaroot AS viaroot
+       FROM pg_publication_rel pr
        JOIN pg_publication p ON p.oid = pr.prpubid JOIN pg_class c ON c.oid = pr.prrelid
        JOIN pg_namespace n ON n.oid = c.relnamespace WHERE p.pubname = $1`,
     [publication],
   );
   const published = new Set(r.rows.map((row) => row.t));
   const missing = tables.filter((t) => !published.has(t));
+  const byPartition = r.rows.filter((row) => row.partitioned && !row.viaroot).map((row) => row.t);
+  if (missing.length === 0 && byPartition.length > 0) {
+    // Set up by an earlier version: the partitions' changes would be named by partition, and the
+    // deletes this node remembers are named by the partitioned table.
+    throw new BlockedError(
+      `capture of node ${node}: publication ${publication} publishes partitioned table(s) ${byPartition.join(', ')} partition by partition (publish_via_partition_root is off)`,
+      {
+        code: ErrorCode.PG_PREREQUISITE,
+        hint: 'run `pgbisync setup` (it sets publish_via_partition_root, so the changes are published, and applied, by the partitioned table)',
+      },
+    );
+  }
   if (missing.length === 0) return;
   throw new BlockedError(
     `capture of node ${node}: ${missing.join(', ')} ${missing.length === 1 ? 'is' : 'are'} synced (config tables) but not in publication ${publication}: ${missing.length === 1 ? 'its' : 'their'} changes would not be captured`,

@@ -9,7 +9,13 @@ import { qualifiedName, quoteIdent, splitTableName } from '../pg/sql-names.ts';
 import type { Queryable } from '../pg/table-catalog.ts';
 import { BlockedError, ErrorCode, RetryableError } from '../runtime/errors.ts';
 
-/** Creates or updates the publication so it holds exactly `tables`. */
+/**
+ * A partitioned table's changes are published as its root's (pgoutput converts its partitions' rows),
+ * so they are applied to the root on the targets, whatever partitions those have.
+ */
+export const VIA_ROOT = 'publish_via_partition_root';
+
+/** Creates or updates the publication so it holds exactly `tables`, partitioned ones by their root. */
 export async function ensurePublication(
   db: Queryable,
   publication: string,
@@ -19,11 +25,18 @@ export async function ensurePublication(
     const { schema, table } = splitTableName(t);
     return qualifiedName(schema, table);
   });
-  const exists = await db.query('SELECT 1 FROM pg_publication WHERE pubname = $1', [publication]);
-  if (exists.rowCount === 0) {
-    await db.query(`CREATE PUBLICATION ${quoteIdent(publication)} FOR TABLE ${list.join(', ')}`);
+  const exists = await db.query<{ viaroot: boolean }>(
+    'SELECT pubviaroot AS viaroot FROM pg_publication WHERE pubname = $1',
+    [publication],
+  );
+  const row = exists.rows[0];
+  if (row === undefined) {
+    await db.query(
+      `CREATE PUBLICATION ${quoteIdent(publication)} FOR TABLE ${list.join(', ')} WITH (${VIA_ROOT} = true)`,
+    );
   } else {
     await db.query(`ALTER PUBLICATION ${quoteIdent(publication)} SET TABLE ${list.join(', ')}`);
+    if (!row.viaroot) await db.query(`ALTER PUBLICATION ${quoteIdent(publication)} SET (${VIA_ROOT} = true)`);
   }
 }
 

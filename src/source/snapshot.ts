@@ -32,6 +32,7 @@ import {
   type SourcePosition,
   type TransactionPosition,
 } from './change-encoder.ts';
+import { copiedParts } from './copy-parts.ts';
 import type { CopyResume } from './copy-progress.ts';
 import { sendEventPages, sendRowBatches } from './snapshot-batches.ts';
 import { COMMIT_US, OWN_VERSIONS } from './snapshot-sql.ts';
@@ -113,29 +114,6 @@ async function describe(
   };
 }
 
-/** `tables` with each partitioned table replaced by its leaf partitions ('schema.table'), in order. */
-async function withPartitions(client: pg.Client, tables: readonly string[]): Promise<string[]> {
-  const r = await client.query<{ name: string; leaf: string }>(
-    `SELECT t.name, n.nspname || '.' || c.relname AS leaf
-       FROM unnest($1::text[]) WITH ORDINALITY AS t(name, i)
-       JOIN LATERAL pg_partition_tree(t.name::regclass) p ON p.isleaf
-       JOIN pg_class c ON c.oid = p.relid JOIN pg_namespace n ON n.oid = c.relnamespace
-      ORDER BY t.i, leaf`,
-    [
-      tables.map((t) => {
-        const { schema, table } = splitTableName(t);
-        return qualifiedName(schema, table);
-      }),
-    ],
-  );
-  const leaves = new Map<string, string[]>();
-  for (const row of r.rows) leaves.set(row.name, [...(leaves.get(row.name) ?? []), row.leaf]);
-  return tables.flatMap((t) => {
-    const { schema, table } = splitTableName(t);
-    return leaves.get(qualifiedName(schema, table)) ?? [t];
-  });
-}
-
 export async function runSnapshot(o: SnapshotOptions): Promise<number> {
   const client = newPgClient({
     connectionString: o.url,
@@ -161,13 +139,15 @@ export async function runSnapshot(o: SnapshotOptions): Promise<number> {
         [o.node],
       )
     ).rows[0]!.ids;
-    // A partitioned table is read partition by partition, as its changes are published (by partition).
-    const tables = await withPartitions(
+    const parts = await copiedParts(
       client,
       parentsFirst(o.tables, await readReferencedTables(client, o.tables)),
     );
-    for (const [index, name] of tables.entries()) {
-      const { schema, table } = splitTableName(name);
+    for (const [index, part] of parts.entries()) {
+      // Progress and copy positions are the part's; rows, truncates and deletes are the synced table's.
+      const name = part.read;
+      const { schema, table } = splitTableName(part.of);
+      const partitioned = part.read !== part.of;
       const relation = await describe(client, schema, table, -(index + 1));
       const encoder = o.encoder.forRelation(relation, new Map());
       if (encoder.schema !== undefined) await o.storeSchema(encoder.schema);
@@ -206,27 +186,32 @@ export async function runSnapshot(o: SnapshotOptions): Promise<number> {
         });
       };
       const qualified = qualifiedName(schema, table);
+      const read = partitioned
+        ? qualifiedName(splitTableName(name).schema, splitTableName(name).table)
+        : qualified;
       // First, the node's own TRUNCATE of the table (its tombstone, key '{}'), as a truncate at its commit
       // time: applied under last-writer-wins, it removes on the other nodes the rows written before it
       // that this node never saw, and keeps the newer ones (sent as anything else, it was a delete of a
       // null key that removed nothing: the torture test found the rows kept). Before the rows, as in
       // commit order: a source's change replaces that source's versions whatever their times
       // (../conflicts/policy.ts), so sent after them it deleted this node's newer rows on the targets.
-      const truncates = await sendCursor(
-        client,
-        o,
-        sending,
-        `SELECT ${COMMIT_US} FROM pgbisync.tombstones b ${OWN_VERSIONS('b', others)}
-            AND b.table_name = ${quoteLiteral(`${schema}.${table}`)} AND b.key = '{}'::jsonb`,
-        (row) => [withSchema(encoder.truncate(sourceOf(row), transaction()))],
-        () => undefined,
-      );
+      const truncates = !part.first
+        ? 0
+        : await sendCursor(
+            client,
+            o,
+            sending,
+            `SELECT ${COMMIT_US} FROM pgbisync.tombstones b ${OWN_VERSIONS('b', others)}
+                AND b.table_name = ${quoteLiteral(`${schema}.${table}`)} AND b.key = '{}'::jsonb`,
+            (row) => [withSchema(encoder.truncate(sourceOf(row), transaction()))],
+            () => undefined,
+          );
       const columns = relation.columns.map((c) => quoteIdent(c.name));
       // Each row carries its own commit time (the last column), as a streamed change would: conflict
       // resolution compares it on every node. Unknown (written before track_commit_timestamp was on, or
       // truncated) is the Unix epoch, as pgbisync.version_time has it on every target (../conflicts/policy.ts).
       const rowsQuery = (where = '') =>
-        `SELECT ${columns.map((c) => `t.${c}`).join(', ')}, ${COMMIT_US} FROM ONLY ${qualified} t ${OWN_VERSIONS('t', others)}${where}`;
+        `SELECT ${columns.map((c) => `t.${c}`).join(', ')}, ${COMMIT_US} FROM ONLY ${read} t ${OWN_VERSIONS('t', others)}${where}`;
       const asEvents = (query: string, onChunk: (n: number) => void) =>
         sendCursor(
           client,
@@ -247,7 +232,7 @@ export async function runSnapshot(o: SnapshotOptions): Promise<number> {
         );
       // Once every record handed to Kafka so far is acknowledged, the range is.
       const pages = {
-        qualified,
+        qualified: read,
         maxRows: o.chunkRows,
         signal: o.signal,
         sendPageAsEvents: pageAsEvents,
@@ -288,7 +273,7 @@ export async function runSnapshot(o: SnapshotOptions): Promise<number> {
       // like a streamed delete: a version written there after the delete stays.
       const key = relation.columns.filter((c) => c.isKey).map((c) => quoteIdent(c.name));
       const deletes =
-        key.length === 0
+        key.length === 0 || !part.last
           ? 0
           : await sendCursor(
               client,
@@ -298,7 +283,7 @@ export async function runSnapshot(o: SnapshotOptions): Promise<number> {
                  FROM pgbisync.tombstones b CROSS JOIN LATERAL jsonb_populate_record(NULL::${qualified}, b.key) r
                  ${OWN_VERSIONS('b', others)}
                   AND b.table_name = ${quoteLiteral(`${schema}.${table}`)} AND b.key <> '{}'::jsonb
-                  AND NOT EXISTS (SELECT 1 FROM ONLY ${qualified} t
+                  AND NOT EXISTS (SELECT 1 FROM ${partitioned ? '' : 'ONLY '}${qualified} t
                                    WHERE (${key.map((k) => `t.${k}`).join(', ')}) = (${key.map((k) => `r.${k}`).join(', ')}))`,
               (row) => {
                 const before = toTuple(row.slice(0, -1));
