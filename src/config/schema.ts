@@ -194,7 +194,7 @@ export const applySchema = z
       .number()
       .int()
       .min(1024)
-      .default(4 * 1024 * 1024)
+      .default(1024 * 1024)
       .describe(
         'a source transaction is applied in pieces of at most maxBatchRows rows and about this many characters of values',
       ),

@@ -27,6 +27,8 @@ const STATUS_INTERVAL_MS = 5_000;
  * changes of ~1 KB rows are ~6 MB of heap, and a batch that size already amortizes the per-batch work.
  */
 const QUEUE_HIGH_WATER = 5_000;
+/** ... or once their messages add up to this many bytes (wide rows: 5,000 rows of 2 KB held ~10 MB each time). */
+const QUEUE_HIGH_WATER_BYTES = 2 * 1024 * 1024;
 /**
  * How long close() waits for the server to end the stream after our CopyDone. A walsender busy decoding a
  * large transaction may only notice it once that transaction is sent; then close() gives up and drops the
@@ -73,6 +75,7 @@ export class ReplicationConnection {
   readonly #client: pg.Client;
   readonly #connection: PgConnectionInternals;
   #queue: ReplicationItem[] = [];
+  #queuedBytes = 0;
   #wake: (() => void) | undefined;
   #failure: Error | undefined;
   #ended = false;
@@ -167,6 +170,7 @@ export class ReplicationConnection {
         if (this.#queue.length > 0) {
           const batch = this.#queue;
           this.#queue = [];
+          this.#queuedBytes = 0;
           if (this.#paused) {
             this.#paused = false;
             this.#connection.stream.resume();
@@ -203,6 +207,7 @@ export class ReplicationConnection {
       this.#sendStatus();
       this.#closing = true;
       this.#queue = [];
+      this.#queuedBytes = 0;
       this.#wake?.();
       if (this.#paused) {
         // The server's CopyDone is behind whatever it already sent: read (and drop) that.
@@ -240,6 +245,7 @@ export class ReplicationConnection {
         const walEnd = chunk.readBigUInt64BE(9);
         if (walEnd > this.#receivedLsn) this.#receivedLsn = walEnd;
         const message = decodePgoutput(chunk.subarray(25));
+        this.#queuedBytes += chunk.length;
         this.#push({ kind: 'data', lsn: walStart, message });
       } else if (type === 0x6b /* 'k' keepalive */) {
         if (chunk.length < 18) throw malformed('keepalive', chunk.length);
@@ -263,7 +269,10 @@ export class ReplicationConnection {
 
   #push(item: ReplicationItem): void {
     this.#queue.push(item);
-    if (!this.#paused && this.#queue.length >= QUEUE_HIGH_WATER) {
+    if (
+      !this.#paused &&
+      (this.#queue.length >= QUEUE_HIGH_WATER || this.#queuedBytes >= QUEUE_HIGH_WATER_BYTES)
+    ) {
       this.#paused = true;
       this.#connection.stream.pause();
     }
