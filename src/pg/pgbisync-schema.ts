@@ -105,6 +105,7 @@ DECLARE
   col text;
   moved boolean := false;
   name text := TG_TABLE_SCHEMA || '.' || TG_TABLE_NAME;
+  root oid := pg_partition_root(TG_RELID);
 BEGIN
   -- An update that moves the row to another key deletes the old key as surely as a DELETE does.
   IF TG_OP = 'UPDATE' THEN
@@ -118,9 +119,9 @@ BEGIN
   END LOOP;
   -- A partition's row is its partitioned table's: changes are published, and applied, by the root
   -- (publish_via_partition_root).
-  IF pg_partition_root(TG_RELID) IS DISTINCT FROM TG_RELID AND pg_partition_root(TG_RELID) IS NOT NULL THEN
+  IF root IS NOT NULL AND root <> TG_RELID THEN
     SELECT n.nspname || '.' || c.relname INTO name FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-     WHERE c.oid = pg_partition_root(TG_RELID);
+     WHERE c.oid = root;
   END IF;
   -- The row's xmin becomes this transaction: its commit time and origin date the delete.
   INSERT INTO pgbisync.tombstones AS t (table_name, key) VALUES (name, k)
