@@ -20,7 +20,14 @@ import { Servers } from './failover.ts';
 import { FAULT_KINDS, type FaultKind, faultsEnded, inject, schedule } from './faults.ts';
 import { Random } from './random.ts';
 import { TABLES } from './schema.ts';
-import { History, runWorkload, WORKLOAD_KINDS, type WorkloadKind, withSession } from './workload.ts';
+import {
+  COMMIT_MARKERS_DDL,
+  History,
+  runWorkload,
+  WORKLOAD_KINDS,
+  type WorkloadKind,
+  withSession,
+} from './workload.ts';
 
 const ROOT = resolve(import.meta.dirname, '..');
 const CLI = join(ROOT, 'bin', 'pgbisync.js');
@@ -123,7 +130,7 @@ async function main(): Promise<number> {
     await withSession(n.admin, (c) => c.query(`CREATE DATABASE ${pg.escapeIdentifier(db)}`));
   }
   for (const [i, n] of nodes.entries()) {
-    const ddl = TABLES.map((t) => (typeof t.ddl === 'string' ? t.ddl : t.ddl(i)));
+    const ddl = [...TABLES.map((t) => (typeof t.ddl === 'string' ? t.ddl : t.ddl(i))), COMMIT_MARKERS_DDL];
     await withSession(n.url, (c) => c.query(ddl.join(';\n')));
   }
 
@@ -224,7 +231,6 @@ async function main(): Promise<number> {
         nodes.forEach((n, i) => {
           if (!failsOver(i)) return;
           Object.assign(n, addressOf(i));
-          history.failedOver(n.name, servers.promotedAt!);
         });
       },
       nodeNames: nodes.map((n) => n.name),

@@ -5,8 +5,9 @@
  * long and very large transactions. Every transaction that committed is recorded in the history (node,
  * commit time from `pg_xact_commit_timestamp`, each row it wrote as key and image): the checker's model is
  * computed from it. A COMMIT whose answer was lost (the server crashed, the connection dropped) is
- * resolved later with `pg_xact_status`.
+ * resolved later by the marker each transaction writes (`COMMIT_MARKERS`, a table outside the sync).
  */
+import { randomUUID } from 'node:crypto';
 import { appendFileSync } from 'node:fs';
 import pg from 'pg';
 import type { Random } from './random.ts';
@@ -56,6 +57,14 @@ export interface WorkloadOptions {
   readonly lateSynced: () => boolean;
 }
 
+/**
+ * Each workload transaction inserts one row with its own token here (not synced): the row is there
+ * after a crash or failover exactly when the transaction committed, and its xmin's commit timestamp is
+ * the transaction's. A transaction id alone cannot tell: an id whose WAL a crash lost is given again.
+ */
+export const COMMIT_MARKERS = 'torture_commits';
+export const COMMIT_MARKERS_DDL = `CREATE TABLE ${COMMIT_MARKERS} (token uuid PRIMARY KEY)`;
+
 const HOT_KEYS = 120;
 const RETRYABLE = new Set(['40P01', '40001', '23505', '23503']);
 
@@ -66,15 +75,9 @@ export class History {
   /** COMMITs sent whose outcome is unknown (connection lost): resolved by `resolveInDoubt`. */
   readonly inDoubt: InDoubt[] = [];
   counts = { committed: 0, retried: 0, connectionErrors: 0, inDoubt: 0 };
-  /** When each node's server failed over to its standby (ms since the epoch). */
-  readonly #failedOver = new Map<string, number>();
 
   constructor(file: string) {
     this.#file = file;
-  }
-
-  failedOver(node: string, atMs: number): void {
-    this.#failedOver.set(node, atMs);
   }
 
   add(t: CommittedTransaction): void {
@@ -84,33 +87,34 @@ export class History {
   }
 
   /**
-   * Asks each in-doubt transaction's node (at `urlOf(node)`, where it is now) whether it committed;
-   * keeps those it cannot ask yet. A transaction id the server has not reached ("in the future": a
-   * crash, or a failover, lost the WAL that used it) did not commit. One asked of a promoted standby
-   * that answers with a commit after the failover is another transaction: the old primary's id, lost
-   * with its unsent WAL, was given again by the new primary.
+   * Asks each in-doubt transaction's node (at `urlOf(node)`, where it is now, a promoted standby after
+   * a failover) whether it committed: its marker row is there exactly when it did. One without a marker
+   * whose id the server still reports in progress is asked again later; so is one whose node cannot be
+   * reached yet. Returns how many are left.
    */
   async resolveInDoubt(urlOf: (node: string) => string): Promise<number> {
     const left = [];
     for (const d of this.inDoubt.splice(0)) {
       const outcome = await withSession(urlOf(d.node), async (c) => {
-        const r = await c.query<{ s: string | null; us: string | null }>(
-          `SELECT pg_xact_status($1::xid8) AS s,
-                  (extract(epoch FROM pg_xact_commit_timestamp($1::xid8::xid)) * 1000000)::bigint::text AS us`,
-          [d.xid],
+        const marker = await c.query<{ us: string }>(
+          `SELECT (extract(epoch FROM pg_xact_commit_timestamp(xmin)) * 1000000)::bigint::text AS us
+             FROM ${COMMIT_MARKERS} WHERE token = $1`,
+          [d.token],
         );
-        return r.rows[0]!;
-      }).catch((error: unknown) =>
-        /is in the future/.test(String(error)) ? { s: 'aborted', us: null } : undefined,
-      );
-      const failedOver = this.#failedOver.get(d.node);
-      const reused =
-        failedOver !== undefined &&
-        d.atMs < failedOver &&
-        outcome?.us != null &&
-        BigInt(outcome.us) > BigInt(failedOver) * 1000n;
-      if (outcome === undefined || outcome.s === 'in progress') left.push(d);
-      else if (outcome.s === 'committed' && !reused)
+        if (marker.rows[0] !== undefined) return { committed: true, us: marker.rows[0].us };
+        // The id may be in progress still (the backend finishing its commit), or unknown to a server
+        // whose WAL that used it was lost ("in the future"): that one did not commit.
+        const status = await c
+          .query<{ s: string | null }>('SELECT pg_xact_status($1::xid8) AS s', [d.xid])
+          .then((r) => r.rows[0]!.s)
+          .catch((error: unknown) => {
+            if (/is in the future/.test(String(error))) return 'aborted';
+            throw error;
+          });
+        return { committed: false, inProgress: status === 'in progress' };
+      }).catch(() => undefined);
+      if (outcome === undefined || (!outcome.committed && outcome.inProgress)) left.push(d);
+      else if (outcome.committed)
         this.add({
           node: d.node,
           xid: d.xid,
@@ -127,10 +131,10 @@ export class History {
 interface InDoubt {
   readonly node: string;
   readonly xid: string;
+  /** Its row in COMMIT_MARKERS. */
+  readonly token: string;
   readonly writes: Write[];
   readonly truncated: string[];
-  /** When its COMMIT was sent (ms since the epoch). */
-  readonly atMs: number;
 }
 
 export async function withSession<T>(url: string, fn: (c: pg.Client) => Promise<T>): Promise<T> {
@@ -193,14 +197,14 @@ async function runClient(o: WorkloadOptions, index: number, rnd: Random, uuids: 
     const body = started ? (tx: Tx) => big(tx, rnd, owned, o.bigRows) : pickBody(o, rnd, n, owned, uuids);
     let xid: string | undefined;
     let committing = false;
-    let commitSentAt = 0;
+    const token = randomUUID();
     const tx = new Tx(c);
     try {
       await c.query('BEGIN');
       xid = (await c.query<{ x: string }>('SELECT pg_current_xact_id()::text AS x')).rows[0]!.x;
       await body(tx);
+      await c.query(`INSERT INTO ${COMMIT_MARKERS} VALUES ($1)`, [token]);
       committing = true;
-      commitSentAt = Date.now();
       await c.query('COMMIT');
       const us = await c.query<{ us: string }>(
         'SELECT (extract(epoch FROM pg_xact_commit_timestamp($1::xid8::xid)) * 1000000)::bigint::text AS us',
@@ -232,9 +236,9 @@ async function runClient(o: WorkloadOptions, index: number, rnd: Random, uuids: 
         o.history.inDoubt.push({
           node: o.node,
           xid,
+          token,
           writes: tx.writes,
           truncated: tx.truncated,
-          atMs: commitSentAt,
         });
       }
       await c.end().catch(() => undefined);
