@@ -5,6 +5,7 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { describe, test } from 'node:test';
+import { Consumer } from '@platformatic/kafka';
 import { BlockedError, ErrorCode } from '../runtime/errors.ts';
 import {
   assertSequence,
@@ -100,6 +101,58 @@ describe('kafka consumer on a real broker', () => {
       assert.ok(Date.now() - started < 1_000);
     } finally {
       await consumer.close();
+    }
+  });
+
+  test('a read stopped while its consumer joins, the consumer then closed: the late stream does not crash the process', async () => {
+    // Seen in a torture run (long seed 13): the read stopped while the consumer joined its group, the
+    // consumer was closed, the join's answer then made the stream anyway; its start failed ("Client is
+    // closed") and, with no listener, the 'error' event ended the process. The join is slowed down here
+    // so that the answer comes after the close, as it did there.
+    await using ctx = await oneTopic();
+    const [topic] = ctx.names as [string];
+    const uncaught: unknown[] = [];
+    const onUncaught = (error: unknown) => uncaught.push(error);
+    process.on('uncaughtException', onUncaught);
+    const join = Consumer.prototype.joinGroup;
+    type JoinCallback = (error: unknown, id?: unknown) => void;
+    type Join = (this: Consumer, options: unknown, callback?: JoinCallback) => unknown;
+    // The join's answer is held until the test lets it through.
+    const held = Promise.withResolvers<() => void>();
+    (Consumer.prototype as unknown as { joinGroup: Join }).joinGroup = function (
+      this: Consumer,
+      options,
+      callback,
+    ) {
+      if (callback === undefined) return (join as unknown as Join).call(this, options);
+      return (join as unknown as Join).call(this, options, (error, id) =>
+        held.resolve(() => callback(error, id)),
+      );
+    };
+    try {
+      const consumer = new KafkaConsumer({
+        ...kafkaConnection(),
+        groupId: `pgbisync-test-${randomBytes(6).toString('hex')}`,
+        topics: [topic],
+        startOffsets: [],
+        maxWaitMs: 100,
+      });
+      const controller = new AbortController();
+      const reading = (async () => {
+        for await (const _ of consumer.batches(controller.signal)) assert.fail('no record was written');
+      })();
+      const answer = await held.promise;
+      controller.abort();
+      await reading;
+      // The answer arrives while the consumer leaves its group.
+      const closing = consumer.close();
+      answer();
+      await closing;
+      await new Promise((resolve) => setTimeout(resolve, 2_000));
+      assert.deepEqual(uncaught.map(String), []);
+    } finally {
+      Consumer.prototype.joinGroup = join;
+      process.off('uncaughtException', onUncaught);
     }
   });
 });

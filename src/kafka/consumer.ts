@@ -11,7 +11,7 @@
  * - a consumer always joins its group; after a crash a dynamic member's partitions stay assigned until its
  *   session times out (~60 s), so consumers use static membership (`groupInstanceId`).
  */
-import { Consumer, ListOffsetTimestamps, type Message } from '@platformatic/kafka';
+import { Consumer, ListOffsetTimestamps, type Message, type MessagesStream } from '@platformatic/kafka';
 import { BlockedError, ErrorCode, type PgbisyncError, RetryableError } from '../runtime/errors.ts';
 import { baseOptions, hasApiError, type KafkaConnectionOptions, utf8Deserializer } from './connection.ts';
 import type { InRecord, RecordConsumer, StartOffset } from './records.ts';
@@ -77,8 +77,12 @@ export class KafkaConsumer implements RecordConsumer {
     const o = this.#options;
     const maxQueued = o.maxQueuedRecords ?? DEFAULT_MAX_QUEUED_RECORDS;
     const maxQueuedBytes = o.maxQueuedBytes ?? DEFAULT_MAX_QUEUED_BYTES;
-    const stream = await untilAborted(this.#open(), signal);
-    if (stream === undefined) return;
+    const opened = await untilAborted(this.#open(), signal, (late) => {
+      // The read stopped while the stream was being made: it is closed unused (its errors noted, unread).
+      void late.stream.close().catch(() => undefined);
+    });
+    if (opened === undefined) return;
+    const { stream } = opened;
     let queue: InRecord[] = [];
     let queuedBytes = 0;
     let wake: (() => void) | undefined;
@@ -122,6 +126,7 @@ export class KafkaConsumer implements RecordConsumer {
     const onAbort = () => wake?.();
     stream.on('data', onData);
     stream.on('error', onError);
+    if (opened.early.error !== undefined) onError(opened.early.error);
     stream.on('close', onEnd);
     signal.addEventListener('abort', onAbort);
     try {
@@ -171,15 +176,34 @@ export class KafkaConsumer implements RecordConsumer {
         offsets.push({ topic, partition, offset: start ?? first });
       }
     }
+    // The callback form: the stream gets an 'error' listener the moment it exists. Its start runs on the
+    // next tick and can fail before any promise continuation could listen (the consumer closed while it
+    // joined: "Client is closed"); an 'error' event without a listener ends the process.
+    const early: { error?: unknown } = {};
     try {
-      return await this.#consumer.consume({
-        topics,
-        mode: 'manual',
-        fallbackMode: 'fail',
-        offsets,
-        autocommit: false,
-        maxWaitTime: o.maxWaitMs,
-      });
+      const stream = await new Promise<MessagesStream<Buffer, Buffer, string, string>>((resolve, reject) =>
+        this.#consumer.consume(
+          {
+            topics,
+            mode: 'manual',
+            fallbackMode: 'fail',
+            offsets,
+            autocommit: false,
+            maxWaitTime: o.maxWaitMs,
+          },
+          (error, made) => {
+            if (error !== null && error !== undefined) {
+              reject(error);
+              return;
+            }
+            made!.on('error', (e: unknown) => {
+              early.error ??= e;
+            });
+            resolve(made!);
+          },
+        ),
+      );
+      return { stream, early };
     } catch (error) {
       throw new RetryableError('kafka consume failed to start', { code: ErrorCode.KAFKA, cause: error });
     }
@@ -211,17 +235,27 @@ function consumeError(error: unknown): PgbisyncError {
   return new RetryableError('kafka consume failed', { code: ErrorCode.KAFKA, cause: error });
 }
 
-/** Resolves with the value, or with undefined as soon as `signal` aborts (the value is then dropped). */
-async function untilAborted<T>(promise: Promise<T>, signal: AbortSignal): Promise<T | undefined> {
+/**
+ * Resolves with the value, or with undefined as soon as `signal` aborts; a value that comes after that
+ * goes to `dispose`.
+ */
+async function untilAborted<T>(
+  promise: Promise<T>,
+  signal: AbortSignal,
+  dispose: (late: T) => void,
+): Promise<T | undefined> {
+  const disposeLate = () => promise.then(dispose, () => undefined);
   if (signal.aborted) {
-    promise.catch(() => undefined);
+    void disposeLate();
     return undefined;
   }
   const aborted = Promise.withResolvers<undefined>();
   const onAbort = () => aborted.resolve(undefined);
   signal.addEventListener('abort', onAbort, { once: true });
   try {
-    return await Promise.race([promise, aborted.promise]);
+    const value = await Promise.race([promise, aborted.promise]);
+    if (value === undefined) void disposeLate();
+    return value;
   } finally {
     signal.removeEventListener('abort', onAbort);
     promise.catch(() => undefined);
