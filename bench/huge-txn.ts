@@ -53,6 +53,9 @@ export interface HugeTxnKill {
   readonly updatedRowsSeen: number;
   /** Seconds from the restart to the update's marker on db2. */
   readonly restartToAppliedSeconds: number;
+  /** Peak RSS (VmHWM, MiB) of the killed process and of the restarted one (pgbisync.peakRssMb: the larger). */
+  readonly killedPeakRssMb?: number;
+  readonly restartedPeakRssMb?: number;
 }
 
 const TABLE = 'huge';
@@ -179,7 +182,14 @@ async function measure(
     await polling;
     stopped = true;
     const figures = await sut.stop();
-    log(`  ${sut.label}: peak RSS ${Math.round(figures.peakRssMb)} MiB`);
+    const [killedPeak, restartedPeak] = pgbisync?.processPeaksRssMb ?? [];
+    const killFigures =
+      timed.killed === undefined
+        ? undefined
+        : { ...timed.killed, killedPeakRssMb: killedPeak, restartedPeakRssMb: restartedPeak };
+    log(
+      `  ${sut.label}: peak RSS ${Math.round(figures.peakRssMb)} MiB${killFigures === undefined ? '' : ` (killed process ${Math.round(killedPeak ?? 0)}, restarted ${Math.round(restartedPeak ?? 0)})`}`,
+    );
     return {
       figures: {
         insertSeconds: timed.insertSeconds,
@@ -187,7 +197,7 @@ async function measure(
         peakRssMb: figures.peakRssMb,
       },
       checks: timed.checks,
-      kill: timed.killed,
+      kill: killFigures,
     };
   } finally {
     clearInterval(timer);

@@ -95,11 +95,17 @@ export class PgbisyncProcess implements ReplicationUnderTest {
    * not a failure. `restart()` starts it again.
    */
   async kill(): Promise<void> {
+    this.#node.poll();
     const child = this.#child;
     const exited = this.#exited;
     this.#child = undefined;
     child?.kill('SIGKILL');
     await exited;
+  }
+
+  /** The VmHWM (MiB) of each run process in turn (more than one after `kill()` and `restart()`). */
+  get processPeaksRssMb(): number[] {
+    return this.#node.peaksRssMb;
   }
 
   /** Starts the run process again on the same config (after `kill()`); returns once it runs. */

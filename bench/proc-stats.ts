@@ -48,6 +48,8 @@ export class ProcessGroup {
   readonly #last = new Map<number, number>();
   #maxPrivateRssMb = 0;
   #maxPeakRssMb = 0;
+  /** Each process's VmHWM as last read, in the order they were added. */
+  readonly #peakByPid = new Map<number, number>();
 
   add(pids: Iterable<number>): void {
     for (const pid of pids) {
@@ -70,6 +72,8 @@ export class ProcessGroup {
       if (mem !== undefined) {
         privateMb += mem.privateRssMb;
         peakMb = Math.max(peakMb, mem.peakRssMb);
+        // A killed process not yet reaped reads 0 (a zombie has no memory lines): keep its last figure.
+        this.#peakByPid.set(pid, Math.max(this.#peakByPid.get(pid) ?? 0, mem.peakRssMb));
       }
     }
     this.#maxPrivateRssMb = Math.max(this.#maxPrivateRssMb, privateMb);
@@ -86,6 +90,11 @@ export class ProcessGroup {
   /** Largest sum of private resident memory seen (MiB). */
   get maxPrivateRssMb(): number {
     return this.#maxPrivateRssMb;
+  }
+
+  /** Each process's VmHWM (MiB) as last read before it ended, in the order they were added. */
+  get peaksRssMb(): number[] {
+    return [...this.#peakByPid.values()];
   }
 
   /** Largest single-process VmHWM seen (MiB). */

@@ -456,7 +456,7 @@ export function formatTable(settings: BenchSettings, env: Environment, r: BenchR
     const k = h.kill;
     if (k !== undefined) {
       out.push(
-        `  kill -9 during the update: ${fix(k.afterCommitSeconds, 2)} s after its source commit (target transaction open ${fix(k.targetTxnOpenSeconds, 2)} s), rows of it seen on db2 after the kill ${int(k.updatedRowsSeen)}; restart to applied ${fix(k.restartToAppliedSeconds, 2)} s`,
+        `  kill -9 during the update: ${fix(k.afterCommitSeconds, 2)} s after its source commit (target transaction open ${fix(k.targetTxnOpenSeconds, 2)} s), rows of it seen on db2 after the kill ${int(k.updatedRowsSeen)}; restart to applied ${fix(k.restartToAppliedSeconds, 2)} s; peak RSS of the killed process ${int(k.killedPeakRssMb ?? 0)} MiB, of the restarted one ${int(k.restartedPeakRssMb ?? 0)} MiB`,
       );
     }
   }
