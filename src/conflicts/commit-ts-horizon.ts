@@ -68,8 +68,10 @@ export async function readCommitTsHorizonMs(db: Queryable): Promise<number | nul
  * The warning for a direction whose target may hold rows of unknown time that a pending change would
  * wrongly replace: changes are pending (`kafkaLag` > 0) and the last applied source commit time is older
  * than the target's horizon, so a pending change may be too. Undefined otherwise (or when either is
- * unknown). Changes still in the source's slot (its capture down) count once they reach Kafka; a source
- * that writes again after an idle spell longer than the horizon's age is warned about until applied.
+ * unknown). Changes still in the source's slot (its capture down) count once they reach Kafka. A source
+ * that writes again after an idle spell longer than the horizon's age also meets this test: `status`
+ * then reads the first pending change's own commit time (../operate/pending-commit-time.ts) and drops
+ * the warning when it is not older than the horizon.
  */
 export function stampRiskWarning(
   source: string,

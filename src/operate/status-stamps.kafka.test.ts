@@ -88,6 +88,29 @@ test('status warns while a direction has changes pending from before its target 
       },
       60_000,
     );
+
+    // a stays idle until b's horizon passes the last change a -> b applied; then a writes again (held
+    // up on b once more). Its pending change committed after the horizon: no risk, no warning (the
+    // last applied commit alone said otherwise: a false alarm until applied, before).
+    await waitFor(
+      "b's horizon past the last change a -> b applied",
+      async () => {
+        await freezeEveryDatabase(server);
+        const stamp = await query(db2, 'SELECT pg_xact_commit_timestamp(xmin) AS ts FROM item WHERE id = 1');
+        return stamp.rows[0].ts === null;
+      },
+      60_000,
+    );
+    await query(db2, "ALTER TABLE item ADD CONSTRAINT only_on_b CHECK (v <> 'again')");
+    await query(db1, "UPDATE item SET v = 'again' WHERE id = 1");
+    await waitFor('a -> b held up again', async () => (await direction(a)).kafkaLag > 0, 60_000);
+    const idle = await direction(a);
+    assert.ok(idle.lastAppliedCommitTime !== null);
+    assert.deepEqual(
+      idle.warnings.filter((w) => w.includes(STAMP_RISK)),
+      [],
+      'a change committed after the horizon is no risk',
+    );
     await sync.stop();
   });
 });

@@ -18,6 +18,7 @@ import { eventTopics, serverName } from '../kafka/topics.ts';
 import { objectNames } from '../pg/sql-names.ts';
 import { judgeSlot, readSlotHealth, type SlotVerdict } from '../source/slot-health.ts';
 import { ownedComponents, readOwner } from './ownership.ts';
+import { firstPendingCommitMs } from './pending-commit-time.ts';
 import { driftBetween, readCatalogs } from './schema-drift.ts';
 import { directions, resolveTables, withNode } from './sync-plan.ts';
 
@@ -174,13 +175,14 @@ export async function readStatus(config: Config): Promise<StatusReport> {
       const skewed = skewWarning(d.source.name, d.target.name, clockSkewMs, config.conflicts.maxClockSkewMs);
       if (skewed !== undefined) warnings.push(skewed);
       const appliedMs = applied?.progress?.ct_ms ?? null;
-      const risk = stampRiskWarning(
-        d.source.name,
-        d.target.name,
-        kafkaLag,
-        appliedMs,
-        horizons.get(d.target.name)!,
-      );
+      const horizonMs = horizons.get(d.target.name)!;
+      let risk = stampRiskWarning(d.source.name, d.target.name, kafkaLag, appliedMs, horizonMs);
+      // The last applied commit is older than the horizon; so may the pending ones be, or the source
+      // was idle longer than the horizon is old: its first pending change tells (one topic, in order).
+      if (risk !== undefined && !perTopic && horizonMs !== null) {
+        const firstMs = await firstPendingCommitMs(config, topic, BigInt(appliedOffset));
+        if (firstMs !== null && firstMs >= horizonMs) risk = undefined;
+      }
       if (risk !== undefined) warnings.push(risk);
       const horizonError = horizonErrors.get(d.target.name);
       if (horizonError !== undefined)
