@@ -79,7 +79,9 @@ export class KafkaConsumer implements RecordConsumer {
     const maxQueuedBytes = o.maxQueuedBytes ?? DEFAULT_MAX_QUEUED_BYTES;
     const opened = await untilAborted(this.#open(), signal, (late) => {
       // The read stopped while the stream was being made: it is closed unused (its errors noted, unread).
-      void late.stream.close().catch(() => undefined);
+      void Promise.resolve()
+        .then(() => late.stream.close())
+        .catch(() => undefined);
     });
     if (opened === undefined) return;
     const { stream } = opened;
