@@ -12,6 +12,7 @@ import { formatStatus, readStatus } from '../../operate/status.ts';
 import { resolveTables, withNode } from '../../operate/sync-plan.ts';
 import { classifyPgError } from '../../runtime/pg-errors.ts';
 import { retryTransient } from '../../runtime/retry.ts';
+import { takeEarlyHangups } from '../early-hangup.ts';
 import { parseIntegerOption } from '../options.ts';
 
 export const CONFIG_OPTION = ['-c, --config <file>', 'config file (YAML)', 'pgbisync.yaml'] as const;
@@ -78,6 +79,8 @@ export function registerSyncCommands(program: Command): void {
         else void daemon.reload('SIGHUP');
       };
       process.on('SIGHUP', onHangup);
+      // Those that came while the CLI loaded (bin/pgbisync.js counted them).
+      if (takeEarlyHangups() > 0) reloadAsked = true;
       try {
         await runDaemon(flags, (d) => {
           daemon = d;
