@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { captureComponent, readOwner } from '../operate/ownership.ts';
 import { newPgClient } from '../pg/client.ts';
+import { FaultProxy } from '../testing/fault-proxy.ts';
 import { createTestDatabases } from '../testing/test-databases.ts';
 import { ComponentLease, type LeaseEvents } from './lease.ts';
 
@@ -77,5 +78,44 @@ test('a leftover backend is ended only when its application_name is pgbisync', a
     await lease.release();
     await other.end();
     await ours.end().catch(() => undefined);
+  }
+});
+
+test('a heartbeat not answered is not followed by another on the same session; the lease is lost after 5 s', async () => {
+  // Seen in a torture run's log: beats every 2 s queued behind one held up by a stalled network
+  // (pg: "Calling client.query() when the client is already executing a query", an error in pg 9).
+  await using dbs = await createTestDatabases();
+  const db1 = new URL(dbs.db1);
+  const proxy = await FaultProxy.start({ host: db1.hostname, port: Number(db1.port) });
+  const viaProxy = new URL(dbs.db1);
+  viaProxy.port = String(proxy.port);
+  const warnings: string[] = [];
+  const onWarning = (w: Error) => warnings.push(w.message);
+  process.on('warning', onWarning);
+  const lease = new ComponentLease(captureComponent('a'), viaProxy.href, { name: 'one', prefer: [] });
+  const stop = new AbortController();
+  try {
+    const lost = await lease.acquire(stop.signal, recorder().events);
+    assert.ok(lost !== undefined && !lost.aborted);
+    proxy.set({ kind: 'stall' });
+    const started = Date.now();
+    await new Promise<void>((resolve) => lost.addEventListener('abort', () => resolve(), { once: true }));
+    const ms = Date.now() - started;
+    assert.ok(ms >= 4_000 && ms < 9_000, `lost after ${ms} ms`);
+    const reason = lost.reason as Error;
+    assert.match(
+      `${reason.message}: ${(reason.cause as Error | undefined)?.message}`,
+      /no heartbeat answer within 5000 ms/,
+    );
+    await new Promise((r) => setTimeout(r, 100));
+    assert.deepEqual(
+      warnings.filter((w) => /already executing a query/.test(w)),
+      [],
+    );
+  } finally {
+    process.off('warning', onWarning);
+    stop.abort();
+    await lease.release();
+    await proxy.close();
   }
 });

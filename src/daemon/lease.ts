@@ -148,8 +148,19 @@ export class ComponentLease {
                  WHERE datname = current_database() AND application_name LIKE $1) AS waiting`,
               [preferringStandbyPattern(this.#component.name)],
             );
+      // One beat at a time on the session: while one waits for its answer (a stalled network) the next
+      // ones are skipped, not queued behind it (pg deprecates queueing; its timeout ends the lease).
+      let beating = false;
       this.#heartbeat = setInterval(() => {
-        answeredWithin(beat(), HEARTBEAT_TIMEOUT_MS)
+        if (beating) return;
+        beating = true;
+        const answer = beat();
+        answer
+          .finally(() => {
+            beating = false;
+          })
+          .catch(() => undefined);
+        answeredWithin(answer, HEARTBEAT_TIMEOUT_MS)
           .then((r) => {
             if (r.rows[0]?.waiting !== true || lost.signal.aborted) return;
             lost.abort(
