@@ -52,16 +52,22 @@ test('status warns while a direction has changes pending from before its target 
       'no warning before anything is truncated',
     );
 
-    // Freeze every database past the first row's transactions; each round's xid moves the freeze point.
-    await waitFor(
-      'b truncating the commit timestamps of the rows a -> b applied',
-      async () => {
-        await freezeEveryDatabase(server);
-        const stamp = await query(db2, 'SELECT pg_xact_commit_timestamp(xmin) AS ts FROM item WHERE id = 1');
-        return stamp.rows[0].ts === null;
-      },
-      60_000,
-    );
+    // Freezes every database until b no longer keeps the commit time of its row 1 (the last change a -> b
+    // applied); each round's xid moves the freeze point.
+    const freezePastRow = (what: string) =>
+      waitFor(
+        what,
+        async () => {
+          await freezeEveryDatabase(server);
+          const stamp = await query(
+            db2,
+            'SELECT pg_xact_commit_timestamp(xmin) AS ts FROM item WHERE id = 1',
+          );
+          return stamp.rows[0].ts === null;
+        },
+        60_000,
+      );
+    await freezePastRow('b truncating the commit timestamps of the rows a -> b applied');
     await query(db1, 'CHECKPOINT');
     const held = await direction(a);
     const warned = held.warnings.filter((w) => w.includes(STAMP_RISK));
@@ -92,15 +98,7 @@ test('status warns while a direction has changes pending from before its target 
     // a stays idle until b's horizon passes the last change a -> b applied; then a writes again (held
     // up on b once more). Its pending change committed after the horizon: no risk, no warning (the
     // last applied commit alone said otherwise: a false alarm until applied, before).
-    await waitFor(
-      "b's horizon past the last change a -> b applied",
-      async () => {
-        await freezeEveryDatabase(server);
-        const stamp = await query(db2, 'SELECT pg_xact_commit_timestamp(xmin) AS ts FROM item WHERE id = 1');
-        return stamp.rows[0].ts === null;
-      },
-      60_000,
-    );
+    await freezePastRow("b's horizon past the last change a -> b applied");
     await query(db2, "ALTER TABLE item ADD CONSTRAINT only_on_b CHECK (v <> 'again')");
     await query(db1, "UPDATE item SET v = 'again' WHERE id = 1");
     await waitFor('a -> b held up again', async () => (await direction(a)).kafkaLag > 0, 60_000);
