@@ -14,9 +14,9 @@ import { type ClockOffset, readClockOffset, skewMs, skewWarning } from '../confl
 import { readCommitTsHorizonMs, stampRiskWarning } from '../conflicts/commit-ts-horizon.ts';
 import { KafkaAdmin } from '../kafka/admin.ts';
 import { kafkaOptions } from '../kafka/kafka-options.ts';
-import { eventTopics, serverName } from '../kafka/topics.ts';
 import { objectNames } from '../pg/sql-names.ts';
 import { judgeSlot, readSlotHealth, type SlotVerdict } from '../source/slot-health.ts';
+import { appliedOffsetSum, directionTopics, endOffsetSum } from './direction-offsets.ts';
 import { ownedComponents, readOwner } from './ownership.ts';
 import { firstPendingCommitMs } from './pending-commit-time.ts';
 import { driftBetween, readCatalogs } from './schema-drift.ts';
@@ -112,18 +112,12 @@ export async function readStatus(config: Config): Promise<StatusReport> {
   try {
     const topics = new Set(await admin.listTopics());
     for (const d of directions(config)) {
-      // Per-table topics (mode per-table, or a Debezium connector's): one stored position per topic.
-      const perTopic = config.mode === 'per-table' || d.source.debezium !== undefined;
-      const sourceTopics = perTopic
-        ? eventTopics(config, d.source.name, tables)
-        : [serverName(config, d.source.name)];
+      const dt = directionTopics(config, d, tables);
+      const perTopic = dt.perTopic;
+      const sourceTopics = dt.topics;
       const topic = sourceTopics.join(',');
       const missing = sourceTopics.filter((t) => !topics.has(t));
-      let end = 0;
-      for (const t of sourceTopics) {
-        if (!topics.has(t)) continue;
-        for (const offset of (await admin.endOffsets(t)).values()) end += Number(offset);
-      }
+      const end = await endOffsetSum(admin, sourceTopics, topics);
       const applied = await withNode(d.target, 'status', async (db) => {
         const hasSchema = await db.query("SELECT 1 FROM pg_namespace WHERE nspname = 'pgbisync'");
         if (hasSchema.rowCount === 0) return undefined;
@@ -144,21 +138,11 @@ export async function readStatus(config: Config): Promise<StatusReport> {
           'SELECT count(*)::text AS n FROM pgbisync.conflicts WHERE remote_node = $1',
           [d.source.name],
         );
-        const hasPositions =
-          perTopic &&
-          (await db.query("SELECT 1 WHERE to_regclass('pgbisync.apply_positions') IS NOT NULL")).rowCount ===
-            1;
-        const positions = hasPositions
-          ? await db.query<{ n: string }>(
-              `SELECT coalesce(sum(next_offset), 0)::text AS n FROM pgbisync.apply_positions
-                WHERE source_node = $1 AND topic = ANY($2::text[])`,
-              [d.source.name, sourceTopics],
-            )
-          : undefined;
+        const perTopicOffset = perTopic ? await appliedOffsetSum(db, d.source.name, dt) : undefined;
         return {
           progress: p.rows[0],
           conflicts: Number(c.rows[0]?.n ?? 0),
-          perTopicOffset: positions === undefined ? undefined : Number(positions.rows[0]?.n ?? 0),
+          perTopicOffset,
         };
       });
       const slot = slots.get(d.source.name)!;
