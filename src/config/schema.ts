@@ -125,6 +125,11 @@ export const conflictsSchema = z
     maxClockSkewMs: z.number().int().min(0).default(DEFAULT_MAX_CLOCK_SKEW_MS),
     /** Tombstones stay this long past the oldest commit time applied in any direction (then pruned). */
     tombstoneRetentionMs: z.number().int().min(0).default(3_600_000),
+    /**
+     * Keep the commit times last-writer-wins compares while another node may still send an older change:
+     * a physical slot per node holds vacuum's xmin (src/operate/stamp-keeper.ts). false drops the slots.
+     */
+    keepCommitTimes: z.boolean().default(true),
     /** Per-table override: { "public.accounts": { policy: source-wins } }. */
     tables: z
       .record(

@@ -1,6 +1,6 @@
 /**
  * `pgbisync run` as a process: the supervised components (./sync-runner.ts), the HTTP endpoints, the lag
- * sampler and the tombstone pruner, and reloading the config while running.
+ * sampler, the tombstone pruner and the stamp keeper, and reloading the config while running.
  *
  * Reload (SIGHUP, `pgbisync reload`, POST /reload): the config file is read again and checked; a file
  * that does not load, or nodes whose tables do not resolve, leave the running sync as it is (the
@@ -15,8 +15,10 @@ import { loadConfigFile } from '../config/load.ts';
 import type { Config } from '../config/schema.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { Metrics } from '../observability/metrics.ts';
+import { CatchUpTracker } from '../operate/caught-up.ts';
 import { sampleLag } from '../operate/lag-sampler.ts';
 import { setup } from '../operate/setup.ts';
+import { keepStamps } from '../operate/stamp-keeper.ts';
 import { resolveTables } from '../operate/sync-plan.ts';
 import { pruneTombstones } from '../operate/tombstone-pruner.ts';
 import { describeError, PgbisyncError } from '../runtime/errors.ts';
@@ -89,9 +91,12 @@ export class Daemon {
         const abort = () => stop.abort();
         signal.addEventListener('abort', abort, { once: true });
         this.#stopGeneration = stop;
-        const { config } = this.#current;
+        const { config, tables } = this.#current;
         const sampling = sampleLag(config, this.#o.metrics, log, stop.signal);
-        const pruning = pruneTombstones(config, log, stop.signal);
+        // The keeper's rounds find the directions caught up; the pruner moves on with them too.
+        const catchUp = new CatchUpTracker();
+        const pruning = pruneTombstones(config, log, stop.signal, catchUp);
+        const keeping = keepStamps(config, tables, this.#o.metrics, log, stop.signal, catchUp);
         try {
           await this.#runner.run(stop.signal);
         } finally {
@@ -99,6 +104,7 @@ export class Daemon {
           signal.removeEventListener('abort', abort);
           await sampling;
           await pruning;
+          await keeping;
         }
         if (this.#next === undefined) break;
       }

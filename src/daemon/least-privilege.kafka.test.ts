@@ -10,6 +10,7 @@ import { test } from 'node:test';
 import { parseConfig } from '../config/load.ts';
 import { formatDoctor, runDoctor } from '../operate/doctor.ts';
 import { setup, teardown } from '../operate/setup.ts';
+import { StampKeeper } from '../operate/stamp-keeper.ts';
 import { startSync, tableRows, waitFor, waitForStreaming } from '../testing/sync-fixture.ts';
 import { createTestDatabases, query } from '../testing/test-databases.ts';
 import { testEnv } from '../testing/test-env.ts';
@@ -138,11 +139,22 @@ apply: { maxWaitMs: 10 }
     }
     await sync.stop();
   }
+  // The run role keeps the nodes' commit times: it makes each node's stamp slot and sets its xmin.
+  const held = await new StampKeeper().round(runConfig, ['public.items']);
+  assert.deepEqual(
+    [...held.values()].map((h) => [h.made, h.hold !== null]),
+    [
+      [true, true],
+      [true, true],
+    ],
+  );
   await teardown(setupConfig, { keepTopics: false });
   for (const sql of sqls) {
     const left = await sql(
-      `SELECT (SELECT count(*) FROM pg_replication_slots WHERE database = current_database())::int AS slots,
+      `SELECT (SELECT count(*) FROM pg_replication_slots WHERE database = current_database()
+                 OR slot_name LIKE 'pgbisync\\_\\_stamps\\_' || $1 || '%')::int AS slots,
               (SELECT count(*) FROM pg_publication)::int AS pubs`,
+      [dbs.name],
     );
     assert.deepEqual(left.rows[0], { slots: 0, pubs: 0 });
   }

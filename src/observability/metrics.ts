@@ -17,6 +17,7 @@ export const METRIC = {
   takeovers: 'pgbisync_takeovers_total',
   conflicts: 'pgbisync_conflicts_total',
   slotRetainedWalBytes: 'pgbisync_slot_retained_wal_bytes',
+  commitTimesKeptSeconds: 'pgbisync_commit_times_kept_seconds',
   kafkaLagRecords: 'pgbisync_kafka_lag_records',
   clockSkewSeconds: 'pgbisync_clock_skew_seconds',
 } as const;
@@ -55,6 +56,12 @@ export class Metrics {
   readonly slotRetainedWalBytes = new Gauge({
     name: METRIC.slotRetainedWalBytes,
     help: "WAL bytes the node's slot holds back: current WAL LSN minus the slot's confirmed flush LSN",
+    labelNames: ['node'],
+    registers: [this.registry],
+  });
+  readonly commitTimesKeptSeconds = new Gauge({
+    name: METRIC.commitTimesKeptSeconds,
+    help: "how far back the node's stamp slot keeps commit times (and dead rows) for last-writer-wins",
     labelNames: ['node'],
     registers: [this.registry],
   });

@@ -57,7 +57,7 @@ export async function runDoctor(config: Config): Promise<DoctorReport> {
     const db = await connect(node, index, emit);
     if (db === undefined) continue;
     try {
-      await checkServer(db, node, emit);
+      await checkServer(db, node, config.conflicts.keepCommitTimes && node.debezium === undefined, emit);
       clocks.push({ node: node.name, offset: await readClockOffset(db) });
       const role = await readRoleFacts(db, node.name);
       await checkOriginFunctions(db, role, emit);
@@ -182,8 +182,11 @@ async function connect(node: NodeConfig, index: number, emit: Emit): Promise<pg.
   }
 }
 
-async function checkServer(db: pg.Client, node: NodeConfig, emit: Emit): Promise<void> {
+async function checkServer(db: pg.Client, node: NodeConfig, keepStamps: boolean, emit: Emit): Promise<void> {
   const slot = objectNames.slot(node.name);
+  // The capture's slot and walsender; with conflicts.keepCommitTimes also the slot that keeps commit
+  // times (src/operate/stamp-keeper.ts), whose walsender runs for a moment each minute.
+  const needed = keepStamps ? 2 : 1;
   const s = (
     await db.query<{
       version_num: number;
@@ -201,13 +204,13 @@ async function checkServer(db: pg.Client, node: NodeConfig, emit: Emit): Promise
       `SELECT current_setting('server_version_num')::int AS version_num, current_setting('server_version') AS version,
               current_setting('wal_level') AS wal_level, current_setting('track_commit_timestamp') AS tct,
               current_setting('max_replication_slots')::int AS max_slots,
-              (SELECT count(*) FROM pg_replication_slots WHERE slot_name <> $1)::int AS other_slots,
+              (SELECT count(*) FROM pg_replication_slots WHERE slot_name NOT IN ($1, $2))::int AS other_slots,
               current_setting('max_wal_senders')::int AS max_senders,
               (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'walsender' AND pid IS DISTINCT FROM
                  (SELECT active_pid FROM pg_replication_slots WHERE slot_name = $1))::int AS other_senders,
               current_user AS usr, r.rolsuper AS superuser, r.rolreplication AS replication
          FROM pg_roles r WHERE r.rolname = current_user`,
-      [slot],
+      [slot, objectNames.stampSlot(node.name)],
     )
   ).rows[0]!;
   const restart = 'then restart PostgreSQL';
@@ -230,24 +233,23 @@ async function checkServer(db: pg.Client, node: NodeConfig, emit: Emit): Promise
       'off; last-writer-wins compares commit timestamps',
       `ALTER SYSTEM SET track_commit_timestamp = on;  ${restart}`,
     );
-  // pgbisync needs one slot and one walsender per node (its capture), beyond those other clients use.
   const slots = `${s.other_slots} other slot(s) in use, max_replication_slots = ${s.max_slots}`;
-  if (s.max_slots >= s.other_slots + 1) emit('replication_slots', 'ok', slots);
+  if (s.max_slots >= s.other_slots + needed) emit('replication_slots', 'ok', slots);
   else
     emit(
       'replication_slots',
       'FAIL',
-      `${slots}; pgbisync needs 1 more`,
-      `ALTER SYSTEM SET max_replication_slots = ${s.other_slots + 1 + 4};  ${restart}`,
+      `${slots}; pgbisync needs ${needed} more`,
+      `ALTER SYSTEM SET max_replication_slots = ${s.other_slots + needed + 4};  ${restart}`,
     );
   const senders = `${s.other_senders} other walsender(s) running, max_wal_senders = ${s.max_senders}`;
-  if (s.max_senders >= s.other_senders + 1) emit('wal_senders', 'ok', senders);
+  if (s.max_senders >= s.other_senders + needed) emit('wal_senders', 'ok', senders);
   else
     emit(
       'wal_senders',
       'FAIL',
-      `${senders}; pgbisync needs 1 more`,
-      `ALTER SYSTEM SET max_wal_senders = ${s.other_senders + 1 + 4};  ${restart}`,
+      `${senders}; pgbisync needs ${needed} more`,
+      `ALTER SYSTEM SET max_wal_senders = ${s.other_senders + needed + 4};  ${restart}`,
     );
   const role = quoteIdent(s.usr);
   if (s.superuser || s.replication)

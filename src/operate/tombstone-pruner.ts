@@ -23,11 +23,14 @@
  * `update_deleted`, `keep_deleted`, with the horizon as the local time and no local node).
  *
  * A direction that never applied anything holds pruning back (its source may still send anything), and
- * so does an idle source: its applied commit time moves only when it writes.
+ * so would an idle source (its applied commit time moves only when it writes), but for `run`'s catch-up
+ * tracker (./caught-up.ts): a direction known to have applied everything its source committed before T
+ * counts as applied up to T, which (1) and (2) above need and no more.
  */
 import type { Config } from '../config/schema.ts';
 import type { Logger } from '../observability/logger.ts';
 import { sleep } from '../runtime/sleep.ts';
+import type { CatchUpTracker } from './caught-up.ts';
 import { directions, withNode } from './sync-plan.ts';
 
 export const PRUNE_INTERVAL_MS = 60_000;
@@ -41,11 +44,14 @@ export interface PruneRound {
   readonly pruned: ReadonlyMap<string, number>;
 }
 
-/** One round: the watermark from every target's progress, then the tombstones older than it, per node. */
-export async function pruneTombstonesOnce(config: Config): Promise<PruneRound> {
+/**
+ * One round: the watermark from every target's progress (or, for a direction `catchUp` saw caught up
+ * later, that time: ./caught-up.ts), then the tombstones older than it, per node.
+ */
+export async function pruneTombstonesOnce(config: Config, catchUp?: CatchUpTracker): Promise<PruneRound> {
   let oldestMs: number | undefined;
   for (const d of directions(config)) {
-    const ms = await withNode(d.target, 'prune', async (db) => {
+    const applied = await withNode(d.target, 'prune', async (db) => {
       const r = await db.query<{ ms: string }>(
         `SELECT floor(extract(epoch FROM commit_time) * 1000)::bigint::text AS ms
            FROM pgbisync.apply_progress WHERE source_node = $1`,
@@ -53,6 +59,8 @@ export async function pruneTombstonesOnce(config: Config): Promise<PruneRound> {
       );
       return r.rows[0] === undefined ? undefined : Number(r.rows[0].ms);
     });
+    const caughtUp = catchUp?.caughtUpMs(d);
+    const ms = applied === undefined ? caughtUp : Math.max(applied, caughtUp ?? applied);
     if (ms === undefined) return { before: undefined, pruned: new Map() };
     oldestMs = oldestMs === undefined ? ms : Math.min(oldestMs, ms);
   }
@@ -93,6 +101,7 @@ export async function pruneTombstones(
   config: Config,
   log: Logger,
   signal: AbortSignal,
+  catchUp?: CatchUpTracker,
   intervalMs = PRUNE_INTERVAL_MS,
 ): Promise<void> {
   let failing = false;
@@ -100,7 +109,7 @@ export async function pruneTombstones(
     await sleep(intervalMs, signal);
     if (signal.aborted) return;
     try {
-      const round = await pruneTombstonesOnce(config);
+      const round = await pruneTombstonesOnce(config, catchUp);
       const total = [...round.pruned.values()].reduce((a, b) => a + b, 0);
       if (total > 0)
         log.info({ before: round.before, pruned: Object.fromEntries(round.pruned) }, 'tombstones pruned');

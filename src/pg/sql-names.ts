@@ -24,6 +24,11 @@ export const objectNames = {
   slot: (node: string) => `pgbisync_${node}`,
   publication: (node: string) => `pgbisync_${node}`,
   /**
+   * The physical slot that keeps the node's commit times (src/operate/stamp-keeper.ts). Node names start
+   * with a letter, so `pgbisync__...` is never another node's capture slot.
+   */
+  stampSlot: (node: string) => `pgbisync__stamps_${node}`,
+  /**
    * The replication origin of transactions applied on `targetNode` on behalf of `sourceNode`. Origins
    * belong to the server, not to a database, and a session holds one at a time: two nodes that are
    * databases of one server each need their own. `@` cannot occur in a node name, so the source node is

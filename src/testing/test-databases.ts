@@ -50,6 +50,13 @@ async function dropDatabase(serverUrl: string, name: string): Promise<void> {
     `SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = $1`,
     [name],
   );
+  // The physical slots that keep the nodes' commit times (no database; tests name nodes after theirs).
+  await query(
+    admin,
+    `SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots
+      WHERE slot_type = 'physical' AND NOT active AND slot_name LIKE 'pgbisync\\_\\_stamps\\_' || $1 || '%'`,
+    [name],
+  );
   await query(admin, `DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
   // Origins are cluster-wide too: tests name their nodes after the database, so origins carry the name.
   await query(
