@@ -36,6 +36,11 @@ export const FAULT_KINDS = [
   // One node's server restarts with its clock 0.2-3 s ahead (./clock-offset.c preloaded), for the rest
   // of the run; once per run, skipped (with a line) where scripts/torture.sh could not build the library.
   'clock-skew',
+  // Every database of one node's server vacuumed with FREEZE (template0 opened for it), twice: commit
+  // timestamps behind the oldest xmin the server still holds are truncated, so a row's version would
+  // read as of unknown time to a lagging direction but for the slot that keeps them
+  // (src/operate/stamp-keeper.ts).
+  'vacuum-freeze',
 ] as const;
 export type FaultKind = (typeof FAULT_KINDS)[number];
 
@@ -68,6 +73,7 @@ const PERIOD_MS: Record<FaultKind, number> = {
   'slot-loss': 120_000,
   failover: 3_600_000,
   'clock-skew': 3_600_000,
+  'vacuum-freeze': 45_000,
 };
 
 export function schedule(
@@ -275,6 +281,11 @@ export async function inject(
         t.log(`fault: clock-skew: the server of ${node} reads ${ahead ?? '?'} ms ahead of this host`);
         return;
       }
+      case 'vacuum-freeze':
+        await freezeServer(t.nodeUrl(f.node)).catch((error: unknown) =>
+          t.log(`fault: vacuum-freeze failed: ${String(error)}`),
+        );
+        return;
       case 'slow-target':
         await lockTable(t.nodeUrl(f.node), f.forMs).catch((error: unknown) =>
           t.log(`fault: slow-target lock failed: ${String(error)}`),
@@ -291,7 +302,7 @@ export async function inject(
     if (signal.aborted) return;
     const node = `node ${f.node + 1}`;
     t.log(
-      `fault: ${f.kind}${f.kind.startsWith('net') || f.kind === 'pg-crash' || f.kind === 'slow-target' || f.kind === 'slot-loss' || f.kind === 'clock-skew' ? ` on ${node}` : ''} for ${f.forMs} ms`,
+      `fault: ${f.kind}${f.kind.startsWith('net') || f.kind === 'pg-crash' || f.kind === 'slow-target' || f.kind === 'slot-loss' || f.kind === 'clock-skew' || f.kind === 'vacuum-freeze' ? ` on ${node}` : ''} for ${f.forMs} ms`,
     );
     const name = `${f.kind}@${(f.atMs / 1000).toFixed(0)}s${f.kind === 'kill' || f.kind === 'freeze' || f.kind.startsWith('kafka') || f.kind === 'failover' ? '' : ` on ${node}`}`;
     underWay.add(name);
@@ -343,6 +354,20 @@ export async function faultsEnded(
       return [`faults that never ended: ${names}`];
     }
     log(`waiting for the faults under way: ${names}`);
+  }
+}
+
+/** Two rounds of VACUUM (FREEZE) in every database of the server at `url`, an xid between them. */
+async function freezeServer(url: string): Promise<void> {
+  // The node's URL may name several hosts (a node that can fail over): only its database is replaced.
+  const inDatabase = (db: string) => url.replace(/\/[^/?]*(\?|$)/, `/${db}$1`);
+  const databases = await withSession(url, async (c) => {
+    await c.query("UPDATE pg_database SET datallowconn = true WHERE datname = 'template0'");
+    return (await c.query<{ datname: string }>('SELECT datname FROM pg_database')).rows.map((r) => r.datname);
+  });
+  for (let round = 0; round < 2; round++) {
+    for (const db of databases) await withSession(inDatabase(db), (c) => c.query('VACUUM (FREEZE)'));
+    await withSession(url, (c) => c.query('SELECT txid_current()'));
   }
 }
 
