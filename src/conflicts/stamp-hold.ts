@@ -1,12 +1,20 @@
 /**
  * Which transaction a node's stamp slot holds (../operate/stamp-keeper.ts): the oldest one whose rows may
- * still meet an older change from another node, so their commit times must stay readable.
+ * still meet an older change from another node, so their commit times must stay readable — once that
+ * matters.
  *
  * A mark is a node's snapshot xmin read at a time of its clock: every transaction that committed after
  * that time has an xid from the mark on (it was running then, or began later). Holding a mark's xid keeps
- * the commit times of every row written after the mark's time. The hold is the newest mark not later than
- * the node's watermark, the time before which no change can still arrive from another node; it only
- * moves forward, and never further back than `maxAgeXids` xids (PostgreSQL forces vacuums to freeze old
+ * the commit times of every row written after the mark's time. The candidate is the newest mark not later
+ * than the node's watermark, the time before which no change can still arrive from another node (the
+ * oldest mark while the watermark is unknown, or older than every mark).
+ *
+ * A hold is not free: vacuum keeps every dead row version younger than it, and a workload updating the
+ * same rows then slows down badly (measured: a hold kept through the bench's two minutes took its writers
+ * from 2,068 to 678-781 changes/s, at nearly four times the whole pipeline's CPU). So the slot holds nothing while the candidate is younger than
+ * `minAgeXids` (half of the server's `vacuum_freeze_min_age`: vacuum does not freeze younger rows in its
+ * normal course, and commit timestamps are truncated only behind frozen xids), and holds the candidate
+ * once it is older; it never reaches back more than `maxAgeXids` (PostgreSQL forces vacuums to freeze old
  * xids before they wrap around: a hold must not fight them).
  */
 
@@ -17,39 +25,54 @@ export interface XidMark {
 }
 
 export interface HoldChoice {
-  /** The xid to hold, or null when nothing is to be held yet (no mark). */
+  /** The xid to hold, or null when nothing is to be held (the slot's xmin is cleared). */
   readonly hold: bigint | null;
   /** True when the watermark asked for an older hold than `maxAgeXids` allows. */
   readonly capped: boolean;
 }
 
+export interface HoldLimits {
+  /** A candidate younger than this many xids is not held. */
+  readonly minAgeXids: bigint;
+  /** A hold never reaches back further than this many xids. */
+  readonly maxAgeXids: bigint;
+}
+
+/** The mark a hold would take: the newest one not later than the watermark, else the oldest one. */
+export function candidateMark(
+  marks: readonly XidMark[],
+  watermarkMs: number | undefined,
+): XidMark | undefined {
+  let newest: XidMark | undefined;
+  if (watermarkMs !== undefined) {
+    for (const m of marks)
+      if (m.atMs <= watermarkMs && (newest === undefined || m.xid > newest.xid)) newest = m;
+  }
+  return newest ?? marks[0];
+}
+
 /**
- * The hold, given the marks so far (oldest first), the watermark (undefined: unknown, so nothing may be
- * let go), the slot's current xmin (null: none), the next xid to be assigned and the largest age allowed.
+ * The hold, given the marks so far (oldest first), the watermark (undefined: unknown), the slot's current
+ * xmin (null: none) and the next xid to be assigned. A hold only moves forward while it is needed.
  */
 export function chooseHold(
   marks: readonly XidMark[],
   watermarkMs: number | undefined,
   held: bigint | null,
   nextXid: bigint,
-  maxAgeXids: bigint,
+  limits: HoldLimits,
 ): HoldChoice {
-  let wanted: bigint | null = held;
-  if (watermarkMs !== undefined) {
-    let newest: XidMark | undefined;
-    for (const m of marks)
-      if (m.atMs <= watermarkMs && (newest === undefined || m.xid > newest.xid)) newest = m;
-    if (newest !== undefined && (wanted === null || newest.xid > wanted)) wanted = newest.xid;
-  }
-  // A slot without an xmin holds from the oldest mark on: better than nothing until the watermark tells.
-  if (wanted === null) wanted = marks[0]?.xid ?? null;
-  if (wanted === null || nextXid - wanted <= maxAgeXids) return { hold: wanted, capped: false };
-  const young = marks.find((m) => nextXid - m.xid <= maxAgeXids);
+  const candidate = candidateMark(marks, watermarkMs);
+  if (candidate === undefined) return { hold: held, capped: false };
+  if (nextXid - candidate.xid < limits.minAgeXids) return { hold: null, capped: false };
+  const wanted = held !== null && held > candidate.xid ? held : candidate.xid;
+  if (nextXid - wanted <= limits.maxAgeXids) return { hold: wanted, capped: false };
+  const young = marks.find((m) => nextXid - m.xid <= limits.maxAgeXids);
   return { hold: young?.xid ?? nextXid, capped: true };
 }
 
-/** The marks still worth keeping once `hold` is held: the hold's own mark and every later one. */
-export function marksFrom(marks: readonly XidMark[], hold: bigint | null): XidMark[] {
-  if (hold === null) return [...marks];
-  return marks.filter((m) => m.xid >= hold);
+/** The marks still worth keeping: from the candidate (or the hold, if older) on. */
+export function marksFrom(marks: readonly XidMark[], from: bigint | undefined): XidMark[] {
+  if (from === undefined) return [...marks];
+  return marks.filter((m) => m.xid >= from);
 }

@@ -2,9 +2,11 @@
  * The stamp keeper (./stamp-keeper.ts) with a real sync: a source that wrote once and then nothing, and
  * one that never wrote, must not hold their targets' vacuum back for good. Once each capture confirmed
  * the keeper's probe of its WAL position and its topic has nothing left to apply, the direction counts
- * as caught up to the probe's time (./caught-up.ts), and both nodes' holds move past their first mark.
- * The tombstone pruner moves on with the same times: a's delete, applied on b, is pruned on both nodes
- * although b never wrote (without them, b -> a holds pruning back).
+ * as caught up to the probe's time (./caught-up.ts): both nodes' watermarks come within seconds of now,
+ * and with every candidate held (minimum age 0) both holds move past their first mark. The tombstone
+ * pruner moves on with the same times: a's delete, applied on b, is pruned on both nodes although b
+ * never wrote (without them, b -> a holds pruning back). With the server's own minimum age (half of
+ * vacuum_freeze_min_age), directions this close hold nothing.
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
@@ -35,7 +37,7 @@ test('idle sources do not pin the holds: caught-up directions let them move on',
     ] as number[];
   assert.deepEqual(await tombstones(), [1, 1], "a's delete remembered on both nodes");
 
-  const keeper = new StampKeeper({ slackMs: 0 });
+  const keeper = new StampKeeper({ slackMs: 0, minAgeXids: 0n });
   const first = await keeper.round(config, ['public.item']);
   // b -> a never applied anything, a -> b applied one commit from before the first mark: without the
   // caught-up test neither hold could move past it.
@@ -58,4 +60,13 @@ test('idle sources do not pin the holds: caught-up directions let them move on',
   const pruned = await pruneTombstonesOnce(config, keeper.catchUp);
   assert.deepEqual(Object.fromEntries(pruned.pruned), { [a]: 1, [b]: 1 });
   assert.deepEqual(await tombstones(), [0, 0]);
+
+  const byServer = await new StampKeeper({ slackMs: 0, catchUp: keeper.catchUp }).round(config, [
+    'public.item',
+  ]);
+  assert.deepEqual(
+    [byServer.get(a)?.hold, byServer.get(b)?.hold],
+    [null, null],
+    'directions this close hold nothing: vacuum goes on',
+  );
 });

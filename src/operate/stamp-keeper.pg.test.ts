@@ -2,8 +2,10 @@
  * The stamp keeper (./stamp-keeper.ts) on a server of the test's own (freezing must reach every
  * database of the cluster). Without a hold, a row's commit time is gone once every database is frozen;
  * with the keeper's slot, rows written after its hold keep theirs through the same freezing, until every
- * direction into the node applied past them. The slot holds no WAL; `conflicts.keepCommitTimes: false`
- * and teardown drop it.
+ * direction into the node applied past them. The keeper holds only what is older than half of
+ * `vacuum_freeze_min_age` xids: the server runs with 0 (every candidate held), then with the default
+ * (50 million: the young hold is let go). The slot holds no WAL; `conflicts.keepCommitTimes: false` and
+ * teardown drop it.
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
@@ -52,6 +54,9 @@ conflicts: { maxClockSkewMs: 0${extra} }`;
     for (let round = 0; round < 3; round++) await freezeEveryDatabase(server);
     assert.equal(await stampOf(db1, 0), null, 'no hold: the commit time is truncated');
 
+    // Every candidate is old enough to be held.
+    await query(db1, 'ALTER SYSTEM SET vacuum_freeze_min_age = 0');
+    await query(db1, 'SELECT pg_reload_conf()');
     const keeper = new StampKeeper({ slackMs: 0 });
     const first = await keeper.round(config, ['public.t']);
     assert.deepEqual(
@@ -108,6 +113,17 @@ conflicts: { maxClockSkewMs: 0${extra} }`;
     for (let round = 0; round < 3; round++) await freezeEveryDatabase(server);
     assert.equal(await stampOf(db1, 1), null, 'every direction applied past the rows: let go on a');
     assert.equal(await stampOf(db2, 1), null, '... and on b');
+
+    // With the default vacuum_freeze_min_age, vacuum would not freeze such young rows: the holds go.
+    await query(db1, 'ALTER SYSTEM RESET vacuum_freeze_min_age');
+    await query(db1, 'SELECT pg_reload_conf()');
+    const fifth = await keeper.round(config, ['public.t']);
+    assert.deepEqual([fifth.get('a')?.hold, fifth.get('b')?.hold], [null, null]);
+    assert.deepEqual(
+      (await slots(db1)).map((s) => s.xmin),
+      [null, null],
+      'the slots hold no xmin',
+    );
 
     // keepCommitTimes off drops the slots; teardown drops a slot made again.
     await keeper.round(parseConfig(yaml(', keepCommitTimes: false'), 'test config'), ['public.t']);

@@ -26,7 +26,7 @@
  * `conflicts.keepCommitTimes: false` drops the slots instead.
  */
 import type { Config } from '../config/schema.ts';
-import { chooseHold, marksFrom, type XidMark } from '../conflicts/stamp-hold.ts';
+import { candidateMark, chooseHold, marksFrom, type XidMark } from '../conflicts/stamp-hold.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import { ensureXminSlot, readSlotXmin, setSlotXmin } from '../pg/replication/slot-xmin.ts';
@@ -62,8 +62,15 @@ export class StampKeeper {
   /** When each direction was last seen caught up; the tombstone pruner reads it too. */
   readonly catchUp: CatchUpTracker;
 
-  constructor(options: { slackMs?: number; catchUp?: CatchUpTracker } = {}) {
+  readonly #minAgeXids: bigint | undefined;
+
+  /**
+   * `slackMs` and `minAgeXids` (instead of half the server's vacuum_freeze_min_age) are for tests; a
+   * `catchUp` tracker may be shared with the tombstone pruner.
+   */
+  constructor(options: { slackMs?: number; minAgeXids?: bigint; catchUp?: CatchUpTracker } = {}) {
     this.#slackMs = options.slackMs ?? STAMP_SLACK_MS;
+    this.#minAgeXids = options.minAgeXids;
     this.catchUp = options.catchUp ?? new CatchUpTracker();
   }
 
@@ -80,11 +87,18 @@ export class StampKeeper {
     for (const node of nodes) {
       const into = directions(config).filter((d) => d.target.name === node.name);
       const hold = await withNode(node, 'stamps', async (db) => {
-        const mark = await db.query<{ xid: string; ms: number; next: string; max_age: string }>(
+        const mark = await db.query<{
+          xid: string;
+          ms: number;
+          next: string;
+          max_age: string;
+          min_age: string;
+        }>(
           `SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS xid,
                   pg_snapshot_xmax(pg_current_snapshot())::text AS next,
                   (extract(epoch FROM clock_timestamp()) * 1000)::float8 AS ms,
-                  current_setting('autovacuum_freeze_max_age') AS max_age`,
+                  current_setting('autovacuum_freeze_max_age') AS max_age,
+                  current_setting('vacuum_freeze_min_age') AS min_age`,
         );
         const m = mark.rows[0]!;
         const marks = [...(this.#marks.get(node.name) ?? []), { atMs: m.ms, xid: BigInt(m.xid) }];
@@ -122,11 +136,19 @@ export class StampKeeper {
         }
         const made = await ensureXminSlot(db, slot);
         const held = await readSlotXmin(db, slot);
-        const maxAge = (BigInt(m.max_age) * 3n) / 4n;
-        const choice = chooseHold(marks, watermarkMs, held, BigInt(m.next), maxAge);
-        if (choice.hold !== null && choice.hold !== held)
-          await setSlotXmin(node.url, slot, choice.hold, 'pgbisync-stamps');
-        this.#marks.set(node.name, marksFrom(marks, choice.hold));
+        const limits = {
+          minAgeXids: this.#minAgeXids ?? BigInt(m.min_age) / 2n,
+          maxAgeXids: (BigInt(m.max_age) * 3n) / 4n,
+        };
+        const choice = chooseHold(marks, watermarkMs, held, BigInt(m.next), limits);
+        // 0: no xmin (the slot lets vacuum go on).
+        if (choice.hold !== held) await setSlotXmin(node.url, slot, choice.hold ?? 0n, 'pgbisync-stamps');
+        const candidate = candidateMark(marks, watermarkMs)?.xid;
+        const from =
+          choice.hold !== null && candidate !== undefined && choice.hold < candidate
+            ? choice.hold
+            : candidate;
+        this.#marks.set(node.name, marksFrom(marks, from));
         const heldSinceMs = marks.find((k) => k.xid === choice.hold)?.atMs;
         return { hold: choice.hold, heldSinceMs, watermarkMs, capped: choice.capped, made, skipped: false };
       });
@@ -177,8 +199,10 @@ export async function keepStamps(
         );
       capped = nowCapped.length > 0;
       for (const [node, h] of round) {
-        if (h.heldSinceMs !== undefined)
-          metrics.commitTimesKeptSeconds.set({ node }, (Date.now() - h.heldSinceMs) / 1000);
+        if (h.skipped) continue;
+        const kept =
+          h.hold === null ? 0 : h.heldSinceMs === undefined ? undefined : (Date.now() - h.heldSinceMs) / 1000;
+        if (kept !== undefined) metrics.commitTimesKeptSeconds.set({ node }, kept);
       }
       if (failing) log.info('keeping commit times works again');
       failing = false;
