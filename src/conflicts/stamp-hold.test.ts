@@ -38,6 +38,22 @@ test('a needed hold takes the candidate and only moves forward', () => {
   );
 });
 
+test('while the watermark is unknown or older than every mark, the slot keeps what it holds', () => {
+  const young = { minAgeXids: 1_000n, maxAgeXids: 1_000_000n };
+  assert.deepEqual(chooseHold(marks, 500, 50n, 400n, ALWAYS), { hold: 50n, capped: false }, 'not moved on');
+  assert.deepEqual(
+    chooseHold(marks, undefined, 50n, 400n, young),
+    { hold: 50n, capped: false },
+    'not let go',
+  );
+  assert.deepEqual(chooseHold(marks, 500, null, 400n, young), { hold: null, capped: false });
+  assert.deepEqual(
+    chooseHold(marks, 2_500, 50n, 400n, young),
+    { hold: null, capped: false },
+    'known: let go',
+  );
+});
+
 test('a hold older than the age limit goes to the oldest mark within it', () => {
   const limits = { minAgeXids: 0n, maxAgeXids: 160n };
   assert.deepEqual(chooseHold(marks, 1_000, 100n, 350n, limits), { hold: 200n, capped: true });

@@ -53,7 +53,9 @@ export function candidateMark(
 
 /**
  * The hold, given the marks so far (oldest first), the watermark (undefined: unknown), the slot's current
- * xmin (null: none) and the next xid to be assigned. A hold only moves forward while it is needed.
+ * xmin (null: none) and the next xid to be assigned. While the watermark is unknown or older than every
+ * mark (a process restarted during a long lag has no mark that old), what the slot holds stays; else the
+ * hold follows the candidate, forward only, or goes while the candidate is young.
  */
 export function chooseHold(
   marks: readonly XidMark[],
@@ -64,9 +66,12 @@ export function chooseHold(
 ): HoldChoice {
   const candidate = candidateMark(marks, watermarkMs);
   if (candidate === undefined) return { hold: held, capped: false };
-  if (nextXid - candidate.xid < limits.minAgeXids) return { hold: null, capped: false };
-  const wanted = held !== null && held > candidate.xid ? held : candidate.xid;
-  if (nextXid - wanted <= limits.maxAgeXids) return { hold: wanted, capped: false };
+  const known = watermarkMs !== undefined && candidate.atMs <= watermarkMs;
+  let wanted: bigint | null;
+  if (!known && held !== null) wanted = held;
+  else if (nextXid - candidate.xid < limits.minAgeXids) wanted = null;
+  else wanted = held !== null && held > candidate.xid ? held : candidate.xid;
+  if (wanted === null || nextXid - wanted <= limits.maxAgeXids) return { hold: wanted, capped: false };
   const young = marks.find((m) => nextXid - m.xid <= limits.maxAgeXids);
   return { hold: young?.xid ?? nextXid, capped: true };
 }

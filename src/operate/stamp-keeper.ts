@@ -9,19 +9,20 @@
  * vacuum cannot freeze past. `pgbisync run` plays a round every STAMP_KEEP_INTERVAL_MS:
  * 1. per node, a mark: its snapshot xmin and the time on its clock (../conflicts/stamp-hold.ts);
  * 2. per direction, the time before which its source has nothing left to deliver: the source commit time
- *    it last applied, or later when it is known to have caught up — a probe of the source's WAL position
- *    and clock taken a round earlier, which the source's capture slot has confirmed since (so Kafka holds
- *    every transaction committed before it) and with no record of the direction's topics left to apply
- *    (an idle source would otherwise hold every node's vacuum back to its last write);
+ *    it last applied, or later when it is known to have caught up (./caught-up.ts: an idle source would
+ *    otherwise pin the hold to its last write);
  * 3. per node, the watermark: the oldest of those times over the directions into it, less the slack
- *    (commits racing on a source, clocks apart: `conflicts.maxClockSkewMs` plus a minute); the slot then
- *    holds the newest mark not later than it.
+ *    (commits racing on a source, clocks apart: `conflicts.maxClockSkewMs` plus a minute), and the
+ *    candidate, the newest mark not later than it;
+ * 4. the slot holds the candidate once it is older than half of `vacuum_freeze_min_age` xids (vacuum
+ *    does not freeze younger rows in its normal course), and nothing before: a hold costs every write
+ *    workload, since vacuum keeps the dead rows of the span it holds (../conflicts/stamp-hold.ts).
  * A row written after the hold keeps its commit time; one written before it can only meet changes that
- * are newer than it anyway. The price is that vacuum keeps the dead rows of that time span too, as behind
- * a long transaction; the hold never reaches further back than three quarters of
+ * are newer than it anyway. The hold never reaches further back than three quarters of
  * `autovacuum_freeze_max_age` xids (then `run` warns, and `status`'s horizon warning takes over).
  *
- * Marks live in memory: a restarted process holds where the slot held until it has marks past that.
+ * Marks live in memory: a restarted process keeps what the slot holds until it has a mark older than
+ * the watermark (../conflicts/stamp-hold.ts).
  * Several processes may run rounds; a node's slot is set by whichever holds the node's advisory lock.
  * `conflicts.keepCommitTimes: false` drops the slots instead.
  */
