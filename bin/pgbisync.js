@@ -113,6 +113,16 @@ async function startCli() {
     );
     process.exit(1);
   }
+  // Node strips TypeScript's types with a WebAssembly parser that stays in the process once started:
+  // about 20 MiB of RSS for the life of a `run` (measured after loading the CLI: 157 -> 138 MiB). With
+  // Node's compile cache a file already in it loads in its stripped, compiled form and the parser is
+  // never started. The cache (Node's default folder, node-compile-cache in the temp folder, or
+  // NODE_COMPILE_CACHE) is keyed by each file's content and Node's version, and written once the CLI has
+  // loaded, so every later process finds it; NODE_DISABLE_COMPILE_CACHE=1 turns it off. It never fails
+  // the start: a folder it cannot write only leaves it off.
+  const { enableCompileCache, flushCompileCache } = await import('node:module');
+  if (typeof enableCompileCache === 'function') enableCompileCache();
   const { main } = await import(entry.href);
+  flushCompileCache?.();
   await main(process.argv);
 }
