@@ -32,6 +32,7 @@ import type { Logger } from '../observability/logger.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import { ensureXminSlot, readSlotXmin, setSlotXmin } from '../pg/replication/slot-xmin.ts';
 import { objectNames } from '../pg/sql-names.ts';
+import type { Queryable } from '../pg/table-catalog.ts';
 import { sleep } from '../runtime/sleep.ts';
 import { CatchUpTracker } from './caught-up.ts';
 import { LEASE_CLASS_ID, leaseKey } from './ownership.ts';
@@ -126,6 +127,8 @@ export class StampKeeper {
           lock,
         ]);
         if (locked.rows[0]?.ok !== true) {
+          // The holder's rounds decide; only the marks this one can no longer use go.
+          this.#marks.set(node.name, marksFrom(marks, candidateMark(marks, watermarkMs)?.xid));
           return {
             hold: null,
             heldSinceMs: undefined,
@@ -160,10 +163,7 @@ export class StampKeeper {
 }
 
 /** Drops the node's stamp slot if it exists (teardown, or `conflicts.keepCommitTimes: false`). */
-export async function dropStampSlot(
-  db: import('../pg/table-catalog.ts').Queryable,
-  node: string,
-): Promise<string[]> {
+export async function dropStampSlot(db: Queryable, node: string): Promise<string[]> {
   const slot = objectNames.stampSlot(node);
   const r = await db.query(
     'SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1',
