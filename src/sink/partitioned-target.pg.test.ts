@@ -10,7 +10,7 @@ import pg from 'pg';
 import { ensurePgbisyncSchema } from '../pg/pgbisync-schema.ts';
 import { describeError, ErrorCode, RetryableError } from '../runtime/errors.ts';
 import { waitFor } from '../testing/sync-fixture.ts';
-import { createTestDatabases, type TestDatabases } from '../testing/test-databases.ts';
+import { createTestDatabases, nodeOfDatabase, type TestDatabases } from '../testing/test-databases.ts';
 import type { ApplyTransaction } from './apply-model.ts';
 import { TransactionWriter } from './transaction-writer.ts';
 
@@ -50,7 +50,7 @@ async function partitionedItems(dbs: TestDatabases): Promise<void> {
 function writerFor(url: string): TransactionWriter {
   return new TransactionWriter({
     url,
-    targetNode: 'dst',
+    targetNode: nodeOfDatabase(url),
     sourceNode: 'src',
     policyFor: () => ({ policy: 'last-writer-wins' }),
   });

@@ -11,7 +11,7 @@ import { newPgClient } from '../pg/client.ts';
 import { ensurePgbisyncSchema } from '../pg/pgbisync-schema.ts';
 import type { SourceIdentity } from '../pg/replication/source-identity.ts';
 import { BlockedError, ErrorCode } from '../runtime/errors.ts';
-import { createTestDatabases } from '../testing/test-databases.ts';
+import { createTestDatabases, nodeOfDatabase } from '../testing/test-databases.ts';
 import type { ApplyTransaction } from './apply-model.ts';
 import { TransactionWriter } from './transaction-writer.ts';
 
@@ -50,7 +50,7 @@ function insertAt(lsn: bigint, id: number, source: SourceIdentity | undefined): 
 function writerFor(url: string): TransactionWriter {
   return new TransactionWriter({
     url,
-    targetNode: 'dst',
+    targetNode: nodeOfDatabase(url),
     sourceNode: SOURCE,
     policyFor: () => ({ policy: 'last-writer-wins' }),
   });
@@ -173,7 +173,10 @@ test('a progress table set up by an older version (no identity columns) blocks t
     await assert.rejects(writer.open(), (error: unknown) => {
       assert.ok(error instanceof BlockedError, String(error));
       assert.equal(error.code, ErrorCode.PG_PREREQUISITE);
-      assert.match(error.message, /dst lacks pgbisync\.apply_progress\.source_timeline:/);
+      assert.match(
+        error.message,
+        new RegExp(`${dbs.name} lacks pgbisync\\.apply_progress\\.source_timeline:`),
+      );
       assert.match(error.hint ?? '', /run `pgbisync setup`/);
       return true;
     });

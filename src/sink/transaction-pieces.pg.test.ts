@@ -8,7 +8,7 @@ import { test } from 'node:test';
 import pg from 'pg';
 import { ensurePgbisyncSchema } from '../pg/pgbisync-schema.ts';
 import { describeError } from '../runtime/errors.ts';
-import { createTestDatabases } from '../testing/test-databases.ts';
+import { createTestDatabases, nodeOfDatabase } from '../testing/test-databases.ts';
 import type { ApplyTransaction, RowChange } from './apply-model.ts';
 import { TransactionWriter } from './transaction-writer.ts';
 
@@ -58,7 +58,7 @@ async function setup(url: string): Promise<TransactionWriter> {
   }
   return new TransactionWriter({
     url,
-    targetNode: 'dst',
+    targetNode: nodeOfDatabase(url),
     sourceNode: 'src',
     policyFor: () => ({ policy: 'last-writer-wins' }),
   });
@@ -147,7 +147,7 @@ test('a re-published transaction applied in pieces is rolled back whole at its l
 function setup2(url: string): TransactionWriter {
   return new TransactionWriter({
     url,
-    targetNode: 'dst',
+    targetNode: nodeOfDatabase(url),
     sourceNode: 'src',
     policyFor: () => ({ policy: 'last-writer-wins' }),
   });

@@ -9,7 +9,7 @@ import pg from 'pg';
 import { ensurePgbisyncSchema } from '../pg/pgbisync-schema.ts';
 import { BlockedError, describeError, ErrorCode, RetryableError } from '../runtime/errors.ts';
 import { waitFor } from '../testing/sync-fixture.ts';
-import { createTestDatabases, type TestDatabases } from '../testing/test-databases.ts';
+import { createTestDatabases, nodeOfDatabase, type TestDatabases } from '../testing/test-databases.ts';
 import { type ApplyTransaction, type RowChange, UNCHANGED } from './apply-model.ts';
 import { TransactionWriter } from './transaction-writer.ts';
 
@@ -63,7 +63,7 @@ const TOMBSTONE_TRIGGER =
 function writerFor(url: string): TransactionWriter {
   return new TransactionWriter({
     url,
-    targetNode: 'dst',
+    targetNode: nodeOfDatabase(url),
     sourceNode: 'src',
     policyFor: () => ({ policy: 'last-writer-wins' }),
   });
@@ -116,7 +116,8 @@ test('a failed transaction stops every later one of the pipelined batch; the app
     [2, 3, 4, 5, 6],
   );
   const origin = await dbs.sql2(
-    "SELECT remote_lsn::text AS lsn FROM pg_replication_origin_status s JOIN pg_replication_origin o ON o.roident = s.local_id WHERE o.roname = 'pgbisync_src@dst'",
+    'SELECT remote_lsn::text AS lsn FROM pg_replication_origin_status s JOIN pg_replication_origin o ON o.roident = s.local_id WHERE o.roname = $1',
+    [`pgbisync_src@${nodeOfDatabase(dbs.db2)}`],
   );
   assert.equal(origin.rows[0]?.lsn, '0/1005');
 });
@@ -309,7 +310,7 @@ test('a pgbisync schema set up by an older version blocks the writer with the fi
     await assert.rejects(writer.open(), (error: unknown) => {
       assert.ok(error instanceof BlockedError, String(error));
       assert.equal(error.code, ErrorCode.PG_PREREQUISITE);
-      assert.match(error.message, /dst lacks pgbisync\.take_conflicts/);
+      assert.match(error.message, new RegExp(`${dbs.name} lacks pgbisync\\.take_conflicts`));
       assert.match(error.hint ?? '', /run `pgbisync setup`/);
       return true;
     });
@@ -363,7 +364,7 @@ test('conflicts are resolved on the version found under the row lock and counted
     conflict_type: 'insert_exists',
     resolution,
     local_n: localN,
-    local_node: 'dst',
+    local_node: nodeOfDatabase(dbs.db2),
     remote_n: remoteN,
     remote_node: 'src',
   });
@@ -661,7 +662,7 @@ test('a user that may not SET session_replication_role blocks the writer with th
         assert.match(error.message, /cannot SET session_replication_role = replica/);
         assert.match(
           error.hint ?? '',
-          new RegExp(`on dst run GRANT SET ON PARAMETER session_replication_role TO "${role}";`),
+          new RegExp(`on ${dbs.name} run GRANT SET ON PARAMETER session_replication_role TO "${role}";`),
         );
         return true;
       });
@@ -926,7 +927,7 @@ test('a key change onto a key the target holds replaces or keeps that row by las
           conflict_type: 'update_origin_differs',
           resolution: c.newer ? 'apply_remote' : 'keep_local',
           local_n: '50',
-          local_node: 'dst',
+          local_node: nodeOfDatabase(dbs.db2),
           remote_n: '70',
           remote_body: 'body of 7',
           remote_node: 'src',

@@ -66,6 +66,12 @@ async function dropDatabase(serverUrl: string, name: string): Promise<void> {
   );
 }
 
+/**
+ * A node name of a test's own for a writer into `url` (its database's name): replication origins are
+ * per server, and two test files applying as one origin at once fail with 55006.
+ */
+export const nodeOfDatabase = (url: string): string => new URL(url).pathname.slice(1);
+
 export async function createTestDatabases(prefix = 't'): Promise<TestDatabases> {
   const name = `${prefix}_${randomUUID().replaceAll('-', '').slice(0, 12)}`;
   const servers = [testEnv.db1Url(), testEnv.db2Url()];
