@@ -20,7 +20,6 @@ import { leafPartitions, readTable, withLeafPartitions } from '../pg/table-catal
 import { ErrorCode, FatalError } from '../runtime/errors.ts';
 import { forgetUnsyncedCopies } from '../source/copy-progress.ts';
 import { ensurePublication } from '../source/slot-setup.ts';
-import { dropStampSlot } from './stamp-keeper.ts';
 import { resolveTablesOn, withNode } from './sync-plan.ts';
 
 export const TOMBSTONE_TRIGGER = 'pgbisync_tombstone';
@@ -330,7 +329,10 @@ export async function teardown(
         'SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = $1 AND active_pid IS NOT NULL',
         [slot],
       );
-      const slots = [...(await dropSlotWithRetry(db, slot)), ...(await dropStampSlot(db, node.name))];
+      const slots = [
+        ...(await dropSlotWithRetry(db, slot)),
+        ...(await dropSlotWithRetry(db, objectNames.stampSlot(node.name))),
+      ];
       const pub = objectNames.publication(node.name);
       const pubs = await db.query('SELECT 1 FROM pg_publication WHERE pubname = $1', [pub]);
       if ((pubs.rowCount ?? 0) > 0) await db.query(`DROP PUBLICATION ${quoteIdent(pub)}`);

@@ -63,7 +63,8 @@ export interface StartReplicationOptions {
   readonly originNone?: boolean;
 }
 
-interface PgConnectionInternals {
+/** The pieces of pg's connection a replication stream uses (also ./slot-xmin.ts). */
+export interface PgConnectionInternals {
   on(event: 'copyData', listener: (msg: { chunk: Buffer }) => void): void;
   sendCopyFromChunk(chunk: Buffer): void;
   /** Sends CopyDone. */

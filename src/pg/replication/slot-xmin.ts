@@ -18,14 +18,10 @@ import { formatLsn, parseLsn } from '../lsn.ts';
 import { unixMsToPgTimestamp } from '../pg-time.ts';
 import { quoteIdent } from '../sql-names.ts';
 import type { Queryable } from '../table-catalog.ts';
+import type { PgConnectionInternals } from './replication-connection.ts';
 
 /** How long the one-message stream may take before the connection is dropped. */
 const STREAM_TIMEOUT_MS = 10_000;
-
-interface PgConnectionInternals {
-  sendCopyFromChunk(chunk: Buffer): void;
-  endCopyFrom(): void;
-}
 
 /**
  * Makes the physical slot `slot` unless it exists; true when it was made. It reserves no WAL
