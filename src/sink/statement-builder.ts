@@ -12,6 +12,7 @@ import { type ConflictPolicy, incomingWinsSql } from '../conflicts/policy.ts';
 import { qualifiedName, quoteIdent, quoteLiteral } from '../pg/sql-names.ts';
 import type { CatalogTable } from '../pg/table-catalog.ts';
 import { BlockedError, ErrorCode } from '../runtime/errors.ts';
+import { keyJoin, keyJson, seenInRange, seenSql } from './key-sql.ts';
 import {
   insertAfterLockingSeen,
   lockedConflictXmin,
@@ -20,6 +21,7 @@ import {
   versionNode,
   versionTime,
 } from './row-version-sql.ts';
+import { truncateStatement } from './truncate-statement.ts';
 
 /** An event column the target table lacks (the applier adds the source's type to the message). */
 export class MissingColumnError extends BlockedError {
@@ -84,13 +86,16 @@ export class TableStatements {
   }
 
   #keyJoin(left: string, right: string): string {
-    return this.table.primaryKey
-      .map((k) => `${left}.${quoteIdent(k)} = ${right}.${quoteIdent(k)}`)
-      .join(' AND ');
+    return keyJoin(this.table.primaryKey, left, right);
   }
 
   #keyJson(alias: string): string {
-    return `jsonb_build_object(${this.table.primaryKey.map((k) => `${quoteLiteral(k)}, ${alias}.${quoteIdent(k)}`).join(', ')})`;
+    return keyJson(this.table.primaryKey, alias);
+  }
+
+  /** The target's row at the key of `alias`, as the statement's snapshot shows it. */
+  #seen(alias: string): string {
+    return seenSql(this.#qualified, this.table.primaryKey, alias);
   }
 
   /**
@@ -139,7 +144,7 @@ export class TableStatements {
     if (cached !== undefined) return cached;
     const text = `WITH ${this.#inputCte(columns, one)},
       ${this.#upsertCte(op, columns, one)}
-      ${this.#upsertResult()}`;
+      ${this.#upsertResult(one)}`;
     this.#cache.set(cacheKey, text);
     return text;
   }
@@ -213,13 +218,21 @@ export class TableStatements {
                   AND c.remote_node = $2::text AND c.table_name = $4::text AND c.key = ${this.#keyJson('t')}))`;
     const keyMayBlock = `(SELECT EXISTS (SELECT 1 FROM pgbisync.tombstones b
                   WHERE b.table_name = $4::text AND b.key <> '{}'::jsonb))`;
-    return `w AS (INSERT INTO ${this.#qualified} AS t (${cols}) SELECT ${cols} FROM i
+    // `s` (see #upsertResult) is read before the first row is inserted: asked after, its probe would
+    // step over the index entries of every row the statement inserted (not in its snapshot) to find none.
+    const rangeFirst = one || partitioned ? '' : ' AND (SELECT s.seen FROM s) IS NOT NULL';
+    return `${
+      one || partitioned
+        ? ''
+        : `s AS (SELECT ${seenInRange(this.#qualified, this.table.primaryKey, 'i')} AS seen),
+      `
+    }w AS (INSERT INTO ${this.#qualified} AS t (${cols}) SELECT ${cols} FROM i
             WHERE ${
               one
                 ? `CASE WHEN ${blocks(`b.key IN (${this.#keyJson('i')}, '{}'::jsonb)`)} THEN false WHEN ${horizonBlocks} THEN false ELSE ${insertMayGoOn} END`
                 : `CASE WHEN CASE WHEN ${keyMayBlock} THEN ${keyBlocks} ELSE false END THEN false
               WHEN CASE WHEN ${tableMayBlock} THEN ${tableBlocks} ELSE false END THEN false ELSE ${insertMayGoOn} END`
-            }
+            }${rangeFirst}
             ON CONFLICT (${pk}) DO UPDATE SET ${set}
               WHERE CASE WHEN ${versionNode(xmin)} = $2::text THEN ${op === 'r' ? sameVersionCopy : 'true'}
                 ELSE pgbisync.record_conflict($4::text, ${quoteLiteral(op === 'u' ? 'update_origin_differs' : 'insert_exists')},
@@ -233,19 +246,24 @@ export class TableStatements {
    * The rows an upsert returns, one per conflict it recorded: `w` is read whole first (its guard records
    * the conflicts), then pgbisync.take_conflicts counts them; `more` adds rows of other conflicts. A row
    * the snapshot saw that `w` had to insert anew was deleted meanwhile (see {@link upsert}).
+   *
+   * Whether the snapshot saw an inserted row's key is an index probe per row, a third of the statement's
+   * time where every row is new (a copy, a bulk insert). A statement of many rows first asks once (`s`)
+   * whether its snapshot saw any row in the incoming keys' range (./key-sql.ts): if not, no incoming key
+   * was seen and the per-row probes are skipped. Keys that arrive in order (serial keys, a copy's
+   * ranges) skip them; keys spread over the table (random UUIDs) pay that one probe more.
    */
-  #upsertResult(more = ''): string {
+  #upsertResult(one: boolean, more = ''): string {
+    const seen =
+      one || this.table.partitioned === true
+        ? this.#seen('w')
+        : `(SELECT s.seen FROM s) AND ${this.#seen('w')}`;
     return `SELECT NULL::boolean FROM w
-      WHERE CASE WHEN w."~inserted" AND ${this.#seen('w')}
+      WHERE CASE WHEN w."~inserted" AND ${seen}
         THEN pgbisync.deleted_meanwhile(true, $4::text, ${this.#keyJson('w')}) ELSE false END
       UNION ALL${more}
       SELECT true FROM generate_series(1, CASE WHEN coalesce(current_setting('pgbisync.conflicts', true), '') IN ('', '0')
         THEN 0 ELSE pgbisync.take_conflicts() END)`;
-  }
-
-  /** The target's row at the key of `alias`, as the statement's snapshot shows it. */
-  #seen(alias: string): string {
-    return `EXISTS (SELECT 1 FROM ${this.#qualified} x WHERE ${this.#keyJoin('x', alias)} OFFSET 0)`;
   }
 
   /**
@@ -374,7 +392,7 @@ export class TableStatements {
               OR EXISTS (SELECT 1 FROM pgbisync.conflicts c WHERE c.resolution = 'needs_repair'
                 AND c.table_name = $4::text AND c.key = ${this.#keyJson('k')})
             RETURNING 1)
-      ${this.#upsertResult('\n      SELECT true FROM dc\n      UNION ALL\n      SELECT true FROM rm\n      UNION ALL')}`;
+      ${this.#upsertResult(true, '\n      SELECT true FROM dc\n      UNION ALL\n      SELECT true FROM rm\n      UNION ALL')}`;
     this.#cache.set(cacheKey, text);
     return text;
   }
@@ -394,19 +412,7 @@ export class TableStatements {
   truncate(): string {
     const cached = this.#cache.get('truncate');
     if (cached !== undefined) return cached;
-    const returning = this.table.primaryKey.map((k) => `t.${quoteIdent(k)}`).join(', ');
-    const wins = (time: string, node: string) => incomingWinsSql(this.#policy, '$1', '$2', time, node);
-    const text = `WITH d AS (DELETE FROM ${this.#qualified} AS t WHERE ${wins(VERSION_TIME('t'), VERSION_NODE('t'))}
-            RETURNING ${returning}),
-      tomb AS (INSERT INTO pgbisync.tombstones AS b (table_name, key)
-               SELECT $4::text, ${this.#keyJson('d')} FROM d UNION ALL SELECT $4::text, '{}'::jsonb
-               ON CONFLICT (table_name, key) DO UPDATE SET key = EXCLUDED.key WHERE ${wins(VERSION_TIME('b'), VERSION_NODE('b'))})
-      INSERT INTO pgbisync.conflicts (table_name, conflict_type, key, local_row, local_commit_time, local_node,
-          remote_row, remote_commit_time, remote_node, resolution, policy)
-        SELECT $4::text, 'truncate_origin_differs', ${this.#keyJson('k')}, to_jsonb(k.*), ${VERSION_TIME('k')}, ${VERSION_NODE('k')},
-          NULL::jsonb, $1::timestamptz, $2::text, 'keep_local', ${quoteLiteral(this.#policy.policy)}
-        FROM ${this.#qualified} AS k
-        WHERE NOT ${wins(VERSION_TIME('k'), VERSION_NODE('k'))} AND ${VERSION_NODE('k')} <> $2::text`;
+    const text = truncateStatement(this.table, this.#policy);
     this.#cache.set('truncate', text);
     return text;
   }

@@ -232,6 +232,65 @@ test('an upsert racing a local delete of its row is refused for a retry, which k
   assert.deepEqual(conflicts.rows, [{ conflict_type: 'update_deleted', resolution: 'keep_deleted' }]);
 });
 
+test('a run of many rows racing a local delete of a row it saw is refused for a retry, whatever its keys around', async () => {
+  await using dbs = await createTestDatabases('writer');
+  const writer = await setup(dbs.db2, (t) => dbs.sql2(t));
+  await dbs.sql2(TOMBSTONE_TRIGGER);
+  // Row 5 sits alone in the run's key range [5, 7]; the run's other keys are new (the statement asks once
+  // whether its snapshot saw any key in that range before it probes each row).
+  await dbs.sql2('INSERT INTO items VALUES (5, 0), (100, 0)');
+  const local = new pg.Client({ connectionString: dbs.db2, application_name: 'local-writer' });
+  await local.connect();
+  try {
+    await local.query('BEGIN');
+    await local.query('DELETE FROM items WHERE id = 5');
+    await writer.open();
+    const applying = writer.apply([txn(1, [insert('6', '1'), insert('5', '1'), insert('7', '1')])]);
+    applying.catch(() => undefined);
+    await waitFor('the applier waits on the local delete', async () => {
+      const r = await dbs.sql2(
+        "SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()",
+      );
+      return r.rows[0].n > 0;
+    });
+    await local.query('COMMIT');
+    await assert.rejects(applying, (error: unknown) => {
+      assert.ok(error instanceof RetryableError, String(error));
+      assert.equal(error.code, ErrorCode.APPLY_CONCURRENT);
+      assert.match(describeError(error), /public\.items \{"id": 5\} was deleted by a concurrent transaction/);
+      return true;
+    });
+  } finally {
+    await writer.close();
+    await local.end();
+  }
+  const again = writerFor(dbs.db2);
+  try {
+    await again.open();
+    assert.deepEqual(await again.apply([txn(1, [insert('6', '1'), insert('5', '1'), insert('7', '1')])]), {
+      applied: 1,
+      skipped: 0,
+      conflicts: 1,
+    });
+    // A run whose keys are all new and outside every row here is applied without a conflict.
+    assert.deepEqual(await again.apply([txn(2, [insert('8', '2'), insert('9', '2')])]), {
+      applied: 1,
+      skipped: 0,
+      conflicts: 0,
+    });
+  } finally {
+    await again.close();
+  }
+  const rows = await dbs.sql2('SELECT id::int, n FROM items ORDER BY id');
+  assert.deepEqual(rows.rows, [
+    { id: 6, n: 1 },
+    { id: 7, n: 1 },
+    { id: 8, n: 2 },
+    { id: 9, n: 2 },
+    { id: 100, n: 0 },
+  ]);
+});
+
 test('a transaction of several statements is atomic with its progress and dated by its source commit', async () => {
   await using dbs = await createTestDatabases('writer');
   const writer = await setup(dbs.db2, (t) => dbs.sql2(t));
