@@ -98,6 +98,16 @@ export class Servers {
       await c.query(`ALTER SYSTEM SET synchronous_standby_names = '${STANDBY_NAME}'`);
       await c.query('SELECT pg_reload_conf()');
     });
+    // The standby's configuration is db1's as it was when the standby was made: the dev stack's
+    // synchronous_commit = off. Promoted, it takes the workload's commits, which must survive a crash
+    // of its server as db1's do (main.ts sets synchronous_commit = on for the nodes' servers). Seen
+    // (seed 41): a backend of the promoted standby died of a segmentation fault, the server's crash
+    // recovery lost commits the workload had seen succeed, and the checker reported them as lost by the
+    // sync.
+    await withSession(adminUrl(standby), async (c) => {
+      await c.query('ALTER SYSTEM SET synchronous_commit = on');
+      await c.query('SELECT pg_reload_conf()');
+    });
   }
 
   /**
