@@ -1,5 +1,7 @@
 /** SQL over a table's primary key, as the applier's statements match, look up and record keys. */
+import { PgOid } from '../events/pg-types.ts';
 import { quoteIdent, quoteLiteral } from '../pg/sql-names.ts';
+import type { CatalogTable } from '../pg/table-catalog.ts';
 
 /** `left.k = right.k AND ...` over the primary-key columns. */
 export function keyJoin(primaryKey: readonly string[], left: string, right: string): string {
@@ -16,11 +18,31 @@ export function seenSql(qualified: string, primaryKey: readonly string[], alias:
   return `EXISTS (SELECT 1 FROM ${qualified} x WHERE ${keyJoin(primaryKey, 'x', alias)} OFFSET 0)`;
 }
 
+/** Types whose order does not depend on a collation (see {@link seenInRange}). */
+const ORDERED_TYPES: ReadonlySet<number> = new Set([
+  PgOid.INT2,
+  PgOid.INT4,
+  PgOid.INT8,
+  PgOid.OID,
+  PgOid.NUMERIC,
+  PgOid.UUID,
+  PgOid.DATE,
+  PgOid.TIMESTAMP,
+  PgOid.TIMESTAMPTZ,
+]);
+
+/** Whether {@link seenInRange} may stand for the per-row probes of `table`'s keys. */
+export function keyRangeAsked(table: CatalogTable): boolean {
+  const first = table.columns.find((c) => c.name === table.primaryKey[0]);
+  return first !== undefined && ORDERED_TYPES.has(first.typeOid);
+}
+
 /**
  * Whether the statement's snapshot shows any row of `qualified` whose first key column lies within that
  * column's range in `input` (a CTE): asked once per statement (the bounds and the probe are uncorrelated
- * InitPlans), ordered as the key's index orders it (the type's default ordering and the column's
- * collation, as ORDER BY and the comparisons both use).
+ * InitPlans). Only for a first key column whose type orders without a collation ({@link keyRangeAsked}):
+ * the input's values carry the database's default collation, and bounds taken in it are no range in a
+ * column of another collation (seen with an ICU column: 'C' < 'a' in bytes, 'a' < 'C' in the column).
  */
 export function seenInRange(qualified: string, primaryKey: readonly string[], input: string): string {
   const first = quoteIdent(primaryKey[0] ?? '');

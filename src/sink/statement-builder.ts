@@ -12,7 +12,7 @@ import { type ConflictPolicy, incomingWinsSql } from '../conflicts/policy.ts';
 import { qualifiedName, quoteIdent, quoteLiteral } from '../pg/sql-names.ts';
 import type { CatalogTable } from '../pg/table-catalog.ts';
 import { BlockedError, ErrorCode } from '../runtime/errors.ts';
-import { keyJoin, keyJson, seenInRange, seenSql } from './key-sql.ts';
+import { keyJoin, keyJson, keyRangeAsked, seenInRange, seenSql } from './key-sql.ts';
 import {
   insertAfterLockingSeen,
   lockedConflictXmin,
@@ -91,6 +91,11 @@ export class TableStatements {
 
   #keyJson(alias: string): string {
     return keyJson(this.table.primaryKey, alias);
+  }
+
+  /** Whether a statement asks for its keys' range first (#upsertResult). */
+  #ranged(one: boolean): boolean {
+    return !one && this.table.partitioned !== true && keyRangeAsked(this.table);
   }
 
   /** The target's row at the key of `alias`, as the statement's snapshot shows it. */
@@ -218,15 +223,14 @@ export class TableStatements {
                   AND c.remote_node = $2::text AND c.table_name = $4::text AND c.key = ${this.#keyJson('t')}))`;
     const keyMayBlock = `(SELECT EXISTS (SELECT 1 FROM pgbisync.tombstones b
                   WHERE b.table_name = $4::text AND b.key <> '{}'::jsonb))`;
-    // `s` (see #upsertResult) is read before the first row is inserted: asked after, its probe would
-    // step over the index entries of every row the statement inserted (not in its snapshot) to find none.
-    const rangeFirst = one || partitioned ? '' : ' AND (SELECT s.seen FROM s) IS NOT NULL';
-    return `${
-      one || partitioned
-        ? ''
-        : `s AS (SELECT ${seenInRange(this.#qualified, this.table.primaryKey, 'i')} AS seen),
-      `
-    }w AS (INSERT INTO ${this.#qualified} AS t (${cols}) SELECT ${cols} FROM i
+    // `s` (#upsertResult) is read before the first insert: after, it would step over the new index entries.
+    const ranged = this.#ranged(one);
+    const rangeFirst = ranged ? ' AND (SELECT s.seen FROM s) IS NOT NULL' : '';
+    const range = ranged
+      ? `s AS (SELECT ${seenInRange(this.#qualified, this.table.primaryKey, 'i')} AS seen),`
+      : '';
+    return `${range}
+      w AS (INSERT INTO ${this.#qualified} AS t (${cols}) SELECT ${cols} FROM i
             WHERE ${
               one
                 ? `CASE WHEN ${blocks(`b.key IN (${this.#keyJson('i')}, '{}'::jsonb)`)} THEN false WHEN ${horizonBlocks} THEN false ELSE ${insertMayGoOn} END`
@@ -247,17 +251,13 @@ export class TableStatements {
    * the conflicts), then pgbisync.take_conflicts counts them; `more` adds rows of other conflicts. A row
    * the snapshot saw that `w` had to insert anew was deleted meanwhile (see {@link upsert}).
    *
-   * Whether the snapshot saw an inserted row's key is an index probe per row, a third of the statement's
-   * time where every row is new (a copy, a bulk insert). A statement of many rows first asks once (`s`)
-   * whether its snapshot saw any row in the incoming keys' range (./key-sql.ts): if not, no incoming key
-   * was seen and the per-row probes are skipped. Keys that arrive in order (serial keys, a copy's
-   * ranges) skip them; keys spread over the table (random UUIDs) pay that one probe more.
+   * That is an index probe per inserted row, a third of the statement's time where all rows are new. A
+   * statement of many rows first asks once (`s`) whether its snapshot saw any row in the incoming keys'
+   * range (./key-sql.ts): if not, the per-row probes are skipped. Keys that arrive in order (serial keys,
+   * a copy's ranges) skip them; spread ones (random UUIDs) pay one probe more.
    */
   #upsertResult(one: boolean, more = ''): string {
-    const seen =
-      one || this.table.partitioned === true
-        ? this.#seen('w')
-        : `(SELECT s.seen FROM s) AND ${this.#seen('w')}`;
+    const seen = this.#ranged(one) ? `(SELECT s.seen FROM s) AND ${this.#seen('w')}` : this.#seen('w');
     return `SELECT NULL::boolean FROM w
       WHERE CASE WHEN w."~inserted" AND ${seen}
         THEN pgbisync.deleted_meanwhile(true, $4::text, ${this.#keyJson('w')}) ELSE false END

@@ -291,6 +291,53 @@ test('a run of many rows racing a local delete of a row it saw is refused for a 
   ]);
 });
 
+test('a run racing a local delete is refused for a retry when its text keys sort differently in the column', async () => {
+  await using dbs = await createTestDatabases('writer');
+  const writer = await setup(dbs.db2, (t) => dbs.sql2(t));
+  // The database's default collation sorts 'C' before 'a' (bytes); the key column's ICU collation the
+  // other way round: the incoming keys' bounds taken in the one are no range in the other.
+  await dbs.sql2('CREATE TABLE named (k text COLLATE "und-x-icu" PRIMARY KEY, n int NOT NULL)');
+  await dbs.sql2(
+    "CREATE TRIGGER pgbisync_tombstone AFTER DELETE ON public.named FOR EACH ROW EXECUTE FUNCTION pgbisync.record_tombstone('k')",
+  );
+  await dbs.sql2("INSERT INTO named VALUES ('a', 0)");
+  const named = (k: string): RowChange => ({
+    op: 'c',
+    schema: 'public',
+    table: 'named',
+    after: { k, n: '1' },
+  });
+  const local = new pg.Client({ connectionString: dbs.db2, application_name: 'local-writer' });
+  await local.connect();
+  try {
+    await local.query('BEGIN');
+    await local.query("DELETE FROM named WHERE k = 'a'");
+    await writer.open();
+    const applying = writer.apply([txn(1, [named('a'), named('C')])]);
+    applying.catch(() => undefined);
+    await waitFor('the applier waits on the local delete', async () => {
+      const r = await dbs.sql2(
+        "SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()",
+      );
+      return r.rows[0].n > 0;
+    });
+    await local.query('COMMIT');
+    await assert.rejects(applying, (error: unknown) => {
+      assert.ok(error instanceof RetryableError, String(error));
+      assert.equal(error.code, ErrorCode.APPLY_CONCURRENT);
+      assert.match(
+        describeError(error),
+        /public\.named \{"k": "a"\} was deleted by a concurrent transaction/,
+      );
+      return true;
+    });
+  } finally {
+    await writer.close();
+    await local.end();
+  }
+  assert.deepEqual((await dbs.sql2('SELECT k FROM named')).rows, []);
+});
+
 test('a transaction of several statements is atomic with its progress and dated by its source commit', async () => {
   await using dbs = await createTestDatabases('writer');
   const writer = await setup(dbs.db2, (t) => dbs.sql2(t));
