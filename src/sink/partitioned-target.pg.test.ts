@@ -8,11 +8,9 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import pg from 'pg';
 import { ensurePgbisyncSchema } from '../pg/pgbisync-schema.ts';
-import { describeError, ErrorCode, RetryableError } from '../runtime/errors.ts';
-import { waitFor } from '../testing/sync-fixture.ts';
-import { createTestDatabases, nodeOfDatabase, type TestDatabases } from '../testing/test-databases.ts';
+import { createTestDatabases, type TestDatabases } from '../testing/test-databases.ts';
+import { applyAgain, raceLocal } from '../testing/writer-race.ts';
 import type { ApplyTransaction } from './apply-model.ts';
-import { TransactionWriter } from './transaction-writer.ts';
 
 const T0_US = 1_764_400_000_000_000n;
 
@@ -45,58 +43,6 @@ async function partitionedItems(dbs: TestDatabases): Promise<void> {
   await dbs.sql2(
     "CREATE TRIGGER pgbisync_tombstone AFTER DELETE ON public.items FOR EACH ROW EXECUTE FUNCTION pgbisync.record_tombstone('id')",
   );
-}
-
-function writerFor(url: string): TransactionWriter {
-  return new TransactionWriter({
-    url,
-    targetNode: nodeOfDatabase(url),
-    sourceNode: 'src',
-    policyFor: () => ({ policy: 'last-writer-wins' }),
-  });
-}
-
-/**
- * Applies `txn` while a local transaction runs `localSql` and commits once the applier waits on it;
- * the apply fails with a serialization failure whose message matches `reason`.
- */
-async function raceLocal(dbs: TestDatabases, localSql: string, txn: ApplyTransaction, reason: RegExp) {
-  const local = new pg.Client({ connectionString: dbs.db2, application_name: 'local-writer' });
-  await local.connect();
-  const writer = writerFor(dbs.db2);
-  try {
-    await local.query('BEGIN');
-    await local.query(localSql);
-    await writer.open();
-    const applying = writer.apply([txn]);
-    applying.catch(() => undefined);
-    await waitFor('the applier waits on the local transaction', async () => {
-      const r = await dbs.sql2(
-        "SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()",
-      );
-      return r.rows[0].n > 0;
-    });
-    await local.query('COMMIT');
-    await assert.rejects(applying, (error: unknown) => {
-      assert.ok(error instanceof RetryableError, String(error));
-      assert.equal(error.code, ErrorCode.APPLY_CONCURRENT);
-      assert.match(describeError(error), reason);
-      return true;
-    });
-  } finally {
-    await writer.close();
-    await local.end();
-  }
-}
-
-async function applyAgain(dbs: TestDatabases, txn: ApplyTransaction): Promise<unknown> {
-  const writer = writerFor(dbs.db2);
-  try {
-    await writer.open();
-    return await writer.apply([txn]);
-  } finally {
-    await writer.close();
-  }
 }
 
 test('partitioned target: an upsert racing a local delete of its row is refused for a retry, which keeps the later delete', async () => {

@@ -7,9 +7,9 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import pg from 'pg';
 import { ensurePgbisyncSchema } from '../pg/pgbisync-schema.ts';
-import { BlockedError, describeError, ErrorCode, RetryableError } from '../runtime/errors.ts';
-import { waitFor } from '../testing/sync-fixture.ts';
+import { BlockedError, describeError, ErrorCode } from '../runtime/errors.ts';
 import { createTestDatabases, nodeOfDatabase, type TestDatabases } from '../testing/test-databases.ts';
+import { applyAgain, raceLocal, writerFor } from '../testing/writer-race.ts';
 import { type ApplyTransaction, type RowChange, UNCHANGED } from './apply-model.ts';
 import { TransactionWriter } from './transaction-writer.ts';
 
@@ -58,16 +58,6 @@ async function setup(url: string, sql: (text: string) => Promise<unknown>) {
 /** Local deletes of items leave tombstones (as `pgbisync setup` arranges on a synced table). */
 const TOMBSTONE_TRIGGER =
   "CREATE TRIGGER pgbisync_tombstone AFTER DELETE ON public.items FOR EACH ROW EXECUTE FUNCTION pgbisync.record_tombstone('id')";
-
-/** A writer applying source `src` into `url` (node `dst`), last-writer-wins. */
-function writerFor(url: string): TransactionWriter {
-  return new TransactionWriter({
-    url,
-    targetNode: nodeOfDatabase(url),
-    sourceNode: 'src',
-    policyFor: () => ({ policy: 'last-writer-wins' }),
-  });
-}
 
 test('a failed transaction stops every later one of the pipelined batch; the applier resumes at it', async () => {
   await using dbs = await createTestDatabases('writer');
@@ -184,49 +174,24 @@ test('batches submitted before the previous one committed fail with it, in order
 
 test('an upsert racing a local delete of its row is refused for a retry, which keeps the later delete', async () => {
   await using dbs = await createTestDatabases('writer');
-  const first = await setup(dbs.db2, (t) => dbs.sql2(t));
+  await setup(dbs.db2, (t) => dbs.sql2(t));
   await dbs.sql2(TOMBSTONE_TRIGGER);
   await dbs.sql2('INSERT INTO items VALUES (1, 0)');
   // A local transaction deletes the row and commits while the applier's upsert (dated T0, older than the
   // delete) waits on it: the upsert's snapshot saw the row and no tombstone.
-  const local = new pg.Client({ connectionString: dbs.db2, application_name: 'local-writer' });
-  await local.connect();
-  try {
-    await local.query('BEGIN');
-    await local.query('DELETE FROM items WHERE id = 1');
-    await first.open();
-    const applying = first.apply([txn(1, [insert('1', '1')])]);
-    applying.catch(() => undefined);
-    await waitFor('the applier waits on the local delete', async () => {
-      const r = await dbs.sql2(
-        "SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()",
-      );
-      return r.rows[0].n > 0;
-    });
-    await local.query('COMMIT');
-    await assert.rejects(applying, (error: unknown) => {
-      assert.ok(error instanceof RetryableError, String(error));
-      assert.equal(error.code, ErrorCode.APPLY_CONCURRENT);
-      assert.match(describeError(error), /public\.items \{"id": 1\} was deleted by a concurrent transaction/);
-      return true;
-    });
-  } finally {
-    await first.close();
-    await local.end();
-  }
+  await raceLocal(
+    dbs,
+    'DELETE FROM items WHERE id = 1',
+    txn(1, [insert('1', '1')]),
+    /public\.items \{"id": 1\} was deleted by a concurrent transaction/,
+  );
   // Applied again (as the supervisor does), the upsert sees the tombstone: the later delete wins.
-  const again = writerFor(dbs.db2);
-  try {
-    await again.open();
-    // One statement with the progress in front: its conflict is counted.
-    assert.deepEqual(await again.apply([txn(1, [insert('1', '1')])]), {
-      applied: 1,
-      skipped: 0,
-      conflicts: 1,
-    });
-  } finally {
-    await again.close();
-  }
+  // One statement with the progress in front: its conflict is counted.
+  assert.deepEqual(await applyAgain(dbs, txn(1, [insert('1', '1')])), {
+    applied: 1,
+    skipped: 0,
+    conflicts: 1,
+  });
   assert.equal((await dbs.sql2('SELECT count(*)::int AS n FROM items')).rows[0].n, 0);
   const conflicts = await dbs.sql2('SELECT conflict_type, resolution FROM pgbisync.conflicts');
   assert.deepEqual(conflicts.rows, [{ conflict_type: 'update_deleted', resolution: 'keep_deleted' }]);
@@ -234,36 +199,17 @@ test('an upsert racing a local delete of its row is refused for a retry, which k
 
 test('a run of many rows racing a local delete of a row it saw is refused for a retry, whatever its keys around', async () => {
   await using dbs = await createTestDatabases('writer');
-  const writer = await setup(dbs.db2, (t) => dbs.sql2(t));
+  await setup(dbs.db2, (t) => dbs.sql2(t));
   await dbs.sql2(TOMBSTONE_TRIGGER);
   // Row 5 sits alone in the run's key range [5, 7]; the run's other keys are new (the statement asks once
   // whether its snapshot saw any key in that range before it probes each row).
   await dbs.sql2('INSERT INTO items VALUES (5, 0), (100, 0)');
-  const local = new pg.Client({ connectionString: dbs.db2, application_name: 'local-writer' });
-  await local.connect();
-  try {
-    await local.query('BEGIN');
-    await local.query('DELETE FROM items WHERE id = 5');
-    await writer.open();
-    const applying = writer.apply([txn(1, [insert('6', '1'), insert('5', '1'), insert('7', '1')])]);
-    applying.catch(() => undefined);
-    await waitFor('the applier waits on the local delete', async () => {
-      const r = await dbs.sql2(
-        "SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()",
-      );
-      return r.rows[0].n > 0;
-    });
-    await local.query('COMMIT');
-    await assert.rejects(applying, (error: unknown) => {
-      assert.ok(error instanceof RetryableError, String(error));
-      assert.equal(error.code, ErrorCode.APPLY_CONCURRENT);
-      assert.match(describeError(error), /public\.items \{"id": 5\} was deleted by a concurrent transaction/);
-      return true;
-    });
-  } finally {
-    await writer.close();
-    await local.end();
-  }
+  await raceLocal(
+    dbs,
+    'DELETE FROM items WHERE id = 5',
+    txn(1, [insert('6', '1'), insert('5', '1'), insert('7', '1')]),
+    /public\.items \{"id": 5\} was deleted by a concurrent transaction/,
+  );
   const again = writerFor(dbs.db2);
   try {
     await again.open();
@@ -293,7 +239,7 @@ test('a run of many rows racing a local delete of a row it saw is refused for a 
 
 test('a run racing a local delete is refused for a retry when its text keys sort differently in the column', async () => {
   await using dbs = await createTestDatabases('writer');
-  const writer = await setup(dbs.db2, (t) => dbs.sql2(t));
+  await setup(dbs.db2, (t) => dbs.sql2(t));
   // The database's default collation sorts 'C' before 'a' (bytes); the key column's ICU collation the
   // other way round: the incoming keys' bounds taken in the one are no range in the other.
   await dbs.sql2('CREATE TABLE named (k text COLLATE "und-x-icu" PRIMARY KEY, n int NOT NULL)');
@@ -307,34 +253,12 @@ test('a run racing a local delete is refused for a retry when its text keys sort
     table: 'named',
     after: { k, n: '1' },
   });
-  const local = new pg.Client({ connectionString: dbs.db2, application_name: 'local-writer' });
-  await local.connect();
-  try {
-    await local.query('BEGIN');
-    await local.query("DELETE FROM named WHERE k = 'a'");
-    await writer.open();
-    const applying = writer.apply([txn(1, [named('a'), named('C')])]);
-    applying.catch(() => undefined);
-    await waitFor('the applier waits on the local delete', async () => {
-      const r = await dbs.sql2(
-        "SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()",
-      );
-      return r.rows[0].n > 0;
-    });
-    await local.query('COMMIT');
-    await assert.rejects(applying, (error: unknown) => {
-      assert.ok(error instanceof RetryableError, String(error));
-      assert.equal(error.code, ErrorCode.APPLY_CONCURRENT);
-      assert.match(
-        describeError(error),
-        /public\.named \{"k": "a"\} was deleted by a concurrent transaction/,
-      );
-      return true;
-    });
-  } finally {
-    await writer.close();
-    await local.end();
-  }
+  await raceLocal(
+    dbs,
+    "DELETE FROM named WHERE k = 'a'",
+    txn(1, [named('a'), named('C')]),
+    /public\.named \{"k": "a"\} was deleted by a concurrent transaction/,
+  );
   assert.deepEqual((await dbs.sql2('SELECT k FROM named')).rows, []);
 });
 
