@@ -26,6 +26,7 @@ import {
 } from './components.ts';
 import { type Instance, resolveInstance } from './lease.ts';
 import { ownedComponent } from './owned-component.ts';
+import { ProgressGate } from './progress-gate.ts';
 
 export interface SyncRunnerOptions {
   readonly config: Config;
@@ -68,11 +69,16 @@ export interface ComponentState {
   >;
 }
 
+/** How often a table's copy progress is logged while it lasts (its first and last reports always are). */
+const SNAPSHOT_LOG_MS = 5_000;
+
 export class SyncRunner {
   readonly #o: SyncRunnerOptions & { readonly instance: Instance };
   readonly states = new Map<string, ComponentState>();
   /** Snapshot rows counted so far in the current attempt, by node and table. */
   readonly #snapshotRows = new Map<string, Map<string, number>>();
+  /** Copy progress reaches the log every few seconds per table (./progress-gate.ts). */
+  readonly #progressLog = new ProgressGate(SNAPSHOT_LOG_MS);
 
   constructor(options: SyncRunnerOptions) {
     this.#o = { ...options, instance: options.instance ?? resolveInstance(options.config) };
@@ -284,7 +290,10 @@ export class SyncRunner {
         this.#snapshotRows.set(node, counts);
         const { table: _, ...copy } = event.progress;
         state.copy = { ...state.copy, [table]: copy };
-        log.info({ node, ...event.progress }, 'snapshot progress');
+        const ended = event.progress.done || event.progress.paused === true;
+        if (this.#progressLog.admit(`${node}\0${table}`, ended)) {
+          log.info({ node, ...event.progress }, 'snapshot progress');
+        }
         break;
       }
       default:
