@@ -122,7 +122,7 @@ export async function runSnapshot(o: SnapshotOptions): Promise<number> {
   });
   await client.connect();
   let total = 0;
-  const sending: { pending: Promise<unknown> } = { pending: Promise.resolve() };
+  const sending: Sending = { pending: Promise.resolve(), before: Promise.resolve() };
   try {
     await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
     await client.query(`SET TRANSACTION SNAPSHOT ${quoteLiteral(o.snapshotName)}`);
@@ -314,7 +314,7 @@ export async function runSnapshot(o: SnapshotOptions): Promise<number> {
 async function sendCursor(
   client: pg.Client,
   o: SnapshotOptions,
-  sending: { pending: Promise<unknown> },
+  sending: Sending,
   query: string,
   toRecords: (row: readonly unknown[]) => OutRecord[],
   onChunk: (rowsSoFar: number) => void,
@@ -339,17 +339,22 @@ async function sendCursor(
   return rows;
 }
 
+/** The copy's sends in flight: the latest one and the one before it. */
+interface Sending {
+  pending: Promise<unknown>;
+  before: Promise<unknown>;
+}
+
 /**
- * Sends `records` once the send before them settled (one send in flight while the next part is read).
- * The new send's failure is read at the next call (or the copy's end): handled from the start, or it
- * would end the process while the next part's query is under way.
+ * Sends `records` once the send before the latest one settled: two sends in flight while the next part
+ * is read, so the source reads a part while the broker acknowledges the last two (the producer keeps
+ * their order and fails every later send with an earlier one). A send's failure is read at a later call
+ * (or the copy's end): handled from the start, or it would end the process while the next part's query
+ * is under way.
  */
-async function sendInTurn(
-  producer: RecordProducer,
-  sending: { pending: Promise<unknown> },
-  records: OutRecord[],
-): Promise<void> {
-  await sending.pending;
+async function sendInTurn(producer: RecordProducer, sending: Sending, records: OutRecord[]): Promise<void> {
+  await sending.before;
+  sending.before = sending.pending;
   sending.pending = producer.send(records);
   sending.pending.catch(() => undefined);
 }
