@@ -22,4 +22,9 @@ export class ProgressGate {
     else if (due) this.#lastLogged.set(key, now);
     return ended || due;
   }
+
+  /** Forgets the keys that start with `prefix` (a capture started again: its copy reports anew). */
+  forget(prefix: string): void {
+    for (const key of this.#lastLogged.keys()) if (key.startsWith(prefix)) this.#lastLogged.delete(key);
+  }
 }

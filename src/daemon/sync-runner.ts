@@ -230,6 +230,7 @@ export class SyncRunner {
       case 'started':
         if (spec.kind === 'capture') {
           this.#snapshotRows.set(spec.node, new Map()); // a new attempt copies (and counts) anew
+          this.#progressLog.forget(`${spec.node}\0`); // and logs its first report of each table
           // A blocked capture (its slot lost) stays blocked until its slot is ready again.
           if (state.state !== 'blocked') state.state = 'running';
           log.info({ node: spec.node, slot: r.slot }, 'capture started');
