@@ -204,7 +204,9 @@ export class SyncRunner {
         acquired: (since, previous) => {
           const s = state();
           if (s !== undefined) {
-            s.state = 'starting';
+            // Each retry of a blocked component takes its lease again: it stays blocked until it
+            // applies or streams again (it read 'starting', then 'running', for a moment at every retry).
+            if (s.state !== 'blocked') s.state = 'starting';
             s.owner = instance.name;
             s.ownerSince = since.toISOString();
           }

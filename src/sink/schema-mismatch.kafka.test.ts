@@ -31,6 +31,14 @@ test('a schema mismatch blocks only its stream, names table, column and types, a
       /column public\.item\.qty \(source type integer\) does not exist on the target/,
     );
     assert.match(toB().fix ?? '', /ALTER TABLE public\.item ADD COLUMN "qty" integer/);
+    // Blocked through its retries (about 0.5, 1.5 and 3.5 s after the first failure): each retry took
+    // the component's lease again, which read 'starting' and then 'running' for a moment.
+    const states = new Set<string>();
+    for (const started = Date.now(); Date.now() - started < 4_000; ) {
+      states.add(toB().state);
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    assert.deepEqual([...states], ['blocked']);
     // The other direction is not blocked.
     await dbs.sql2(`INSERT INTO item VALUES (100, 'xy')`);
     await waitFor('b row on a', async () => (await rowsOn(dbs.sql1)).includes('100:xy'));
