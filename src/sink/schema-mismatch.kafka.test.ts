@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { setup, teardown } from '../operate/setup.ts';
+import { sleep } from '../runtime/sleep.ts';
 import { startSync, syncConfig, waitFor } from '../testing/sync-fixture.ts';
 import { createTestDatabases } from '../testing/test-databases.ts';
 
@@ -36,7 +37,7 @@ test('a schema mismatch blocks only its stream, names table, column and types, a
     const states = new Set<string>();
     for (const started = Date.now(); Date.now() - started < 4_000; ) {
       states.add(toB().state);
-      await new Promise((resolve) => setTimeout(resolve, 10));
+      await sleep(10);
     }
     assert.deepEqual([...states], ['blocked']);
     // The other direction is not blocked.
