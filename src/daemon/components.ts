@@ -7,6 +7,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { Config } from '../config/schema.ts';
+import { PGBISYNC_VERSION_PREFIX } from '../events/change-event.ts';
 import { KafkaConsumer } from '../kafka/consumer.ts';
 import { kafkaOptions } from '../kafka/kafka-options.ts';
 import { KafkaProducer } from '../kafka/producer.ts';
@@ -19,7 +20,7 @@ import { Applier, type ApplierProgressEvent } from '../sink/applier.ts';
 import { Capture, type CaptureProgressEvent } from '../source/capture.ts';
 import { DebeziumChangeEncoder } from '../source/debezium-encoder.ts';
 
-export const CONNECTOR_VERSION = 'pgbisync-0.1.0';
+export const CONNECTOR_VERSION = `${PGBISYNC_VERSION_PREFIX}0.1.0`;
 
 export type CaptureSpec = { readonly kind: 'capture'; readonly node: string };
 export type ComponentSpec =

@@ -12,6 +12,12 @@ export type ColumnValue = string | null | Unchanged;
 
 export type ChangeOp = 'c' | 'u' | 'd' | 'r' | 't';
 
+/**
+ * How `source.version` begins in the events pgbisync's capture writes ('pgbisync-0.1.0'); a Debezium
+ * connector's is its release ('3.6.1.Final').
+ */
+export const PGBISYNC_VERSION_PREFIX = 'pgbisync-';
+
 export interface EventSource {
   readonly version: string;
   readonly connector: string;

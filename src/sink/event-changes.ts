@@ -2,7 +2,7 @@
  * The applier's view of a Kafka record: a Debezium change event (ours or the real connector's) turned
  * into a RowChange plus the source position the grouper needs. Tombstones carry no change (null).
  */
-import type { ChangeEvent, ColumnValue } from '../events/change-event.ts';
+import { type ChangeEvent, type ColumnValue, PGBISYNC_VERSION_PREFIX } from '../events/change-event.ts';
 import { decodeRecord } from '../events/decode.ts';
 import { decodeRowBatch } from '../events/row-batch.ts';
 import type { InRecord } from '../kafka/records.ts';
@@ -40,6 +40,8 @@ export function toDecodedChange(event: ChangeEvent, record: InRecord): DecodedCh
     txId: source.txId === null ? `lsn:${source.lsn ?? 0n}` : String(source.txId),
     commitTimeUs: source.tsUs,
     snapshot,
+    totalOrder: event.transaction?.totalOrder,
+    ours: source.version.startsWith(PGBISYNC_VERSION_PREFIX),
   };
 }
 
@@ -58,6 +60,7 @@ function decodeBatch(record: InRecord, value: Buffer): DecodedChange {
     txId: `batch@${record.offset}`,
     commitTimeUs: batch.commitTimeUs,
     snapshot: true,
+    ours: true,
   };
 }
 

@@ -8,6 +8,11 @@
  * declared one goes through DebeziumTransactionAssembler) are grouped by consecutive source transaction
  * id: a group closes when the next transaction's first record arrives.
  * Tombstones (null value) carry no change but may close a transaction.
+ * On a topic our capture marks, a transaction's changes carry their place in it (`transaction.total_order`,
+ * 1 for the first): a group starts at 1 and goes on at the next place only. A record that fits nowhere
+ * is stale (a capture fenced off by a takeover sends, once it runs again, the rest of a transaction its
+ * successor sends whole) and is dropped, with the tombstone after it; a transaction's end that did not
+ * start at 1 is never applied (applied, its commit LSN would make the applier skip the whole copy).
  * A transaction larger than `maxOpenRows` rows, or `maxOpenBytes` of column values (a migration's UPDATE
  * of millions of rows, rows with large values) is handed out in pieces of that size as they arrive
  * (ApplyTransaction.piece), which the writer applies into one open target transaction: memory holds a
@@ -38,6 +43,10 @@ export interface DecodedChange {
   readonly txId: string;
   readonly commitTimeUs: bigint;
   readonly snapshot: boolean;
+  /** Its place in its source transaction (Debezium transaction.total_order, 1 first), when the event has it. */
+  readonly totalOrder?: bigint | undefined;
+  /** Written by pgbisync's capture (`source.version` pgbisync-*, or a row batch): its topic is marked. */
+  readonly ours?: boolean;
 }
 
 /** Decodes a record's value; throws MalformedInputError for anything that is not a change event. */
@@ -60,6 +69,15 @@ export class TransactionGrouper {
   #pieces = false;
   /** A record with our transaction marker was seen: the topic's transactions are marked (ours). */
   #marked = false;
+  /** Records with a value in the open group, malformed ones included. */
+  #members = 0;
+  /** The total order of the open group's first change, and the one its next change must have. */
+  #firstOrder: bigint | undefined;
+  #nextOrder: bigint | undefined;
+  /** The open group's changes so far follow each other by total order (or carry none). */
+  #inOrder = true;
+  /** The last record with a value was dropped as stale: so is a tombstone after it. */
+  #droppedLast = false;
 
   constructor(
     sourceNode: string,
@@ -89,6 +107,11 @@ export class TransactionGrouper {
         } catch (error) {
           this.#onMalformed(record, error);
         }
+        // Known for ours at its first record, not only at a transaction's end: a stale part read first
+        // after a start must not be closed Debezium-style by the next transaction's first record.
+        if (decoded?.ours === true) this.#marked = true;
+        this.#droppedLast = decoded !== undefined && this.#stale(decoded);
+        if (this.#droppedLast) continue;
         if (decoded !== undefined) {
           if (this.#last !== undefined && this.#restarts(decoded)) {
             // The buffered changes are a stale part: a capture that died mid-transaction published
@@ -98,14 +121,24 @@ export class TransactionGrouper {
             const closed = this.#close(undefined);
             if (closed !== undefined) done.push(closed);
           }
+          this.#follow(decoded);
+          this.#members++;
           this.#last = decoded;
           this.#changes.push(decoded.change);
           this.#openBytes += valueBytes(decoded.change);
+        } else {
+          this.#members++;
         }
+      } else if (this.#droppedLast) {
+        continue; // the tombstone of a stale delete
       }
       this.#firstOffset ??= record.offset;
       this.#lastRecord = record;
-      if (last) {
+      if (last && !this.#whole()) {
+        // The end of a transaction whose start is not here (a stale delete's tombstone alone, or
+        // changes read before a record told the topic for ours): dropped like a stale part.
+        this.#abandon();
+      } else if (last) {
         const closed = this.#close(commitLsnOf(record.headers), sourceIdentityOf(record.headers));
         if (closed !== undefined) done.push(closed);
       } else if (
@@ -128,15 +161,53 @@ export class TransactionGrouper {
    */
   #restarts(next: DecodedChange): boolean {
     const last = this.#last!;
+    if (this.#marked && next.totalOrder === 1n && !next.snapshot) return true;
     if (last.txId !== next.txId) return this.#marked;
     if (next.snapshot || last.snapshot) return false;
     return next.lsn < last.lsn;
+  }
+
+  /**
+   * `next` fits nowhere on a topic our capture marks: it carries a total order, is not a transaction's
+   * first change, and does not follow the open group's last change.
+   */
+  #stale(next: DecodedChange): boolean {
+    const order = next.totalOrder;
+    if (!this.#marked || order === undefined || order === 1n || next.snapshot) return false;
+    return this.#last === undefined || this.#last.txId !== next.txId || this.#nextOrder !== order;
+  }
+
+  /** Tracks the open group's total orders as `next` joins it (a restart has just emptied it). */
+  #follow(next: DecodedChange): void {
+    const order = next.totalOrder;
+    if (this.#last === undefined) this.#firstOrder = order;
+    else if (order !== this.#nextOrder) this.#inOrder = false;
+    this.#nextOrder = order === undefined ? undefined : order + 1n;
+  }
+
+  /**
+   * The open group, about to be closed by a transaction's marked last record, is a whole transaction:
+   * it has a record with a value (a tombstone alone is a stale delete's end), and its changes start at
+   * total order 1 and follow each other (or carry no total order: snapshot chunks, row batches).
+   */
+  #whole(): boolean {
+    return this.#members > 0 && (this.#firstOrder === undefined || this.#firstOrder === 1n) && this.#inOrder;
+  }
+
+  /** Forgets the open group's order (it ended, or was dropped). */
+  #resetOrder(): void {
+    this.#members = 0;
+    this.#firstOrder = undefined;
+    this.#nextOrder = undefined;
+    this.#inOrder = true;
   }
 
   /** Drops the open transaction's buffered changes (its pieces handed out are rolled back by the writer). */
   #abandon(): void {
     this.#changes = [];
     this.#openBytes = 0;
+    this.#resetOrder();
+    this.#last = undefined;
     this.#firstOffset = undefined;
     // The next piece is a first one again, or the transaction whole: the writer rolls back what the
     // abandoned pieces wrote in the open target transaction before it (TransactionWriter).
@@ -176,6 +247,7 @@ export class TransactionGrouper {
     this.#last = undefined;
     this.#firstOffset = undefined;
     this.#pieces = false;
+    this.#resetOrder();
     if (record === undefined) return undefined;
     return {
       sourceNode: this.#sourceNode,
