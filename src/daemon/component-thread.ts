@@ -14,7 +14,7 @@
  */
 import { Worker } from 'node:worker_threads';
 import type { Config } from '../config/schema.ts';
-import { fromTransferable, type TransferredError } from '../runtime/error-transfer.ts';
+import { fromTransferable, type TransferredError, toTransferable } from '../runtime/error-transfer.ts';
 import { ErrorCode, RetryableError } from '../runtime/errors.ts';
 import { type CaptureSpec, type ComponentReport, componentName } from './components.ts';
 
@@ -26,7 +26,7 @@ export interface ComponentWorkerData {
 /** `name`: the component's (componentName). */
 export type ToWorker =
   | { readonly type: 'run'; readonly name: string; readonly spec: CaptureSpec }
-  | { readonly type: 'stop'; readonly name: string };
+  | { readonly type: 'stop'; readonly name: string; readonly reason?: TransferredError };
 export type FromWorker =
   | { readonly type: 'report'; readonly name: string; readonly report: ComponentReport }
   | { readonly type: 'ended'; readonly name: string; readonly error?: TransferredError };
@@ -76,7 +76,9 @@ export class ComponentThread {
             hint: 'nothing if it runs again (a new worker thread starts); if it keeps exiting, look for a crash or an out-of-memory report before this one',
           }),
         );
-      const onAbort = () => worker.postMessage({ type: 'stop', name } satisfies ToWorker);
+      // The reason goes along: a capture that lost its lease stops sending at once (components.ts).
+      const onAbort = () =>
+        worker.postMessage({ type: 'stop', name, reason: toTransferable(signal.reason) } satisfies ToWorker);
       worker.on('message', onMessage).on('error', onError).on('exit', onExit);
       signal.addEventListener('abort', onAbort, { once: true });
       worker.postMessage({ type: 'run', name, spec } satisfies ToWorker);

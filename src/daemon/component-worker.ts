@@ -3,7 +3,7 @@
  * named component per `run`, aborts it on `stop`, and posts its reports and its end.
  */
 import { parentPort, workerData } from 'node:worker_threads';
-import { toTransferable } from '../runtime/error-transfer.ts';
+import { fromTransferable, toTransferable } from '../runtime/error-transfer.ts';
 import type { ComponentWorkerData, FromWorker, ToWorker } from './component-thread.ts';
 import { type ComponentReport, runComponent } from './components.ts';
 
@@ -18,7 +18,7 @@ const reporter = (name: string) => (report: ComponentReport) => post({ type: 're
 const attempts = new Map<string, AbortController>();
 port.on('message', (m: ToWorker) => {
   if (m.type === 'stop') {
-    attempts.get(m.name)?.abort();
+    attempts.get(m.name)?.abort(m.reason === undefined ? undefined : fromTransferable(m.reason));
     return;
   }
   const { name } = m;

@@ -15,7 +15,7 @@ import { deadLetterTopic, eventTopics, serverName, topicFor, transactionTopic } 
 import { applyComponent, captureComponent, type OwnedComponent } from '../operate/ownership.ts';
 import { directions, policyFor, snapshotRecords } from '../operate/sync-plan.ts';
 import { firstHostUrl } from '../pg/node-url.ts';
-import { ErrorCode, FatalError } from '../runtime/errors.ts';
+import { ErrorCode, FatalError, PgbisyncError } from '../runtime/errors.ts';
 import { Applier, type ApplierProgressEvent } from '../sink/applier.ts';
 import { Capture, type CaptureProgressEvent } from '../source/capture.ts';
 import { DebeziumChangeEncoder } from '../source/debezium-encoder.ts';
@@ -102,12 +102,25 @@ async function runCapture(nodeName: string, { config, tables, report, signal }: 
     maxBatchEvents: config.capture.maxBatchEvents,
     onProgress: (event) => report({ kind: 'capture', event }),
   });
+  // A capture whose lease was lost sends nothing more, not even what it still held (it used to wait
+  // for it to be sent): another instance may be streaming the slot already, and those records would
+  // land amid its own (docs/correctness.md, a capture fenced off by a takeover).
+  const fence = () => {
+    if (leaseLost(signal.reason)) producer.abandon(signal.reason);
+  };
+  signal.addEventListener('abort', fence, { once: true });
   report({ kind: 'started', slot: capture.slot });
   try {
     await capture.run(signal);
   } finally {
+    signal.removeEventListener('abort', fence);
     await producer.close().catch(() => undefined);
   }
+}
+
+/** An attempt stopped because this instance lost the component's lease (PGB5003). */
+export function leaseLost(reason: unknown): reason is PgbisyncError {
+  return reason instanceof PgbisyncError && reason.code === ErrorCode.OWNERSHIP_LOST;
 }
 
 async function runApplier(

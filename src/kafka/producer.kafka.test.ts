@@ -1,10 +1,11 @@
 /**
  * The producer against a real broker: records with keys, tombstones and headers read back field by field
- * and in order, requests cut below the broker's size limit, and a failed send stopping every later one.
+ * and in order, requests cut below the broker's size limit, a failed send stopping every later one, and
+ * an abandoned producer sending nothing more.
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { BlockedError, ErrorCode } from '../runtime/errors.ts';
+import { BlockedError, ErrorCode, RetryableError } from '../runtime/errors.ts';
 import {
   assertSequence,
   consumerFor,
@@ -124,5 +125,29 @@ describe('kafka producer on a real broker', () => {
       await producer.close();
     }
     assert.deepEqual(await ctx.admin.endOffsets(topic), new Map([[0, 10n]]), 'nothing after the failed send');
+  });
+
+  test('abandoned: every send rejects at once, nothing queued behind the request in flight is sent', async () => {
+    await using ctx = await oneTopic();
+    const [topic] = ctx.names as [string];
+    const producer = new KafkaProducer(kafkaConnection());
+    const lost = new RetryableError('lost the lease', { code: ErrorCode.OWNERSHIP_LOST });
+    try {
+      // The first call goes out at once; the next two wait behind it, as a capture's sends do.
+      const inFlight = producer.send(sequenceRecords(topic, 0, 10));
+      const queued = [
+        producer.send(sequenceRecords(topic, 10, 10)),
+        producer.send(sequenceRecords(topic, 20, 10)),
+      ];
+      producer.abandon(lost);
+      for (const send of [inFlight, ...queued])
+        await assert.rejects(send, (error: unknown) => error === lost);
+      await assert.rejects(producer.send(sequenceRecords(topic, 30, 1)), (error: unknown) => error === lost);
+    } finally {
+      await producer.close();
+    }
+    // The request in flight may have landed (or been cut by close); nothing queued behind it did.
+    const end = (await ctx.admin.endOffsets(topic)).get(0);
+    assert.ok(end === 0n || end === 10n, `end offset ${end}`);
   });
 });

@@ -83,6 +83,8 @@ export class KafkaProducer implements RecordProducer {
   /** Bytes of the queued records not yet handed to a request. */
   #queuedBytes = 0;
   #pumping = false;
+  /** The calls the request in flight completes. */
+  #inFlight: readonly QueuedSend[] = [];
   #idle: PromiseWithResolvers<void> | undefined;
   #failure: PgbisyncError | undefined;
   #closed = false;
@@ -126,10 +128,23 @@ export class KafkaProducer implements RecordProducer {
     return done.promise;
   }
 
-  /** Waits for the queued sends, then closes the connections. */
+  /**
+   * Sends nothing more: every send not acknowledged yet rejects with `reason` at once, and so does every
+   * later one. The records of the request in flight may still land (it is not waited for, and {@link
+   * close} cuts it); nothing queued behind it is sent. For an owner that must not write any longer (a
+   * capture that lost its lease: another instance may be streaming its slot already).
+   */
+  abandon(reason: PgbisyncError): void {
+    if (this.#failure === undefined) this.#fail(reason, this.#inFlight);
+  }
+
+  /**
+   * Waits for the queued sends, then closes the connections; after {@link abandon}, closes them at
+   * once (the request in flight is not waited for: its answer no longer matters to its owner).
+   */
   async close(): Promise<void> {
     this.#closed = true;
-    if (this.#pumping) await this.#idle?.promise;
+    if (this.#pumping && this.#failure === undefined) await this.#idle?.promise;
     await this.#producer.close(this.#failure !== undefined);
   }
 
@@ -140,11 +155,14 @@ export class KafkaProducer implements RecordProducer {
         await sleep(this.#lingerMs);
       }
       const { messages, completed } = this.#nextRequest();
+      this.#inFlight = completed; // a call cut in two stays queued: rejected as such
       try {
         if (messages.length > 0) await this.#sendRequest(messages);
       } catch (error) {
         this.#fail(produceError(error, messages), completed);
         break;
+      } finally {
+        this.#inFlight = [];
       }
       for (const send of completed) send.done.resolve();
     }
