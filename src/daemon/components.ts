@@ -15,12 +15,21 @@ import { deadLetterTopic, eventTopics, serverName, topicFor, transactionTopic } 
 import { applyComponent, captureComponent, type OwnedComponent } from '../operate/ownership.ts';
 import { directions, policyFor, snapshotRecords } from '../operate/sync-plan.ts';
 import { firstHostUrl } from '../pg/node-url.ts';
-import { ErrorCode, FatalError, PgbisyncError } from '../runtime/errors.ts';
+import { ErrorCode, FatalError, PgbisyncError, RetryableError } from '../runtime/errors.ts';
+import { StallWatch } from '../runtime/stall-watch.ts';
 import { Applier, type ApplierProgressEvent } from '../sink/applier.ts';
 import { Capture, type CaptureProgressEvent } from '../source/capture.ts';
 import { DebeziumChangeEncoder } from '../source/debezium-encoder.ts';
+import { HEARTBEAT_MS, LEASE_TIMEOUT_MS } from './lease.ts';
 
 export const CONNECTOR_VERSION = `${PGBISYNC_VERSION_PREFIX}0.1.0`;
+
+/**
+ * A lease session ends LEASE_TIMEOUT_MS after its last heartbeat, and heartbeats come every
+ * HEARTBEAT_MS: a stall shorter than their difference cannot lose the lease. This much below it, a
+ * capture stops sending after a stall (runCapture).
+ */
+const STALL_MARGIN_MS = 2_000;
 
 export type CaptureSpec = { readonly kind: 'capture'; readonly node: string };
 export type ComponentSpec =
@@ -77,10 +86,26 @@ function nodeNamed(config: Config, name: string) {
 
 async function runCapture(nodeName: string, { config, tables, report, signal }: Attempt): Promise<void> {
   const node = nodeNamed(config, nodeName);
+  // A process kept from running long enough for its lease to be taken over (SIGSTOP, a paused VM) sends
+  // nothing on waking, before its next heartbeat could tell it the lease is gone: the callbacks of what
+  // completed meanwhile run before that heartbeat, and one would send the next request (the successor
+  // may be streaming the slot already). It starts again instead, and stands by if the lease is gone.
+  const stall = new StallWatch(LEASE_TIMEOUT_MS - HEARTBEAT_MS - STALL_MARGIN_MS);
   const producer = new KafkaProducer({
     ...kafkaOptions(config, `capture-${node.name}`),
     compression: config.kafka.compression,
     lingerMs: config.capture.lingerMs,
+    mayRequest: () => {
+      const ms = stall.stalledMs();
+      if (ms === undefined) return undefined;
+      return new RetryableError(
+        `capture of ${node.name} sends nothing more: this process did not run for ${ms} ms, long enough for another instance to take the component over`,
+        {
+          code: ErrorCode.OWNERSHIP_LOST,
+          hint: 'nothing: the capture starts again, or stands by if another instance owns it now',
+        },
+      );
+    },
   });
   const capture = new Capture({
     node: node.name,
@@ -114,6 +139,7 @@ async function runCapture(nodeName: string, { config, tables, report, signal }: 
     await capture.run(signal);
   } finally {
     signal.removeEventListener('abort', fence);
+    stall.stop();
     await producer.close().catch(() => undefined);
   }
 }

@@ -40,6 +40,12 @@ export interface KafkaProducerOptions extends KafkaConnectionOptions {
    * socket writes and wake-ups whatever its size.
    */
   readonly lingerMs?: number;
+  /**
+   * Asked before each request: an error refuses it, and the producer then fails with that error (every
+   * send not acknowledged rejects, as after a failed request). For an owner that must not write once it
+   * may have lost what allowed it to (src/daemon/components.ts: a capture whose process was stalled).
+   */
+  readonly mayRequest?: () => PgbisyncError | undefined;
 }
 
 /**
@@ -79,6 +85,7 @@ export class KafkaProducer implements RecordProducer {
   readonly #maxRequestBytes: number;
   readonly #ackTimeoutMs: number;
   readonly #lingerMs: number;
+  readonly #mayRequest: (() => PgbisyncError | undefined) | undefined;
   #queue: QueuedSend[] = [];
   /** Bytes of the queued records not yet handed to a request. */
   #queuedBytes = 0;
@@ -94,6 +101,7 @@ export class KafkaProducer implements RecordProducer {
     this.#maxRequestBytes = options.maxRequestBytes ?? DEFAULT_MAX_REQUEST_BYTES;
     this.#ackTimeoutMs = options.ackTimeoutMs ?? DEFAULT_ACK_TIMEOUT_MS;
     this.#lingerMs = options.lingerMs ?? 0;
+    this.#mayRequest = options.mayRequest;
     this.#producer = new Producer({
       ...baseOptions(options),
       idempotent: true,
@@ -151,10 +159,23 @@ export class KafkaProducer implements RecordProducer {
   async #pump(): Promise<void> {
     // No await between the emptiness check and `#pumping = false`: a send() in between would be stranded.
     while (this.#queue.length > 0) {
-      if (this.#lingerMs > 0 && this.#queuedBytes < this.#maxRequestBytes && !this.#closed) {
+      // Asked before the linger's timer too: a process waking from a stall runs the I/O that completed
+      // meanwhile before its timers (the owner's check reads the stall only until they ran).
+      let refused = this.#mayRequest?.();
+      if (
+        refused === undefined &&
+        this.#lingerMs > 0 &&
+        this.#queuedBytes < this.#maxRequestBytes &&
+        !this.#closed
+      ) {
         await sleep(this.#lingerMs);
+        refused = this.#mayRequest?.();
       }
       const { messages, completed } = this.#nextRequest();
+      if (refused !== undefined) {
+        this.#fail(refused, completed);
+        break;
+      }
       this.#inFlight = completed; // a call cut in two stays queued: rejected as such
       try {
         if (messages.length > 0) await this.#sendRequest(messages);
