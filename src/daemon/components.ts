@@ -145,7 +145,7 @@ async function runCapture(nodeName: string, { config, tables, report, signal }: 
 }
 
 /** An attempt stopped because this instance lost the component's lease (PGB5003). */
-export function leaseLost(reason: unknown): reason is PgbisyncError {
+function leaseLost(reason: unknown): reason is PgbisyncError {
   return reason instanceof PgbisyncError && reason.code === ErrorCode.OWNERSHIP_LOST;
 }
 
