@@ -49,13 +49,14 @@ const decode = (r: InRecord): DecodedChange => {
     lsn: number;
     order?: number;
     ours: boolean;
+    snapshot?: boolean;
   };
   return {
     change: { op: 'c', schema: 'public', table: 't', after: { id: v.id } },
     lsn: BigInt(v.lsn),
     txId: v.txId,
     commitTimeUs: 1n,
-    snapshot: false,
+    snapshot: v.snapshot === true,
     ...(v.order === undefined ? {} : { totalOrder: BigInt(v.order) }),
     ...(v.ours ? { ours: true } : {}),
   };
@@ -250,4 +251,52 @@ test("a stale part read first after a start is dropped at the next transaction's
       ['t9.1,t9.2', '9ff', 5n],
     ],
   );
+});
+
+test("a snapshot chunk is applied whatever total orders its events carry (they count on across a table's chunks)", () => {
+  const snapshotEvent = (offset: number, n: number, last?: string): InRecord => {
+    const r = change(offset, 5, n, last);
+    const v = JSON.parse(r.value!.toString()) as Record<string, unknown>;
+    return { ...r, value: Buffer.from(JSON.stringify({ ...v, snapshot: true })) };
+  };
+  assert.deepEqual(
+    grouped([
+      snapshotEvent(1, 501),
+      snapshotEvent(2, 502, '0/5ff'),
+      snapshotEvent(3, 503),
+      snapshotEvent(4, 504, '0/5ff'),
+    ]),
+    [
+      ['t5.501,t5.502', '5ff', 2n],
+      ['t5.503,t5.504', '5ff', 4n],
+    ],
+  );
+});
+
+test('a change that does not decode is set aside; the rest of its transaction is applied, wherever it stood', () => {
+  const bad = new Set(['t7.2', 't8.1']);
+  const malformed: string[] = [];
+  const grouper = new TransactionGrouper(
+    'a',
+    (r) => {
+      if (bad.has(r.key!.toString())) throw new Error('not a change event');
+      return decode(r);
+    },
+    (r) => malformed.push(r.key!.toString()),
+  );
+  const out = grouper
+    .add([
+      change(1, 7, 1),
+      change(2, 7, 2),
+      change(3, 7, 3, '0/7ff'),
+      change(4, 8, 1),
+      change(5, 8, 2),
+      change(6, 8, 3, '0/8ff'),
+    ])
+    .map((t) => [t.changes.map((c) => c.after?.id).join(','), t.commitLsn.toString(16), t.lastOffset]);
+  assert.deepEqual(out, [
+    ['t7.1,t7.3', '7ff', 3n],
+    ['t8.2,t8.3', '8ff', 6n],
+  ]);
+  assert.deepEqual(malformed, ['t7.2', 't8.1']);
 });

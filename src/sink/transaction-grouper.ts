@@ -76,6 +76,13 @@ export class TransactionGrouper {
   #nextOrder: bigint | undefined;
   /** The open group's changes so far follow each other by total order (or carry none). */
   #inOrder = true;
+  /**
+   * The open group holds a record that did not decode (dead-lettered): its place in the transaction is
+   * unknown, so the changes after it, and the group's start and order, are taken as they come.
+   */
+  #malformed = false;
+  /** The last record with a value did not decode: the next change may have any place after it. */
+  #afterMalformed = false;
   /** The last record with a value was dropped as stale: so is a tombstone after it. */
   #droppedLast = false;
 
@@ -128,6 +135,8 @@ export class TransactionGrouper {
           this.#openBytes += valueBytes(decoded.change);
         } else {
           this.#members++;
+          this.#malformed = true;
+          this.#afterMalformed = true;
         }
       } else if (this.#droppedLast) {
         continue; // the tombstone of a stale delete
@@ -174,12 +183,17 @@ export class TransactionGrouper {
   #stale(next: DecodedChange): boolean {
     const order = next.totalOrder;
     if (!this.#marked || order === undefined || order === 1n || next.snapshot) return false;
+    if (this.#afterMalformed) return false;
     return this.#last === undefined || this.#last.txId !== next.txId || this.#nextOrder !== order;
   }
 
-  /** Tracks the open group's total orders as `next` joins it (a restart has just emptied it). */
+  /**
+   * Tracks the open group's total orders as `next` joins it (a restart has just emptied it). A snapshot
+   * chunk's events count on across the chunks of a table (the copy's transaction): not a transaction's.
+   */
   #follow(next: DecodedChange): void {
-    const order = next.totalOrder;
+    const order = next.snapshot ? undefined : next.totalOrder;
+    this.#afterMalformed = false;
     if (this.#last === undefined) this.#firstOrder = order;
     else if (order !== this.#nextOrder) this.#inOrder = false;
     this.#nextOrder = order === undefined ? undefined : order + 1n;
@@ -191,7 +205,8 @@ export class TransactionGrouper {
    * total order 1 and follow each other (or carry no total order: snapshot chunks, row batches).
    */
   #whole(): boolean {
-    return this.#members > 0 && (this.#firstOrder === undefined || this.#firstOrder === 1n) && this.#inOrder;
+    if (this.#members === 0) return false;
+    return this.#malformed || ((this.#firstOrder === undefined || this.#firstOrder === 1n) && this.#inOrder);
   }
 
   /** Forgets the open group's order (it ended, or was dropped). */
@@ -200,6 +215,8 @@ export class TransactionGrouper {
     this.#firstOrder = undefined;
     this.#nextOrder = undefined;
     this.#inOrder = true;
+    this.#malformed = false;
+    this.#afterMalformed = false;
   }
 
   /** Drops the open transaction's buffered changes (its pieces handed out are rolled back by the writer). */
