@@ -1,33 +1,41 @@
 /**
  * Tells whether this thread's event loop was kept from running for longer than a bound: a process
- * stopped by SIGSTOP, a VM paused, a host stalled. A timer notes the time every `tickMs`; a check made
- * when the loop runs again, before that timer's next turn, sees the gap since its last note.
+ * stopped by SIGSTOP, a VM paused, a host stalled. A timer notes the time every `tickMs`; a check sees
+ * the gap since its last note, and the timer, running late, keeps what it saw: once seen, a stall stays
+ * seen (the owner starts again with a new watch).
  *
  * Why: an owner whose lease session was ended meanwhile (it holds its lease only while it answers
  * heartbeats, src/daemon/lease.ts) must not write on waking before its next heartbeat tells it so. On
- * waking, the loop runs the callbacks of I/O that completed during the stop (a Kafka acknowledgement that
- * lets the next request go) before its timers: a check there still sees the gap.
+ * waking, what completed meanwhile (a Kafka acknowledgement that lets the next request go) may run
+ * before or after the timers: either way the stall is seen.
  */
 export class StallWatch {
   readonly #maxGapMs: number;
   #last = performance.now();
+  #stalled: number | undefined;
   readonly #timer: NodeJS.Timeout;
 
   constructor(maxGapMs: number, tickMs = Math.min(500, maxGapMs / 4)) {
     this.#maxGapMs = maxGapMs;
     this.#timer = setInterval(() => {
+      this.#stalled ??= this.#gap();
       this.#last = performance.now();
     }, tickMs);
     this.#timer.unref();
   }
 
-  /** Milliseconds the loop did not run, when more than the bound; undefined otherwise. */
+  /** Milliseconds the loop did not run, once a stall longer than the bound was seen; else undefined. */
   stalledMs(): number | undefined {
-    const gap = performance.now() - this.#last;
-    return gap > this.#maxGapMs ? Math.round(gap) : undefined;
+    this.#stalled ??= this.#gap();
+    return this.#stalled;
   }
 
   stop(): void {
     clearInterval(this.#timer);
+  }
+
+  #gap(): number | undefined {
+    const gap = performance.now() - this.#last;
+    return gap > this.#maxGapMs ? Math.round(gap) : undefined;
   }
 }
