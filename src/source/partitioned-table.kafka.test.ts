@@ -161,9 +161,21 @@ test('conflicting writes to a partitioned table resolve by last-writer-wins on b
   await dbs.sql2("INSERT INTO events VALUES (11, '2026-12-01', 'b-older')");
   await dbs.sql1("UPDATE events SET v = 'a-newer' WHERE id > 5");
   await dbs.sql1("INSERT INTO events VALUES (11, '2026-12-01', 'a-newer')");
+  const conflicts = async (sql: typeof dbs.sql1) =>
+    (
+      await sql(
+        "SELECT count(*) FILTER (WHERE resolution = 'keep_local')::int AS kept, count(*) FILTER (WHERE resolution = 'apply_remote')::int AS applied FROM pgbisync.conflicts WHERE table_name = 'public.events'",
+      )
+    ).rows[0];
   {
     await using sync = await startSync(config);
     await waitFor('both nodes equal', equal(11));
+    // The nodes are equal as soon as the newer versions crossed; the older ones, which lose, may still
+    // be on their way (seen in CI on PostgreSQL 15): wait until each node compared all 11.
+    await waitFor('every conflict resolved on both nodes', async () => {
+      const [x, y] = await Promise.all([conflicts(dbs.sql1), conflicts(dbs.sql2)]);
+      return x.kept + x.applied === 11 && y.kept + y.applied === 11;
+    });
     await sync.stop();
   }
   const rows = await dbs.sql1('SELECT id, v FROM events ORDER BY id');
@@ -176,10 +188,7 @@ test('conflicting writes to a partitioned table resolve by last-writer-wins on b
     [dbs.sql1, 6],
     [dbs.sql2, 5],
   ] as const) {
-    const c = await sql(
-      "SELECT count(*) FILTER (WHERE resolution = 'keep_local')::int AS kept, count(*) FILTER (WHERE resolution = 'apply_remote')::int AS applied FROM pgbisync.conflicts WHERE table_name = 'public.events'",
-    );
-    assert.deepEqual(c.rows[0], { kept, applied: 11 - kept });
+    assert.deepEqual(await conflicts(sql), { kept, applied: 11 - kept });
   }
   await teardown(config, { keepTopics: false });
 });
