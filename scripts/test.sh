@@ -40,7 +40,8 @@ run_node_tests() { # name, concurrency, files...
   local name="$1" concurrency="$2"; shift 2
   [ "$#" -gt 0 ] || return 0
   echo "=== $name: $# files"
-  if ! node --test --test-concurrency="$concurrency" --test-timeout=600000 \
+  # exit-watch: a file whose process stays alive after its last test fails, naming what it left open.
+  if ! node --test --test-concurrency="$concurrency" --test-timeout=600000 --import ./src/testing/exit-watch.ts \
       --test-reporter=spec --test-reporter-destination=stdout \
       --test-reporter=tap --test-reporter-destination="$results/$name.tap" "$@"; then
     status=1
