@@ -23,3 +23,23 @@ export function exitOnUnhandledRejection(log: Logger): () => void {
   process.on('unhandledRejection', onRejection);
   return () => process.off('unhandledRejection', onRejection);
 }
+
+/** Time `pgbisync run` has, once stopped, to close what it opened before it exits anyway. */
+export const STOP_LINGER_MS = 5_000;
+
+/**
+ * Arms an exit for a stopped `pgbisync run` whose process would not end by itself: every connection,
+ * timer and thread is meant to be closed by then, and the process ends as soon as the last one is (this
+ * timer does not keep it alive). One left open is a pgbisync bug that would keep a stopped daemon alive
+ * until its supervisor killed it (systemd after 90 s, Kubernetes after its grace period): after `ms` it
+ * is logged, with what was still open, and the process exits with the code it had.
+ */
+export function exitIfLingering(log: Logger, ms = STOP_LINGER_MS): void {
+  setTimeout(() => {
+    log.warn(
+      { open: process.getActiveResourcesInfo().filter((r) => r !== 'TTYWrap' && r !== 'PipeWrap') },
+      `still running ${ms} ms after stopping, a pgbisync bug (report it with this line): exiting`,
+    );
+    process.exit();
+  }, ms).unref();
+}

@@ -3,7 +3,7 @@ import type { Command } from 'commander';
 import { loadConfigFile } from '../../config/load.ts';
 import { redactConfig, redactText } from '../../config/redact.ts';
 import { Daemon } from '../../daemon/daemon.ts';
-import { exitOnUnhandledRejection } from '../../daemon/last-resort.ts';
+import { exitIfLingering, exitOnUnhandledRejection } from '../../daemon/last-resort.ts';
 import { createLogger } from '../../observability/logger.ts';
 import { Metrics } from '../../observability/metrics.ts';
 import { interleaveSequences } from '../../operate/sequences.ts';
@@ -161,6 +161,7 @@ async function runDaemon(
   } finally {
     controller.abort();
     if (timer !== undefined) clearTimeout(timer);
+    exitIfLingering(log);
   }
   log.info('stopped');
 }
