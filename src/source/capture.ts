@@ -25,7 +25,7 @@ import { CaptureSender, type SentBatch } from './capture-sender.ts';
 import type { ChangeEncoder } from './change-encoder.ts';
 import { CopyProgress, clearCopyPositions, pausedCopies } from './copy-progress.ts';
 import { readSlotHealth, slotLoss, slotLostError } from './slot-health.ts';
-import { judgeFailure, nudgeCatalog, releaseUnrecordedSlot } from './slot-recovery.ts';
+import { judgeFailure, nudgeCatalog, recordedSlot, releaseUnrecordedSlot } from './slot-recovery.ts';
 import { createSlotWithSnapshot, ensureFailover } from './slot-setup.ts';
 import { runSnapshot, type SnapshotProgress } from './snapshot.ts';
 import { TransactionAssembler } from './transaction-assembler.ts';
@@ -107,9 +107,10 @@ export class Capture {
     const o = this.#options;
     const admin = newPgClient({ connectionString: o.url, application_name: `pgbisync-capture-${o.node}` });
     await admin.connect();
-    const conn = await ReplicationConnection.connect(o.url, `pgbisync-capture-${o.node}`);
+    let conn: ReplicationConnection | undefined; // opened in the try: admin must not outlive its failure
     let streaming = false;
     try {
+      conn = await ReplicationConnection.connect(o.url, `pgbisync-capture-${o.node}`);
       // Before the slot is created: the snapshot its creation exports lasts until the next command.
       this.#source = await identifySource(conn);
       // Before anything is encoded: the snapshot and the stream compile relations with these.
@@ -130,21 +131,12 @@ export class Capture {
       streaming = true;
       await this.#stream(conn, major >= 160000, primaryKeys, synced, signal);
     } catch (error) {
-      if (signal.aborted || error instanceof BlockedError) throw error;
+      if (signal.aborted || error instanceof BlockedError || conn === undefined) throw error;
       throw (await judgeFailure(o, this.slot, error, streaming)) ?? error;
     } finally {
       await admin.end().catch(() => undefined);
-      await conn.close();
+      await conn?.close();
     }
-  }
-
-  /** pgbisync.capture_state holds the consistent point of this slot: this capture created it. */
-  async #recordedSlot(admin: pg.Client): Promise<boolean> {
-    const r = await admin.query(
-      'SELECT 1 FROM pgbisync.capture_state WHERE node = $1 AND slot = $2 AND consistent_lsn IS NOT NULL',
-      [this.#options.node, this.slot],
-    );
-    return (r.rowCount ?? 0) > 0;
   }
 
   /**
@@ -190,7 +182,7 @@ export class Capture {
         o.node,
       ]);
     }
-    if (exists && !(await this.#recordedSlot(admin))) {
+    if (exists && !(await recordedSlot(admin, o.node, this.slot))) {
       // A slot this capture never recorded making: a former run's capture cut off while it made it (its
       // walsender finishing the slot alone), or a leftover. Never ours: start afresh (lease still held).
       signal.throwIfAborted();

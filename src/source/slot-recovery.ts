@@ -122,6 +122,15 @@ async function replaceFreshSlot(db: pg.Client, node: string, slot: string): Prom
   }
 }
 
+/** pgbisync.capture_state holds the consistent point of `slot`: `node`'s capture created it. */
+export async function recordedSlot(db: pg.Client, node: string, slot: string): Promise<boolean> {
+  const r = await db.query(
+    'SELECT 1 FROM pgbisync.capture_state WHERE node = $1 AND slot = $2 AND consistent_lsn IS NOT NULL',
+    [node, slot],
+  );
+  return (r.rowCount ?? 0) > 0;
+}
+
 /**
  * Clears the way for a new slot where one this capture never recorded making is (./capture.ts). Held by
  * a walsender of a pgbisync capture of the node, it is a former run's: a capture cut off (killed, its
