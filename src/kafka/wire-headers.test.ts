@@ -8,11 +8,14 @@ import {
   deadLetterHeaders,
   endOfTransaction,
   endsTransaction,
+  firstOfRun,
   forgedHeader,
   hasTransactionMarker,
   LAST_HEADER,
   LAST_VALUE,
+  RUN_HEADER,
   relationWireHeaders,
+  runOf,
   SCHEMA_HEADER,
   SNAPSHOT_HEADER,
   SOURCE_HEADER,
@@ -36,6 +39,7 @@ test('header names are the wire contract', () => {
     [SNAPSHOT_HEADER, 'pgbisync.snapshot'],
     [SOURCE_HEADER, 'pgbisync.source'],
     [TIMELINE_HISTORY_HEADER, 'pgbisync.timeline_history'],
+    [RUN_HEADER, 'pgbisync.run'],
     [DEAD_LETTER_HEADERS.topic, 'pgbisync.dlq.topic'],
     [DEAD_LETTER_HEADERS.partition, 'pgbisync.dlq.partition'],
     [DEAD_LETTER_HEADERS.offset, 'pgbisync.dlq.offset'],
@@ -107,7 +111,7 @@ test('readers: the end marker, our records, the commit LSN', () => {
 });
 
 test('the wire version: absent is 1, a number is itself, anything else is unreadable (NaN)', () => {
-  assert.equal(WIRE_VERSION, 4);
+  assert.equal(WIRE_VERSION, 5);
   const cases: [string | undefined, number][] = [
     [undefined, 1],
     ['1', 1],
@@ -196,10 +200,29 @@ test('forgedHeader: what a capture writes passes, anything else is named', () =>
     [{ ...transactionEndHeaders(1n, true), 'pgbisync.rows': '1' }, undefined],
     [{ 'pgbisync.rows': '1' }, /pgbisync\.rows without pgbisync\.last/],
     [{ ...transactionEndHeaders(1n, true), 'pgbisync.rows': 'many' }, /pgbisync\.rows is 'many', not '1'/],
+    [firstOfRun(undefined, 1796635335183000n), undefined],
+    [{ ...transactionEndHeaders(1n), ...firstOfRun(undefined, 7n) }, undefined],
+    [{ 'pgbisync.run': '-1' }, /pgbisync\.run is '-1', not a capture run/],
+    [{ 'pgbisync.run': '1e9' }, /pgbisync\.run is '1e9', not a capture run/],
+    [{ 'pgbisync.run': '1234567890123456789' }, /not a capture run/],
   ];
   for (const [headers, expected] of cases) {
     const reason = forgedHeader(new Map(Object.entries(headers)));
     if (expected === undefined) assert.equal(reason, undefined, JSON.stringify(headers));
     else assert.match(reason ?? '', expected, JSON.stringify(headers));
   }
+});
+
+test("a transaction's first record names its capture run, with the wire version that needs", () => {
+  const headers = firstOfRun({ [SCHEMA_HEADER]: 'abc' }, 1796635335183000n);
+  assert.deepEqual(headers, {
+    [SCHEMA_HEADER]: 'abc',
+    [RUN_HEADER]: '1796635335183000',
+    [WIRE_HEADER]: '5',
+  });
+  assert.equal(runOf(new Map(Object.entries(headers))), 1796635335183000n);
+  assert.equal(runOf(new Map()), undefined);
+  // A record of a higher version keeps it; a one-record transaction's end keeps the first's.
+  assert.equal(firstOfRun({ [WIRE_HEADER]: '7' }, 1n)[WIRE_HEADER], '7');
+  assert.equal(endOfTransaction(firstOfRun(undefined, 1n), 5n)[WIRE_HEADER], '5');
 });

@@ -19,6 +19,9 @@
  * - `pgbisync.rows`: capture writes it with `pgbisync.last` on a row batch of the initial copy (a record
  *   that is a whole transaction of many rows, ../events/row-batch.ts); the applier decodes such a value
  *   as a batch, not as an event (see {@link ROWS_HEADER}).
+ * - `pgbisync.run`: capture writes it on the first record of each streamed transaction: which run of
+ *   the node's capture sent it (see {@link RUN_HEADER}); the applier drops a transaction's start from
+ *   an older run than one it has read (src/sink/transaction-grouper.ts) and stores the newest.
  * - `pgbisync.dlq.*`: the applier writes them on the records it sets aside; read by operators.
  *
  * Records of a Debezium connector carry none of these; the applier then groups by the envelope's
@@ -49,6 +52,8 @@ import type { InRecord } from './records.ts';
  * would set such a record aside as forged (a header a capture never wrote) and lose the transaction's
  * end; it stops at the version instead. Records without them stay readable as before. 4, row batches
  * ({@link ROWS_HEADER}): an older applier would set them aside as malformed, losing the copied rows.
+ * 5, the capture run on a transaction's first record ({@link RUN_HEADER}): an older applier would set
+ * such a record aside as forged, losing the transaction's first change.
  *
  * Capture writes the lowest version a record needs, not this one: records that use nothing of version
  * 2 say 1, so an older applier keeps reading them; the records of a table with such a field carry
@@ -56,7 +61,7 @@ import type { InRecord } from './records.ts';
  * record that carries it and must not apply any of them); a transaction's end keeps its last record's
  * version ({@link endOfTransaction}).
  */
-export const WIRE_VERSION = 4;
+export const WIRE_VERSION = 5;
 
 /** The version every record needs: what capture writes unless a record needs more. */
 export const BASE_WIRE_VERSION = 1;
@@ -69,6 +74,9 @@ export const SOURCE_IDENTITY_WIRE_VERSION = 3;
 
 /** The version of a row batch ({@link ROWS_HEADER}). */
 export const ROWS_WIRE_VERSION = 4;
+
+/** The version of a record that carries the capture run ({@link RUN_HEADER}). */
+export const RUN_WIRE_VERSION = 5;
 
 /**
  * The wire version a record was written with, as decimal text. Capture writes it next to
@@ -135,6 +143,17 @@ export const SNAPSHOT_HEADER = 'pgbisync.snapshot';
  * change event. Written by capture with `capture.snapshotRecords: batched`; read by the applier.
  */
 export const ROWS_HEADER = 'pgbisync.rows';
+
+/**
+ * On the first record of each streamed transaction (total order 1), with {@link WIRE_HEADER} at least
+ * {@link RUN_WIRE_VERSION}: the run of the node's capture that sent it, as decimal text. Each start of a
+ * capture takes a number above every earlier run's of its node (src/source/capture-run.ts). A capture
+ * fenced off by a takeover may still have records land after its successor's (a network that held
+ * them); the applier tells them by their run: a transaction start from an older run than one it read
+ * is dropped with the rest of its transaction (src/sink/transaction-grouper.ts), and the newest run is
+ * stored with the applier's position, so a restarted applier knows it too.
+ */
+export const RUN_HEADER = 'pgbisync.run';
 export const ROWS_VALUE = '1';
 
 /** Whether a record's value is a row batch ({@link ROWS_HEADER}). */
@@ -242,6 +261,27 @@ export function sourceIdentityOf(headers: ReadonlyMap<string, string>): SourceId
   return parseIdentity(identity, headers.get(TIMELINE_HISTORY_HEADER) ?? '');
 }
 
+/** A capture run as {@link RUN_HEADER} writes it: a positive decimal integer that fits a bigint. */
+const RUN_TEXT = /^[1-9][0-9]{0,17}$/;
+
+/** The capture run a record names (the first of a transaction), when it carries one. */
+export function runOf(headers: ReadonlyMap<string, string>): bigint | undefined {
+  const text = headers.get(RUN_HEADER);
+  return text === undefined ? undefined : BigInt(text);
+}
+
+/**
+ * A transaction's first record's headers: its own, with the capture run and the wire version that
+ * needs (or the record's own, when higher).
+ */
+export function firstOfRun(
+  headers: Readonly<Record<string, string>> | undefined,
+  run: bigint,
+): Record<string, string> {
+  const own = Number(headers?.[WIRE_HEADER] ?? BASE_WIRE_VERSION);
+  return { ...headers, [RUN_HEADER]: String(run), [WIRE_HEADER]: String(Math.max(own, RUN_WIRE_VERSION)) };
+}
+
 /** A dead letter's headers: the record's own, then where it was and why it was refused. */
 export function deadLetterHeaders(record: InRecord, error: string, code: string): Record<string, string> {
   return {
@@ -264,6 +304,7 @@ const CAPTURE_HEADERS: ReadonlySet<string> = new Set([
   SOURCE_HEADER,
   TIMELINE_HISTORY_HEADER,
   ROWS_HEADER,
+  RUN_HEADER,
 ]);
 
 /**
@@ -288,6 +329,9 @@ export function forgedHeader(headers: ReadonlyMap<string, string>): string | und
     if (headers.has(SOURCE_HEADER)) return `header ${SOURCE_HEADER} without ${LAST_HEADER}`;
     if (headers.has(ROWS_HEADER)) return `header ${ROWS_HEADER} without ${LAST_HEADER}`;
   }
+  const run = headers.get(RUN_HEADER);
+  if (run !== undefined && !RUN_TEXT.test(run))
+    return `header ${RUN_HEADER} is '${run}', not a capture run (a positive decimal integer)`;
   const rows = headers.get(ROWS_HEADER);
   if (rows !== undefined && rows !== ROWS_VALUE)
     return `header ${ROWS_HEADER} is '${rows}', not '${ROWS_VALUE}'`;

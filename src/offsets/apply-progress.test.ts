@@ -53,7 +53,29 @@ describe('ApplyProgress', () => {
       null,
       null,
       null,
+      null,
     ]);
+  });
+
+  it('keeps the newest capture run read: returned by read, written with each position', async () => {
+    const progress = new ApplyProgress('a');
+    const stored = {
+      query: async () => ({
+        rows: [
+          {
+            topic: 'pgbisync.a',
+            kafka_partition: 0,
+            next_offset: '10',
+            commit_lsn: '0/100',
+            us: '7',
+            capture_run: '42',
+          },
+        ],
+      }),
+    } as unknown as Queryable;
+    assert.equal((await progress.read(stored))?.captureRun, 42n);
+    assert.equal(progress.nextWrite(txn(0x101n, 12n, { captureRun: 43n })).at(-1), '43');
+    assert.equal(progress.nextWrite(txn(0x102n, 13n)).at(-1), null);
   });
 
   const skipCases: { name: string; txn: ProgressOf; skipped: boolean }[] = [
@@ -115,6 +137,7 @@ describe('ApplyProgress', () => {
       null,
       null,
       null,
+      null,
     ]);
     // No row was stored: until a transaction is known to have committed, the row may still be missing.
     assert.deepEqual(progress.nextWrite(txn(0x20n, 9n, { topic: 'pgbisync.b', partition: 2 })), [
@@ -131,6 +154,7 @@ describe('ApplyProgress', () => {
       null,
       null,
       null,
+      null,
     ]);
     progress.committed();
     assert.deepEqual(progress.nextWrite(txn(0x30n, 10n, { topic: 'pgbisync.b', partition: 2 })), [
@@ -144,6 +168,7 @@ describe('ApplyProgress', () => {
       false,
       false,
       '1009',
+      null,
       null,
       null,
       null,

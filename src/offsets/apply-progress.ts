@@ -39,6 +39,8 @@ export interface AppliedPosition {
   readonly commitTimeUs: bigint;
   /** The source identity the commit LSN is of (undefined: stored before identities, or none sent). */
   readonly source?: SourceIdentity | undefined;
+  /** The newest capture run read from the source's records (undefined: none named one yet). */
+  readonly captureRun?: bigint | undefined;
 }
 
 /** Where to resume in one topic partition. */
@@ -65,6 +67,8 @@ export interface ProgressOf {
   readonly commitTimeUs: bigint;
   /** The identity of the WAL it comes from (our capture's header; absent from older captures). */
   readonly source?: SourceIdentity | undefined;
+  /** The newest capture run read when it was handed out (stored: it only grows). */
+  readonly captureRun?: bigint | undefined;
 }
 
 /**
@@ -99,11 +103,12 @@ export class ApplyProgress {
       us: string;
       source_identity: string | null;
       source_history: string | null;
+      capture_run: string | null;
     }>(
       `SELECT topic, kafka_partition, next_offset::text, commit_lsn::text,
               (extract(epoch FROM commit_time) * 1000000)::bigint::text AS us,
               source_system_id || ':' || source_timeline AS source_identity,
-              source_timeline_history AS source_history
+              source_timeline_history AS source_history, capture_run::text
          FROM pgbisync.apply_progress WHERE source_node = $1`,
       [this.#sourceNode],
     );
@@ -128,6 +133,9 @@ export class ApplyProgress {
       commitLsn: this.#lastCommitLsn,
       commitTimeUs: BigInt(row.us),
       ...(this.#source === undefined ? {} : { source: this.#source }),
+      ...(row.capture_run === null || row.capture_run === undefined
+        ? {}
+        : { captureRun: BigInt(row.capture_run) }),
     };
   }
 
@@ -237,6 +245,7 @@ export class ApplyProgress {
       next.source?.systemId ?? null,
       next.source?.timeline ?? null,
       next.source === undefined ? null : formatHistory(next.source.history),
+      txn.captureRun === undefined ? null : String(txn.captureRun),
     ];
   }
 }
@@ -263,7 +272,8 @@ const NO_POSITION: StoredPosition = { topic: null, partition: null, nextOffset: 
  * then the position the row must hold now, null fields: no row yet; whether the row may be missing;
  * whether the commit LSN restarts from this one instead of only growing; the commit time in
  * microseconds the row must hold now, null: not known, with the position; the source identity the
- * commit LSN is of: system identifier, timeline and its history, nulls: not known).
+ * commit LSN is of: system identifier, timeline and its history, nulls: not known; the newest capture
+ * run read, null: none named yet).
  *
  * That last condition chains the pipelined transactions (see the ordering contract above): a row not
  * where the previous transaction leaves it fails the update. A missing row fails the insert too when a
@@ -288,18 +298,20 @@ const PROGRESS_CTE = (p: number) => {
     systemId,
     timeline,
     history,
-  ] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12].map((i) => `$${p + i}`);
+    run,
+  ] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13].map((i) => `$${p + i}`);
   return `pgbisync_origin AS (SELECT pg_replication_origin_xact_setup(${lsn}::pg_lsn, $1::timestamptz)),
   pgbisync_progress AS (INSERT INTO pgbisync.apply_progress AS a
       (source_node, topic, kafka_partition, next_offset, commit_lsn, commit_time, applied_at,
-       source_system_id, source_timeline, source_timeline_history)
+       source_system_id, source_timeline, source_timeline_history, capture_run)
     SELECT $2::text, ${topic}::text, ${partition}::int,
         CASE WHEN ${wasTopic}::text IS NULL OR NOT ${rowMayBeMissing}::boolean THEN ${next}::bigint
         WHEN EXISTS (SELECT 1 FROM pgbisync.apply_progress p WHERE p.source_node = $2::text) THEN ${next}::bigint
         ELSE ('pgbisync: apply_progress of ' || $2::text || ' has no row, not where this applier left it (' || ${wasTopic}::text || '['
               || ${wasPartition}::int || ']@' || ${wasNext}::bigint || '): an earlier transaction of the batch failed, or the row was deleted by someone else')::bigint
         END,
-        ${lsn}::pg_lsn, $1::timestamptz, clock_timestamp(), ${systemId}::text, ${timeline}::bigint, ${history}::text
+        ${lsn}::pg_lsn, $1::timestamptz, clock_timestamp(), ${systemId}::text, ${timeline}::bigint, ${history}::text,
+        ${run}::bigint
       FROM pgbisync_origin
     ON CONFLICT (source_node) DO UPDATE SET topic = EXCLUDED.topic, kafka_partition = EXCLUDED.kafka_partition,
       next_offset = CASE
@@ -314,7 +326,8 @@ const PROGRESS_CTE = (p: number) => {
       applied_at = EXCLUDED.applied_at,
       source_system_id = EXCLUDED.source_system_id,
       source_timeline = EXCLUDED.source_timeline,
-      source_timeline_history = EXCLUDED.source_timeline_history)`;
+      source_timeline_history = EXCLUDED.source_timeline_history,
+      capture_run = greatest(a.capture_run, EXCLUDED.capture_run))`;
 };
 
 /**

@@ -5,13 +5,15 @@
  *   keeps the slot and reads the tables again; events are upserts, so repeats are harmless), and a
  *   re-copy `pgbisync resync` asked for (resync_requested_at, cleared by the capture once it is done).
  *   A completed snapshot with no slot means the slot was lost: the capture blocks (PGB2005).
+ * - capture_runs: per capturing node, its capture's last run (src/source/capture-run.ts).
  * - copy_progress: per capturing node and table, where an interrupted copy of the table resumes (the
  *   first heap page whose rows Kafka has not acknowledged) and whether the operator paused it
  *   (`pgbisync resync <table> --pause`; src/source/copy-progress.ts).
  * - apply_progress: per source node, the Kafka position and source commit of the last applied
  *   transaction, written inside that same target transaction (exactly-once effect), with the identity
  *   (system identifier, timeline and its history) of the source WAL its commit LSN is of
- *   (src/offsets/source-watermark.ts; nulls: written before identities, or by a capture without them).
+ *   (src/offsets/source-watermark.ts; nulls: written before identities, or by a capture without them),
+ *   and the newest capture run read from the source's records (capture_run; src/source/capture-run.ts).
  * - apply_positions: for sources spread over several topics (a Debezium connector's per-table topics),
  *   the next offset of every topic/partition, written in the same target transaction as apply_progress.
  * - conflicts: every conflict resolved on this node, with both versions.
@@ -38,6 +40,10 @@ CREATE TABLE IF NOT EXISTS pgbisync.capture_state (
 );
 ALTER TABLE pgbisync.capture_state ADD COLUMN IF NOT EXISTS resync_requested_at timestamptz;
 ALTER TABLE pgbisync.capture_state ADD COLUMN IF NOT EXISTS copied_tables text[];
+CREATE TABLE IF NOT EXISTS pgbisync.capture_runs (
+  node text PRIMARY KEY,
+  run bigint NOT NULL
+);
 CREATE TABLE IF NOT EXISTS pgbisync.copy_progress (
   node text NOT NULL,
   table_name text NOT NULL,
@@ -56,11 +62,13 @@ CREATE TABLE IF NOT EXISTS pgbisync.apply_progress (
   applied_at timestamptz NOT NULL DEFAULT clock_timestamp(),
   source_system_id text,
   source_timeline bigint,
-  source_timeline_history text
+  source_timeline_history text,
+  capture_run bigint
 );
 ALTER TABLE pgbisync.apply_progress ADD COLUMN IF NOT EXISTS source_system_id text;
 ALTER TABLE pgbisync.apply_progress ADD COLUMN IF NOT EXISTS source_timeline bigint;
 ALTER TABLE pgbisync.apply_progress ADD COLUMN IF NOT EXISTS source_timeline_history text;
+ALTER TABLE pgbisync.apply_progress ADD COLUMN IF NOT EXISTS capture_run bigint;
 CREATE TABLE IF NOT EXISTS pgbisync.apply_positions (
   source_node text NOT NULL,
   topic text NOT NULL,

@@ -44,17 +44,18 @@ test('a record of a newer or unreadable wire version blocks the direction, namin
     record(4n, [['pgbisync.wire', '2']]), // strings whose encoding the schema names
     record(5n, [['pgbisync.wire', '3']]), // the source identity on a transaction's end
     record(6n, [['pgbisync.wire', '4']]), // a row batch of the initial copy
+    record(7n, [['pgbisync.wire', '5']]), // the capture run on a transaction's first record
   ];
   checkWireVersion(current, 'a', 'b');
-  for (const value of ['5', 'two', '']) {
+  for (const value of ['6', 'two', '']) {
     assert.throws(
-      () => checkWireVersion([...current, record(7n, [['pgbisync.wire', value]]), record(8n, [])], 'a', 'b'),
+      () => checkWireVersion([...current, record(8n, [['pgbisync.wire', value]]), record(9n, [])], 'a', 'b'),
       (error: unknown) => {
         assert.ok(error instanceof BlockedError, `wire '${value}'`);
         assert.equal(error.code, 'PGB3102');
         assert.equal(
           error.message,
-          `applying a -> b: record pgbisync.a[0]@7 has wire version '${value}' (header pgbisync.wire); this pgbisync reads versions up to 4`,
+          `applying a -> b: record pgbisync.a[0]@8 has wire version '${value}' (header pgbisync.wire); this pgbisync reads versions up to 5`,
         );
         assert.match(error.hint ?? '', /resumes from the same record/);
         return true;

@@ -162,6 +162,7 @@ export class Applier {
               onMalformed,
               o.maxBatchRows,
               o.maxPieceBytes,
+              progress?.captureRun,
             )
           : new DebeziumTransactionAssembler({
               sourceNode: o.sourceNode,

@@ -56,6 +56,11 @@ export interface ApplyTransaction {
    * last record); absent from older captures and foreign topics. See ../offsets/source-watermark.ts.
    */
   readonly source?: SourceIdentity;
+  /**
+   * The newest capture run the applier read from the source's records when it handed this out
+   * (../kafka/wire-headers.ts RUN_HEADER), stored with the position; absent before any named one.
+   */
+  readonly captureRun?: bigint;
   readonly changes: readonly RowChange[];
   /** Kafka position of the transaction's last record: the applier resumes after it. */
   readonly topic: string;

@@ -39,6 +39,7 @@ const SCHEMA_COLUMNS = [
   'pgbisync.apply_progress.source_system_id',
   'pgbisync.apply_progress.source_timeline',
   'pgbisync.apply_progress.source_timeline_history',
+  'pgbisync.apply_progress.capture_run',
 ];
 
 /**

@@ -17,6 +17,11 @@
  * of millions of rows, rows with large values) is handed out in pieces of that size as they arrive
  * (ApplyTransaction.piece), which the writer applies into one open target transaction: memory holds a
  * piece, not the transaction. Snapshot chunks are bounded by the capture and never cut.
+ * A transaction's first record from our capture names the capture run that sent it (`pgbisync.run`): a
+ * start from an older run than the newest read is stale too (a capture fenced off by a takeover whose
+ * records land after its successor's), dropped with the rest of its transaction, which then fits
+ * nowhere. The newest run goes out with each transaction, to be stored with the position, and comes
+ * back at a start.
  * Records that are not valid events are handed to `onMalformed` (dead-letter) and never applied; their
  * offsets still count, so the applier moves past them.
  */
@@ -25,6 +30,7 @@ import {
   commitLsnOf,
   endsTransaction,
   hasTransactionMarker,
+  runOf,
   sourceIdentityOf,
 } from '../kafka/wire-headers.ts';
 import type { SourceIdentity } from '../pg/replication/source-identity.ts';
@@ -85,6 +91,8 @@ export class TransactionGrouper {
   #afterMalformed = false;
   /** The last record with a value was dropped as stale: so is a tombstone after it. */
   #droppedLast = false;
+  /** The newest capture run read (stored with the position; see the module comment). */
+  #run: bigint | undefined;
 
   constructor(
     sourceNode: string,
@@ -92,7 +100,10 @@ export class TransactionGrouper {
     onMalformed: (record: InRecord, error: unknown) => void,
     maxOpenRows = Number.POSITIVE_INFINITY,
     maxOpenBytes = Number.POSITIVE_INFINITY,
+    /** The newest capture run the stored position was reached with (undefined: none named yet). */
+    run?: bigint,
   ) {
+    this.#run = run;
     this.#sourceNode = sourceNode;
     this.#decode = decode;
     this.#onMalformed = onMalformed;
@@ -117,7 +128,7 @@ export class TransactionGrouper {
         // Known for ours at its first record, not only at a transaction's end: a stale part read first
         // after a start must not be closed Debezium-style by the next transaction's first record.
         if (decoded?.ours === true) this.#marked = true;
-        this.#droppedLast = decoded !== undefined && this.#stale(decoded);
+        this.#droppedLast = decoded !== undefined && (this.#olderRun(record) || this.#stale(decoded));
         if (this.#droppedLast) continue;
         if (decoded !== undefined) {
           if (this.#last !== undefined && this.#restarts(decoded)) {
@@ -188,6 +199,18 @@ export class TransactionGrouper {
   }
 
   /**
+   * `record` starts a transaction for a capture run older than the newest read: stale. A newer run
+   * becomes the newest (its start drops the open group as any transaction start does, see #restarts).
+   */
+  #olderRun(record: InRecord): boolean {
+    const run = runOf(record.headers);
+    if (run === undefined) return false;
+    if (this.#run !== undefined && run < this.#run) return true;
+    this.#run = run;
+    return false;
+  }
+
+  /**
    * Tracks the open group's total orders as `next` joins it (a restart has just emptied it). A snapshot
    * chunk's events count on across the chunks of a table (the copy's transaction): not a transaction's.
    */
@@ -250,6 +273,7 @@ export class TransactionGrouper {
       lastOffset: record.offset,
       piece,
       ...(piece === 'first' && this.#firstOffset !== undefined ? { firstOffset: this.#firstOffset } : {}),
+      ...(this.#run === undefined ? {} : { captureRun: this.#run }),
     };
   }
 
@@ -280,6 +304,7 @@ export class TransactionGrouper {
       lastOffset: record.offset,
       ...(firstOffset === undefined ? {} : { firstOffset }),
       ...(pieces ? { piece: 'last' as const } : {}),
+      ...(this.#run === undefined ? {} : { captureRun: this.#run }),
     };
   }
 }

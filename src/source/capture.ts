@@ -21,6 +21,7 @@ import { objectNames, qualifiedName, splitTableName } from '../pg/sql-names.ts';
 import { partitionRootOf, primaryKeysByTable, withLeafPartitions } from '../pg/table-catalog.ts';
 import { BlockedError, ErrorCode, RetryableError } from '../runtime/errors.ts';
 import { recordCopied, requirePublished, tablesToCopy } from './added-tables.ts';
+import { takeCaptureRun } from './capture-run.ts';
 import { CaptureSender, type SentBatch } from './capture-sender.ts';
 import type { ChangeEncoder } from './change-encoder.ts';
 import { CopyProgress, clearCopyPositions, pausedCopies } from './copy-progress.ts';
@@ -92,6 +93,8 @@ export class Capture {
    * when promoted, which ends every replication connection to it.
    */
   #source: SourceIdentity | undefined;
+  /** This start's capture run (./capture-run.ts), on the first record of each transaction. */
+  #run: bigint | undefined;
 
   constructor(options: CaptureOptions) {
     this.#options = options;
@@ -113,6 +116,7 @@ export class Capture {
       conn = await ReplicationConnection.connect(o.url, `pgbisync-capture-${o.node}`);
       // Before the slot is created: the snapshot its creation exports lasts until the next command.
       this.#source = await identifySource(conn);
+      this.#run = await takeCaptureRun(admin, o.node);
       // Before anything is encoded: the snapshot and the stream compile relations with these.
       const regclasses = o.tables.map((t) => {
         const { schema, table } = splitTableName(t);
@@ -374,6 +378,7 @@ export class Capture {
         synced: (schema, table) => synced.has(`${schema}.${table}`),
         onUnsynced: (table) => o.onProgress?.({ kind: 'unsynced', table }),
         ...(this.#source === undefined ? {} : { source: this.#source }),
+        ...(this.#run === undefined ? {} : { run: this.#run }),
       },
       {
         record: (record) => sender.record(record),

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { OutRecord } from '../kafka/records.ts';
-import { LAST_HEADER, LAST_VALUE, WIRE_HEADER } from '../kafka/wire-headers.ts';
+import { LAST_HEADER, LAST_VALUE, RUN_HEADER, WIRE_HEADER } from '../kafka/wire-headers.ts';
 import type { PgoutputMessage, Tuple } from '../pg/pgoutput/messages.ts';
 import { DebeziumChangeEncoder } from './debezium-encoder.ts';
 import { TransactionAssembler, withOldValues } from './transaction-assembler.ts';
@@ -128,5 +128,45 @@ describe('tables of the publication this capture does not sync', () => {
     const ops = records.map((r) => (r.value === null ? null : JSON.parse(String(r.value)).payload.op));
     assert.deepEqual(ops, ['c', 't'], "the kept table's insert and truncate only");
     assert.ok(records.every((r) => r.value === null || String(r.value).includes('"table":"kept"')));
+  });
+});
+
+describe('the capture run', () => {
+  const text = (t: string) => ({ kind: 'text', text: t }) as const;
+  it("is on each transaction's first record only, with wire version 5 (a delete's tombstone after it has none)", () => {
+    const records: OutRecord[] = [];
+    const assembler = new TransactionAssembler(
+      {
+        encoder: new DebeziumChangeEncoder({ serverName: 's', database: 'db', connectorVersion: 'test' }),
+        topicFor: () => 's',
+        run: 1796635335183000n,
+      },
+      { record: (r) => records.push(r), commit: () => undefined, keepalive: () => undefined },
+    );
+    const data = (message: PgoutputMessage) => assembler.handle({ kind: 'data', lsn: 16n, message });
+    data({
+      tag: 'relation',
+      relationId: 1,
+      schema: 'public',
+      table: 't',
+      replicaIdentity: 'default',
+      columns: [{ name: 'id', typeOid: 23, typeMod: -1, isKey: true }],
+    });
+    data({ tag: 'begin', finalLsn: 32n, commitTimeUs: 1n, xid: 5 });
+    data({ tag: 'insert', relationId: 1, newTuple: [text('1')] });
+    data({ tag: 'insert', relationId: 1, newTuple: [text('2')] });
+    data({ tag: 'commit', flags: 0, commitLsn: 32n, endLsn: 48n, commitTimeUs: 1n });
+    data({ tag: 'begin', finalLsn: 64n, commitTimeUs: 2n, xid: 6 });
+    data({ tag: 'delete', relationId: 1, oldKey: [text('1')] });
+    data({ tag: 'commit', flags: 0, commitLsn: 64n, endLsn: 80n, commitTimeUs: 2n });
+    assert.deepEqual(
+      records.map((r) => [r.headers?.[RUN_HEADER], r.headers?.[WIRE_HEADER], r.headers?.[LAST_HEADER]]),
+      [
+        ['1796635335183000', '5', undefined],
+        [undefined, '1', LAST_VALUE],
+        ['1796635335183000', '5', undefined],
+        [undefined, '1', LAST_VALUE],
+      ],
+    );
   });
 });

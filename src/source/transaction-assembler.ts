@@ -16,7 +16,7 @@
 
 import type { EventSchema } from '../events/envelope.ts';
 import type { OutRecord } from '../kafka/records.ts';
-import { endOfTransaction } from '../kafka/wire-headers.ts';
+import { endOfTransaction, firstOfRun } from '../kafka/wire-headers.ts';
 import type { BeginMessage, RelationMessage, Tuple, TypeMessage } from '../pg/pgoutput/messages.ts';
 import type { ReplicationItem } from '../pg/replication/replication-connection.ts';
 import type { SourceIdentity } from '../pg/replication/source-identity.ts';
@@ -61,6 +61,8 @@ export interface AssemblerOptions {
   readonly primaryKeyOf?: (schema: string, table: string) => readonly string[] | undefined;
   /** The identity of the WAL streamed (IDENTIFY_SYSTEM): sent with every transaction's commit LSN. */
   readonly source?: SourceIdentity;
+  /** This capture's run (./capture-run.ts): sent on the first record of every transaction. */
+  readonly run?: bigint;
   /**
    * Whether this capture syncs the table; absent: every table of the publication. The publication can
    * hold more: `setup` adds a table before the running daemon reloads its config, and the appliers,
@@ -293,7 +295,12 @@ export class TransactionAssembler {
 
   #emit(rel: CachedRelation, encoded: EncodedRecord): void {
     this.#out.event?.(rel.tableKey);
-    this.#push(this.#record(rel, encoded));
+    const record = this.#record(rel, encoded);
+    const run = this.#options.run;
+    // The transaction's first change (total order 1) names the run that sends it.
+    if (run !== undefined && this.#txn?.totalOrder === 1)
+      this.#push({ ...record, headers: firstOfRun(record.headers, run) });
+    else this.#push(record);
   }
 
   #record(rel: CachedRelation, encoded: EncodedRecord): OutRecord {
