@@ -62,6 +62,7 @@ export class Servers {
     ) {
       log('the standby was promoted by an earlier run: making a new one from db1');
       await standby.stop();
+      standby.startEnv = {}; // a clock-skew fault's offset, carried over at the failover
       rmSync(standby.dataDir, { recursive: true, force: true });
       // db1 alone first (`dev up` may have started it): its leftovers go before a new standby replays
       // their drops. A standby whose slot sync worker holds a synced slot of a database whose drop it
@@ -180,6 +181,21 @@ export class Servers {
     // In the restarts' queue: no restart may start db1 while it stops, nor between its crash and the
     // promotion.
     await exclusive(async () => {
+      // A clock-skew fault set db1's clock ahead for the rest of the run: the node keeps it once the
+      // standby takes over. Else the node's clock would step back at the failover, and its later writes
+      // carry older commit times than its earlier ones: the checker's model (the greatest commit time
+      // wins) no longer says what the node itself did (seed 57: a row written on db1, then deleted on
+      // the promoted standby, expected present). pgbisync's case of a source whose clock stepped back is
+      // src/sink/transaction-writer.pg.test.ts's.
+      if (primary.startEnv.PGBISYNC_CLOCK_OFFSET_MS !== standby.startEnv.PGBISYNC_CLOCK_OFFSET_MS) {
+        log(
+          `fault: failover: the standby restarts with db1's clock (${primary.startEnv.PGBISYNC_CLOCK_OFFSET_MS} ms ahead)`,
+        );
+        standby.startEnv = primary.startEnv;
+        await standby.stop();
+        await standby.start();
+        await waitForSyncStandby(primary);
+      }
       await primary.crash();
       this.#promotedAt = Date.now();
       await standby.promote();
@@ -191,6 +207,25 @@ export class Servers {
     });
     log(`fault: failover: the standby (port ${standby.spec.port}) is the primary`);
     return undefined;
+  }
+}
+
+/** Waits (up to 60 s) until the standby streams from `primary` again as its synchronous standby. */
+async function waitForSyncStandby(primary: PostgresServer): Promise<void> {
+  const deadline = Date.now() + 60_000;
+  while (Date.now() < deadline) {
+    const streaming = await withSession(
+      adminUrl(primary),
+      async (c) =>
+        (
+          await c.query(
+            "SELECT 1 FROM pg_stat_replication WHERE application_name = $1 AND state = 'streaming' AND sync_state = 'sync'",
+            [STANDBY_NAME],
+          )
+        ).rowCount === 1,
+    ).catch(() => false);
+    if (streaming) return;
+    await new Promise((r) => setTimeout(r, 250));
   }
 }
 
