@@ -328,6 +328,9 @@ export class SyncRunner {
         { direction, repaired: event.repaired, superseded: event.superseded },
         'rows repaired from the source',
       );
+    } else if (event.kind === 'stale') {
+      metrics.staleDropped.inc({ direction, reason: event.reason }, event.records);
+      log.debug({ direction, reason: event.reason, records: event.records }, 'stale records dropped');
     } else if (event.kind === 'repair-failed') {
       log.warn(
         { direction, err: event.error },

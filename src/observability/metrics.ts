@@ -13,6 +13,7 @@ export const METRIC = {
   applyBatchTransactions: 'pgbisync_apply_batch_transactions',
   applyLagSeconds: 'pgbisync_apply_lag_seconds',
   deadLetters: 'pgbisync_dead_letters_total',
+  staleRecordsDropped: 'pgbisync_stale_records_dropped_total',
   componentRestarts: 'pgbisync_component_restarts_total',
   takeovers: 'pgbisync_takeovers_total',
   conflicts: 'pgbisync_conflicts_total',
@@ -95,6 +96,16 @@ export class Metrics {
     'direction',
     'code',
   ]);
+  /**
+   * By direction and reason (order: fits nowhere by total order; run: from an older capture run; part:
+   * a transaction's start whose end never came): records of a capture that stopped mid-transaction or
+   * was fenced off by a takeover, applied from the copy sent again.
+   */
+  readonly staleDropped = this.#counter(
+    METRIC.staleRecordsDropped,
+    'records dropped as stale parts of transactions (their transactions are applied from the copy sent again)',
+    ['direction', 'reason'],
+  );
   readonly restarts = this.#counter(METRIC.componentRestarts, 'component restarts after a failure', [
     'component',
   ]);

@@ -3,8 +3,9 @@ import { test } from 'node:test';
 import type { InRecord } from '../kafka/records.ts';
 import { transactionEndHeaders } from '../kafka/wire-headers.ts';
 import { BlockedError } from '../runtime/errors.ts';
-import { checkWireVersion, chunks } from './applier.ts';
+import { chunks } from './applier.ts';
 import type { ApplyTransaction } from './apply-model.ts';
+import { checkWireVersion } from './record-guard.ts';
 
 const txn = (rows: number): ApplyTransaction => ({
   sourceNode: 'a',

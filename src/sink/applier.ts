@@ -20,7 +20,7 @@
  */
 import type { ConflictPolicy } from '../conflicts/policy.ts';
 import type { InRecord, RecordConsumer, RecordProducer, StartOffset } from '../kafka/records.ts';
-import { deadLetterHeaders, WIRE_HEADER, WIRE_VERSION, wireVersionOf } from '../kafka/wire-headers.ts';
+import { deadLetterHeaders } from '../kafka/wire-headers.ts';
 import { quoteIdent } from '../pg/sql-names.ts';
 import {
   BlockedError,
@@ -34,12 +34,12 @@ import { type ApplyTransaction, changeRows, type TopicPosition, transactionRows 
 import { DebeziumTransactionAssembler } from './debezium-transactions.ts';
 import { decodeChange } from './event-changes.ts';
 import { EventSchemas } from './event-schemas.ts';
-import { RecordGuard, requireNoNewPartition } from './record-guard.ts';
+import { checkWireVersion, RecordGuard, requireNoNewPartition } from './record-guard.ts';
 import { describeRejected, findRejectedValue, sourceType } from './rejected-value.ts';
 import { addColumn } from './schema-evolution.ts';
 import { MissingColumnError } from './statement-builder.ts';
 import { nextRound, type RepairCounts, RepairRounds, repairFromSource } from './toast-repair.ts';
-import { recordPosition, TransactionGrouper } from './transaction-grouper.ts';
+import { recordPosition, type StaleReason, TransactionGrouper } from './transaction-grouper.ts';
 import { TransactionWriter } from './transaction-writer.ts';
 
 export interface ApplierOptions {
@@ -95,6 +95,8 @@ export type ApplierProgressEvent =
       readonly last: ApplyTransaction;
     }
   | { readonly kind: 'dead-letter'; readonly record: InRecord; readonly error: unknown }
+  /** Records dropped as stale parts of transactions (./transaction-grouper.ts). */
+  | { readonly kind: 'stale'; readonly reason: StaleReason; readonly records: number }
   /** Records of `needs_repair` settled from the source (./toast-repair.ts). */
   | ({ readonly kind: 'repaired' } & RepairCounts)
   /** A repair round failed: the records stay `needs_repair`, tried again after the next commit. */
@@ -163,6 +165,7 @@ export class Applier {
               o.maxBatchRows,
               o.maxPieceBytes,
               progress?.captureRun,
+              (reason, records) => o.onProgress?.({ kind: 'stale', reason, records }),
             )
           : new DebeziumTransactionAssembler({
               sourceNode: o.sourceNode,
@@ -339,23 +342,6 @@ export class Applier {
       })),
     );
     for (const item of items) o.onProgress?.({ kind: 'dead-letter', record: item.record, error: item.error });
-  }
-}
-
-/**
- * Throws a BlockedError at the first record of a wire version this applier does not know: read by the
- * rules of an older version it could be applied wrongly, or set aside as malformed when it is not.
- */
-export function checkWireVersion(records: readonly InRecord[], sourceNode: string, targetNode: string): void {
-  for (const record of records) {
-    if (wireVersionOf(record.headers) <= WIRE_VERSION) continue; // NaN (unreadable) is not
-    throw new BlockedError(
-      `applying ${sourceNode} -> ${targetNode}: record ${recordPosition(record)} has wire version '${record.headers.get(WIRE_HEADER)}' (header ${WIRE_HEADER}); this pgbisync reads versions up to ${WIRE_VERSION}`,
-      {
-        code: ErrorCode.WIRE_VERSION_UNSUPPORTED,
-        hint: `run a pgbisync for this direction at least as new as the one capturing ${sourceNode}; the direction resumes from the same record`,
-      },
-    );
   }
 }
 

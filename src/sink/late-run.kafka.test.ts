@@ -89,6 +89,10 @@ test("a fenced capture's late transaction is dropped by its run, not applied ahe
   {
     await using sync = await startSync(config);
     await waitFor('Z on b', async () => (await balanceOnB(4)) === 70);
+    // Counted as dropped by run (its start) and by order (its end, which then fit nowhere).
+    const dropped = (await sync.metrics.staleDropped.get()).values;
+    const count = (reason: string) => dropped.find((v) => v.labels.reason === reason)?.value ?? 0;
+    assert.deepEqual([count('run'), count('order')], [1, 1], JSON.stringify(dropped));
     assert.deepEqual(await tableRows(dbs.sql2, 'acct'), await tableRows(dbs.sql1, 'acct'));
     const lsn = (await dbs.sql2('SELECT commit_lsn::text AS l FROM pgbisync.apply_progress')).rows[0].l;
     assert.ok(parseLsn(lsn) < ahead, `the late commit LSN was not stored (${lsn})`);

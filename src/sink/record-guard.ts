@@ -9,8 +9,8 @@
  * Records that are not change events at all are refused by the decoder (./event-changes.ts, PGB3101).
  */
 import type { InRecord } from '../kafka/records.ts';
-import { forgedHeader } from '../kafka/wire-headers.ts';
-import { ErrorCode, MalformedInputError, RetryableError } from '../runtime/errors.ts';
+import { forgedHeader, WIRE_HEADER, WIRE_VERSION, wireVersionOf } from '../kafka/wire-headers.ts';
+import { BlockedError, ErrorCode, MalformedInputError, RetryableError } from '../runtime/errors.ts';
 import type { DecodedChange } from './transaction-grouper.ts';
 import { recordPosition } from './transaction-grouper.ts';
 
@@ -112,4 +112,21 @@ export async function requireNoNewPartition(
         code: ErrorCode.EVENT_FOREIGN_TABLE,
       },
     );
+}
+
+/**
+ * Throws a BlockedError at the first record of a wire version this applier does not know: read by the
+ * rules of an older version it could be applied wrongly, or set aside as malformed when it is not.
+ */
+export function checkWireVersion(records: readonly InRecord[], sourceNode: string, targetNode: string): void {
+  for (const record of records) {
+    if (wireVersionOf(record.headers) <= WIRE_VERSION) continue; // NaN (unreadable) is not
+    throw new BlockedError(
+      `applying ${sourceNode} -> ${targetNode}: record ${recordPosition(record)} has wire version '${record.headers.get(WIRE_HEADER)}' (header ${WIRE_HEADER}); this pgbisync reads versions up to ${WIRE_VERSION}`,
+      {
+        code: ErrorCode.WIRE_VERSION_UNSUPPORTED,
+        hint: `run a pgbisync for this direction at least as new as the one capturing ${sourceNode}; the direction resumes from the same record`,
+      },
+    );
+  }
 }

@@ -43,8 +43,12 @@ const decode = (r: InRecord): DecodedChange => {
   };
 };
 
+/** What the grouper drops, `reason:records` each time (metric pgbisync_stale_records_dropped_total). */
+let stale: string[] = [];
+
 /** What the grouper hands out: the changes, commit LSN, last offset and capture run of each. */
 function grouped(records: InRecord[], storedRun?: bigint) {
+  stale = [];
   const grouper = new TransactionGrouper(
     'a',
     decode,
@@ -52,6 +56,7 @@ function grouped(records: InRecord[], storedRun?: bigint) {
     Number.POSITIVE_INFINITY,
     Number.POSITIVE_INFINITY,
     storedRun,
+    (reason, n) => stale.push(`${reason}:${n}`),
   );
   return grouper
     .add(records)
@@ -82,6 +87,7 @@ test("a fenced capture's late transaction start inside its successor's copy of a
       ['t6.1,t6.2', '602', 7n, 2n],
     ],
   );
+  assert.deepEqual(stale, ['run:1', 'order:1']);
 });
 
 test("a fenced capture's late whole transaction after its successor's records is dropped, not applied ahead of what the successor sends", () => {
@@ -99,6 +105,7 @@ test("a fenced capture's late whole transaction after its successor's records is
       ['t6.1', '601', 4n, 2n],
     ],
   );
+  assert.deepEqual(stale, ['run:1', 'order:1']);
 });
 
 test('an applier started again knows the newest run from its stored position', () => {
@@ -106,4 +113,13 @@ test('an applier started again knows the newest run from its stored position', (
     grouped([change(1, 1n, 7, 1), change(2, 1n, 7, 2, '0/702'), change(3, 3n, 8, 1, '0/801')], 2n),
     [['t8.1', '801', 3n, 3n]],
   );
+  assert.deepEqual(stale, ['run:1', 'order:1']);
+});
+
+test('a buffered start sent again from its start is dropped as a stale part, counted', () => {
+  assert.deepEqual(
+    grouped([change(1, 1n, 5, 1), change(2, 1n, 5, 2), change(3, 2n, 5, 1), change(4, 2n, 5, 2, '0/502')]),
+    [['t5.1,t5.2', '502', 4n, 2n]],
+  );
+  assert.deepEqual(stale, ['part:2']);
 });

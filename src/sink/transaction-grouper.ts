@@ -55,6 +55,13 @@ export interface DecodedChange {
   readonly ours?: boolean;
 }
 
+/**
+ * Why records were dropped as stale: `order`, a change that fits nowhere by total order; `run`, a
+ * transaction start from an older capture run; `part`, the buffered start of a transaction that never
+ * ended here (sent again from its start, or its end came without it).
+ */
+export type StaleReason = 'order' | 'run' | 'part';
+
 /** Decodes a record's value; throws MalformedInputError for anything that is not a change event. */
 export type ChangeDecoder = (record: InRecord) => DecodedChange;
 
@@ -93,6 +100,7 @@ export class TransactionGrouper {
   #droppedLast = false;
   /** The newest capture run read (stored with the position; see the module comment). */
   #run: bigint | undefined;
+  readonly #onStale: ((reason: StaleReason, records: number) => void) | undefined;
 
   constructor(
     sourceNode: string,
@@ -102,8 +110,11 @@ export class TransactionGrouper {
     maxOpenBytes = Number.POSITIVE_INFINITY,
     /** The newest capture run the stored position was reached with (undefined: none named yet). */
     run?: bigint,
+    /** Told of the records dropped as stale (counted: `pgbisync_stale_records_dropped_total`). */
+    onStale?: (reason: StaleReason, records: number) => void,
   ) {
     this.#run = run;
+    this.#onStale = onStale;
     this.#sourceNode = sourceNode;
     this.#decode = decode;
     this.#onMalformed = onMalformed;
@@ -128,13 +139,17 @@ export class TransactionGrouper {
         // Known for ours at its first record, not only at a transaction's end: a stale part read first
         // after a start must not be closed Debezium-style by the next transaction's first record.
         if (decoded?.ours === true) this.#marked = true;
-        this.#droppedLast = decoded !== undefined && (this.#olderRun(record) || this.#stale(decoded));
-        if (this.#droppedLast) continue;
+        const olderRun = decoded !== undefined && this.#olderRun(record);
+        this.#droppedLast = decoded !== undefined && (olderRun || this.#stale(decoded));
+        if (this.#droppedLast) {
+          this.#onStale?.(olderRun ? 'run' : 'order', 1);
+          continue;
+        }
         if (decoded !== undefined) {
           if (this.#last !== undefined && this.#restarts(decoded)) {
             // The buffered changes are a stale part: a capture that died mid-transaction published
             // it again from its start (or a fenced one's last send landed). Dropped, never applied.
-            this.#abandon();
+            this.#abandon(this.#members);
           } else if (!ours && this.#last !== undefined && this.#last.txId !== decoded.txId) {
             const closed = this.#close(undefined);
             if (closed !== undefined) done.push(closed);
@@ -157,7 +172,7 @@ export class TransactionGrouper {
       if (last && !this.#whole()) {
         // The end of a transaction whose start is not here (a stale delete's tombstone alone, or
         // changes read before a record told the topic for ours): dropped like a stale part.
-        this.#abandon();
+        this.#abandon(this.#members + (record.value === null ? 1 : 0));
       } else if (last) {
         const closed = this.#close(commitLsnOf(record.headers), sourceIdentityOf(record.headers));
         if (closed !== undefined) done.push(closed);
@@ -242,8 +257,12 @@ export class TransactionGrouper {
     this.#afterMalformed = false;
   }
 
-  /** Drops the open transaction's buffered changes (its pieces handed out are rolled back by the writer). */
-  #abandon(): void {
+  /**
+   * Drops the open transaction's buffered changes, `records` records (its pieces handed out are rolled
+   * back by the writer).
+   */
+  #abandon(records: number): void {
+    if (records > 0) this.#onStale?.('part', records);
     this.#changes = [];
     this.#openBytes = 0;
     this.#resetOrder();
