@@ -8,36 +8,16 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { kafkaOptions } from '../kafka/kafka-options.ts';
-import { KafkaProducer } from '../kafka/producer.ts';
-import type { InRecord } from '../kafka/records.ts';
-import { serverName } from '../kafka/topics.ts';
 import { COMMIT_LSN_HEADER, LAST_HEADER, runOf } from '../kafka/wire-headers.ts';
-import { setup, teardown } from '../operate/setup.ts';
+import { teardown } from '../operate/setup.ts';
 import { formatLsn, parseLsn } from '../pg/lsn.ts';
-import { readTopic, startSync, syncConfig, tableRows, waitFor } from '../testing/sync-fixture.ts';
+import { accountsOnBothNodes, accountAfter as after, sendAgain } from '../testing/accounts-fixture.ts';
+import { readTopic, startSync, tableRows, waitFor } from '../testing/sync-fixture.ts';
 import { createTestDatabases } from '../testing/test-databases.ts';
-
-/** The row after a change event (row batches of the initial copy and tombstones have none). */
-function after(r: InRecord): { id: number; balance: number } | undefined {
-  if (r.value === null) return undefined;
-  const v = JSON.parse(r.value.toString()) as {
-    payload?: { after?: { id: number; balance: number } | null };
-  };
-  return v.payload?.after ?? undefined;
-}
 
 test("a fenced capture's late transaction is dropped by its run, not applied ahead of its successor's", async () => {
   await using dbs = await createTestDatabases();
-  const ddl = 'CREATE TABLE public.acct (id int PRIMARY KEY, balance int NOT NULL)';
-  await dbs.sql1(ddl);
-  await dbs.sql2(ddl);
-  await dbs.sql1('INSERT INTO acct SELECT g, 100 FROM generate_series(1, 4) g');
-  const config = syncConfig(dbs, ['public.acct']);
-  const topic = serverName(config, config.nodes[0]!.name);
-  await setup(config);
-  const balanceOnB = async (id: number): Promise<number | undefined> =>
-    (await dbs.sql2(`SELECT balance FROM acct WHERE id = ${id}`)).rows[0]?.balance;
+  const { config, topic, balanceOnB } = await accountsOnBothNodes(dbs);
   const storedRun = async (): Promise<bigint> =>
     BigInt((await dbs.sql2('SELECT capture_run::text AS r FROM pgbisync.apply_progress')).rows[0]?.r);
   // Run 1: T, a transfer (two changes, one transaction).
@@ -76,14 +56,7 @@ test("a fenced capture's late transaction is dropped by its run, not applied ahe
     first,
     { ...last, headers: new Map([...last.headers, [COMMIT_LSN_HEADER, formatLsn(ahead)]]) },
   ];
-  const producer = new KafkaProducer(kafkaOptions(config, 'late-run'));
-  try {
-    await producer.send(
-      late.map((r) => ({ topic, key: r.key, value: r.value, headers: Object.fromEntries(r.headers) })),
-    );
-  } finally {
-    await producer.close();
-  }
+  await sendAgain(config, topic, late);
   // Z, sent by run 3 after the late records: applied (before, skipped below the late commit LSN).
   await dbs.sql1('UPDATE acct SET balance = 70 WHERE id = 4');
   {

@@ -9,36 +9,15 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { kafkaOptions } from '../kafka/kafka-options.ts';
-import { KafkaProducer } from '../kafka/producer.ts';
-import { serverName } from '../kafka/topics.ts';
 import { LAST_HEADER } from '../kafka/wire-headers.ts';
-import { setup, teardown } from '../operate/setup.ts';
-import { readTopic, startSync, syncConfig, tableRows, waitFor } from '../testing/sync-fixture.ts';
+import { teardown } from '../operate/setup.ts';
+import { accountsOnBothNodes, accountAfter as after, sendAgain } from '../testing/accounts-fixture.ts';
+import { readTopic, startSync, tableRows, waitFor } from '../testing/sync-fixture.ts';
 import { createTestDatabases } from '../testing/test-databases.ts';
-
-interface Envelope {
-  payload?: { after?: { id: number; balance: number } | null };
-}
-
-/** The row after a change event (row batches of the initial copy and tombstones have none). */
-function after(value: Buffer | null): { id: number; balance: number } | undefined {
-  return value === null
-    ? undefined
-    : ((JSON.parse(value.toString()) as Envelope).payload?.after ?? undefined);
-}
 
 test('a stale part read first after a start is dropped, not applied over newer versions', async () => {
   await using dbs = await createTestDatabases();
-  const ddl = 'CREATE TABLE public.acct (id int PRIMARY KEY, balance int NOT NULL)';
-  await dbs.sql1(ddl);
-  await dbs.sql2(ddl);
-  await dbs.sql1('INSERT INTO acct SELECT g, 100 FROM generate_series(1, 4) g');
-  const config = syncConfig(dbs, ['public.acct']);
-  const topic = serverName(config, config.nodes[0]!.name);
-  await setup(config);
-  const balanceOnB = async (id: number): Promise<number | undefined> =>
-    (await dbs.sql2(`SELECT balance FROM acct WHERE id = ${id}`)).rows[0]?.balance;
+  const { config, topic, balanceOnB } = await accountsOnBothNodes(dbs);
   {
     await using sync = await startSync(config);
     await waitFor('the copy on b', async () => (await dbs.sql2('SELECT 1 FROM acct')).rowCount === 4);
@@ -51,18 +30,11 @@ test('a stale part read first after a start is dropped, not applied over newer v
     await sync.stop();
   }
   // T's first record, as a capture stopped after sending it left it: without the transaction's end.
-  const records = await readTopic(config, topic, (rs) => rs.some((r) => after(r.value)?.balance === 95));
-  const first = records.find((r) => after(r.value)?.id === 1 && after(r.value)?.balance === 90);
+  const records = await readTopic(config, topic, (rs) => rs.some((r) => after(r)?.balance === 95));
+  const first = records.find((r) => after(r)?.id === 1 && after(r)?.balance === 90);
   assert.ok(first !== undefined, 'T is on the topic');
   assert.equal(first.headers.has(LAST_HEADER), false, "T's first record is not its last");
-  const producer = new KafkaProducer(kafkaOptions(config, 'stale-part'));
-  try {
-    await producer.send([
-      { topic, key: first.key, value: first.value, headers: Object.fromEntries(first.headers) },
-    ]);
-  } finally {
-    await producer.close();
-  }
+  await sendAgain(config, topic, [first]);
   // The next transaction the capture sends follows the stale part on the topic; its first record is
   // not its last (a one-record transaction's marker would tell the topic's kind at once).
   await dbs.sql1(
