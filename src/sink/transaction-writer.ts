@@ -24,6 +24,7 @@ import { withLeafPartitions } from '../pg/table-catalog.ts';
 import { classifyApplyError } from '../runtime/pg-errors.ts';
 import type { ApplyTransaction } from './apply-model.ts';
 import { groupRuns, isoFromMicros, type PlannedStatement, planRun, splitByCommitTime } from './apply-plan.ts';
+import { ApplyProcedures, type CallableStatement, callsAvailable } from './apply-procedures.ts';
 import { setUpApplySession } from './apply-session.ts';
 import { TargetCatalog } from './target-catalog.ts';
 
@@ -68,6 +69,8 @@ export class TransactionWriter {
   #unusable: { readonly error: unknown } | undefined;
   /** Whether everything submitted so far committed (false once one failed), settled once known. */
   #settled: Promise<boolean> = Promise.resolve(true);
+  /** Runs of one-statement transactions as one CALL each (./apply-procedures.ts), where the session may. */
+  #calls: ApplyProcedures | undefined;
 
   constructor(options: TransactionWriterOptions) {
     this.#o = options;
@@ -88,6 +91,7 @@ export class TransactionWriter {
     await this.#client.connect();
     await setUpApplySession(this.#client, this.#o);
     await this.#clock.measure(this.#client);
+    if (await callsAvailable(this.#client)) this.#calls = new ApplyProcedures();
     return await this.#progress.read(this.#client);
   }
 
@@ -169,17 +173,24 @@ export class TransactionWriter {
     const socket = (this.#client as unknown as PgInternals).connection?.stream;
     socket?.cork?.();
     let flushedAt = 0;
+    /** One-statement transactions not sent yet: they go out together (see #sendRun). */
+    let run: PlannedStatement[] = [];
+    const send = (statements: readonly PlannedStatement[]) => {
+      if (run.length > 0) pending.push(...this.#sendRun(run, conflictResults));
+      run = [];
+      pending.push(...this.#send(statements, conflictResults));
+    };
     try {
       if (this.#unusable !== undefined) throw this.#unusable.error;
       for (const txn of txns) {
         if (txn.piece === 'first' || txn.piece === 'middle') {
-          pending.push(...(await this.#queuePiece(txn, conflictResults)));
+          send(await this.#queuePiece(txn));
           continue;
         }
         if (txn.piece === undefined && this.#pieceOpen) {
           // The pieces written so far were of a transaction the grouper abandoned (published again from
           // its start): what they wrote goes, and this transaction is applied on its own.
-          pending.push(this.#query('ROLLBACK', undefined));
+          send([{ text: 'ROLLBACK', values: undefined }]);
           this.#pieceOpen = false;
         }
         const duplicate = this.#progress.alreadyApplied(txn);
@@ -189,7 +200,14 @@ export class TransactionWriter {
         // Only the last part of a split snapshot chunk moves the position (see ApplyProgress.holdWrite).
         const parts = splitByCommitTime(txn);
         for (const [i, part] of parts.entries()) {
-          pending.push(...(await this.#queue(part, duplicate, conflictResults, i === parts.length - 1)));
+          const statements = await this.#queue(part, duplicate, i === parts.length - 1);
+          const only = parts.length === 1 && statements.length === 1 ? statements[0]! : undefined;
+          if (only?.conflicts === true && this.#calls?.qualifies(only as CallableStatement) === true) {
+            run.push(only);
+            if (run.length >= MAX_CALL_TRANSACTIONS) send([]);
+          } else {
+            send(statements);
+          }
         }
         // A duplicate too: its identity may move the watermark (a newer timeline of the source).
         this.#progress.queued(txn);
@@ -203,6 +221,7 @@ export class TransactionWriter {
       unqueued = { error };
       this.#unusable ??= unqueued;
     } finally {
+      send([]); // what is queued goes out, before a failure too
       socket?.uncork?.();
       turn.resolve();
     }
@@ -251,24 +270,20 @@ export class TransactionWriter {
   }
 
   /**
-   * Queues one transaction's statements on the pipelined connection (no await on results). A
-   * transaction whose changes make one statement (a single run, the common case) goes out as that one
-   * statement with the origin setup and the progress write as leading CTEs: a single statement outside
-   * BEGIN is its own transaction. Otherwise: BEGIN, progress, one statement per run, COMMIT.
+   * The statements of one transaction, to be sent in order (the caller sends them before it builds the
+   * next transaction's). A transaction whose changes make one statement (a single run, the common case)
+   * is that one statement with the origin setup and the progress write as leading CTEs: a single
+   * statement outside BEGIN is its own transaction. Otherwise: BEGIN, progress, one statement per run,
+   * COMMIT.
    */
-  async #queue(
-    txn: ApplyTransaction,
-    duplicate: boolean,
-    conflictResults: Promise<unknown>[],
-    last: boolean,
-  ): Promise<Promise<unknown>[]> {
+  async #queue(txn: ApplyTransaction, duplicate: boolean, last: boolean): Promise<PlannedStatement[]> {
     const tsIso = isoFromMicros(txn.commitTimeUs);
     const statements = duplicate ? [] : await this.#plan(txn, tsIso);
     // Committed only once the target's clock passed the commit time (../conflicts/clock-skew.ts): queued
     // first, it runs before the transaction's statements (or, for a last piece, before its commit).
-    const clockWait =
+    const clockWait: PlannedStatement[] =
       !duplicate && this.#clock.needsWait(txn.commitTimeUs, tsIso)
-        ? [this.#query(CLOCK_WAIT_SQL, [tsIso])]
+        ? [{ text: CLOCK_WAIT_SQL, values: [tsIso] }]
         : [];
     if (txn.piece === 'last') {
       // Its first pieces are applied in the open target transaction. A duplicate (re-published by a
@@ -276,40 +291,22 @@ export class TransactionWriter {
       // (Queries go out in the order they are made.)
       this.#pieceOpen = false;
       const progressValues = [tsIso, txn.sourceNode, ...this.#progress.nextWrite(txn)];
-      if (duplicate) {
-        return [this.#query('ROLLBACK', undefined), this.#query(PROGRESS_STATEMENT, progressValues)];
-      }
-      return [
-        ...clockWait,
-        ...this.#queueStatements(statements, conflictResults),
-        this.#query(PROGRESS_STATEMENT, progressValues),
-        this.#query('COMMIT', undefined),
-      ];
+      if (duplicate) return [ROLLBACK, { text: PROGRESS_STATEMENT, values: progressValues }];
+      return [...clockWait, ...statements, { text: PROGRESS_STATEMENT, values: progressValues }, COMMIT];
     }
     const positions = txn.topicPositions ?? [];
     if (positions.length > 0) statements.push(positionsWrite(txn.sourceNode, positions));
     const progress = last ? this.#progress.nextWrite(txn) : this.#progress.holdWrite(txn);
     const only = statements.length === 1 ? statements[0]! : undefined;
     if (only?.values !== undefined && only.text.startsWith('WITH ')) {
-      const result = this.#query(this.#withProgress(only.text, only.values.length), [
-        ...only.values,
-        ...progress,
-      ]);
-      if (only.conflicts) conflictResults.push(result);
-      return [...clockWait, result];
+      const text = this.#withProgress(only.text, only.values.length);
+      return [...clockWait, { ...only, text, values: [...only.values, ...progress] }];
     }
-    const progressValues = [tsIso, txn.sourceNode, ...progress];
-    if (statements.length === 0) return [...clockWait, this.#query(PROGRESS_STATEMENT, progressValues)];
-    // Queries go out in the order they are made: BEGIN must be made first, or the progress write (and
-    // the origin's commit LSN and time) would commit on its own, ahead of the transaction it belongs to.
-    const begin = this.#query('BEGIN', undefined);
-    return [
-      ...clockWait,
-      begin,
-      this.#query(PROGRESS_STATEMENT, progressValues),
-      ...this.#queueStatements(statements, conflictResults),
-      this.#query('COMMIT', undefined),
-    ];
+    const progressWrite = { text: PROGRESS_STATEMENT, values: [tsIso, txn.sourceNode, ...progress] };
+    if (statements.length === 0) return [...clockWait, progressWrite];
+    // BEGIN first, or the progress write (and the origin's commit LSN and time) would commit on its
+    // own, ahead of the transaction it belongs to.
+    return [...clockWait, BEGIN, progressWrite, ...statements, COMMIT];
   }
 
   /**
@@ -317,19 +314,19 @@ export class TransactionWriter {
    * opens the target transaction, none commits it or writes a position (the last piece does both, in
    * #queue). Nothing of it is visible on the target, nor counted as applied, before that commit.
    */
-  async #queuePiece(txn: ApplyTransaction, conflictResults: Promise<unknown>[]): Promise<Promise<unknown>[]> {
+  async #queuePiece(txn: ApplyTransaction): Promise<PlannedStatement[]> {
     const statements = await this.#plan(txn, isoFromMicros(txn.commitTimeUs));
-    const queued: Promise<unknown>[] = [];
+    const queued: PlannedStatement[] = [];
     if (txn.piece === 'first' && this.#pieceOpen) {
       // A first piece again: the open transaction's pieces were abandoned (see submit).
-      queued.push(this.#query('ROLLBACK', undefined));
+      queued.push(ROLLBACK);
       this.#pieceOpen = false;
     }
     if (!this.#pieceOpen) {
-      queued.push(this.#query('BEGIN', undefined));
+      queued.push(BEGIN);
       this.#pieceOpen = true;
     }
-    queued.push(...this.#queueStatements(statements, conflictResults));
+    queued.push(...statements);
     return queued;
   }
 
@@ -344,15 +341,27 @@ export class TransactionWriter {
     return statements;
   }
 
-  #queueStatements(
-    statements: readonly PlannedStatement[],
-    conflictResults: Promise<unknown>[],
-  ): Promise<unknown>[] {
+  /** Sends `statements` in order (no await on results); the conflict-recording ones' results are kept. */
+  #send(statements: readonly PlannedStatement[], conflictResults: Promise<unknown>[]): Promise<unknown>[] {
     return statements.map((st) => {
       const result = this.#query(st.text, st.values);
       if (st.conflicts) conflictResults.push(result);
       return result;
     });
+  }
+
+  /**
+   * Sends a run of one-statement transactions (each qualified by ApplyProcedures): two or more as one
+   * CALL of a procedure that commits each in turn (./apply-procedures.ts), its conflicts counted there.
+   */
+  #sendRun(run: readonly PlannedStatement[], conflictResults: Promise<unknown>[]): Promise<unknown>[] {
+    const calls = run.length > 1 ? this.#calls?.queriesFor(run as readonly CallableStatement[]) : undefined;
+    if (calls === undefined) return this.#send(run, conflictResults);
+    const sent = calls.map((q) => this.#query(q.text, q.values));
+    const counted = sent.at(-1)!.then((r) => ({ rowCount: ApplyProcedures.conflicts(r as pg.QueryResult) }));
+    counted.catch(() => undefined); // read only once every statement succeeded (#settle)
+    conflictResults.push(counted);
+    return sent;
   }
 
   /**
@@ -396,6 +405,11 @@ export class TransactionWriter {
 
 /** Statements queued between two socket writes (see apply). */
 const FLUSH_EVERY_STATEMENTS = 64;
+/** Most transactions in one CALL (the procedure's arrays hold one element per transaction). */
+const MAX_CALL_TRANSACTIONS = 500;
+const BEGIN: PlannedStatement = { text: 'BEGIN', values: undefined };
+const COMMIT: PlannedStatement = { text: 'COMMIT', values: undefined };
+const ROLLBACK: PlannedStatement = { text: 'ROLLBACK', values: undefined };
 
 /** pg's connection internals used to cork the socket (absent members are simply not used). */
 interface PgInternals {
