@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { Queryable } from '../pg/table-catalog.ts';
+import { BlockedError, ErrorCode } from '../runtime/errors.ts';
 import {
   ApplyProgress,
   PROGRESS_STATEMENT,
@@ -54,6 +55,7 @@ describe('ApplyProgress', () => {
       null,
       null,
       null,
+      '1012',
     ]);
   });
 
@@ -74,8 +76,8 @@ describe('ApplyProgress', () => {
       }),
     } as unknown as Queryable;
     assert.equal((await progress.read(stored))?.captureRun, 42n);
-    assert.equal(progress.nextWrite(txn(0x101n, 12n, { captureRun: 43n })).at(-1), '43');
-    assert.equal(progress.nextWrite(txn(0x102n, 13n)).at(-1), null);
+    assert.equal(progress.nextWrite(txn(0x101n, 12n, { captureRun: 43n })).at(-2), '43');
+    assert.equal(progress.nextWrite(txn(0x102n, 13n)).at(-2), null);
   });
 
   const skipCases: { name: string; txn: ProgressOf; skipped: boolean }[] = [
@@ -138,6 +140,7 @@ describe('ApplyProgress', () => {
       null,
       null,
       null,
+      '1004',
     ]);
     // No row was stored: until a transaction is known to have committed, the row may still be missing.
     assert.deepEqual(progress.nextWrite(txn(0x20n, 9n, { topic: 'pgbisync.b', partition: 2 })), [
@@ -155,6 +158,7 @@ describe('ApplyProgress', () => {
       null,
       null,
       null,
+      '1009',
     ]);
     progress.committed();
     assert.deepEqual(progress.nextWrite(txn(0x30n, 10n, { topic: 'pgbisync.b', partition: 2 })), [
@@ -172,6 +176,7 @@ describe('ApplyProgress', () => {
       null,
       null,
       null,
+      '1010',
     ]);
   });
 
@@ -209,6 +214,49 @@ describe('ApplyProgress', () => {
       after[3],
       '0/50',
       'nor does it raise the stored commit LSN (a snapshot read again is newer)',
+    );
+  });
+});
+
+describe('a source whose WAL went back on its timeline', () => {
+  it("blocks at a transaction the LSN rule calls re-sent but committed after the watermark's, beyond the clock slack", async () => {
+    const progress = new ApplyProgress('a', 5_000);
+    const stored = {
+      query: async () => ({
+        rows: [
+          {
+            topic: 'pgbisync.a',
+            kafka_partition: 0,
+            next_offset: '10',
+            commit_lsn: '0/100',
+            us: '7',
+            watermark_us: '9000000',
+          },
+        ],
+      }),
+    } as unknown as Queryable;
+    await progress.read(stored);
+    assert.equal(progress.alreadyApplied(txn(0x90n, 11n, { commitTimeUs: 8_000_000n })), true, 're-sent');
+    assert.equal(
+      progress.alreadyApplied(txn(0x90n, 11n, { commitTimeUs: 14_000_000n })),
+      true,
+      'within the slack',
+    );
+    assert.throws(
+      () => progress.alreadyApplied(txn(0x90n, 11n, { commitTimeUs: 14_000_001n })),
+      (error: unknown) => {
+        assert.ok(error instanceof BlockedError);
+        assert.equal(error.code, ErrorCode.SOURCE_WENT_BACK);
+        assert.match(error.hint ?? '', /pgbisync resync a --new-slot/);
+        return true;
+      },
+    );
+    // Applied past the watermark: the new one's commit time is the one compared with from then on.
+    progress.queued(txn(0x200n, 12n, { commitTimeUs: 20_000_000n }));
+    assert.equal(progress.nextWrite(txn(0x210n, 13n, { commitTimeUs: 21_000_000n })).at(-1), '21000000');
+    assert.throws(
+      () => progress.alreadyApplied(txn(0x150n, 13n, { commitTimeUs: 26_000_000n })),
+      BlockedError,
     );
   });
 });

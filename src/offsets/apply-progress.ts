@@ -20,7 +20,10 @@
  *   changes are not written; only the position moves past it. Only LSN-ordered transactions (our
  *   capture's header) outside the snapshot are skipped so: snapshot chunks share one LSN, and foreign
  *   topics' LSNs do not order transactions. The rule, with the source's identity (system identifier,
- *   timeline: a failover or a restore reuses LSNs on a new timeline), is ./source-watermark.ts.
+ *   timeline: a failover or a restore reuses LSNs on a new timeline), is ./source-watermark.ts. The
+ *   row also keeps the commit time of the transaction at the watermark (watermark_time): one the rule
+ *   would skip but committed well after it is no re-send (a disk snapshot of the source restored) and
+ *   blocks the direction (PGB4005) instead of being lost.
  * - The other topics' offsets only grow (`greatest`); the stored commit LSN too, but where the rule
  *   lowers it (a newer timeline forked below it, another cluster, a snapshot below it: the source's WAL
  *   positions went back) and the write then sets it exactly.
@@ -28,7 +31,8 @@
 import { formatLsn, parseLsn } from '../pg/lsn.ts';
 import { formatHistory, parseIdentity, type SourceIdentity } from '../pg/replication/source-identity.ts';
 import type { Queryable } from '../pg/table-catalog.ts';
-import { judge, type Watermark } from './source-watermark.ts';
+import { BlockedError, ErrorCode } from '../runtime/errors.ts';
+import { judge, type Watermark, wentBack } from './source-watermark.ts';
 
 /** The stored progress of one source node on a target node. */
 export interface AppliedPosition {
@@ -81,6 +85,10 @@ export class ApplyProgress {
   #lastCommitLsn = 0n;
   /** The identity of the source timeline #lastCommitLsn is on (undefined: not known). */
   #source: SourceIdentity | undefined;
+  /** The commit time of the transaction at #lastCommitLsn (undefined: not known). */
+  #watermarkUs: bigint | undefined;
+  /** How much later than the watermark's a re-published transaction may have committed (clock slack). */
+  readonly #slackUs: bigint;
   /**
    * The Kafka position the stored row holds once every queued transaction committed; null fields when
    * there is no row. Each transaction's progress write requires the row to hold exactly this.
@@ -89,8 +97,10 @@ export class ApplyProgress {
   /** The row may not exist: none was stored at {@link read} and no transaction is known to have committed. */
   #rowMayBeMissing = true;
 
-  constructor(sourceNode: string) {
+  /** `maxClockSkewMs`: conflicts.maxClockSkewMs, the slack of {@link wentBack}. */
+  constructor(sourceNode: string, maxClockSkewMs = 5_000) {
     this.#sourceNode = sourceNode;
+    this.#slackUs = BigInt(Math.round(maxClockSkewMs)) * 1000n;
   }
 
   /** Reads the stored progress (undefined: none yet) and continues from it. */
@@ -104,11 +114,13 @@ export class ApplyProgress {
       source_identity: string | null;
       source_history: string | null;
       capture_run: string | null;
+      watermark_us: string | null;
     }>(
       `SELECT topic, kafka_partition, next_offset::text, commit_lsn::text,
               (extract(epoch FROM commit_time) * 1000000)::bigint::text AS us,
               source_system_id || ':' || source_timeline AS source_identity,
-              source_timeline_history AS source_history, capture_run::text
+              source_timeline_history AS source_history, capture_run::text,
+              (extract(epoch FROM watermark_time) * 1000000)::bigint::text AS watermark_us
          FROM pgbisync.apply_progress WHERE source_node = $1`,
       [this.#sourceNode],
     );
@@ -122,6 +134,8 @@ export class ApplyProgress {
       commitUs: row.us,
     };
     this.#lastCommitLsn = parseLsn(row.commit_lsn);
+    this.#watermarkUs =
+      row.watermark_us === null || row.watermark_us === undefined ? undefined : BigInt(row.watermark_us);
     this.#source =
       row.source_identity === null || row.source_identity === undefined
         ? undefined
@@ -169,7 +183,18 @@ export class ApplyProgress {
    * source left: only its position is to be written (./source-watermark.ts).
    */
   alreadyApplied(txn: ProgressOf): boolean {
-    return this.#verdict(txn).duplicate;
+    const verdict = this.#verdict(txn);
+    if (wentBack(this.#stored(), txn, verdict, this.#slackUs)) {
+      const at = (us: bigint) => new Date(Number(us / 1000n)).toISOString();
+      throw new BlockedError(
+        `source ${this.#sourceNode}: a transaction at commit LSN ${formatLsn(txn.commitLsn)} committed at ${at(txn.commitTimeUs)}, after the applied one at ${formatLsn(this.#lastCommitLsn)} (committed at ${at(this.#watermarkUs!)}), though its WAL position is not after it: the node's WAL went back on the same timeline (a disk snapshot of ${this.#sourceNode} restored?), and its new transactions reuse positions applied here; skipped as re-sent, they would be lost`,
+        {
+          code: ErrorCode.SOURCE_WENT_BACK,
+          hint: `stop \`pgbisync run\`, then \`pgbisync resync ${this.#sourceNode} --new-slot\`: a new slot from ${this.#sourceNode}'s current WAL and a copy of its rows to the other nodes under last-writer-wins (the copy restarts this watermark); then start run again`,
+        },
+      );
+    }
+    return verdict.duplicate;
   }
 
   /**
@@ -183,11 +208,15 @@ export class ApplyProgress {
     const next = this.#verdict(txn).next;
     this.#lastCommitLsn = next.commitLsn;
     this.#source = next.source;
+    this.#watermarkUs = next.commitTimeUs;
+  }
+
+  #stored(): Watermark {
+    return { commitLsn: this.#lastCommitLsn, source: this.#source, commitTimeUs: this.#watermarkUs };
   }
 
   #verdict(txn: ProgressOf) {
-    const stored: Watermark = { commitLsn: this.#lastCommitLsn, source: this.#source };
-    return judge(stored, txn);
+    return judge(this.#stored(), txn);
   }
 
   /** A transaction queued here committed: the row exists from now on (no one else deletes it). */
@@ -246,6 +275,7 @@ export class ApplyProgress {
       next.source?.timeline ?? null,
       next.source === undefined ? null : formatHistory(next.source.history),
       txn.captureRun === undefined ? null : String(txn.captureRun),
+      next.commitTimeUs === undefined ? null : String(next.commitTimeUs),
     ];
   }
 }
@@ -299,11 +329,12 @@ const PROGRESS_CTE = (p: number) => {
     timeline,
     history,
     run,
-  ] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13].map((i) => `$${p + i}`);
+    watermarkUs,
+  ] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14].map((i) => `$${p + i}`);
   return `pgbisync_origin AS (SELECT pg_replication_origin_xact_setup(${lsn}::pg_lsn, $1::timestamptz)),
   pgbisync_progress AS (INSERT INTO pgbisync.apply_progress AS a
       (source_node, topic, kafka_partition, next_offset, commit_lsn, commit_time, applied_at,
-       source_system_id, source_timeline, source_timeline_history, capture_run)
+       source_system_id, source_timeline, source_timeline_history, capture_run, watermark_time)
     SELECT $2::text, ${topic}::text, ${partition}::int,
         CASE WHEN ${wasTopic}::text IS NULL OR NOT ${rowMayBeMissing}::boolean THEN ${next}::bigint
         WHEN EXISTS (SELECT 1 FROM pgbisync.apply_progress p WHERE p.source_node = $2::text) THEN ${next}::bigint
@@ -311,7 +342,7 @@ const PROGRESS_CTE = (p: number) => {
               || ${wasPartition}::int || ']@' || ${wasNext}::bigint || '): an earlier transaction of the batch failed, or the row was deleted by someone else')::bigint
         END,
         ${lsn}::pg_lsn, $1::timestamptz, clock_timestamp(), ${systemId}::text, ${timeline}::bigint, ${history}::text,
-        ${run}::bigint
+        ${run}::bigint, 'epoch'::timestamptz + ${watermarkUs}::bigint * interval '1 microsecond'
       FROM pgbisync_origin
     ON CONFLICT (source_node) DO UPDATE SET topic = EXCLUDED.topic, kafka_partition = EXCLUDED.kafka_partition,
       next_offset = CASE
@@ -327,7 +358,8 @@ const PROGRESS_CTE = (p: number) => {
       source_system_id = EXCLUDED.source_system_id,
       source_timeline = EXCLUDED.source_timeline,
       source_timeline_history = EXCLUDED.source_timeline_history,
-      capture_run = greatest(a.capture_run, EXCLUDED.capture_run))`;
+      capture_run = greatest(a.capture_run, EXCLUDED.capture_run),
+      watermark_time = EXCLUDED.watermark_time)`;
 };
 
 /**

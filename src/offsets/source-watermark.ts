@@ -22,6 +22,8 @@
  * Snapshot chunks are never skipped and never raise the watermark (they are read at a newer LSN than
  * the slot streams from); one below the watermark restarts it (the source's positions went back: a
  * failover with a lost slot re-copied by `pgbisync resync`).
+ *
+ * What the LSN rule cannot tell on one timeline, the watermark's commit time can: {@link wentBack}.
  */
 import { forkLsn, type SourceIdentity } from '../pg/replication/source-identity.ts';
 
@@ -29,6 +31,11 @@ import { forkLsn, type SourceIdentity } from '../pg/replication/source-identity.
 export interface Watermark {
   readonly commitLsn: bigint;
   readonly source: SourceIdentity | undefined;
+  /**
+   * The commit time of the transaction at `commitLsn` (undefined: not known, e.g. a watermark lowered
+   * to a fork point, or stored before it was kept). See {@link wentBack}.
+   */
+  readonly commitTimeUs?: bigint | undefined;
 }
 
 /** What the rule reads of a transaction (an ApplyTransaction fits). */
@@ -38,6 +45,7 @@ export interface WatermarkInput {
   readonly lsnOrdered: boolean;
   readonly snapshot: boolean;
   readonly source?: SourceIdentity | undefined;
+  readonly commitTimeUs: bigint;
 }
 
 export interface Verdict {
@@ -67,7 +75,38 @@ export function judge(stored: Watermark, txn: WatermarkInput): Verdict {
       if (!txn.snapshot && lsn >= fork) return { duplicate: true, next: stored };
     }
   }
-  if (txn.snapshot) return { duplicate: false, next: { commitLsn: lsn < base ? lsn : base, source } };
-  if (lsn <= base) return { duplicate: true, next: { commitLsn: base, source } };
-  return { duplicate: false, next: { commitLsn: lsn, source } };
+  // The watermark's commit time stays known only while the watermark stays where it was.
+  const kept = base === stored.commitLsn ? stored.commitTimeUs : undefined;
+  if (txn.snapshot)
+    return { duplicate: false, next: lsn < base ? mark(lsn, source) : mark(base, source, kept) };
+  if (lsn <= base) return { duplicate: true, next: mark(base, source, kept) };
+  return { duplicate: false, next: mark(lsn, source, txn.commitTimeUs) };
+}
+
+function mark(commitLsn: bigint, source: SourceIdentity | undefined, commitTimeUs?: bigint): Watermark {
+  return commitTimeUs === undefined ? { commitLsn, source } : { commitLsn, source, commitTimeUs };
+}
+
+/**
+ * True when `txn`, which the LSN rule takes for applied before (on the stored watermark's own timeline),
+ * committed more than `slackUs` after the watermark's transaction: a re-published transaction has the
+ * commit time it had (commits follow their WAL order, up to a clock stepped back, which
+ * conflicts.maxClockSkewMs bounds), so this one was written at a WAL position the source had already
+ * passed: its WAL went back without a new timeline (a disk snapshot of the node restored, its slot with
+ * it). Skipped, it would be lost.
+ */
+export function wentBack(stored: Watermark, txn: WatermarkInput, verdict: Verdict, slackUs: bigint): boolean {
+  if (!verdict.duplicate || !txn.lsnOrdered || txn.snapshot || stored.commitTimeUs === undefined)
+    return false;
+  if (verdict.next.commitLsn !== stored.commitLsn || txn.commitLsn > stored.commitLsn) return false;
+  const had = stored.source;
+  const now = txn.source;
+  if (
+    had !== undefined &&
+    now !== undefined &&
+    (had.systemId !== now.systemId || had.timeline !== now.timeline)
+  ) {
+    return false;
+  }
+  return txn.commitTimeUs > stored.commitTimeUs + slackUs;
 }

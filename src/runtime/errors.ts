@@ -72,6 +72,11 @@ export const ErrorCode = {
   APPLY_CONCURRENT: 'PGB4003',
   /** A source commit time further ahead of the target's clock than conflicts.maxClockSkewMs. */
   CLOCK_SKEW: 'PGB4004',
+  /**
+   * A source transaction reuses a WAL position already applied, committed later than the transaction
+   * applied there: the source's WAL went back on the same timeline (a disk snapshot restored).
+   */
+  SOURCE_WENT_BACK: 'PGB4005',
   /** A capture or applier ended without being asked to (its stream ended, its worker thread exited). */
   COMPONENT_ENDED: 'PGB5001',
   /** `pgbisync resync` saw no progress for its timeout (the capture not running or blocked, an applier blocked). */

@@ -184,3 +184,70 @@ test('a progress table set up by an older version (no identity columns) blocks t
     await writer.close();
   }
 });
+
+test('a source whose WAL went back on its own timeline (a disk snapshot restored) blocks the direction, whatever restarts; a re-sent transaction is still skipped', async () => {
+  await using dbs = await createTestDatabases('timeline');
+  SOURCE = dbs.name;
+  await dbs.sql2('CREATE TABLE items (id bigint PRIMARY KEY, n int NOT NULL)');
+  const admin = newPgClient({ connectionString: dbs.db2 });
+  await admin.connect();
+  try {
+    await ensurePgbisyncSchema(admin);
+  } finally {
+    await admin.end();
+  }
+  const applied = insertAt(0x6000n, 2, TLI1);
+  /** Written after the restore at a WAL position the source had passed, a minute after `applied`. */
+  const restored = { ...insertAt(0x5800n, 3, TLI1), commitTimeUs: applied.commitTimeUs + 60_000_000n };
+  const wentBack = (error: unknown) => {
+    assert.ok(error instanceof BlockedError, String(error));
+    assert.equal(error.code, ErrorCode.SOURCE_WENT_BACK);
+    assert.match(
+      error.message,
+      new RegExp(`source ${dbs.name}: a transaction at commit LSN 0/5800 .* 0/6000`),
+    );
+    assert.match(error.hint ?? '', new RegExp(`pgbisync resync ${dbs.name} --new-slot`));
+    return true;
+  };
+  const writer = writerFor(dbs.db2);
+  try {
+    await writer.open();
+    assert.deepEqual(await writer.apply([insertAt(0x5000n, 1, TLI1), applied]), {
+      applied: 2,
+      skipped: 0,
+      conflicts: 0,
+    });
+    // Re-sent by a restarted capture (its own commit time): skipped as before.
+    assert.deepEqual(
+      await writer.apply([{ ...insertAt(0x5000n, 101, TLI1), commitTimeUs: applied.commitTimeUs - 1n }]),
+      {
+        applied: 0,
+        skipped: 1,
+        conflicts: 0,
+      },
+    );
+    await assert.rejects(writer.apply([restored]), wentBack);
+  } finally {
+    await writer.close();
+  }
+  const stored = await dbs.sql2(
+    'SELECT (extract(epoch FROM watermark_time) * 1000000)::bigint::text AS us FROM pgbisync.apply_progress',
+  );
+  assert.deepEqual(
+    stored.rows,
+    [{ us: String(applied.commitTimeUs) }],
+    "the watermark's commit time is kept",
+  );
+  // A restarted applier reads it back: the same transaction blocks again, nothing of it written.
+  const again = writerFor(dbs.db2);
+  try {
+    await again.open();
+    await assert.rejects(again.apply([restored]), wentBack);
+  } finally {
+    await again.close();
+  }
+  assert.deepEqual(
+    (await dbs.sql2('SELECT id::int FROM items ORDER BY id')).rows.map((r) => r.id),
+    [1, 2],
+  );
+});

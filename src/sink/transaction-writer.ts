@@ -81,8 +81,8 @@ export class TransactionWriter {
       ...({ pipeline: true } as any),
     });
     this.#catalog = new TargetCatalog(options);
-    this.#progress = new ApplyProgress(options.sourceNode);
     const maxSkewMs = options.maxClockSkewMs ?? DEFAULT_MAX_CLOCK_SKEW_MS;
+    this.#progress = new ApplyProgress(options.sourceNode, maxSkewMs);
     this.#clock = new ClockGuard(options.sourceNode, options.targetNode, maxSkewMs);
   }
 
