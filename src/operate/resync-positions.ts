@@ -28,8 +28,33 @@ export async function skipDeletedRecords(
   topics: readonly string[],
   admin: Pick<KafkaAdmin, 'startOffsets'>,
 ): Promise<MovedPosition[]> {
+  return await skipTo(source, targets, topics, (topic) => admin.startOffsets(topic));
+}
+
+/**
+ * `resync <node> --new-slot`, once the old slot is dropped and before the copy is asked for: every
+ * target's position in the node's topics moves to their end. What the old slot sent and a target had
+ * not applied is superseded by the copy from the new slot (every row and remembered delete of the node,
+ * each with its own commit time); and it may be what stopped the target: transactions of a node whose
+ * WAL went back (a disk snapshot restored, PGB4005), which no applier may take for re-sent ones.
+ */
+export async function skipSupersededRecords(
+  source: string,
+  targets: readonly NodeConfig[],
+  topics: readonly string[],
+  admin: Pick<KafkaAdmin, 'endOffsets'>,
+): Promise<MovedPosition[]> {
+  return await skipTo(source, targets, topics, (topic) => admin.endOffsets(topic));
+}
+
+async function skipTo(
+  source: string,
+  targets: readonly NodeConfig[],
+  topics: readonly string[],
+  offsets: (topic: string) => Promise<Map<number, bigint>>,
+): Promise<MovedPosition[]> {
   const firsts = new Map<string, Map<number, bigint>>();
-  for (const topic of topics) firsts.set(topic, await admin.startOffsets(topic));
+  for (const topic of topics) firsts.set(topic, await offsets(topic));
   const moved: MovedPosition[] = [];
   for (const target of targets) {
     await withNode(target, 'resync', async (db) => {
@@ -85,4 +110,17 @@ async function moveUp(
     if (r.rowCount === 1) out.push(0n);
   }
   return out;
+}
+
+/** Whether a re-copy of `node` was asked for and its capture has not finished it. */
+export async function pendingRequest(db: Queryable, node: string): Promise<boolean> {
+  const table = await db.query<{ e: boolean }>(
+    "SELECT to_regclass('pgbisync.capture_state') IS NOT NULL AS e",
+  );
+  if (table.rows[0]?.e !== true) return false; // request() names the missing schema
+  const r = await db.query(
+    `SELECT 1 FROM pgbisync.capture_state s WHERE s.node = $1 AND to_jsonb(s) ->> 'resync_requested_at' IS NOT NULL`,
+    [node],
+  );
+  return r.rowCount === 1;
 }

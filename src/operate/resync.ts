@@ -32,7 +32,7 @@ import type { Queryable } from '../pg/table-catalog.ts';
 import { ErrorCode, FatalError } from '../runtime/errors.ts';
 import { sleep } from '../runtime/sleep.ts';
 import { clearCopyPositions } from '../source/copy-progress.ts';
-import { skipDeletedRecords } from './resync-positions.ts';
+import { pendingRequest, skipDeletedRecords, skipSupersededRecords } from './resync-positions.ts';
 import { directions, resolveTables, withNode } from './sync-plan.ts';
 
 export interface ResyncOptions {
@@ -82,12 +82,6 @@ export async function resync(config: Config, nodeName: string, o: ResyncOptions)
   // and stays blocked (PGB2005) until the request comes. The other order could let it copy from the
   // old slot's snapshot and clear the request before the slot is gone.
   if (o.newSlot === true) await withNode(node, 'resync', (db) => dropSlot(db, node.name, slot, o));
-  const requested = await withNode(node, 'resync', (db) => request(db, node.name, slot));
-  o.onProgress(
-    requested.fresh
-      ? `resync ${node.name}: re-copy requested at ${requested.at}`
-      : `resync ${node.name}: a re-copy requested at ${requested.at} is pending: following it`,
-  );
   const tables = await resolveTables(config);
   const topics =
     config.mode === 'per-table' ? eventTopics(config, node.name, tables) : [serverName(config, node.name)];
@@ -96,27 +90,53 @@ export async function resync(config: Config, nodeName: string, o: ResyncOptions)
     .map((d) => d.target);
   const admin = new KafkaAdmin(kafkaOptions(config, 'resync'));
   try {
-    // With the re-copy asked for, what retention deleted before a target applied it may be skipped.
-    for (const m of await skipDeletedRecords(node.name, targets, topics, admin)) {
-      o.onProgress(
-        `resync ${node.name}: ${m.target} had not applied ${m.topic}[${m.partition}] from offset ${m.from}, deleted from Kafka up to ${m.to}: its position moves to ${m.to}, the re-copy brings what those records carried`,
-      );
+    // Before the request: the new slot's copy lands after these ends (no capture copies without it). Not
+    // while an earlier request is pending: its copy may be in the topics already.
+    if (o.newSlot === true && !(await withNode(node, 'resync', (db) => pendingRequest(db, node.name)))) {
+      for (const m of await skipSupersededRecords(node.name, targets, topics, admin)) {
+        o.onProgress(
+          `resync ${node.name}: ${m.target} had not applied ${m.topic}[${m.partition}] from offset ${m.from}: what the old slot sent is superseded by the copy from the new one, its position moves to ${m.to}`,
+        );
+      }
     }
-    if (!o.wait) {
-      o.onProgress(
-        `resync ${node.name}: the capture of ${node.name} copies its tables at its next start (\`pgbisync run\`); \`pgbisync resync ${node.name}\` follows it`,
-      );
-      return { node: node.name, requestedAt: requested.at, applied: false, targets: [] };
-    }
-    const ends = await followCopy(node, slot, requested.at, topics, admin, o);
-    const applied = await followApply(node.name, targets, ends, o);
-    o.onProgress(
-      `resync ${node.name}: done: its rows and remembered deletes are applied on ${targets.map((t) => t.name).join(', ')}; \`pgbisync verify\` (once writes are quiet) confirms the nodes are equal`,
-    );
-    return { node: node.name, requestedAt: requested.at, applied: true, targets: applied };
+    return await followRequest(node, slot, topics, targets, admin, o);
   } finally {
     await admin.close();
   }
+}
+
+async function followRequest(
+  node: NodeConfig,
+  slot: string,
+  topics: readonly string[],
+  targets: readonly NodeConfig[],
+  admin: KafkaAdmin,
+  o: ResyncOptions,
+): Promise<ResyncResult> {
+  const requested = await withNode(node, 'resync', (db) => request(db, node.name, slot));
+  o.onProgress(
+    requested.fresh
+      ? `resync ${node.name}: re-copy requested at ${requested.at}`
+      : `resync ${node.name}: a re-copy requested at ${requested.at} is pending: following it`,
+  );
+  // With the re-copy asked for, what retention deleted before a target applied it may be skipped.
+  for (const m of await skipDeletedRecords(node.name, targets, topics, admin)) {
+    o.onProgress(
+      `resync ${node.name}: ${m.target} had not applied ${m.topic}[${m.partition}] from offset ${m.from}, deleted from Kafka up to ${m.to}: its position moves to ${m.to}, the re-copy brings what those records carried`,
+    );
+  }
+  if (!o.wait) {
+    o.onProgress(
+      `resync ${node.name}: the capture of ${node.name} copies its tables at its next start (\`pgbisync run\`); \`pgbisync resync ${node.name}\` follows it`,
+    );
+    return { node: node.name, requestedAt: requested.at, applied: false, targets: [] };
+  }
+  const ends = await followCopy(node, slot, requested.at, topics, admin, o);
+  const applied = await followApply(node.name, targets, ends, o);
+  o.onProgress(
+    `resync ${node.name}: done: its rows and remembered deletes are applied on ${targets.map((t) => t.name).join(', ')}; \`pgbisync verify\` (once writes are quiet) confirms the nodes are equal`,
+  );
+  return { node: node.name, requestedAt: requested.at, applied: true, targets: applied };
 }
 
 /** How long `--new-slot` tries to drop a slot its capture keeps taking again. */
