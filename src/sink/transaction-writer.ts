@@ -190,7 +190,7 @@ export class TransactionWriter {
         if (txn.piece === undefined && this.#pieceOpen) {
           // The pieces written so far were of a transaction the grouper abandoned (published again from
           // its start): what they wrote goes, and this transaction is applied on its own.
-          send([{ text: 'ROLLBACK', values: undefined }]);
+          send([ROLLBACK]);
           this.#pieceOpen = false;
         }
         const duplicate = this.#progress.alreadyApplied(txn);
