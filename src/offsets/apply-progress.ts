@@ -21,7 +21,7 @@
  *   capture's header) outside the snapshot are skipped so: snapshot chunks share one LSN, and foreign
  *   topics' LSNs do not order transactions. The rule, with the source's identity (system identifier,
  *   timeline: a failover or a restore reuses LSNs on a new timeline), is ./source-watermark.ts. The
- *   row also keeps the commit time of the transaction at the watermark (watermark_time): one the rule
+ *   row also keeps the commit time of the transaction at the watermark (watermark_us): one the rule
  *   would skip but committed well after it is no re-send (a disk snapshot of the source restored) and
  *   blocks the direction (PGB4005) instead of being lost.
  * - The other topics' offsets only grow (`greatest`); the stored commit LSN too, but where the rule
@@ -120,7 +120,7 @@ export class ApplyProgress {
               (extract(epoch FROM commit_time) * 1000000)::bigint::text AS us,
               source_system_id || ':' || source_timeline AS source_identity,
               source_timeline_history AS source_history, capture_run::text,
-              (extract(epoch FROM watermark_time) * 1000000)::bigint::text AS watermark_us
+              watermark_us::text AS watermark_us
          FROM pgbisync.apply_progress WHERE source_node = $1`,
       [this.#sourceNode],
     );
@@ -334,7 +334,7 @@ const PROGRESS_CTE = (p: number) => {
   return `pgbisync_origin AS (SELECT pg_replication_origin_xact_setup(${lsn}::pg_lsn, $1::timestamptz)),
   pgbisync_progress AS (INSERT INTO pgbisync.apply_progress AS a
       (source_node, topic, kafka_partition, next_offset, commit_lsn, commit_time, applied_at,
-       source_system_id, source_timeline, source_timeline_history, capture_run, watermark_time)
+       source_system_id, source_timeline, source_timeline_history, capture_run, watermark_us)
     SELECT $2::text, ${topic}::text, ${partition}::int,
         CASE WHEN ${wasTopic}::text IS NULL OR NOT ${rowMayBeMissing}::boolean THEN ${next}::bigint
         WHEN EXISTS (SELECT 1 FROM pgbisync.apply_progress p WHERE p.source_node = $2::text) THEN ${next}::bigint
@@ -342,7 +342,7 @@ const PROGRESS_CTE = (p: number) => {
               || ${wasPartition}::int || ']@' || ${wasNext}::bigint || '): an earlier transaction of the batch failed, or the row was deleted by someone else')::bigint
         END,
         ${lsn}::pg_lsn, $1::timestamptz, clock_timestamp(), ${systemId}::text, ${timeline}::bigint, ${history}::text,
-        ${run}::bigint, 'epoch'::timestamptz + ${watermarkUs}::bigint * interval '1 microsecond'
+        ${run}::bigint, ${watermarkUs}::bigint
       FROM pgbisync_origin
     ON CONFLICT (source_node) DO UPDATE SET topic = EXCLUDED.topic, kafka_partition = EXCLUDED.kafka_partition,
       next_offset = CASE
@@ -359,7 +359,7 @@ const PROGRESS_CTE = (p: number) => {
       source_timeline = EXCLUDED.source_timeline,
       source_timeline_history = EXCLUDED.source_timeline_history,
       capture_run = greatest(a.capture_run, EXCLUDED.capture_run),
-      watermark_time = EXCLUDED.watermark_time)`;
+      watermark_us = EXCLUDED.watermark_us)`;
 };
 
 /**

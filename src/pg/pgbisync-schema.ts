@@ -14,7 +14,7 @@
  *   (system identifier, timeline and its history) of the source WAL its commit LSN is of
  *   (src/offsets/source-watermark.ts; nulls: written before identities, or by a capture without them),
  *   the newest capture run read from the source's records (capture_run; src/source/capture-run.ts), and
- *   the commit time of the transaction at the watermark (watermark_time; null: not known), which tells
+ *   the commit time of the transaction at the watermark (watermark_us, Unix microseconds; null: not known), which tells
  *   a re-sent transaction from one of a source whose WAL went back (src/offsets/source-watermark.ts).
  * - apply_positions: for sources spread over several topics (a Debezium connector's per-table topics),
  *   the next offset of every topic/partition, written in the same target transaction as apply_progress.
@@ -66,13 +66,13 @@ CREATE TABLE IF NOT EXISTS pgbisync.apply_progress (
   source_timeline bigint,
   source_timeline_history text,
   capture_run bigint,
-  watermark_time timestamptz
+  watermark_us bigint
 );
 ALTER TABLE pgbisync.apply_progress ADD COLUMN IF NOT EXISTS source_system_id text;
 ALTER TABLE pgbisync.apply_progress ADD COLUMN IF NOT EXISTS source_timeline bigint;
 ALTER TABLE pgbisync.apply_progress ADD COLUMN IF NOT EXISTS source_timeline_history text;
 ALTER TABLE pgbisync.apply_progress ADD COLUMN IF NOT EXISTS capture_run bigint;
-ALTER TABLE pgbisync.apply_progress ADD COLUMN IF NOT EXISTS watermark_time timestamptz;
+ALTER TABLE pgbisync.apply_progress ADD COLUMN IF NOT EXISTS watermark_us bigint;
 CREATE TABLE IF NOT EXISTS pgbisync.apply_positions (
   source_node text NOT NULL,
   topic text NOT NULL,

@@ -40,7 +40,7 @@ const SCHEMA_COLUMNS = [
   'pgbisync.apply_progress.source_timeline',
   'pgbisync.apply_progress.source_timeline_history',
   'pgbisync.apply_progress.capture_run',
-  'pgbisync.apply_progress.watermark_time',
+  'pgbisync.apply_progress.watermark_us',
 ];
 
 /**

@@ -230,9 +230,7 @@ test('a source whose WAL went back on its own timeline (a disk snapshot restored
   } finally {
     await writer.close();
   }
-  const stored = await dbs.sql2(
-    'SELECT (extract(epoch FROM watermark_time) * 1000000)::bigint::text AS us FROM pgbisync.apply_progress',
-  );
+  const stored = await dbs.sql2('SELECT watermark_us::text AS us FROM pgbisync.apply_progress');
   assert.deepEqual(
     stored.rows,
     [{ us: String(applied.commitTimeUs) }],
