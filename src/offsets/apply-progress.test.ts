@@ -21,12 +21,16 @@ const txn = (commitLsn: bigint, lastOffset: bigint, more: Partial<ProgressOf> = 
   ...more,
 });
 
-/** A target whose apply_progress row of source `a` is at offset 10, commit LSN 0/100. */
-const storedAt100 = {
-  query: async () => ({
-    rows: [{ topic: 'pgbisync.a', kafka_partition: 0, next_offset: '10', commit_lsn: '0/100', us: '7' }],
-  }),
-} as unknown as Queryable;
+/** A target whose apply_progress row of source `a` is at offset 10, commit LSN 0/100, with `more` columns. */
+const storedRow = (more: Record<string, string> = {}) =>
+  ({
+    query: async () => ({
+      rows: [
+        { topic: 'pgbisync.a', kafka_partition: 0, next_offset: '10', commit_lsn: '0/100', us: '7', ...more },
+      ],
+    }),
+  }) as unknown as Queryable;
+const storedAt100 = storedRow();
 
 describe('ApplyProgress', () => {
   it('continues from the stored row', async () => {
@@ -61,20 +65,7 @@ describe('ApplyProgress', () => {
 
   it('keeps the newest capture run read: returned by read, written with each position', async () => {
     const progress = new ApplyProgress('a');
-    const stored = {
-      query: async () => ({
-        rows: [
-          {
-            topic: 'pgbisync.a',
-            kafka_partition: 0,
-            next_offset: '10',
-            commit_lsn: '0/100',
-            us: '7',
-            capture_run: '42',
-          },
-        ],
-      }),
-    } as unknown as Queryable;
+    const stored = storedRow({ capture_run: '42' });
     assert.equal((await progress.read(stored))?.captureRun, 42n);
     assert.equal(progress.nextWrite(txn(0x101n, 12n, { captureRun: 43n })).at(-2), '43');
     assert.equal(progress.nextWrite(txn(0x102n, 13n)).at(-2), null);
@@ -221,20 +212,7 @@ describe('ApplyProgress', () => {
 describe('a source whose WAL went back on its timeline', () => {
   it("blocks at a transaction the LSN rule calls re-sent but committed after the watermark's, beyond the clock slack", async () => {
     const progress = new ApplyProgress('a', 5_000);
-    const stored = {
-      query: async () => ({
-        rows: [
-          {
-            topic: 'pgbisync.a',
-            kafka_partition: 0,
-            next_offset: '10',
-            commit_lsn: '0/100',
-            us: '7',
-            watermark_us: '9000000',
-          },
-        ],
-      }),
-    } as unknown as Queryable;
+    const stored = storedRow({ watermark_us: '9000000' });
     await progress.read(stored);
     assert.equal(progress.alreadyApplied(txn(0x90n, 11n, { commitTimeUs: 8_000_000n })), true, 're-sent');
     assert.equal(

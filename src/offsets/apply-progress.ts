@@ -183,8 +183,9 @@ export class ApplyProgress {
    * source left: only its position is to be written (./source-watermark.ts).
    */
   alreadyApplied(txn: ProgressOf): boolean {
-    const verdict = this.#verdict(txn);
-    if (wentBack(this.#stored(), txn, verdict, this.#slackUs)) {
+    const stored = this.#stored();
+    const verdict = judge(stored, txn);
+    if (wentBack(stored, txn, verdict, this.#slackUs)) {
       const at = (us: bigint) => new Date(Number(us / 1000n)).toISOString();
       throw new BlockedError(
         `source ${this.#sourceNode}: a transaction at commit LSN ${formatLsn(txn.commitLsn)} committed at ${at(txn.commitTimeUs)}, after the applied one at ${formatLsn(this.#lastCommitLsn)} (committed at ${at(this.#watermarkUs!)}), though its WAL position is not after it: the node's WAL went back on the same timeline (a disk snapshot of ${this.#sourceNode} restored?), and its new transactions reuse positions applied here; skipped as re-sent, they would be lost`,

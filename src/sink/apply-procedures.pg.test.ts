@@ -5,10 +5,8 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import pg from 'pg';
-import { ensurePgbisyncSchema } from '../pg/pgbisync-schema.ts';
 import { describeError } from '../runtime/errors.ts';
-import { createTestDatabases, type TestDatabases } from '../testing/test-databases.ts';
+import { createTestDatabases, type TestDatabases, withPgbisyncSchema } from '../testing/test-databases.ts';
 import { writerFor } from '../testing/writer-race.ts';
 import type { ApplyTransaction, RowChange } from './apply-model.ts';
 
@@ -37,13 +35,7 @@ const remove = (id: string): RowChange => ({ op: 'd', schema: 'public', table: '
 
 /** items on db2 with the pgbisync schema and the tombstone trigger `setup` leaves on a synced table. */
 async function items(dbs: TestDatabases): Promise<void> {
-  const client = new pg.Client({ connectionString: dbs.db2 });
-  await client.connect();
-  try {
-    await ensurePgbisyncSchema(client);
-  } finally {
-    await client.end();
-  }
+  await withPgbisyncSchema(dbs.db2);
   await dbs.sql2('CREATE TABLE items (id bigint PRIMARY KEY, n int NOT NULL)');
   await dbs.sql2(
     "CREATE TRIGGER pgbisync_tombstone AFTER DELETE ON public.items FOR EACH ROW EXECUTE FUNCTION pgbisync.record_tombstone('id')",

@@ -7,11 +7,9 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { newPgClient } from '../pg/client.ts';
-import { ensurePgbisyncSchema } from '../pg/pgbisync-schema.ts';
 import type { SourceIdentity } from '../pg/replication/source-identity.ts';
 import { BlockedError, ErrorCode } from '../runtime/errors.ts';
-import { createTestDatabases, nodeOfDatabase } from '../testing/test-databases.ts';
+import { createTestDatabases, nodeOfDatabase, withPgbisyncSchema } from '../testing/test-databases.ts';
 import type { ApplyTransaction } from './apply-model.ts';
 import { TransactionWriter } from './transaction-writer.ts';
 
@@ -60,13 +58,7 @@ test('a newer source timeline forked below the applied LSN is applied; what both
   await using dbs = await createTestDatabases('timeline');
   SOURCE = dbs.name; // replication origins are per cluster: named after the database, dropped with it
   await dbs.sql2('CREATE TABLE items (id bigint PRIMARY KEY, n int NOT NULL)');
-  const admin = newPgClient({ connectionString: dbs.db2 });
-  await admin.connect();
-  try {
-    await ensurePgbisyncSchema(admin);
-  } finally {
-    await admin.end();
-  }
+  await withPgbisyncSchema(dbs.db2);
   const ids = async () => (await dbs.sql2('SELECT id::int FROM items ORDER BY id')).rows.map((r) => r.id);
 
   const writer = writerFor(dbs.db2);
@@ -129,13 +121,7 @@ test('records without an identity (an older capture) keep the LSN rule; the firs
   await using dbs = await createTestDatabases('timeline');
   SOURCE = dbs.name; // replication origins are per cluster: named after the database, dropped with it
   await dbs.sql2('CREATE TABLE items (id bigint PRIMARY KEY, n int NOT NULL)');
-  const admin = newPgClient({ connectionString: dbs.db2 });
-  await admin.connect();
-  try {
-    await ensurePgbisyncSchema(admin);
-  } finally {
-    await admin.end();
-  }
+  await withPgbisyncSchema(dbs.db2);
   const writer = writerFor(dbs.db2);
   try {
     await writer.open();
@@ -160,13 +146,7 @@ test('records without an identity (an older capture) keep the LSN rule; the firs
 test('a progress table set up by an older version (no identity columns) blocks the writer with the fix', async () => {
   await using dbs = await createTestDatabases('timeline');
   SOURCE = dbs.name;
-  const admin = newPgClient({ connectionString: dbs.db2 });
-  await admin.connect();
-  try {
-    await ensurePgbisyncSchema(admin);
-  } finally {
-    await admin.end();
-  }
+  await withPgbisyncSchema(dbs.db2);
   await dbs.sql2('ALTER TABLE pgbisync.apply_progress DROP COLUMN source_timeline');
   const writer = writerFor(dbs.db2);
   try {
@@ -189,13 +169,7 @@ test('a source whose WAL went back on its own timeline (a disk snapshot restored
   await using dbs = await createTestDatabases('timeline');
   SOURCE = dbs.name;
   await dbs.sql2('CREATE TABLE items (id bigint PRIMARY KEY, n int NOT NULL)');
-  const admin = newPgClient({ connectionString: dbs.db2 });
-  await admin.connect();
-  try {
-    await ensurePgbisyncSchema(admin);
-  } finally {
-    await admin.end();
-  }
+  await withPgbisyncSchema(dbs.db2);
   const applied = insertAt(0x6000n, 2, TLI1);
   /** Written after the restore at a WAL position the source had passed, a minute after `applied`. */
   const restored = { ...insertAt(0x5800n, 3, TLI1), commitTimeUs: applied.commitTimeUs + 60_000_000n };

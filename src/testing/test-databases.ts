@@ -5,6 +5,7 @@
 import { randomUUID } from 'node:crypto';
 import type pg from 'pg';
 import { newPgClient } from '../pg/client.ts';
+import { ensurePgbisyncSchema } from '../pg/pgbisync-schema.ts';
 import { testEnv } from './test-env.ts';
 
 export interface TestDatabases extends AsyncDisposable {
@@ -92,4 +93,15 @@ export async function createTestDatabases(prefix = 't'): Promise<TestDatabases> 
       for (const server of servers) await dropDatabase(server, name);
     },
   };
+}
+
+/** Creates (or brings up to date) the pgbisync schema in the database at `url`, as `setup` does. */
+export async function withPgbisyncSchema(url: string): Promise<void> {
+  const client = newPgClient({ connectionString: url });
+  await client.connect();
+  try {
+    await ensurePgbisyncSchema(client);
+  } finally {
+    await client.end();
+  }
 }
