@@ -2,7 +2,7 @@
  * Clock skew in `status` and the daemon's gauge (../conflicts/clock-skew.ts): every direction carries
  * the skew between its source's and its target's server clocks, and a warning naming the limit when it
  * is over conflicts.maxClockSkewMs. The test servers share this host's clock, so the skew is near 0: it
- * passes the default limit and fails a limit of 0.
+ * passes the default limit and fails a limit of 0 (unless it measures exactly 0: then it is read again).
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
@@ -30,7 +30,11 @@ test('status reports each direction clock skew and warns over conflicts.maxClock
   assert.ok(Math.abs(ab!.clockSkewMs + ba!.clockSkewMs) < 100, 'one direction sees the other skew negated');
 
   const strict = syncConfig(dbs, ['public.t'], 'conflicts: { maxClockSkewMs: 0 }');
-  const over = await readStatus(strict);
+  // Measured on one host the skew can come out as exactly 0, which no limit is below: read again then
+  // (CI met it once).
+  let over = await readStatus(strict);
+  for (let i = 0; i < 20 && over.directions.some((d) => d.clockSkewMs === 0); i++)
+    over = await readStatus(strict);
   for (const d of over.directions) {
     assert.equal(d.warnings.length, 1, d.warnings.join('; '));
     assert.match(
