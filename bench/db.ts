@@ -48,6 +48,8 @@ BEGIN
 END $$;
 -- Changes at a fixed rate, one per transaction, in the cycle insert, insert, update, update, delete
 -- (40/40/20): ids [id0, next_insert) minus the deleted prefix always exist. Returns the number written.
+-- The updated row is drawn once per change (random() in the WHERE clause would be drawn per scanned
+-- row: a sequential scan of the whole table, updating zero, one or several rows).
 CREATE PROCEDURE bench_steady(rate float8, seconds float8, seq0 bigint, id0 bigint, INOUT changes bigint DEFAULT 0)
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -56,6 +58,7 @@ DECLARE
   due bigint;
   next_insert bigint := id0;
   next_delete bigint := id0;
+  target bigint;
   pad text;
 BEGIN
   changes := 0;
@@ -70,8 +73,8 @@ BEGIN
           INSERT INTO steady VALUES (next_insert, seq0 + changes, clock_timestamp(), pad);
           next_insert := next_insert + 1;
         WHEN 2, 3 THEN
-          UPDATE steady SET seq = seq0 + changes, src_ts = clock_timestamp(), payload = pad
-           WHERE id = next_delete + floor(random() * (next_insert - next_delete))::bigint;
+          target := next_delete + floor(random() * (next_insert - next_delete))::bigint;
+          UPDATE steady SET seq = seq0 + changes, src_ts = clock_timestamp(), payload = pad WHERE id = target;
         ELSE
           DELETE FROM steady WHERE id = next_delete;
           next_delete := next_delete + 1;

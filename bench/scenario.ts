@@ -82,6 +82,7 @@ export async function runScenario(
       generator: await generator(source),
       extraGenerators: [await generator(source)],
       probe: await open(target),
+      pollers: [await open(target), await open(target)],
       base,
       keepsCommitOrder: sut.keepsCommitOrder ?? true,
     });

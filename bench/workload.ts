@@ -33,6 +33,11 @@ export interface Side {
   readonly extraGenerators: readonly pg.Client[];
   /** On the target node. */
   readonly probe: pg.Client;
+  /**
+   * More connections on the target node, one per steady-phase writer: each writer's poller has its own
+   * (queries on one connection would queue behind each other and behind the marker's).
+   */
+  readonly pollers: readonly pg.Client[];
   /** Keys and sequence numbers of this side start here (sides never collide). */
   readonly base: number;
   /** False when the target may show a change before earlier changes of other tables (see above). */
@@ -177,15 +182,16 @@ export async function steady(
   let stop = false;
   const writers = sides.flatMap((side) => {
     const all = [side.generator, ...side.extraGenerators];
-    const count = Math.min(all.length, Math.max(1, Math.ceil(rate / RATE_PER_WRITER)));
+    const count = Math.min(all.length, side.pollers.length, Math.max(1, Math.ceil(rate / RATE_PER_WRITER)));
     return all.slice(0, count).map((client, j) => ({
       side,
       client,
+      poller: side.pollers[j]!,
       rate: rate / count,
       base: side.base + offset + j * WRITER_RANGE,
     }));
   });
-  const pollers = writers.map((w) => poll(w.side, w.base, () => stop, samples));
+  const pollers = writers.map((w) => poll(w.poller, w.base, () => stop, samples));
   let changes = 0;
   let drainMs = 0;
   try {
@@ -239,14 +245,19 @@ export async function steady(
   }
 }
 
-async function poll(side: Side, seq0: number, stopped: () => boolean, samples: number[]): Promise<void> {
+async function poll(
+  probe: pg.Client,
+  seq0: number,
+  stopped: () => boolean,
+  samples: number[],
+): Promise<void> {
   let last = seq0 - 1;
   const end = seq0 + WRITER_RANGE;
   // One more round after the stop request: the marker (and, without commit order, each writer's last
   // change) was seen, so every change is visible by now.
   for (let final = false; !final; ) {
     final = stopped();
-    const r = await side.probe.query<{ seq: string; ms: number }>(
+    const r = await probe.query<{ seq: string; ms: number }>(
       `SELECT seq::text, (extract(epoch FROM statement_timestamp() - src_ts) * 1000)::float8 AS ms
          FROM steady WHERE seq > $1 AND seq < $2 ORDER BY seq`,
       [last, end],

@@ -30,7 +30,7 @@ status=0
 list() { # list test files of a kind: unit | pg | kafka
   case "$1" in
     unit) find src bench -name '*.test.ts' ! -name '*.pg.test.ts' ! -name '*.kafka.test.ts' ! -name '*.connect.test.ts' 2>/dev/null | sort ;;
-    pg) find src torture -name '*.pg.test.ts' | sort ;;
+    pg) find src torture bench -name '*.pg.test.ts' | sort ;;
     kafka) find src -name '*.kafka.test.ts' | sort ;;
     connect) find src -name '*.connect.test.ts' | sort ;;
   esac
