@@ -14,7 +14,8 @@ test('bench_steady: every change is one row (2 inserts, 2 updates, 1 delete in 5
   await dbs.sql1(PROCEDURES_SQL);
   const r = await dbs.sql1('CALL bench_steady($1, $2, $3, $4)', [5_000, 1, 1_000, 1_000]);
   const changes = Number(r.rows[0]?.changes);
-  assert.ok(changes >= 500, `the writer wrote ${changes} changes in 1 s`);
+  // A loaded CI machine writes fewer; 100 changes hold 40 updates, enough to catch one that wrote two rows.
+  assert.ok(changes >= 100, `the writer wrote ${changes} changes in 1 s`);
   const rows = await dbs.sql1(
     `SELECT count(*)::int AS n, count(DISTINCT seq)::int AS seqs, min(id)::int AS first, max(id)::int AS last
        FROM steady`,
