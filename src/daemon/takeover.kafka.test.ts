@@ -66,7 +66,17 @@ test('two instances: kill -9 and SIGSTOP of the owner hand every component to th
     const stopTakeoverMs = Date.now() - stoppedAt;
     await pause(Math.max(0, 60_000 - (Date.now() - stoppedAt)));
     second.child.kill('SIGCONT');
-    await waitFor('the woken owner stands by', () => standsBy(second, COMPONENTS, 'third'), 30_000);
+    const wokenAt = Date.now();
+    await waitFor('the woken owner stands by', () => standsBy(second, COMPONENTS, 'third'), 30_000).catch(
+      (error: unknown) => {
+        const { exitCode, signalCode } = second.child;
+        process.stderr.write(
+          `the woken owner (exit code ${exitCode}, signal ${signalCode}); its log, last lines:\n${second.logTail(60)}\n`,
+        );
+        throw error;
+      },
+    );
+    const wokenStandbyMs = Date.now() - wokenAt;
     assert.equal(second.child.exitCode, null, 'the woken owner keeps running, as a standby');
     // The third still owns everything: the woken one took nothing back and holds no lease.
     assert.ok(await owns(third, COMPONENTS));
@@ -78,7 +88,8 @@ test('two instances: kill -9 and SIGSTOP of the owner hand every component to th
     const perNode = await load.stop();
     assert.equal(await checkLedger(dbs.sql1, dbs.sql2, perNode), undefined);
     process.stderr.write(
-      `takeover after kill -9: ${killTakeoverMs} ms; after SIGSTOP: ${stopTakeoverMs} ms; ${perNode} rows per node\n`,
+      `takeover after kill -9: ${killTakeoverMs} ms; after SIGSTOP: ${stopTakeoverMs} ms; ` +
+        `the woken owner stood by after ${wokenStandbyMs} ms; ${perNode} rows per node\n`,
     );
   } finally {
     await load.stop().catch(() => undefined);

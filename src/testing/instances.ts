@@ -17,6 +17,8 @@ export interface RunInstance {
   readonly name: string;
   readonly child: ChildProcess;
   url(): string | undefined;
+  /** The last `lines` lines of its log (what a failed wait on it prints). */
+  logTail(lines: number): string;
 }
 
 export interface ComponentView {
@@ -43,7 +45,12 @@ export function startInstance(name: string, configPath: string, env: NodeJS.Proc
     log += chunk.toString();
     writeFileSync(logPath, log);
   });
-  return { name, child, url: () => /"http":"(http:\/\/[^"]+)"/.exec(log)?.[1] };
+  return {
+    name,
+    child,
+    url: () => /"http":"(http:\/\/[^"]+)"/.exec(log)?.[1],
+    logTail: (lines) => log.trimEnd().split('\n').slice(-lines).join('\n'),
+  };
 }
 
 /** The instance's /status components, or undefined while it does not answer (starting, frozen). */
