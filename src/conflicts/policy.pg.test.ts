@@ -1,26 +1,30 @@
 /**
  * Both forms of the conflict policy against one table of cases (../testing/conflict-cases.ts): the SQL
  * guard evaluated by a real server (`SELECT <guard>` over parameters, as the applier's statements pass
- * the incoming commit time and source), and the TypeScript twin. Each must give the expected result.
+ * the incoming commit time and source), the same guard as the applier's conflict functions evaluate it
+ * (pgbisync.incoming_wins), and the TypeScript twin. Each must give the expected result.
  */
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import pg from 'pg';
 import { ensurePgbisyncSchema } from '../pg/pgbisync-schema.ts';
 import { CONFLICT_CASES, caseTitle, sqlTime } from '../testing/conflict-cases.ts';
-import { createTestDatabases } from '../testing/test-databases.ts';
-import { testEnv } from '../testing/test-env.ts';
+import { createTestDatabases, type TestDatabases } from '../testing/test-databases.ts';
 import { incomingWins, incomingWinsSql } from './policy.ts';
 
 let db: pg.Client;
+let dbs: TestDatabases;
 
 before(async () => {
-  db = new pg.Client({ connectionString: testEnv.db1Url() });
+  dbs = await createTestDatabases('policy_cases');
+  db = new pg.Client({ connectionString: dbs.db1 });
   await db.connect();
+  await ensurePgbisyncSchema(db); // pgbisync.incoming_wins
 });
 
 after(async () => {
   await db.end();
+  await dbs[Symbol.asyncDispose]();
 });
 
 for (const c of CONFLICT_CASES) {
@@ -36,6 +40,18 @@ for (const c of CONFLICT_CASES) {
     ]);
     assert.equal(r.rows[0]?.wins, c.wins, `SQL: ${guard}`);
     assert.equal(incomingWins(c.policy, c.incoming, c.existing), c.wins, 'TypeScript');
+    // The guard as the applier's conflict functions evaluate it (pgbisync.incoming_wins).
+    const f = await db.query<{ wins: boolean }>(
+      'SELECT pgbisync.incoming_wins($1, $2::timestamptz, $3, $4::timestamptz, $5) AS wins',
+      [
+        incomingWinsSql(c.policy, '$1', '$2', '$3', '$4'),
+        sqlTime(c.incoming),
+        c.incoming.node,
+        sqlTime(c.existing),
+        c.existing.node,
+      ],
+    );
+    assert.equal(f.rows[0]?.wins, c.wins, 'pgbisync.incoming_wins');
   });
 }
 

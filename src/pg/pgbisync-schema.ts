@@ -208,6 +208,73 @@ BEGIN
     (coalesce(nullif(current_setting('pgbisync.conflicts', true), ''), '0')::int + 1)::text, true);
   RETURN resolution = 'apply_remote';
 END $$;
+-- Whether an incoming change (its commit time and node) beats a version (its time and node) by a
+-- policy's guard: wins, the policy's SQL over $1 the incoming time, $2 its node, $3 the version's time,
+-- $4 its node (src/conflicts/policy.ts, incomingWinsSql). For the functions below, which run only where a
+-- conflict may be.
+CREATE OR REPLACE FUNCTION pgbisync.incoming_wins(wins text, remote_commit_time timestamptz,
+  remote_node text, local_commit_time timestamptz, local_node text)
+RETURNS boolean LANGUAGE plpgsql STABLE AS $$
+DECLARE
+  r boolean;
+BEGIN
+  EXECUTE 'SELECT ' || wins INTO r USING remote_commit_time, remote_node, local_commit_time, local_node;
+  RETURN r;
+END $$;
+-- The applier's upsert calls this from its ON CONFLICT guard for a version another node wrote (x, the
+-- locked row's xmin): decides by the policy and records the conflict (record_conflict); returns whether
+-- the incoming change is applied (wins: see incoming_wins). Called only on a conflict, this work stays
+-- out of the statement's plan, which PostgreSQL builds at every execution, taken or not.
+CREATE OR REPLACE FUNCTION pgbisync.upsert_conflict(table_name text, conflict_type text, x xid, key jsonb,
+  local_row jsonb, remote_row jsonb, remote_commit_time timestamptz, remote_node text, this_node text,
+  policy text, wins text)
+RETURNS boolean LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+  t timestamptz := pgbisync.version_time(x);
+  n text := CASE WHEN x = xid(pg_current_xact_id_if_assigned()) THEN remote_node
+    ELSE pgbisync.version_node(x, this_node) END;
+BEGIN
+  RETURN pgbisync.record_conflict(table_name, conflict_type, key, local_row, t, n, remote_row,
+    remote_commit_time, remote_node,
+    CASE WHEN pgbisync.incoming_wins(wins, remote_commit_time, remote_node, t, n) THEN 'apply_remote' ELSE 'keep_local' END,
+    policy);
+END $$;
+-- The applier's one-row upsert calls this for a key its snapshot shows no row at, when the key or its
+-- table has a tombstone (key '{}': the table's latest TRUNCATE) or the table's horizon is not older
+-- than the incoming change: whether one of them beats the change (wins: see incoming_wins), which
+-- then stays deleted (conflict update_deleted, keep_deleted, recorded). STABLE: it reads the tombstones
+-- with the calling statement's snapshot, as the statement's own checks do.
+CREATE OR REPLACE FUNCTION pgbisync.insert_blocked(table_name text, key jsonb,
+  remote_commit_time timestamptz, remote_node text, this_node text, policy text, wins text)
+RETURNS boolean LANGUAGE plpgsql STABLE AS $$
+DECLARE
+  b record;
+BEGIN
+  FOR b IN SELECT pgbisync.version_time(s.xmin) AS t,
+      CASE WHEN s.xmin = xid(pg_current_xact_id_if_assigned()) THEN remote_node
+        ELSE pgbisync.version_node(s.xmin, this_node) END AS n
+    FROM pgbisync.tombstones s
+    WHERE s.table_name = insert_blocked.table_name AND s.key IN (insert_blocked.key, '{}'::jsonb)
+  LOOP
+    IF pgbisync.incoming_wins(wins, remote_commit_time, remote_node, b.t, b.n) IS NOT TRUE THEN
+      PERFORM pgbisync.record_conflict(table_name, 'update_deleted', key, NULL, b.t, b.n, NULL,
+        remote_commit_time, remote_node, 'keep_deleted', policy);
+      RETURN true;
+    END IF;
+  END LOOP;
+  -- Tombstones older than the horizon were pruned: a change older than it is refused as they would
+  -- refuse it (no local node).
+  FOR b IN SELECT h.pruned_before AS t FROM pgbisync.tombstone_horizon h
+    WHERE h.table_name = insert_blocked.table_name
+  LOOP
+    IF pgbisync.incoming_wins(wins, remote_commit_time, remote_node, b.t, ''::text) IS NOT TRUE THEN
+      PERFORM pgbisync.record_conflict(table_name, 'update_deleted', key, NULL, b.t, NULL, NULL,
+        remote_commit_time, remote_node, 'keep_deleted', policy);
+      RETURN true;
+    END IF;
+  END LOOP;
+  RETURN false;
+END $$;
 -- The number of conflicts recorded by record_conflict since the last call (and resets it).
 CREATE OR REPLACE FUNCTION pgbisync.take_conflicts() RETURNS int LANGUAGE plpgsql VOLATILE AS $$
 DECLARE

@@ -31,6 +31,9 @@ const SCHEMA_FUNCTIONS = [
   'pgbisync.deleted_meanwhile',
   'pgbisync.record_conflict',
   'pgbisync.take_conflicts',
+  'pgbisync.incoming_wins',
+  'pgbisync.upsert_conflict',
+  'pgbisync.insert_blocked',
 ];
 /** Tables of the pgbisync schema the statements read that older versions lack. */
 const SCHEMA_TABLES = ['pgbisync.tombstone_horizon'];

@@ -21,6 +21,7 @@ import {
   versionNode,
   versionTime,
 } from './row-version-sql.ts';
+import { guardText, insertUnlessDeleted } from './tombstone-checks.ts';
 import { truncateStatement } from './truncate-statement.ts';
 
 /** An event column the target table lacks (the applier adds the source's type to the message). */
@@ -132,7 +133,7 @@ export class TableStatements {
    * later (conflict update_deleted, keep_deleted). A key with a row goes through ON CONFLICT, whose
    * guard runs on the locked, latest version: a version written by the incoming change's own source is
    * replaced without further ado; any other version is a conflict, resolved by the policy and recorded
-   * there (pgbisync.record_conflict), with the version it was compared with. So a new key costs no
+   * there (pgbisync.upsert_conflict), with the version it was compared with. So a new key costs no
    * lookup of an existing version, and the conflict record shows the version the decision was made on.
    * The statement returns one row per conflict it recorded (pgbisync.take_conflicts).
    *
@@ -171,58 +172,14 @@ export class TableStatements {
       nonKey.length === 0
         ? `${quoteIdent(this.table.primaryKey[0] ?? '')} = EXCLUDED.${quoteIdent(this.table.primaryKey[0] ?? '')}`
         : nonKey.map((c) => `${quoteIdent(c)} = EXCLUDED.${quoteIdent(c)}`).join(', ');
-    const wins = (time: string, node: string) => incomingWinsSql(this.#policy, '$1', '$2', time, node);
     const returning = this.table.primaryKey.map((k) => `t.${quoteIdent(k)}`).join(', ');
     const policy = quoteLiteral(this.#policy.policy);
-    const resolution = `CASE WHEN ${wins(versionTime(xmin), versionNode(xmin))} THEN 'apply_remote' ELSE 'keep_local' END`;
-    // The key's tombstone and the table's (key '{}', its latest TRUNCATE: see truncate()) both block,
-    // and so does the table's horizon: tombstones older than it were pruned (../operate/tombstone-pruner.ts),
-    // so a change older than it, for a key this node lacks, is refused as they would refuse it (no local
-    // node). The key's tombstone is a per-row subquery of the INSERT's input (OFFSET 0, see
-    // #existingCte) that finds a tombstone only where it blocks the row, recording that conflict as it
-    // does: one index probe per incoming row, and no tombstone CTE to materialize and scan again (backend
-    // CPU per one-row transaction through the writer, PostgreSQL 18, four alternated runs: 75.5-82.5 ->
-    // 71.5-79 us). The table's truncate tombstone and horizon are the same for every row of the
-    // statement: whether either beats the incoming change is asked once (an uncorrelated subquery, one
-    // InitPlan per execution), and only then row by row, to record each row's conflict. Asked per row,
-    // they took two more index probes per row: 1,000-row transactions through the writer, backend CPU
-    // (three alternated runs): inserts 590-630 -> 520-540 ms, updates 1230-1310 -> 1150-1220 ms per
-    // 100,000 rows. CASE fixes the order of
-    // evaluation, so a conflict is recorded only where its condition holds. (`IS NOT NULL`, not
-    // `OR true`: the planner folds `x OR true` to true and drops the call.)
-    const blocks = (where: string) => `EXISTS (SELECT 1 FROM pgbisync.tombstones b
-                WHERE b.table_name = $4::text AND ${where}
-                  AND CASE WHEN ${wins(VERSION_TIME('b'), VERSION_NODE('b'))} THEN false WHEN ${this.#seen('i')} THEN false
-                    ELSE pgbisync.record_conflict($4::text, 'update_deleted', ${this.#keyJson('i')}, NULL, ${VERSION_TIME('b')}, ${VERSION_NODE('b')},
-                      NULL, $1::timestamptz, $2::text, 'keep_deleted', ${policy}) IS NOT NULL END OFFSET 0)`;
-    const keyBlocks = blocks(`b.key = ${this.#keyJson('i')}`);
-    const truncateBlocks = blocks(`b.key = '{}'::jsonb`);
-    const horizonBlocks = `EXISTS (SELECT 1 FROM pgbisync.tombstone_horizon h
-                WHERE h.table_name = $4::text
-                  AND CASE WHEN ${wins('h.pruned_before', "''::text")} THEN false WHEN ${this.#seen('i')} THEN false
-                    ELSE pgbisync.record_conflict($4::text, 'update_deleted', ${this.#keyJson('i')}, NULL, h.pruned_before, NULL,
-                      NULL, $1::timestamptz, $2::text, 'keep_deleted', ${policy}) IS NOT NULL END OFFSET 0)`;
-    const tableBlocks = `CASE WHEN ${truncateBlocks} THEN true ELSE ${horizonBlocks} END`;
-    // A statement of one row keeps one probe for its key's and the table's tombstone (an IN list) and
-    // the horizon's: asking once is asking per row there, and two probes instead of one cost the
-    // one-row transactions of the bench about 8% (two alternated runs). IS NOT TRUE: where the
-    // comparison is null, the per-row checks above block (their CASE falls to ELSE).
-    const tableMayBlock = `(SELECT EXISTS (SELECT 1 FROM pgbisync.tombstones b
-                  WHERE b.table_name = $4::text AND b.key = '{}'::jsonb AND (${wins(VERSION_TIME('b'), VERSION_NODE('b'))}) IS NOT TRUE)
-                OR EXISTS (SELECT 1 FROM pgbisync.tombstone_horizon h
-                  WHERE h.table_name = $4::text AND (${wins('h.pruned_before', "''::text")}) IS NOT TRUE))`;
-    // Likewise whether the table has any key's tombstone at all, asked once: a table with none (an initial
-    // copy into a new node) skips the per-row probe and its key's jsonb. Row batches of an initial copy
-    // (2,000 rows per statement, PostgreSQL 15, three alternated runs): 674-877 -> 565-689 ms per 100,000
-    // rows. The per-row probe would see no more than this: both read the statement's snapshot.
     // A copied row at the very version the target holds (a re-copy: resync, an added table, a copy read
     // again after a restart or a hand-back) is that version: nothing to write, unless a repair of the
     // key is pending (a partial update dated the row by the source but left other values).
     const sameVersionCopy = `(${versionTime(xmin)} IS DISTINCT FROM $1::timestamptz
                 OR EXISTS (SELECT 1 FROM pgbisync.conflicts c WHERE c.resolution = 'needs_repair'
                   AND c.remote_node = $2::text AND c.table_name = $4::text AND c.key = ${this.#keyJson('t')}))`;
-    const keyMayBlock = `(SELECT EXISTS (SELECT 1 FROM pgbisync.tombstones b
-                  WHERE b.table_name = $4::text AND b.key <> '{}'::jsonb))`;
     // `s` (#upsertResult) is read before the first insert: after, it would step over the new index entries.
     const ranged = this.#ranged(one);
     const rangeFirst = ranged ? ' AND (SELECT s.seen FROM s) IS NOT NULL' : '';
@@ -231,18 +188,12 @@ export class TableStatements {
       : '';
     return `${range}
       w AS (INSERT INTO ${this.#qualified} AS t (${cols}) SELECT ${cols} FROM i
-            WHERE ${
-              one
-                ? `CASE WHEN ${blocks(`b.key IN (${this.#keyJson('i')}, '{}'::jsonb)`)} THEN false WHEN ${horizonBlocks} THEN false ELSE ${insertMayGoOn} END`
-                : `CASE WHEN CASE WHEN ${keyMayBlock} THEN ${keyBlocks} ELSE false END THEN false
-              WHEN CASE WHEN ${tableMayBlock} THEN ${tableBlocks} ELSE false END THEN false ELSE ${insertMayGoOn} END`
-            }${rangeFirst}
+            WHERE ${insertUnlessDeleted({ policy: this.#policy, one, key: this.#keyJson('i'), seen: this.#seen('i'), insertMayGoOn })}${rangeFirst}
             ON CONFLICT (${pk}) DO UPDATE SET ${set}
               WHERE CASE WHEN ${versionNode(xmin)} = $2::text THEN ${op === 'r' ? sameVersionCopy : 'true'}
-                ELSE pgbisync.record_conflict($4::text, ${quoteLiteral(op === 'u' ? 'update_origin_differs' : 'insert_exists')},
-                  ${this.#keyJson('t')}, to_jsonb(t.*), ${versionTime(xmin)}, ${versionNode(xmin)},
-                  (SELECT to_jsonb(r.*) FROM i r WHERE ${this.#keyJoin('r', 'EXCLUDED')}), $1::timestamptz, $2::text,
-                  ${resolution}, ${policy}) END
+                ELSE pgbisync.upsert_conflict($4::text, ${quoteLiteral(op === 'u' ? 'update_origin_differs' : 'insert_exists')},
+                  ${xmin}, ${this.#keyJson('t')}, to_jsonb(t.*), (SELECT to_jsonb(r.*) FROM i r WHERE ${this.#keyJoin('r', 'EXCLUDED')}),
+                  $1::timestamptz, $2::text, $3::text, ${policy}, ${guardText(this.#policy)}) END
             RETURNING ${returning}, ${partitioned ? 'false' : 't.xmax = 0'} AS "~inserted")`;
   }
 
