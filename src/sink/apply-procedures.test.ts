@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { withProgress } from '../offsets/apply-progress.ts';
 import { ApplyProcedures, countingInto, rewriteParams, scalarValues } from './apply-procedures.ts';
+import { TableStatements } from './statement-builder.ts';
 
 const row = (n: number) => `r.c${n}`;
 
@@ -82,5 +84,35 @@ describe('ApplyProcedures', () => {
     assert.equal(grown.name, 'pg_temp.pgbisync_apply_2');
     assert.deepEqual([...grown.index.values()], [1, 2]);
     assert.equal(procedures.procedureFor([ins]), grown);
+  });
+});
+
+describe("the writer's one-row statements", () => {
+  it('qualify for a CALL, each kind, with the progress write in front', () => {
+    // A one-row delete ended with its conflict INSERT and never qualified: every delete broke its run
+    // of one-row transactions and went on its own, with the per-statement costs the CALL saves.
+    const table = new TableStatements(
+      {
+        schema: 'public',
+        table: 'items',
+        primaryKey: ['id'],
+        replicaIdentity: 'd',
+        columns: [
+          { name: 'id', castType: 'bigint' },
+          { name: 'n', castType: 'integer' },
+        ],
+      } as unknown as ConstructorParameters<typeof TableStatements>[0],
+      { policy: 'last-writer-wins' },
+    );
+    const procedures = new ApplyProcedures();
+    for (const [kind, text, params] of [
+      ['insert', table.upsert('c', ['id', 'n'], true), 6],
+      ['update', table.upsert('u', ['id', 'n'], true), 6],
+      ['update with unchanged TOAST', table.update(['id'], true), 5],
+      ['delete', table.delete(true), 5],
+    ] as const) {
+      const values = Array.from({ length: params + 15 }, () => '1');
+      assert.ok(procedures.qualifies({ text: withProgress(text, params), values }), kind);
+    }
   });
 });

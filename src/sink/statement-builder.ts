@@ -259,13 +259,20 @@ export class TableStatements {
     return text;
   }
 
-  /** Delete by primary key, guarded; records a tombstone dated by this transaction. */
+  /**
+   * Delete by primary key, guarded; records a tombstone dated by this transaction. Returns one row per
+   * conflict recorded.
+   */
   delete(one = false): string {
     const cacheKey = one ? 'delete:one' : 'delete:many';
     const cached = this.#cache.get(cacheKey);
     if (cached !== undefined) return cached;
-    const text = `WITH ${this.#inputCte(this.table.primaryKey, one)}, ${this.#deleteCtes('i')}
-      ${this.#conflictInsert('delete_origin_differs', 'NULL::jsonb', 'd')}`;
+    // Ends with a SELECT of the conflicts recorded (one row each), like the upsert: a one-row delete
+    // then runs inside the apply procedure's CALL with the rest of its run (./apply-procedures.ts takes
+    // only that shape); ending with the INSERT itself, it broke the run and went on its own.
+    const text = `WITH ${this.#inputCte(this.table.primaryKey, one)}, ${this.#deleteCtes('i')},
+      c AS (${this.#conflictInsert('delete_origin_differs', 'NULL::jsonb', 'd')} RETURNING 1)
+      SELECT 1 FROM c`;
     this.#cache.set(cacheKey, text);
     return text;
   }
