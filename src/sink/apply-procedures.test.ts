@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { withProgress } from '../offsets/apply-progress.ts';
+import type { CatalogColumn, CatalogTable } from '../pg/table-catalog.ts';
 import { ApplyProcedures, countingInto, rewriteParams, scalarValues } from './apply-procedures.ts';
 import { TableStatements } from './statement-builder.ts';
 
@@ -91,19 +92,22 @@ describe("the writer's one-row statements", () => {
   it('qualify for a CALL, each kind, with the progress write in front', () => {
     // A one-row delete ended with its conflict INSERT and never qualified: every delete broke its run
     // of one-row transactions and went on its own, with the per-statement costs the CALL saves.
-    const table = new TableStatements(
-      {
-        schema: 'public',
-        table: 'items',
-        primaryKey: ['id'],
-        replicaIdentity: 'd',
-        columns: [
-          { name: 'id', castType: 'bigint' },
-          { name: 'n', castType: 'integer' },
-        ],
-      } as unknown as ConstructorParameters<typeof TableStatements>[0],
-      { policy: 'last-writer-wins' },
-    );
+    const column = (name: string, type: string, typeOid: number): CatalogColumn => ({
+      name,
+      type,
+      castType: `"pg_catalog"."${type === 'bigint' ? 'int8' : 'int4'}"`,
+      typeOid,
+      notNull: true,
+      sequenceBacked: false,
+    });
+    const items: CatalogTable = {
+      schema: 'public',
+      table: 'items',
+      columns: [column('id', 'bigint', 20), column('n', 'integer', 23)],
+      primaryKey: ['id'],
+      replicaIdentity: 'default',
+    };
+    const table = new TableStatements(items, { policy: 'last-writer-wins' });
     const procedures = new ApplyProcedures();
     for (const [kind, text, params] of [
       ['insert', table.upsert('c', ['id', 'n'], true), 6],
